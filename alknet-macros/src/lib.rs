@@ -1,0 +1,46 @@
+//! The `#[alk_service]` and `#[alk_type]` attribute macros of alknet.
+//!
+//! Use them through `alknet_runtime`, which re-exports them together with every crate the
+//! generated code names. The macro works in four steps: [`ast`] and [`attr`] parse the
+//! protocol enum, [`model`] turns it into what a service is, [`check`] finds every mistake
+//! (all of them reported at once), and [`render`] writes one artifact per module.
+
+mod ast;
+mod attr;
+mod check;
+mod ctxt;
+mod model;
+mod render;
+
+use proc_macro::TokenStream;
+
+/// Declare a service: see the `alknet_runtime` crate documentation and `docs/guide.md`.
+#[proc_macro_attribute]
+pub fn alk_service(args: TokenStream, input: TokenStream) -> TokenStream {
+    let cx = ctxt::Ctxt::default();
+    let item = match syn::parse::<syn::ItemEnum>(input) {
+        Ok(item) => item,
+        Err(err) => {
+            cx.syn_error(syn::Error::new(
+                err.span(),
+                "#[alk_service] goes on an enum with one variant per operation",
+            ));
+            return cx.into_compile_errors().into();
+        }
+    };
+    let service_attrs = attr::ServiceAttrs::parse(&cx, args.into(), &item);
+    let container = ast::Container::from_enum(&cx, item);
+    let service = model::Service::new(&cx, service_attrs, container);
+    check::check(&cx, &service);
+    if cx.has_errors() {
+        return cx.into_compile_errors().into();
+    }
+    render::service(&service).into()
+}
+
+/// Derive `Serialize`, `Deserialize` and `JsonSchema` through `alknet_runtime`'s re-exports,
+/// for outputs, items and error details in crates that depend on `alknet_runtime` alone.
+#[proc_macro_attribute]
+pub fn alk_type(args: TokenStream, input: TokenStream) -> TokenStream {
+    render::alk_type(args.into(), input.into()).into()
+}

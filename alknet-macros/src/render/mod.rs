@@ -1,0 +1,55 @@
+//! Writes the artifacts of a checked service, one module each.
+
+mod client;
+mod handler;
+mod registration;
+mod schema;
+mod types;
+
+use proc_macro2::TokenStream;
+use quote::quote;
+
+use crate::model::Service;
+
+pub fn service(service: &Service) -> TokenStream {
+    let types = types::render(service);
+    let handler = handler::render(service);
+    let registration = registration::render(service);
+    let client = client::render(service);
+    quote! {
+        #types
+        #handler
+        #registration
+        #client
+    }
+}
+
+pub fn alk_type(args: TokenStream, item: TokenStream) -> TokenStream {
+    let runtime: syn::Path = if args.is_empty() {
+        syn::parse_quote!(::alknet_runtime)
+    } else {
+        match syn::parse2::<syn::LitStr>(args).and_then(|lit| lit.parse()) {
+            Ok(path) => path,
+            Err(err) => {
+                return syn::Error::new(err.span(), "#[alk_type] takes no arguments, or the runtime's path as a string, such as \"::alknet_runtime\"")
+                    .to_compile_error();
+            }
+        }
+    };
+    let derives = wire_derives(&runtime);
+    quote! {
+        #derives
+        #item
+    }
+}
+
+/// The serde and schemars derives, reaching both crates through the runtime.
+fn wire_derives(runtime: &syn::Path) -> TokenStream {
+    let serde = quote!(#runtime::serde).to_string().replace(' ', "");
+    let schemars = quote!(#runtime::schemars).to_string().replace(' ', "");
+    quote! {
+        #[derive(#runtime::serde::Serialize, #runtime::serde::Deserialize, #runtime::schemars::JsonSchema)]
+        #[serde(crate = #serde)]
+        #[schemars(crate = #schemars)]
+    }
+}

@@ -1,0 +1,115 @@
+//! The request types, the protocol enum that carries them, and the response enum.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+
+use crate::ast::Shape;
+use crate::model::Service;
+
+pub fn render(service: &Service) -> TokenStream {
+    let rt = &service.runtime;
+    let vis = &service.vis;
+    let protocol = &service.ident;
+    let response = service.response_ident();
+    let derives = super::wire_derives(rt);
+    let service_docs = &service.docs.attrs;
+    let protocol_attrs = &service.attrs;
+
+    let requests = service.operations.iter().map(|op| {
+        let docs = &op.docs.attrs;
+        let ident = &op.variant;
+        let body = match &op.shape {
+            Shape::Wrapped(_) => return quote!(),
+            Shape::Unit => quote!({}),
+            Shape::Named(fields) => {
+                let fields = fields.iter().map(|field| {
+                    let documented = field.attrs.iter().any(|a| a.path().is_ident("doc"));
+                    let allow = (!documented).then(|| quote!(#[allow(missing_docs)]));
+                    let attrs = &field.attrs;
+                    let name = &field.ident;
+                    let ty = &field.ty;
+                    quote!(#allow #(#attrs)* pub #name: #ty)
+                });
+                quote!({ #(#fields,)* })
+            }
+        };
+        quote! {
+            #(#docs)*
+            #[derive(Debug, Clone)]
+            #derives
+            #vis struct #ident #body
+        }
+    });
+
+    let variants = service.operations.iter().map(|op| {
+        let docs = &op.docs.attrs;
+        let ident = &op.variant;
+        let request = &op.request;
+        quote!(#(#docs)* #ident(#request))
+    });
+
+    let response_variants = service.operations.iter().map(|op| {
+        let ident = &op.variant;
+        let output = &op.output;
+        quote!(#ident(#output))
+    });
+
+    let operation_impls = service.operations.iter().map(|op| {
+        let variant = &op.variant;
+        let request = &op.request;
+        let output = &op.output;
+        let index = op.index;
+        let name = &op.name;
+        let kind = if op.is_subscription() {
+            quote!(StreamingOperation)
+        } else {
+            quote!(UnaryOperation)
+        };
+        quote! {
+            impl #rt::Operation for #request {
+                type Protocol = #protocol;
+                type Output = #output;
+                const INDEX: usize = #index;
+                const NAME: &'static str = #name;
+
+                #[allow(unreachable_patterns)]
+                fn output(response: #response) -> ::core::option::Option<#output> {
+                    match response {
+                        #response::#variant(output) => ::core::option::Option::Some(output),
+                        _ => ::core::option::Option::None,
+                    }
+                }
+            }
+
+            impl #rt::#kind for #request {}
+
+            impl ::core::convert::From<#request> for #protocol {
+                fn from(request: #request) -> Self {
+                    #protocol::#variant(request)
+                }
+            }
+        }
+    });
+
+    let response_doc = format!(" The outputs of [`{protocol}`], one variant per operation.");
+    quote! {
+        #(#requests)*
+
+        #(#service_docs)*
+        #(#protocol_attrs)*
+        #derives
+        #[derive(Debug)]
+        #vis enum #protocol {
+            #(#variants,)*
+        }
+
+        #[doc = #response_doc]
+        #[doc(hidden)]
+        #[derive(Debug)]
+        #vis enum #response {
+            #(#[allow(missing_docs)] #response_variants,)*
+        }
+
+        #(#operation_impls)*
+    }
+}

@@ -1,0 +1,198 @@
+//! What a handler knows about the call it serves: [`OperationContext`].
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::env::{EnvShared, Origin};
+use crate::{Identity, OperationEnv, OperationSpec, RequestId, ServiceSpec};
+
+/// The context of one call, handed to its handler.
+///
+/// Cheap to clone. A handler makes nested calls through [`OperationContext::env`]: they get
+/// a fresh request id, this call as their parent, fresh metadata, a deadline no later than
+/// this one's, and the identity the service's composition authority gives them.
+///
+/// ```
+/// use alknet_runtime::prelude::*;
+///
+/// async fn log_call(ctx: &OperationContext) {
+///     let who = ctx.identity().map_or("anonymous", |i| i.id.as_str());
+///     println!("{} called {} ({})", who, ctx.operation().id, ctx.request_id());
+/// }
+/// ```
+#[derive(Clone)]
+pub struct OperationContext(Arc<ContextInner>);
+
+struct ContextInner {
+    request_id: RequestId,
+    parent: Option<OperationContext>,
+    identity: Option<Arc<Identity>>,
+    forwarded_for: Option<Arc<str>>,
+    metadata: Option<Arc<Map<String, Value>>>,
+    env: Arc<EnvShared>,
+    service: usize,
+    operation: usize,
+    deadline: Option<Instant>,
+    /// Made on first use: most calls are never cancelled and never spawn nested calls.
+    cancellation: OnceLock<CancellationToken>,
+}
+
+/// The parts of a new context that depend on who is calling.
+pub(crate) struct ContextParts {
+    pub(crate) request_id: RequestId,
+    pub(crate) parent: Option<OperationContext>,
+    pub(crate) identity: Option<Arc<Identity>>,
+    pub(crate) forwarded_for: Option<Arc<str>>,
+    pub(crate) metadata: Option<Arc<Map<String, Value>>>,
+    pub(crate) deadline: Option<Instant>,
+}
+
+impl OperationContext {
+    pub(crate) fn new(
+        env: Arc<EnvShared>,
+        service: usize,
+        operation: usize,
+        parts: ContextParts,
+    ) -> Self {
+        OperationContext(Arc::new(ContextInner {
+            request_id: parts.request_id,
+            parent: parts.parent,
+            identity: parts.identity,
+            forwarded_for: parts.forwarded_for,
+            metadata: parts.metadata,
+            env,
+            service,
+            operation,
+            deadline: parts.deadline,
+            cancellation: OnceLock::new(),
+        }))
+    }
+
+    /// This call's id: unique per call, never derived from the input.
+    pub fn request_id(&self) -> RequestId {
+        self.0.request_id
+    }
+
+    /// The id of the call that made this one, for a nested call.
+    pub fn parent_request_id(&self) -> Option<RequestId> {
+        self.0.parent.as_ref().map(OperationContext::request_id)
+    }
+
+    /// Whether this is a nested call made by another operation's handler (the seeds'
+    /// `trusted` flag; a fact to read, never a skip of access control).
+    pub fn is_nested(&self) -> bool {
+        self.0.parent.is_some()
+    }
+
+    /// The identity the call runs with: the outside caller's, or for a nested call the
+    /// calling service's composition authority.
+    pub fn identity(&self) -> Option<&Identity> {
+        self.0.identity.as_deref()
+    }
+
+    pub(crate) fn identity_arc(&self) -> Option<Arc<Identity>> {
+        self.0.identity.clone()
+    }
+
+    /// Who the call was forwarded for, as the adapter was told. For audit only: access
+    /// control never reads it.
+    pub fn forwarded_for(&self) -> Option<&str> {
+        self.0.forwarded_for.as_deref()
+    }
+
+    pub(crate) fn forwarded_for_arc(&self) -> Option<Arc<str>> {
+        self.0.forwarded_for.clone()
+    }
+
+    /// Metadata the adapter attached to this call; empty for nested calls.
+    pub fn metadata(&self) -> &Map<String, Value> {
+        static EMPTY: OnceLock<Map<String, Value>> = OnceLock::new();
+        self.0
+            .metadata
+            .as_deref()
+            .unwrap_or_else(|| EMPTY.get_or_init(Map::new))
+    }
+
+    /// The environment for nested calls made on behalf of this one.
+    pub fn env(&self) -> OperationEnv {
+        OperationEnv::from_parts(self.0.env.clone(), Origin::Nested(self.clone()))
+    }
+
+    /// The spec of the operation being served.
+    pub fn operation(&self) -> &OperationSpec {
+        &self.service().operations[self.0.operation]
+    }
+
+    /// The spec of the service the operation belongs to.
+    pub fn service(&self) -> &ServiceSpec {
+        &self.0.env.services[self.0.service].spec
+    }
+
+    pub(crate) fn service_index(&self) -> usize {
+        self.0.service
+    }
+
+    /// When the call must be done, if it has a deadline.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.0.deadline
+    }
+
+    /// How long is left before the deadline, if the call has one.
+    pub fn remaining(&self) -> Option<Duration> {
+        self.0
+            .deadline
+            .map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
+    /// A token cancelled when this call is dropped, aborted or finished, or when its parent
+    /// is; handlers that spawn work tie it to this.
+    pub fn cancellation_token(&self) -> CancellationToken {
+        self.0
+            .cancellation
+            .get_or_init(|| match &self.0.parent {
+                Some(parent) => parent.cancellation_token().child_token(),
+                None => CancellationToken::new(),
+            })
+            .clone()
+    }
+
+    /// Whether the call has been cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        match self.0.cancellation.get() {
+            Some(token) => token.is_cancelled(),
+            None => self
+                .0
+                .parent
+                .as_ref()
+                .is_some_and(OperationContext::is_cancelled),
+        }
+    }
+
+    /// Resolves when the call is cancelled.
+    pub async fn cancelled(&self) {
+        self.cancellation_token().cancelled_owned().await
+    }
+
+    /// Cancel this call's nested calls, if any were made that could observe it.
+    pub(crate) fn cancel(&self) {
+        if let Some(token) = self.0.cancellation.get() {
+            token.cancel();
+        }
+    }
+}
+
+impl std::fmt::Debug for OperationContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OperationContext")
+            .field("request_id", &self.0.request_id)
+            .field("parent_request_id", &self.parent_request_id())
+            .field("operation", &self.operation().id)
+            .field("identity", &self.identity().map(|i| &i.id))
+            .field("deadline", &self.0.deadline)
+            .finish()
+    }
+}

@@ -1,0 +1,723 @@
+//! [`OperationEnv`]: namespace + operation -> invoke(input) -> [`ResponseEnvelope`], whatever
+//! path serves the operation.
+
+use std::fmt;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::stream::BoxStream;
+use futures::{FutureExt, Stream, StreamExt};
+use rustc_hash::FxHashMap;
+use serde_json::{Map, Value};
+use tokio::time::Instant;
+
+use crate::context::ContextParts;
+use crate::service::{Backend, TypedBackend};
+use crate::{
+    CallError, Identity, ItemStream, LocalService, OperationContext, OperationSpec, Protocol,
+    RequestId, ResponseEnvelope, ServiceSpec, StreamingOperation, UnaryOperation,
+};
+
+/// Namespaces the runtime keeps for its own operations.
+const RESERVED_NAMESPACES: [&str; 1] = ["services"];
+
+/// The environment every operation is called through.
+///
+/// Built once per node with [`OperationEnv::builder`]; cheap to clone. Adapters call it on
+/// behalf of outside callers ([`OperationEnv::with_caller`]); handlers call it through
+/// [`OperationContext::env`] for nested calls. Which path serves a namespace is decided at
+/// assembly, never by the handlers.
+///
+/// ```
+/// use alknet_runtime::prelude::*;
+/// use alknet_example::{EchoProtocol, EchoService};
+/// use serde_json::json;
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let env = OperationEnv::builder()
+///     .local(EchoProtocol::local(EchoService::default()))
+///     .build()
+///     .unwrap();
+///
+/// // JSON, as adapters call it:
+/// let reply = env.invoke("echo", "say", json!({"text": "hi"})).await;
+/// assert_eq!(reply.result.unwrap(), json!({"text": "hi", "count": 1}));
+///
+/// // Typed, with no JSON on the local path:
+/// let echo = alknet_example::EchoClient::new(env.clone());
+/// assert_eq!(echo.say("hi".into()).await.unwrap().text, "hi");
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct OperationEnv {
+    shared: Arc<EnvShared>,
+    origin: Origin,
+}
+
+/// Who calls through an [`OperationEnv`].
+#[derive(Clone)]
+pub(crate) enum Origin {
+    /// An outside caller, as an adapter describes it.
+    External(Arc<ExternalCaller>),
+    /// A handler, making a nested call on behalf of its own call.
+    Nested(OperationContext),
+}
+
+pub(crate) struct ExternalCaller {
+    identity: Option<Arc<Identity>>,
+    forwarded_for: Option<Arc<str>>,
+    metadata: Option<Arc<Map<String, Value>>>,
+    deadline: Option<Instant>,
+}
+
+/// An outside caller, as an adapter resolved it: who it is and what it sent along.
+///
+/// ```
+/// use std::time::Duration;
+/// use alknet_runtime::{Caller, Identity};
+///
+/// let caller = Caller::new()
+///     .identity(Identity::new("user:ada").with_scopes(["orders:read"]))
+///     .forwarded_for("203.0.113.7")
+///     .timeout(Duration::from_secs(5));
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Caller {
+    identity: Option<Identity>,
+    forwarded_for: Option<String>,
+    metadata: Map<String, Value>,
+    deadline: Option<Instant>,
+}
+
+impl Caller {
+    /// An anonymous caller with no deadline.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The caller's authenticated identity.
+    pub fn identity(mut self, identity: Identity) -> Self {
+        self.identity = Some(identity);
+        self
+    }
+
+    /// Who the call was forwarded for (audit only).
+    pub fn forwarded_for(mut self, forwarded_for: impl Into<String>) -> Self {
+        self.forwarded_for = Some(forwarded_for.into());
+        self
+    }
+
+    /// Attach a metadata entry, such as an `x-request-id` the client sent.
+    pub fn metadata(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.metadata.insert(key.into(), value.into());
+        self
+    }
+
+    /// The instant by which calls must be done.
+    pub fn deadline(mut self, deadline: Instant) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// Calls must be done within `timeout` from now.
+    pub fn timeout(self, timeout: Duration) -> Self {
+        self.deadline(Instant::now() + timeout)
+    }
+}
+
+pub(crate) struct EnvShared {
+    pub(crate) services: Vec<ServiceEntry>,
+    by_namespace: FxHashMap<String, usize>,
+}
+
+pub(crate) struct ServiceEntry {
+    pub(crate) spec: ServiceSpec,
+    authority: Option<Arc<Identity>>,
+    by_name: FxHashMap<String, usize>,
+    backend: Arc<dyn Backend>,
+}
+
+/// Why an [`OperationEnv`] could not be built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuildError {
+    /// Two services were mounted on one namespace.
+    DuplicateNamespace(String),
+    /// A service used a namespace the runtime keeps for itself.
+    ReservedNamespace(String),
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BuildError::DuplicateNamespace(ns) => {
+                write!(
+                    f,
+                    "two services are mounted on the namespace `{ns}`; mount each namespace once"
+                )
+            }
+            BuildError::ReservedNamespace(ns) => {
+                write!(
+                    f,
+                    "the namespace `{ns}` is reserved for the runtime's own operations"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+/// Assembles an [`OperationEnv`]: which path serves each namespace.
+#[derive(Default)]
+pub struct OperationEnvBuilder {
+    services: Vec<ServiceEntry>,
+    errors: Vec<BuildError>,
+}
+
+impl OperationEnvBuilder {
+    /// Serve a service in this process, with no serialization on the typed path.
+    pub fn local(mut self, service: LocalService) -> Self {
+        self.mount(service.spec, service.backend);
+        self
+    }
+
+    fn mount(&mut self, spec: ServiceSpec, backend: Arc<dyn Backend>) {
+        if RESERVED_NAMESPACES.contains(&spec.namespace.as_str()) {
+            self.errors
+                .push(BuildError::ReservedNamespace(spec.namespace.clone()));
+        }
+        if self
+            .services
+            .iter()
+            .any(|s| s.spec.namespace == spec.namespace)
+        {
+            self.errors
+                .push(BuildError::DuplicateNamespace(spec.namespace.clone()));
+        }
+        let by_name = spec
+            .operations
+            .iter()
+            .enumerate()
+            .map(|(index, op)| (op.name.clone(), index))
+            .collect();
+        self.services.push(ServiceEntry {
+            authority: spec.authority.clone().map(Arc::new),
+            spec,
+            by_name,
+            backend,
+        });
+    }
+
+    /// Finish assembly. Fails on the first mistake found, such as a namespace mounted twice.
+    pub fn build(mut self) -> Result<OperationEnv, BuildError> {
+        if !self.errors.is_empty() {
+            return Err(self.errors.remove(0));
+        }
+        let by_namespace = self
+            .services
+            .iter()
+            .enumerate()
+            .map(|(index, s)| (s.spec.namespace.clone(), index))
+            .collect();
+        let shared = Arc::new(EnvShared {
+            services: self.services,
+            by_namespace,
+        });
+        Ok(OperationEnv::from_parts(
+            shared,
+            Origin::External(Arc::new(ExternalCaller {
+                identity: None,
+                forwarded_for: None,
+                metadata: None,
+                deadline: None,
+            })),
+        ))
+    }
+}
+
+impl OperationEnv {
+    /// Start assembling an environment.
+    pub fn builder() -> OperationEnvBuilder {
+        OperationEnvBuilder::default()
+    }
+
+    pub(crate) fn from_parts(shared: Arc<EnvShared>, origin: Origin) -> Self {
+        OperationEnv { shared, origin }
+    }
+
+    /// The same environment, calling on behalf of an outside `caller`. Adapters use this
+    /// once per request, after resolving who is asking.
+    pub fn with_caller(&self, caller: Caller) -> OperationEnv {
+        let metadata = (!caller.metadata.is_empty()).then(|| Arc::new(caller.metadata));
+        OperationEnv::from_parts(
+            self.shared.clone(),
+            Origin::External(Arc::new(ExternalCaller {
+                identity: caller.identity.map(Arc::new),
+                forwarded_for: caller.forwarded_for.map(Arc::from),
+                metadata,
+                deadline: caller.deadline,
+            })),
+        )
+    }
+
+    /// Every mounted service.
+    pub fn services(&self) -> impl Iterator<Item = &ServiceSpec> {
+        self.shared.services.iter().map(|s| &s.spec)
+    }
+
+    /// Every operation of every mounted service, internal ones included.
+    pub fn operations(&self) -> impl Iterator<Item = &OperationSpec> {
+        self.services().flat_map(|s| s.operations.iter())
+    }
+
+    /// The spec of `namespace/operation`, if it is mounted.
+    pub fn spec(&self, namespace: &str, operation: &str) -> Option<&OperationSpec> {
+        let (service, index) = self.lookup(namespace, operation)?;
+        Some(&self.shared.services[service].spec.operations[index])
+    }
+
+    /// Call a query or mutation with JSON input.
+    ///
+    /// A missing or mistyped input field is `INVALID_INPUT` naming the field; an unknown
+    /// operation is `NOT_FOUND`; a subscription is `INVALID_OPERATION_TYPE`. `null` input
+    /// stands for `{}`.
+    pub async fn invoke(&self, namespace: &str, operation: &str, input: Value) -> ResponseEnvelope {
+        let request_id = RequestId::next();
+        let result = self
+            .invoke_json(request_id, namespace, operation, input)
+            .await;
+        ResponseEnvelope { request_id, result }
+    }
+
+    async fn invoke_json(
+        &self,
+        request_id: RequestId,
+        namespace: &str,
+        operation: &str,
+        input: Value,
+    ) -> Result<Value, CallError> {
+        let (service, index) = self.resolve(namespace, operation)?;
+        let entry = &self.shared.services[service];
+        if entry.spec.operations[index].is_subscription() {
+            return Err(wrong_kind(
+                &entry.spec.operations[index],
+                "invoked",
+                "subscribe to it",
+            ));
+        }
+        let ctx = self.admit(request_id, service, index)?;
+        run(
+            ctx.clone(),
+            entry.backend.invoke(ctx, index, no_input_as_empty(input)),
+        )
+        .await
+    }
+
+    /// Subscribe to a subscription with JSON input. Errors before the first item (unknown
+    /// operation, access, input) come as the stream's only item.
+    pub async fn subscribe(&self, namespace: &str, operation: &str, input: Value) -> Subscription {
+        let request_id = RequestId::next();
+        let items = match self
+            .subscribe_json(request_id, namespace, operation, input)
+            .await
+        {
+            Ok(items) => items,
+            Err(err) => futures::stream::once(futures::future::ready(Err(err))).boxed(),
+        };
+        Subscription { request_id, items }
+    }
+
+    async fn subscribe_json(
+        &self,
+        request_id: RequestId,
+        namespace: &str,
+        operation: &str,
+        input: Value,
+    ) -> Result<BoxStream<'static, Result<Value, CallError>>, CallError> {
+        let (service, index) = self.resolve(namespace, operation)?;
+        let entry = &self.shared.services[service];
+        if !entry.spec.operations[index].is_subscription() {
+            return Err(wrong_kind(
+                &entry.spec.operations[index],
+                "subscribed to",
+                "invoke it",
+            ));
+        }
+        let ctx = self.admit(request_id, service, index)?;
+        let items = run(
+            ctx.clone(),
+            entry
+                .backend
+                .subscribe(ctx.clone(), index, no_input_as_empty(input)),
+        )
+        .await?;
+        Ok(Guarded::new(ctx, items).boxed())
+    }
+
+    /// Call a query or mutation with its typed request. On the local path no JSON is
+    /// involved; on other paths the request is encoded at the boundary.
+    pub async fn call<R: UnaryOperation>(&self, request: R) -> Result<R::Output, CallError> {
+        let request_id = RequestId::next();
+        let service = self.resolve_namespace(<R::Protocol as Protocol>::NAMESPACE)?;
+        let entry = &self.shared.services[service];
+        if let Some(typed) = entry
+            .backend
+            .as_any()
+            .downcast_ref::<TypedBackend<R::Protocol>>()
+        {
+            let ctx = self.admit(request_id, service, R::INDEX)?;
+            let response = run(ctx.clone(), typed.dispatch.call(ctx, request.into())).await?;
+            return R::output(response).ok_or_else(|| mismatched_response(R::NAME));
+        }
+        let input = encode_request(&request)?;
+        let output = self
+            .invoke_json(request_id, &entry.spec.namespace, R::NAME, input)
+            .await?;
+        decode_output(output)
+    }
+
+    /// Subscribe with a typed request; items arrive typed.
+    pub async fn stream<R: StreamingOperation>(
+        &self,
+        request: R,
+    ) -> Result<ItemStream<R::Output>, CallError> {
+        let request_id = RequestId::next();
+        let service = self.resolve_namespace(<R::Protocol as Protocol>::NAMESPACE)?;
+        let entry = &self.shared.services[service];
+        if let Some(typed) = entry
+            .backend
+            .as_any()
+            .downcast_ref::<TypedBackend<R::Protocol>>()
+        {
+            let ctx = self.admit(request_id, service, R::INDEX)?;
+            let items = run(
+                ctx.clone(),
+                typed.dispatch.subscribe(ctx.clone(), request.into()),
+            )
+            .await?;
+            let items = items.map(|item| {
+                item.and_then(|r| R::output(r).ok_or_else(|| mismatched_response(R::NAME)))
+            });
+            return Ok(Box::pin(Guarded::new(ctx, items)));
+        }
+        let input = encode_request(&request)?;
+        let items = self
+            .subscribe_json(request_id, &entry.spec.namespace, R::NAME, input)
+            .await?;
+        Ok(Box::pin(items.map(|item| item.and_then(decode_output))))
+    }
+
+    fn lookup(&self, namespace: &str, operation: &str) -> Option<(usize, usize)> {
+        let service = *self.shared.by_namespace.get(namespace)?;
+        let index = *self.shared.services[service].by_name.get(operation)?;
+        Some((service, index))
+    }
+
+    fn resolve(&self, namespace: &str, operation: &str) -> Result<(usize, usize), CallError> {
+        self.lookup(namespace, operation)
+            .ok_or_else(|| no_such_operation(namespace, operation))
+    }
+
+    fn resolve_namespace(&self, namespace: &str) -> Result<usize, CallError> {
+        self.shared
+            .by_namespace
+            .get(namespace)
+            .copied()
+            .ok_or_else(|| {
+                CallError::not_found(format!(
+                    "no service is mounted on the namespace `{namespace}`"
+                ))
+            })
+    }
+
+    /// Decide whether this env's caller may call operation `index` of `service`, and if so
+    /// make the call's context.
+    fn admit(
+        &self,
+        request_id: RequestId,
+        service: usize,
+        index: usize,
+    ) -> Result<OperationContext, CallError> {
+        let entry = &self.shared.services[service];
+        let spec = &entry.spec.operations[index];
+        let parts = match &self.origin {
+            Origin::External(caller) => {
+                if !spec.is_external() {
+                    return Err(no_such_operation(&spec.namespace, &spec.name));
+                }
+                ContextParts {
+                    request_id,
+                    parent: None,
+                    identity: caller.identity.clone(),
+                    forwarded_for: caller.forwarded_for.clone(),
+                    metadata: caller.metadata.clone(),
+                    deadline: caller.deadline,
+                }
+            }
+            Origin::Nested(parent) => {
+                let calling = &self.shared.services[parent.service_index()];
+                if !calling.spec.may_call(&spec.namespace, &spec.name) {
+                    return Err(CallError::not_found(format!(
+                        "the service `{}` may not call `{}`: add it to `calls` in its #[alk_service]",
+                        calling.spec.namespace, spec.id
+                    )));
+                }
+                ContextParts {
+                    request_id,
+                    parent: Some(parent.clone()),
+                    identity: calling.authority.clone().or_else(|| parent.identity_arc()),
+                    forwarded_for: parent.forwarded_for_arc(),
+                    metadata: None,
+                    deadline: parent.deadline(),
+                }
+            }
+        };
+        spec.access.check(parts.identity.as_deref(), &spec.id)?;
+        let deadline = match (parts.deadline, spec.timeout) {
+            (deadline, None) => deadline,
+            (None, Some(timeout)) => Some(Instant::now() + timeout),
+            (Some(deadline), Some(timeout)) => Some(deadline.min(Instant::now() + timeout)),
+        };
+        Ok(OperationContext::new(
+            self.shared.clone(),
+            service,
+            index,
+            ContextParts { deadline, ..parts },
+        ))
+    }
+}
+
+impl fmt::Debug for OperationEnv {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OperationEnv")
+            .field(
+                "namespaces",
+                &self.services().map(|s| &s.namespace).collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// The items of a subscription started with [`OperationEnv::subscribe`].
+///
+/// Ends after the first error. Dropping it stops the producer and cancels the
+/// subscription's nested calls.
+pub struct Subscription {
+    request_id: RequestId,
+    items: BoxStream<'static, Result<Value, CallError>>,
+}
+
+impl Subscription {
+    /// The subscription's request id.
+    pub fn request_id(&self) -> RequestId {
+        self.request_id
+    }
+}
+
+impl Stream for Subscription {
+    type Item = Result<Value, CallError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.items.poll_next_unpin(cx)
+    }
+}
+
+impl fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscription")
+            .field("request_id", &self.request_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Runs a call's future under its context: the deadline, cancellation by the parent, a
+/// panic turned into `INTERNAL`, undeclared error codes turned into `INTERNAL`, and, when
+/// the future ends or is dropped, cancellation of whatever nested calls it left behind.
+async fn run<T>(
+    ctx: OperationContext,
+    call: impl Future<Output = Result<T, CallError>>,
+) -> Result<T, CallError> {
+    let _cancel_on_drop = CancelOnDrop(&ctx);
+    let call = AssertUnwindSafe(call).catch_unwind();
+    let call = async {
+        match ctx.deadline() {
+            None => call.await,
+            Some(deadline) => tokio::time::timeout_at(deadline, call)
+                .await
+                .unwrap_or_else(|_| Ok(Err(deadline_passed(&ctx)))),
+        }
+    };
+    let outcome = if ctx.is_nested() {
+        let token = ctx.cancellation_token();
+        tokio::select! {
+            biased;
+            _ = token.cancelled() => Ok(Err(CallError::aborted(format!(
+                "`{}` was cancelled because the call that made it ended", ctx.operation().id
+            )))),
+            outcome = call => outcome,
+        }
+    } else {
+        call.await
+    };
+    match outcome {
+        Ok(result) => result.map_err(|err| vet_error(&ctx, err)),
+        Err(panic) => Err(panicked(&ctx, panic)),
+    }
+}
+
+struct CancelOnDrop<'a>(&'a OperationContext);
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+/// A subscription's item stream under its context: panics and undeclared codes become
+/// `INTERNAL`, the stream ends after an error or when the parent call is cancelled, and
+/// dropping it cancels the subscription's nested calls.
+struct Guarded<S> {
+    ctx: OperationContext,
+    items: Option<S>,
+    cancelled: Option<Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>>,
+}
+
+impl<S> Guarded<S> {
+    fn new(ctx: OperationContext, items: S) -> Self {
+        let cancelled = ctx
+            .is_nested()
+            .then(|| Box::pin(ctx.cancellation_token().cancelled_owned()));
+        Guarded {
+            ctx,
+            items: Some(items),
+            cancelled,
+        }
+    }
+}
+
+impl<T, S: Stream<Item = Result<T, CallError>> + Unpin> Stream for Guarded<S> {
+    type Item = Result<T, CallError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        let Some(items) = this.items.as_mut() else {
+            return Poll::Ready(None);
+        };
+        if let Some(cancelled) = this.cancelled.as_mut()
+            && cancelled.as_mut().poll(cx).is_ready()
+        {
+            this.items = None;
+            return Poll::Ready(Some(Err(CallError::aborted(format!(
+                "`{}` was cancelled because the call that made it ended",
+                this.ctx.operation().id
+            )))));
+        }
+        let polled = std::panic::catch_unwind(AssertUnwindSafe(|| items.poll_next_unpin(cx)));
+        let item = match polled {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(None)) => None,
+            Ok(Poll::Ready(Some(Ok(item)))) => return Poll::Ready(Some(Ok(item))),
+            Ok(Poll::Ready(Some(Err(err)))) => Some(Err(vet_error(&this.ctx, err))),
+            Err(panic) => Some(Err(panicked(&this.ctx, panic))),
+        };
+        this.items = None;
+        this.ctx.cancel();
+        Poll::Ready(item)
+    }
+}
+
+impl<S> Drop for Guarded<S> {
+    fn drop(&mut self) {
+        self.ctx.cancel();
+    }
+}
+
+/// Keep protocol codes and declared domain codes; anything else becomes `INTERNAL`.
+fn vet_error(ctx: &OperationContext, err: CallError) -> CallError {
+    let spec = ctx.operation();
+    if err.is_protocol_error() || spec.error(&err.code).is_some() {
+        return err;
+    }
+    tracing::warn!(
+        request_id = %ctx.request_id(),
+        operation = %spec.id,
+        code = %err.code,
+        "handler returned an error code its operation does not declare"
+    );
+    CallError::internal(format!(
+        "`{}` failed with the undeclared error code `{}`",
+        spec.id, err.code
+    ))
+    .with_details(serde_json::json!({
+        "original_code": err.code,
+        "original_message": err.message,
+        "original_details": err.details,
+    }))
+}
+
+fn panicked(ctx: &OperationContext, panic: Box<dyn std::any::Any + Send>) -> CallError {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    tracing::error!(
+        request_id = %ctx.request_id(),
+        operation = %ctx.operation().id,
+        panic = %message,
+        "handler panicked"
+    );
+    CallError::internal(format!(
+        "`{}` failed unexpectedly (request {})",
+        ctx.operation().id,
+        ctx.request_id()
+    ))
+}
+
+fn deadline_passed(ctx: &OperationContext) -> CallError {
+    CallError::timeout(format!(
+        "`{}` did not finish before its deadline",
+        ctx.operation().id
+    ))
+}
+
+fn no_such_operation(namespace: &str, operation: &str) -> CallError {
+    CallError::not_found(format!("there is no operation `{namespace}/{operation}`"))
+}
+
+fn wrong_kind(spec: &OperationSpec, done: &str, instead: &str) -> CallError {
+    CallError::invalid_operation_type(format!(
+        "`{}` is a {} and cannot be {done}; {instead} instead",
+        spec.id,
+        spec.kind.as_str()
+    ))
+}
+
+fn mismatched_response(operation: &str) -> CallError {
+    CallError::internal(format!(
+        "the service answered `{operation}` with another operation's output"
+    ))
+}
+
+fn no_input_as_empty(input: Value) -> Value {
+    match input {
+        Value::Null => Value::Object(Map::new()),
+        input => input,
+    }
+}
+
+fn encode_request(request: &impl serde::Serialize) -> Result<Value, CallError> {
+    serde_json::to_value(request).map_err(|e| {
+        CallError::invalid_input(format!("the request could not be encoded as JSON: {e}"))
+    })
+}
+
+fn decode_output<T: serde::de::DeserializeOwned>(output: Value) -> Result<T, CallError> {
+    serde_json::from_value(output).map_err(|e| {
+        CallError::internal(format!("the output did not match its declared type: {e}"))
+    })
+}

@@ -1,0 +1,296 @@
+//! The contract between `#[alk_service]` and the runtime: [`Protocol`], [`Operation`],
+//! [`Dispatch`], and [`LocalService`], the in-process dispatch entry.
+
+use std::any::Any;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::{FutureExt, Stream, StreamExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::{
+    AccessControl, CallError, ErrorDef, Identity, OperationContext, OperationKind, OperationSpec,
+    ResourceGrant, ResourceRule, ServiceSpec, Visibility,
+};
+
+/// The items of a subscription, as a handler returns them.
+///
+/// ```
+/// use alknet_runtime::{CallError, ItemStream};
+/// use alknet_runtime::futures::stream;
+///
+/// let items: ItemStream<u32> = Box::pin(stream::iter([Ok(1), Ok(2)]));
+/// ```
+pub type ItemStream<T> = Pin<Box<dyn Stream<Item = Result<T, CallError>> + Send + 'static>>;
+
+/// A service's protocol enum, as `#[alk_service]` rewrites it: one variant per operation,
+/// each carrying that operation's request type.
+pub trait Protocol: Sized + Send + 'static {
+    /// The service's namespace.
+    const NAMESPACE: &'static str;
+    /// One variant per operation, carrying its output (or, for a subscription, one item).
+    type Response: Send + 'static;
+
+    /// What the macro read from the declaration.
+    fn declaration() -> &'static ServiceDecl;
+    /// The index, in declaration order, of the operation this request is for.
+    fn operation_index(&self) -> usize;
+    /// Decode the JSON input of operation `index`.
+    fn decode(index: usize, input: Value) -> Result<Self, CallError>;
+    /// Encode an output (or item) as JSON.
+    fn encode(response: Self::Response) -> Result<Value, CallError>;
+}
+
+/// A request type: one operation of a [`Protocol`].
+pub trait Operation: Serialize + DeserializeOwned + Into<Self::Protocol> + Send + 'static {
+    /// The protocol the operation belongs to.
+    type Protocol: Protocol;
+    /// The output of a query or mutation; the item type of a subscription.
+    type Output: Serialize + DeserializeOwned + Send + 'static;
+    /// The operation's index in declaration order.
+    const INDEX: usize;
+    /// The operation's name within its namespace.
+    const NAME: &'static str;
+
+    /// Take this operation's output out of a response of its protocol.
+    fn output(response: <Self::Protocol as Protocol>::Response) -> Option<Self::Output>;
+}
+
+/// An operation that answers once: a query or a mutation.
+pub trait UnaryOperation: Operation {}
+
+/// An operation that answers with a stream of items: a subscription.
+pub trait StreamingOperation: Operation {}
+
+/// Serves the requests of protocol `P`. `#[alk_service]` implements it over the service's
+/// handler trait; other dispatch paths (irpc, remote) implement it over their transport.
+pub trait Dispatch<P: Protocol>: Send + Sync + 'static {
+    /// Run a query or mutation.
+    fn call(
+        &self,
+        ctx: OperationContext,
+        request: P,
+    ) -> BoxFuture<'_, Result<P::Response, CallError>>;
+
+    /// Run a query or mutation and encode its output as JSON.
+    fn call_json(
+        &self,
+        ctx: OperationContext,
+        request: P,
+    ) -> BoxFuture<'_, Result<Value, CallError>> {
+        let call = self.call(ctx, request);
+        Box::pin(async move { P::encode(call.await?) })
+    }
+
+    /// Start a subscription.
+    fn subscribe(
+        &self,
+        ctx: OperationContext,
+        request: P,
+    ) -> BoxFuture<'_, Result<BoxStream<'static, Result<P::Response, CallError>>, CallError>>;
+}
+
+/// A service's handler, wrapped so that `#[alk_service]` can implement [`Dispatch`] for it.
+#[doc(hidden)]
+pub struct Local<H>(pub H);
+
+/// A service ready to be mounted with [`OperationEnvBuilder::local`]: its spec and its
+/// dispatch entry. Made by the `local` function `#[alk_service]` generates.
+///
+/// [`OperationEnvBuilder::local`]: crate::OperationEnvBuilder::local
+pub struct LocalService {
+    pub(crate) spec: ServiceSpec,
+    pub(crate) backend: Arc<dyn Backend>,
+}
+
+impl LocalService {
+    /// Wrap a dispatcher of protocol `P`.
+    pub fn new<P: Protocol>(dispatch: impl Dispatch<P>) -> Self {
+        LocalService {
+            spec: ServiceSpec::from_declaration(P::declaration()),
+            backend: Arc::new(TypedBackend::<P> {
+                dispatch: Box::new(dispatch),
+            }),
+        }
+    }
+
+    /// The service's spec.
+    pub fn spec(&self) -> &ServiceSpec {
+        &self.spec
+    }
+}
+
+/// A stream of JSON items, as `OperationEnv` hands subscriptions to adapters.
+pub(crate) type ValueStream = BoxStream<'static, Result<Value, CallError>>;
+
+/// A namespace's dispatch path, with the protocol erased so the registry can hold any.
+pub(crate) trait Backend: Send + Sync + 'static {
+    fn invoke(
+        &self,
+        ctx: OperationContext,
+        index: usize,
+        input: Value,
+    ) -> BoxFuture<'_, Result<Value, CallError>>;
+
+    fn subscribe(
+        &self,
+        ctx: OperationContext,
+        index: usize,
+        input: Value,
+    ) -> BoxFuture<'_, Result<ValueStream, CallError>>;
+
+    /// The typed backend behind this path, for calls that skip JSON.
+    fn as_any(&self) -> &dyn Any;
+}
+
+pub(crate) struct TypedBackend<P: Protocol> {
+    pub(crate) dispatch: Box<dyn Dispatch<P>>,
+}
+
+impl<P: Protocol> Backend for TypedBackend<P> {
+    fn invoke(
+        &self,
+        ctx: OperationContext,
+        index: usize,
+        input: Value,
+    ) -> BoxFuture<'_, Result<Value, CallError>> {
+        match P::decode(index, input) {
+            Ok(request) => self.dispatch.call_json(ctx, request),
+            Err(err) => futures::future::ready(Err(err)).boxed(),
+        }
+    }
+
+    fn subscribe(
+        &self,
+        ctx: OperationContext,
+        index: usize,
+        input: Value,
+    ) -> BoxFuture<'_, Result<ValueStream, CallError>> {
+        match P::decode(index, input) {
+            Ok(request) => {
+                let subscription = self.dispatch.subscribe(ctx, request);
+                Box::pin(async move {
+                    let items = subscription.await?;
+                    Ok(items.map(|item| item.and_then(P::encode)).boxed())
+                })
+            }
+            Err(err) => futures::future::ready(Err(err)).boxed(),
+        }
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// What `#[alk_service]` read from a service declaration. Generated code only.
+#[doc(hidden)]
+pub struct ServiceDecl {
+    pub namespace: &'static str,
+    pub version: &'static str,
+    pub description: &'static str,
+    pub authority: Option<AuthorityDecl>,
+    pub calls: &'static [&'static str],
+    pub operations: &'static [OperationDecl],
+}
+
+/// A service's declared composition authority. Generated code only.
+#[doc(hidden)]
+pub struct AuthorityDecl {
+    pub scopes: &'static [&'static str],
+    pub resources: &'static [(&'static str, &'static [&'static str])],
+}
+
+/// What `#[alk_service]` read from one operation. Generated code only.
+#[doc(hidden)]
+pub struct OperationDecl {
+    pub name: &'static str,
+    pub kind: OperationKind,
+    pub visibility: Visibility,
+    pub description: &'static str,
+    pub scopes: &'static [&'static str],
+    pub any_scopes: &'static [&'static str],
+    pub resource: Option<(&'static str, &'static str)>,
+    pub timeout_ms: Option<u64>,
+    pub input_schema: fn() -> Value,
+    pub output_schema: fn() -> Value,
+    pub errors: &'static [ErrorDecl],
+}
+
+/// A declared domain error. Generated code only.
+#[doc(hidden)]
+pub struct ErrorDecl {
+    pub code: &'static str,
+    pub http_status: u16,
+    pub description: &'static str,
+    pub details_schema: Option<fn() -> Value>,
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+impl ServiceSpec {
+    /// The spec of a declared service, schemas included.
+    pub(crate) fn from_declaration(decl: &ServiceDecl) -> Self {
+        let authority = decl.authority.as_ref().map(|a| {
+            Identity::new(format!("service:{}", decl.namespace))
+                .with_scopes(a.scopes.iter().copied())
+                .with_resources(a.resources.iter().map(|(resource, actions)| {
+                    ResourceGrant::new(*resource, actions.iter().copied())
+                }))
+        });
+        ServiceSpec {
+            namespace: decl.namespace.to_string(),
+            version: decl.version.to_string(),
+            description: decl.description.to_string(),
+            authority,
+            calls: strings(decl.calls),
+            operations: decl
+                .operations
+                .iter()
+                .map(|op| OperationSpec::from_declaration(decl, op))
+                .collect(),
+        }
+    }
+}
+
+impl OperationSpec {
+    fn from_declaration(service: &ServiceDecl, op: &OperationDecl) -> Self {
+        OperationSpec {
+            id: format!("{}/{}", service.namespace, op.name),
+            namespace: service.namespace.to_string(),
+            name: op.name.to_string(),
+            kind: op.kind,
+            visibility: op.visibility,
+            description: op.description.to_string(),
+            version: service.version.to_string(),
+            access: AccessControl {
+                scopes: strings(op.scopes),
+                any_scopes: strings(op.any_scopes),
+                resource: op.resource.map(|(resource, action)| ResourceRule {
+                    resource: resource.to_string(),
+                    action: action.to_string(),
+                }),
+            },
+            timeout: op.timeout_ms.map(Duration::from_millis),
+            input_schema: (op.input_schema)(),
+            output_schema: (op.output_schema)(),
+            errors: op
+                .errors
+                .iter()
+                .map(|e| ErrorDef {
+                    code: e.code.to_string(),
+                    http_status: e.http_status,
+                    description: e.description.to_string(),
+                    schema: e.details_schema.map(|schema| schema()),
+                })
+                .collect(),
+        }
+    }
+}
