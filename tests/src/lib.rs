@@ -1,1 +1,319 @@
-//! Shared test services live in the test files; this crate only hosts the tests.
+//! Services the integration tests share: `vault` (access control), `orders` and `relay`
+//! (composition with and without an authority), and `probe` (cancellation, deadlines,
+//! panics, request ids).
+
+pub mod vault {
+    //! Access control.
+    use alknet_runtime::prelude::*;
+
+    /// Holds secrets behind scopes.
+    #[alk_service(namespace = "vault", version = "1.0.0")]
+    pub enum VaultProtocol {
+        /// Open to anyone.
+        #[alk_operation(query, output = String)]
+        Motd,
+        /// Needs the scope `vault:read`.
+        #[alk_operation(query, output = String, scopes = ["vault:read"])]
+        Read,
+        /// Needs one of `vault:admin` and `root`.
+        #[alk_operation(mutation, output = String, any_scopes = ["vault:admin", "root"])]
+        Rotate,
+        /// Needs `read` on the `graph` resource.
+        #[alk_operation(query, output = String, resource = "graph:read")]
+        Graph,
+        /// Only nested calls reach it.
+        #[alk_operation(query, output = String, internal)]
+        Peek,
+    }
+
+    /// The `vault` service.
+    pub struct Vault;
+
+    impl VaultHandler for Vault {
+        async fn motd(&self, _: &OperationContext, _: Motd) -> Result<String, CallError> {
+            Ok("welcome".into())
+        }
+        async fn read(&self, ctx: &OperationContext, _: Read) -> Result<String, CallError> {
+            Ok(format!(
+                "secret for {}",
+                ctx.identity().map_or("nobody", |i| i.id.as_str())
+            ))
+        }
+        async fn rotate(&self, _: &OperationContext, _: Rotate) -> Result<String, CallError> {
+            Ok("rotated".into())
+        }
+        async fn graph(&self, _: &OperationContext, _: Graph) -> Result<String, CallError> {
+            Ok("graph".into())
+        }
+        async fn peek(&self, _: &OperationContext, _: Peek) -> Result<String, CallError> {
+            Ok("peeked".into())
+        }
+    }
+}
+
+/// A nested call's outcome as JSON: `{"output": …}` or `{"error": code}`.
+async fn forward(
+    ctx: &alknet_runtime::OperationContext,
+    ns: &str,
+    op: &str,
+) -> Result<alknet_runtime::serde_json::Value, alknet_runtime::CallError> {
+    let reply = ctx
+        .env()
+        .invoke(ns, op, alknet_runtime::serde_json::json!({}))
+        .await;
+    Ok(match reply.result {
+        Ok(output) => alknet_runtime::serde_json::json!({ "output": output }),
+        Err(err) => alknet_runtime::serde_json::json!({ "error": err.code }),
+    })
+}
+
+pub mod orders {
+    //! Composition with an authority.
+    use alknet_runtime::prelude::*;
+    use alknet_runtime::serde_json::Value;
+
+    /// Composes `vault` with its own authority.
+    #[alk_service(
+    namespace = "orders",
+    version = "1.0.0",
+    authority(scopes = ["vault:read"]),
+    calls = ["vault/read", "vault/peek", "vault/rotate"]
+)]
+    pub enum OrdersProtocol {
+        /// Calls `vault/<op>` and returns its envelope's output or error code.
+        #[alk_operation(query, output = Value)]
+        Forward {
+            /// The vault operation.
+            op: String,
+        },
+    }
+
+    /// The `orders` service.
+    pub struct Orders;
+
+    impl OrdersHandler for Orders {
+        async fn forward(&self, ctx: &OperationContext, req: Forward) -> Result<Value, CallError> {
+            super::forward(ctx, "vault", &req.op).await
+        }
+    }
+}
+
+pub mod relay {
+    //! Composition with the caller's identity.
+    use alknet_runtime::prelude::*;
+    use alknet_runtime::serde_json::Value;
+
+    /// Composes `vault` with the caller's own identity.
+    #[alk_service(namespace = "relay", version = "1.0.0", calls = ["vault/*"])]
+    pub enum RelayProtocol {
+        /// Calls `<ns>/<op>` and returns its envelope's output or error code.
+        #[alk_operation(query, output = Value)]
+        Forward {
+            /// The namespace.
+            ns: String,
+            /// The operation.
+            op: String,
+        },
+    }
+
+    /// The `relay` service.
+    pub struct Relay;
+
+    impl RelayHandler for Relay {
+        async fn forward(&self, ctx: &OperationContext, req: Forward) -> Result<Value, CallError> {
+            super::forward(ctx, &req.ns, &req.op).await
+        }
+    }
+}
+
+pub mod probe {
+    //! Cancellation, deadlines, panics and request ids.
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use alknet_runtime::futures::stream;
+    use alknet_runtime::prelude::*;
+
+    /// What the probe saw: how many handlers started and how many were dropped unfinished.
+    #[derive(Default)]
+    pub struct ProbeState {
+        /// Handlers of `hang` that started.
+        pub started: AtomicUsize,
+        /// Handlers of `hang` whose future was dropped (cancelled).
+        pub dropped: AtomicUsize,
+        /// Items `forever` produced.
+        pub produced: AtomicUsize,
+    }
+
+    struct DropCounter(Arc<ProbeState>);
+
+    impl Drop for DropCounter {
+        fn drop(&mut self) {
+            self.0.dropped.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// What `probe/ids` saw.
+    #[alk_type]
+    #[derive(Debug, Clone)]
+    pub struct IdReport {
+        /// Its own request id.
+        pub id: String,
+        /// Its parent's.
+        pub parent: Option<String>,
+        /// The ids of the nested call it made, if any.
+        pub nested: Option<Box<IdReport>>,
+    }
+
+    /// Cancellation, deadlines, panics and request ids.
+    #[alk_service(namespace = "probe", version = "0.1.0", calls = ["probe/*"])]
+    pub enum ProbeProtocol {
+        /// Calls itself `depth` times (spawning each nested call if `spawn`), then hangs.
+        #[alk_operation(mutation)]
+        Hang {
+            /// How many nested calls below this one.
+            depth: u32,
+            /// Run each nested call on its own task.
+            #[serde(default)]
+            spawn: bool,
+        },
+        /// Sleeps, but may take at most 50 ms.
+        #[alk_operation(mutation, timeout = "50ms")]
+        Slow {
+            /// How long to sleep.
+            ms: u64,
+        },
+        /// Reports how long is left before its deadline, and that of a nested `slow`-like call.
+        #[alk_operation(query, output = Vec<Option<u64>>)]
+        Remaining {
+            /// Nest once more.
+            nest: bool,
+        },
+        /// Reports the time left, with its own 100 ms limit.
+        #[alk_operation(query, output = Option<u64>, timeout = "100ms")]
+        Limited,
+        /// Panics.
+        #[alk_operation(mutation)]
+        Boom,
+        /// Returns an error code it did not declare.
+        #[alk_operation(mutation)]
+        Undeclared,
+        /// Returns its request ids, nesting once if asked.
+        #[alk_operation(query, output = IdReport)]
+        Ids {
+            /// Nest once.
+            nest: bool,
+        },
+        /// Streams numbers until dropped.
+        #[alk_operation(subscription, item = u64)]
+        Forever,
+        /// Streams one item, then panics.
+        #[alk_operation(subscription, item = u64)]
+        Sputter,
+    }
+
+    /// The `probe` service.
+    #[derive(Clone, Default)]
+    pub struct Probe(pub Arc<ProbeState>);
+
+    impl ProbeHandler for Probe {
+        async fn hang(&self, ctx: &OperationContext, req: Hang) -> Result<(), CallError> {
+            self.0.started.fetch_add(1, Ordering::SeqCst);
+            let _counter = DropCounter(self.0.clone());
+            if req.depth == 0 {
+                std::future::pending::<()>().await;
+            }
+            let nested = Hang {
+                depth: req.depth - 1,
+                spawn: req.spawn,
+            };
+            let client = ProbeClient::new(ctx.env());
+            if req.spawn {
+                let task =
+                    tokio::spawn(async move { client.hang(nested.depth, nested.spawn).await });
+                task.await.map_err(|e| CallError::internal(e.to_string()))?
+            } else {
+                client.hang(nested.depth, nested.spawn).await
+            }
+        }
+
+        async fn slow(&self, _: &OperationContext, req: Slow) -> Result<(), CallError> {
+            tokio::time::sleep(Duration::from_millis(req.ms)).await;
+            Ok(())
+        }
+
+        async fn remaining(
+            &self,
+            ctx: &OperationContext,
+            req: Remaining,
+        ) -> Result<Vec<Option<u64>>, CallError> {
+            let mine = ctx.remaining().map(|d| d.as_millis() as u64);
+            let client = ProbeClient::new(ctx.env());
+            let mut all = vec![mine];
+            if req.nest {
+                all.extend(client.remaining(false).await?);
+                all.push(client.limited().await?);
+            }
+            Ok(all)
+        }
+
+        async fn limited(
+            &self,
+            ctx: &OperationContext,
+            _: Limited,
+        ) -> Result<Option<u64>, CallError> {
+            Ok(ctx.remaining().map(|d| d.as_millis() as u64))
+        }
+
+        async fn boom(&self, _: &OperationContext, _: Boom) -> Result<(), CallError> {
+            panic!("the probe exploded")
+        }
+
+        async fn undeclared(&self, _: &OperationContext, _: Undeclared) -> Result<(), CallError> {
+            Err(CallError::new("SURPRISE", "nobody declared this"))
+        }
+
+        async fn ids(&self, ctx: &OperationContext, req: Ids) -> Result<IdReport, CallError> {
+            let nested = if req.nest {
+                Some(Box::new(ProbeClient::new(ctx.env()).ids(false).await?))
+            } else {
+                None
+            };
+            Ok(IdReport {
+                id: ctx.request_id().to_string(),
+                parent: ctx.parent_request_id().map(|id| id.to_string()),
+                nested,
+            })
+        }
+
+        async fn forever(
+            &self,
+            _: &OperationContext,
+            _: Forever,
+        ) -> Result<ItemStream<u64>, CallError> {
+            let state = self.0.clone();
+            Ok(Box::pin(stream::unfold(0u64, move |n| {
+                let state = state.clone();
+                async move {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    state.produced.fetch_add(1, Ordering::SeqCst);
+                    Some((Ok(n), n + 1))
+                }
+            })))
+        }
+
+        async fn sputter(
+            &self,
+            _: &OperationContext,
+            _: Sputter,
+        ) -> Result<ItemStream<u64>, CallError> {
+            Ok(Box::pin(stream::unfold(0u64, |n| async move {
+                if n == 1 {
+                    panic!("the stream sputtered");
+                }
+                Some((Ok(n), n + 1))
+            })))
+        }
+    }
+}
