@@ -74,11 +74,12 @@ impl Docs {
 
 impl Container {
     pub fn from_enum(cx: &Ctxt, mut item: syn::ItemEnum) -> Container {
-        if !item.generics.params.is_empty() || item.generics.where_clause.is_some() {
-            cx.error_spanned_by(
-                &item.generics,
-                "a service protocol cannot be generic: use concrete request, output and item types",
-            );
+        const NOT_GENERIC: &str =
+            "a service protocol cannot be generic: use concrete request, output and item types";
+        if !item.generics.params.is_empty() {
+            cx.error_spanned_by(&item.generics, NOT_GENERIC);
+        } else if let Some(where_clause) = &item.generics.where_clause {
+            cx.error_spanned_by(where_clause, NOT_GENERIC);
         }
         let docs = Docs::take(&mut item.attrs);
         for a in &item.attrs {
@@ -150,6 +151,12 @@ impl Variant {
                 Shape::Unit
             }
         };
+        if attrs.is_none() {
+            cx.error_spanned_by(
+                &variant.ident,
+                "mark the operation with #[alk_operation(...)], such as #[alk_operation(query, output = T)]",
+            );
+        }
         Variant {
             ident: variant.ident,
             docs,

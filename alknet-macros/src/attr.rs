@@ -20,6 +20,8 @@ pub struct ServiceAttrs {
     pub authority: Option<AuthorityAttrs>,
     pub calls: Vec<syn::LitStr>,
     pub crate_path: Option<syn::Path>,
+    /// A syntax error stopped the parse: keys after it were not read.
+    pub incomplete: bool,
 }
 
 #[derive(Default)]
@@ -47,6 +49,8 @@ pub struct OperationAttrs {
     pub internal: bool,
     pub errors: Vec<ErrorAttrs>,
     pub timeout: Option<syn::LitStr>,
+    /// A syntax error stopped the parse: keys after it were not read.
+    pub incomplete: bool,
 }
 
 pub struct ErrorAttrs {
@@ -73,11 +77,22 @@ fn path_name(path: &syn::Path) -> String {
     quote::quote!(#path).to_string().replace(' ', "")
 }
 
-fn unknown(meta: &ParseNestedMeta, known: &str) -> syn::Error {
-    meta.error(format!(
-        "unknown key `{}`; the keys are {known}",
-        path_name(&meta.path)
-    ))
+/// Report an unknown key and step over its value, so the keys after it are still read.
+fn unknown(cx: &Ctxt, meta: &ParseNestedMeta, known: &str) -> syn::Result<()> {
+    cx.error_spanned_by(
+        &meta.path,
+        format!(
+            "unknown key `{}`; the keys are {known}",
+            path_name(&meta.path)
+        ),
+    );
+    if meta.input.peek(syn::Token![=]) {
+        meta.value()?.parse::<syn::Expr>()?;
+    } else if meta.input.peek(syn::token::Paren) {
+        let _value;
+        syn::parenthesized!(_value in meta.input);
+    }
+    Ok(())
 }
 
 fn string_list(meta: &ParseNestedMeta) -> syn::Result<Vec<syn::LitStr>> {
@@ -112,8 +127,13 @@ impl ServiceAttrs {
                 attrs.calls.extend(string_list(&meta)?);
             } else if meta.path.is_ident("crate") {
                 let lit: syn::LitStr = meta.value()?.parse()?;
-                let path = lit.parse::<syn::Path>()?;
-                set_once(cx, &meta, &mut attrs.crate_path, path);
+                match lit.parse::<syn::Path>() {
+                    Ok(path) => set_once(cx, &meta, &mut attrs.crate_path, path),
+                    Err(_) => cx.error_spanned_by(
+                        &lit,
+                        "`crate` takes the runtime's path as a string, such as \"::alknet_runtime\"",
+                    ),
+                }
             } else if meta.path.is_ident("authority") {
                 let mut authority = AuthorityAttrs::default();
                 meta.parse_nested_meta(|inner| {
@@ -122,18 +142,19 @@ impl ServiceAttrs {
                     } else if inner.path.is_ident("resources") {
                         authority.resources.extend(string_list(&inner)?);
                     } else {
-                        return Err(unknown(&inner, AUTHORITY_KEYS));
+                        unknown(cx, &inner, AUTHORITY_KEYS)?;
                     }
                     Ok(())
                 })?;
                 set_once(cx, &meta, &mut attrs.authority, authority);
             } else {
-                return Err(unknown(&meta, SERVICE_KEYS));
+                unknown(cx, &meta, SERVICE_KEYS)?;
             }
             Ok(())
         });
         if let Err(err) = parser.parse2(args) {
             cx.syn_error(err);
+            attrs.incomplete = true;
         }
         attrs
     }
@@ -189,12 +210,13 @@ impl OperationAttrs {
             } else if meta.path.is_ident("error") {
                 attrs.errors.push(ErrorAttrs::parse(cx, &meta)?);
             } else {
-                return Err(unknown(&meta, OPERATION_KEYS));
+                unknown(cx, &meta, OPERATION_KEYS)?;
             }
             Ok(())
         });
         if let Err(err) = result {
             cx.syn_error(err);
+            attrs.incomplete = true;
         }
         attrs
     }
@@ -223,7 +245,7 @@ impl ErrorAttrs {
                 let value = inner.value()?.parse()?;
                 set_once(cx, &inner, &mut error.description, value);
             } else {
-                return Err(unknown(&inner, ERROR_KEYS));
+                unknown(cx, &inner, ERROR_KEYS)?;
             }
             Ok(())
         })?;

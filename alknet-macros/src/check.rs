@@ -30,8 +30,28 @@ const RESERVED_NAMESPACES: [&str; 1] = ["services"];
 pub fn check(cx: &Ctxt, service: &Service) {
     check_service(cx, service);
     let mut names: HashMap<&str, &Operation> = HashMap::new();
+    let mut methods: HashMap<String, &Operation> = HashMap::new();
     let mut wrapped: HashMap<String, &Operation> = HashMap::new();
+    // The request structs the macro generates, by name, to catch a wrapped type that is one.
+    let generated: HashMap<String, &Operation> = service
+        .operations
+        .iter()
+        .filter(|op| !matches!(op.shape, Shape::Wrapped(_)))
+        .map(|op| (op.variant.to_string(), op))
+        .collect();
     for op in &service.operations {
+        let method = op.method.to_string();
+        if let Some(first) = methods.get(&method) {
+            cx.error_spanned_by(
+                &op.variant,
+                format!(
+                    "`{}` and `{}` both become the method `{method}`; rename one variant",
+                    first.variant, op.variant
+                ),
+            );
+        } else {
+            methods.insert(method, op);
+        }
         check_operation(cx, op);
         if let Some(first) = names.get(op.name.as_str()) {
             cx.syn_error(syn::Error::new(
@@ -46,7 +66,15 @@ pub fn check(cx: &Ctxt, service: &Service) {
         }
         if let Shape::Wrapped(ty) = &op.shape {
             let key = ty.to_token_stream().to_string();
-            if let Some(first) = wrapped.get(&key) {
+            if let Some(first) = generated.get(&key) {
+                cx.error_spanned_by(
+                    ty,
+                    format!(
+                        "`{key}` is the request type the macro generates for `{}`; each operation needs its own request type",
+                        first.variant
+                    ),
+                );
+            } else if let Some(first) = wrapped.get(&key) {
                 cx.error_spanned_by(
                     ty,
                     format!(
@@ -64,6 +92,7 @@ pub fn check(cx: &Ctxt, service: &Service) {
 fn check_service(cx: &Ctxt, service: &Service) {
     let ident = &service.ident;
     match &service.namespace {
+        None if service.attrs_incomplete => {}
         None => cx.error_spanned_by(
             ident,
             "a service needs a namespace: add `namespace = \"...\"` to #[alk_service(...)]",
@@ -81,6 +110,7 @@ fn check_service(cx: &Ctxt, service: &Service) {
         }
     }
     match &service.version {
+        None if service.attrs_incomplete => {}
         None => cx.error_spanned_by(
             ident,
             "a service needs a version: add `version = \"1.0.0\"` (semver) to #[alk_service(...)]",
@@ -142,9 +172,14 @@ fn check_operation(cx: &Ctxt, op: &Operation) {
         );
     }
     if !is_operation_name(&op.name) {
+        let fix = if attrs.name.is_some() {
+            ""
+        } else {
+            "; rename the variant, or set `name = \"...\"` in #[alk_operation(...)]"
+        };
         cx.syn_error(syn::Error::new(
             op.name_span,
-            format!("`{}` is not a valid operation name: use lowercase letters, digits and `_`, starting with a letter (at most 63)", op.name),
+            format!("`{}` is not a valid operation name: use lowercase letters, digits and `_`, starting with a letter (at most 63){fix}", op.name),
         ));
     }
     match op.kind {
@@ -154,7 +189,7 @@ fn check_operation(cx: &Ctxt, op: &Operation) {
                     output,
                     "a subscription streams items: write `item = T` instead of `output = T`",
                 );
-            } else if attrs.item.is_none() {
+            } else if attrs.item.is_none() && !attrs.incomplete {
                 cx.error_spanned_by(
                     &op.variant,
                     "a subscription needs the type of its items: add `item = T` to #[alk_operation(...)]",
@@ -246,6 +281,13 @@ fn check_scope(cx: &Ctxt, scope: &syn::LitStr) {
 
 fn check_resource(cx: &Ctxt, resource: &syn::LitStr, wildcards: bool) {
     let value = resource.value();
+    if !wildcards && value.split(':').any(|part| part == "*") {
+        cx.error_spanned_by(
+            resource,
+            "an operation's resource names one type and one action; `*` only goes in authority(resources = [...])",
+        );
+        return;
+    }
     let valid = value.split_once(':').is_some_and(|(kind, action)| {
         let part = |p: &str| (wildcards && p == "*") || is_operation_name(p);
         part(kind) && part(action)

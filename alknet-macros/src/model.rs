@@ -19,6 +19,8 @@ pub struct Service {
     pub calls: Vec<syn::LitStr>,
     /// The path generated code reaches the runtime by.
     pub runtime: syn::Path,
+    /// The service attribute had a syntax error, so absent keys may just be unread.
+    pub attrs_incomplete: bool,
     pub operations: Vec<Operation>,
 }
 
@@ -90,6 +92,7 @@ impl Service {
             runtime: attrs
                 .crate_path
                 .unwrap_or_else(|| syn::parse_quote!(::alknet_runtime)),
+            attrs_incomplete: attrs.incomplete,
             ident: container.ident,
             vis: container.vis,
             docs: container.docs,

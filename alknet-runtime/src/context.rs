@@ -1,5 +1,6 @@
 //! What a handler knows about the call it serves: [`OperationContext`].
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -39,6 +40,8 @@ struct ContextInner {
     deadline: Option<Instant>,
     /// Made on first use: most calls are never cancelled and never spawn nested calls.
     cancellation: OnceLock<CancellationToken>,
+    /// Set when the call ends, so a token made after that is born cancelled.
+    ended: AtomicBool,
 }
 
 /// The parts of a new context that depend on who is calling.
@@ -69,6 +72,7 @@ impl OperationContext {
             operation,
             deadline: parts.deadline,
             cancellation: OnceLock::new(),
+            ended: AtomicBool::new(false),
         }))
     }
 
@@ -132,6 +136,10 @@ impl OperationContext {
         &self.0.env.services[self.0.service].spec
     }
 
+    pub(crate) fn parent(&self) -> Option<&OperationContext> {
+        self.0.parent.as_ref()
+    }
+
     pub(crate) fn service_index(&self) -> usize {
         self.0.service
     }
@@ -151,25 +159,32 @@ impl OperationContext {
     /// A token cancelled when this call is dropped, aborted or finished, or when its parent
     /// is; handlers that spawn work tie it to this.
     pub fn cancellation_token(&self) -> CancellationToken {
-        self.0
+        let token = self
+            .0
             .cancellation
             .get_or_init(|| match &self.0.parent {
                 Some(parent) => parent.cancellation_token().child_token(),
                 None => CancellationToken::new(),
             })
-            .clone()
+            .clone();
+        // `cancel` may have run before the token existed; it set `ended` first.
+        if self.0.ended.load(Ordering::SeqCst) {
+            token.cancel();
+        }
+        token
     }
 
-    /// Whether the call has been cancelled.
+    /// Whether the call has been cancelled (or has ended).
     pub fn is_cancelled(&self) -> bool {
-        match self.0.cancellation.get() {
-            Some(token) => token.is_cancelled(),
-            None => self
-                .0
-                .parent
-                .as_ref()
-                .is_some_and(OperationContext::is_cancelled),
-        }
+        self.0.ended.load(Ordering::SeqCst)
+            || match self.0.cancellation.get() {
+                Some(token) => token.is_cancelled(),
+                None => self
+                    .0
+                    .parent
+                    .as_ref()
+                    .is_some_and(OperationContext::is_cancelled),
+            }
     }
 
     /// Resolves when the call is cancelled.
@@ -177,8 +192,14 @@ impl OperationContext {
         self.cancellation_token().cancelled_owned().await
     }
 
-    /// Cancel this call's nested calls, if any were made that could observe it.
+    /// End the call: cancel its nested calls, now and any started later.
     pub(crate) fn cancel(&self) {
+        // With no other handle on this context, no token can be made after this point, so
+        // the common case skips the store and its full barrier.
+        if Arc::strong_count(&self.0) == 1 && self.0.cancellation.get().is_none() {
+            return;
+        }
+        self.0.ended.store(true, Ordering::SeqCst);
         if let Some(token) = self.0.cancellation.get() {
             token.cancel();
         }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::{FutureExt, Stream, StreamExt};
 use rustc_hash::FxHashMap;
@@ -45,7 +46,7 @@ const RESERVED_NAMESPACES: [&str; 1] = ["services"];
 ///
 /// // JSON, as adapters call it:
 /// let reply = env.invoke("echo", "say", json!({"text": "hi"})).await;
-/// assert_eq!(reply.result.unwrap(), json!({"text": "hi", "count": 1}));
+/// assert_eq!(reply.result.unwrap(), json!({"text": "hi", "length": 2}));
 ///
 /// // Typed, with no JSON on the local path:
 /// let echo = alknet_example::EchoClient::new(env.clone());
@@ -287,19 +288,21 @@ impl OperationEnv {
     /// stands for `{}`.
     pub async fn invoke(&self, namespace: &str, operation: &str, input: Value) -> ResponseEnvelope {
         let request_id = RequestId::next();
-        let result = self
-            .invoke_json(request_id, namespace, operation, input)
-            .await;
+        let result = match self.start_json(request_id, namespace, operation, input) {
+            Ok((end, call)) => run(&end.0, call).await,
+            Err(err) => Err(err),
+        };
         ResponseEnvelope { request_id, result }
     }
 
-    async fn invoke_json(
+    /// Resolve, admit and decode a JSON call: everything before its handler runs.
+    fn start_json(
         &self,
         request_id: RequestId,
         namespace: &str,
         operation: &str,
         input: Value,
-    ) -> Result<Value, CallError> {
+    ) -> Result<(EndOnDrop, BoxFuture<'_, Result<Value, CallError>>), CallError> {
         let (service, index) = self.resolve(namespace, operation)?;
         let entry = &self.shared.services[service];
         if entry.spec.operations[index].is_subscription() {
@@ -309,12 +312,11 @@ impl OperationEnv {
                 "subscribe to it",
             ));
         }
-        let ctx = self.admit(request_id, service, index)?;
-        run(
-            ctx.clone(),
-            entry.backend.invoke(ctx, index, no_input_as_empty(input)),
-        )
-        .await
+        let end = EndOnDrop(self.admit(request_id, service, index)?);
+        let call = entry
+            .backend
+            .invoke(end.0.clone(), index, no_input_as_empty(input));
+        Ok((end, call))
     }
 
     /// Subscribe to a subscription with JSON input. Errors before the first item (unknown
@@ -348,14 +350,12 @@ impl OperationEnv {
             ));
         }
         let ctx = self.admit(request_id, service, index)?;
-        let items = run(
-            ctx.clone(),
-            entry
-                .backend
-                .subscribe(ctx.clone(), index, no_input_as_empty(input)),
-        )
-        .await?;
-        Ok(Guarded::new(ctx, items).boxed())
+        let end = EndOnDrop(ctx);
+        let subscription = entry
+            .backend
+            .subscribe(end.0.clone(), index, no_input_as_empty(input));
+        let items = run(&end.0, subscription).await?;
+        Ok(Guarded::new(end, items).boxed())
     }
 
     /// Call a query or mutation with its typed request. On the local path no JSON is
@@ -370,14 +370,14 @@ impl OperationEnv {
             .downcast_ref::<TypedBackend<R::Protocol>>()
         {
             let ctx = self.admit(request_id, service, R::INDEX)?;
-            let response = run(ctx.clone(), typed.dispatch.call(ctx, request.into())).await?;
+            let end = EndOnDrop(ctx);
+            let call = typed.dispatch.call(end.0.clone(), request.into());
+            let response = run(&end.0, call).await?;
             return R::output(response).ok_or_else(|| mismatched_response(R::NAME));
         }
         let input = encode_request(&request)?;
-        let output = self
-            .invoke_json(request_id, &entry.spec.namespace, R::NAME, input)
-            .await?;
-        decode_output(output)
+        let (end, call) = self.start_json(request_id, &entry.spec.namespace, R::NAME, input)?;
+        decode_output(run(&end.0, call).await?)
     }
 
     /// Subscribe with a typed request; items arrive typed.
@@ -394,21 +394,39 @@ impl OperationEnv {
             .downcast_ref::<TypedBackend<R::Protocol>>()
         {
             let ctx = self.admit(request_id, service, R::INDEX)?;
-            let items = run(
-                ctx.clone(),
-                typed.dispatch.subscribe(ctx.clone(), request.into()),
-            )
-            .await?;
+            let end = EndOnDrop(ctx);
+            let subscription = typed.dispatch.subscribe(end.0.clone(), request.into());
+            let items = run(&end.0, subscription).await?;
             let items = items.map(|item| {
                 item.and_then(|r| R::output(r).ok_or_else(|| mismatched_response(R::NAME)))
             });
-            return Ok(Box::pin(Guarded::new(ctx, items)));
+            return Ok(Box::pin(Guarded::new(end, items)));
         }
         let input = encode_request(&request)?;
         let items = self
             .subscribe_json(request_id, &entry.spec.namespace, R::NAME, input)
             .await?;
         Ok(Box::pin(items.map(|item| item.and_then(decode_output))))
+    }
+
+    /// A context for `namespace/operation` outside any call, admitted as this env's caller
+    /// would be: for calling a handler directly, as unit tests and benchmarks do.
+    ///
+    /// ```
+    /// use alknet_example::{EchoHandler, EchoProtocol, EchoService, Say};
+    /// use alknet_runtime::OperationEnv;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let service = EchoService::default();
+    /// let env = OperationEnv::builder().local(EchoProtocol::local(EchoService::default())).build().unwrap();
+    /// let ctx = env.context("echo", "say").unwrap();
+    /// let echo = service.say(&ctx, Say { text: "direct".into() }).await.unwrap();
+    /// assert_eq!(echo.length, 6);
+    /// # }
+    /// ```
+    pub fn context(&self, namespace: &str, operation: &str) -> Result<OperationContext, CallError> {
+        let (service, index) = self.resolve(namespace, operation)?;
+        self.admit(RequestId::next(), service, index)
     }
 
     fn lookup(&self, namespace: &str, operation: &str) -> Option<(usize, usize)> {
@@ -535,43 +553,56 @@ impl fmt::Debug for Subscription {
 }
 
 /// Runs a call's future under its context: the deadline, cancellation by the parent, a
-/// panic turned into `INTERNAL`, undeclared error codes turned into `INTERNAL`, and, when
-/// the future ends or is dropped, cancellation of whatever nested calls it left behind.
-async fn run<T>(
-    ctx: OperationContext,
-    call: impl Future<Output = Result<T, CallError>>,
+/// panic turned into `INTERNAL`, and undeclared error codes turned into `INTERNAL`.
+async fn run<'a, T: Send + 'a>(
+    ctx: &'a OperationContext,
+    call: BoxFuture<'a, Result<T, CallError>>,
 ) -> Result<T, CallError> {
-    let _cancel_on_drop = CancelOnDrop(&ctx);
-    let call = AssertUnwindSafe(call).catch_unwind();
+    // Most calls have neither a deadline nor a parent; only those that do pay for the
+    // timer and the cancellation wait, boxed so the common future stays small.
+    let call = if ctx.deadline().is_none() && !ctx.is_nested() {
+        call
+    } else {
+        Box::pin(bounded(ctx, call))
+    };
+    match AssertUnwindSafe(call).catch_unwind().await {
+        Ok(result) => result.map_err(|err| vet_error(ctx, err)),
+        Err(panic) => Err(panicked(ctx, panic)),
+    }
+}
+
+/// `call`, ended early by its deadline or by its parent call ending.
+async fn bounded<T>(
+    ctx: &OperationContext,
+    call: BoxFuture<'_, Result<T, CallError>>,
+) -> Result<T, CallError> {
     let call = async {
         match ctx.deadline() {
             None => call.await,
             Some(deadline) => tokio::time::timeout_at(deadline, call)
                 .await
-                .unwrap_or_else(|_| Ok(Err(deadline_passed(&ctx)))),
+                .unwrap_or_else(|_| Err(deadline_passed(ctx))),
         }
     };
-    let outcome = if ctx.is_nested() {
-        let token = ctx.cancellation_token();
-        tokio::select! {
-            biased;
-            _ = token.cancelled() => Ok(Err(CallError::aborted(format!(
-                "`{}` was cancelled because the call that made it ended", ctx.operation().id
-            )))),
-            outcome = call => outcome,
+    match ctx.parent() {
+        None => call.await,
+        Some(_) => {
+            let token = ctx.cancellation_token();
+            tokio::select! {
+                biased;
+                _ = token.cancelled() => Err(parent_ended_error(ctx)),
+                outcome = call => outcome,
+            }
         }
-    } else {
-        call.await
-    };
-    match outcome {
-        Ok(result) => result.map_err(|err| vet_error(&ctx, err)),
-        Err(panic) => Err(panicked(&ctx, panic)),
     }
 }
 
-struct CancelOnDrop<'a>(&'a OperationContext);
+/// Ends a call when dropped: whatever nested calls it left behind are cancelled, whether it
+/// finished, failed, or was dropped or aborted by its caller. A subscription hands it to
+/// its stream, so the call lasts as long as the stream.
+struct EndOnDrop(OperationContext);
 
-impl Drop for CancelOnDrop<'_> {
+impl Drop for EndOnDrop {
     fn drop(&mut self) {
         self.0.cancel();
     }
@@ -581,20 +612,22 @@ impl Drop for CancelOnDrop<'_> {
 /// `INTERNAL`, the stream ends after an error or when the parent call is cancelled, and
 /// dropping it cancels the subscription's nested calls.
 struct Guarded<S> {
-    ctx: OperationContext,
+    end: EndOnDrop,
     items: Option<S>,
-    cancelled: Option<Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>>,
+    /// For a nested subscription: the parent call ending.
+    parent_ended: Option<Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>>,
 }
 
 impl<S> Guarded<S> {
-    fn new(ctx: OperationContext, items: S) -> Self {
-        let cancelled = ctx
-            .is_nested()
-            .then(|| Box::pin(ctx.cancellation_token().cancelled_owned()));
+    fn new(end: EndOnDrop, items: S) -> Self {
+        let parent_ended = end
+            .0
+            .parent()
+            .map(|parent| Box::pin(parent.cancellation_token().cancelled_owned()));
         Guarded {
-            ctx,
+            end,
             items: Some(items),
-            cancelled,
+            parent_ended,
         }
     }
 }
@@ -607,32 +640,25 @@ impl<T, S: Stream<Item = Result<T, CallError>> + Unpin> Stream for Guarded<S> {
         let Some(items) = this.items.as_mut() else {
             return Poll::Ready(None);
         };
-        if let Some(cancelled) = this.cancelled.as_mut()
-            && cancelled.as_mut().poll(cx).is_ready()
+        let ctx = &this.end.0;
+        if let Some(parent_ended) = this.parent_ended.as_mut()
+            && parent_ended.as_mut().poll(cx).is_ready()
         {
             this.items = None;
-            return Poll::Ready(Some(Err(CallError::aborted(format!(
-                "`{}` was cancelled because the call that made it ended",
-                this.ctx.operation().id
-            )))));
+            ctx.cancel();
+            return Poll::Ready(Some(Err(parent_ended_error(ctx))));
         }
         let polled = std::panic::catch_unwind(AssertUnwindSafe(|| items.poll_next_unpin(cx)));
         let item = match polled {
             Ok(Poll::Pending) => return Poll::Pending,
             Ok(Poll::Ready(None)) => None,
             Ok(Poll::Ready(Some(Ok(item)))) => return Poll::Ready(Some(Ok(item))),
-            Ok(Poll::Ready(Some(Err(err)))) => Some(Err(vet_error(&this.ctx, err))),
-            Err(panic) => Some(Err(panicked(&this.ctx, panic))),
+            Ok(Poll::Ready(Some(Err(err)))) => Some(Err(vet_error(ctx, err))),
+            Err(panic) => Some(Err(panicked(ctx, panic))),
         };
         this.items = None;
-        this.ctx.cancel();
+        ctx.cancel();
         Poll::Ready(item)
-    }
-}
-
-impl<S> Drop for Guarded<S> {
-    fn drop(&mut self) {
-        self.ctx.cancel();
     }
 }
 
@@ -675,6 +701,13 @@ fn panicked(ctx: &OperationContext, panic: Box<dyn std::any::Any + Send>) -> Cal
         "`{}` failed unexpectedly (request {})",
         ctx.operation().id,
         ctx.request_id()
+    ))
+}
+
+fn parent_ended_error(ctx: &OperationContext) -> CallError {
+    CallError::aborted(format!(
+        "`{}` was cancelled because the call that made it ended",
+        ctx.operation().id
     ))
 }
 

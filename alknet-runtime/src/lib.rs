@@ -56,9 +56,12 @@ pub use env::{BuildError, Caller, OperationEnv, OperationEnvBuilder, Subscriptio
 pub use envelope::{CallError, RequestId, ResponseEnvelope, codes};
 pub use identity::{Identity, ResourceGrant};
 pub use service::{
-    Dispatch, ItemStream, LocalService, Operation, Protocol, StreamingOperation, UnaryOperation,
+    Dispatch, ItemStream, LocalService, Operation, Protocol, ResponseStream, StreamingOperation,
+    UnaryOperation,
 };
 pub use spec::{Bindings, ErrorDef, OperationKind, OperationSpec, ServiceSpec, Visibility};
+pub use tokio::time::Instant;
+pub use tokio_util::sync::CancellationToken;
 
 pub use alknet_macros::{alk_service, alk_type};
 
@@ -70,8 +73,8 @@ pub use serde_json;
 /// The names a service crate needs: `use alknet_runtime::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        CallError, Caller, Identity, ItemStream, OperationContext, OperationEnv, ResponseEnvelope,
-        alk_service, alk_type,
+        CallError, Caller, Identity, ItemStream, OperationContext, OperationEnv, ResourceGrant,
+        ResponseEnvelope, alk_service, alk_type,
     };
     pub use schemars::JsonSchema;
     pub use serde::{Deserialize, Serialize};
@@ -88,6 +91,35 @@ pub mod __private {
 
     use crate::CallError;
 
+    /// What every type in an operation's request, output, items or error details must be.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` cannot travel in an alknet operation: it must implement Serialize, Deserialize, JsonSchema and Debug",
+        label = "used in an operation here",
+        note = "put `#[alk_type]` and `#[derive(Debug, Clone)]` on `{Self}`"
+    )]
+    pub trait WireType:
+        serde::Serialize
+        + serde::de::DeserializeOwned
+        + schemars::JsonSchema
+        + std::fmt::Debug
+        + Send
+        + 'static
+    {
+    }
+
+    impl<T> WireType for T where
+        T: serde::Serialize
+            + serde::de::DeserializeOwned
+            + schemars::JsonSchema
+            + std::fmt::Debug
+            + Send
+            + 'static
+    {
+    }
+
+    /// Names `T` where the macro wants an error to point if `T` is not a [`WireType`].
+    pub fn assert_wire_type<T: WireType>() {}
+
     /// The JSON Schema (2020-12) of `T`, self-contained.
     pub fn schema_of<T: schemars::JsonSchema>() -> Value {
         schemars::generate::SchemaSettings::draft2020_12()
@@ -101,27 +133,36 @@ pub mod __private {
         operation: &str,
         input: Value,
     ) -> Result<T, CallError> {
-        serde_path_to_error::deserialize(input).map_err(|err| {
-            let path = err.path().to_string();
-            let inner = err.into_inner().to_string();
-            let message = format!("invalid input for `{operation}`: {inner}");
-            // serde names a missing field in its message but leaves the path at its parent.
-            let missing = inner
-                .strip_prefix("missing field `")
-                .and_then(|rest| rest.split_once('`'))
-                .map(|(field, _)| field);
-            let field = match (path.as_str(), missing) {
-                (".", Some(field)) => field.to_string(),
-                (".", None) => return CallError::invalid_input(message),
-                (parent, Some(field)) => format!("{parent}.{field}"),
-                (path, None) => path.to_string(),
-            };
-            let message = match missing {
-                Some(_) => message,
-                None => format!("invalid input for `{operation}` at `{field}`: {inner}"),
-            };
-            CallError::invalid_input(message).with_details(serde_json::json!({ "field": field }))
+        // Tracking the path costs more than decoding, so it runs only to explain a failure.
+        T::deserialize(&input).map_err(|_| match serde_path_to_error::deserialize::<_, T>(&input) {
+            Ok(_) => CallError::invalid_input(format!("invalid input for `{operation}`")),
+            Err(err) => invalid_input(operation, err),
         })
+    }
+
+    fn invalid_input(
+        operation: &str,
+        err: serde_path_to_error::Error<serde_json::Error>,
+    ) -> CallError {
+        let path = err.path().to_string();
+        let inner = err.into_inner().to_string();
+        let message = format!("invalid input for `{operation}`: {inner}");
+        // serde names a missing field in its message but leaves the path at its parent.
+        let missing = inner
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split_once('`'))
+            .map(|(field, _)| field);
+        let field = match (path.as_str(), missing) {
+            (".", Some(field)) => field.to_string(),
+            (".", None) => return CallError::invalid_input(message),
+            (parent, Some(field)) => format!("{parent}.{field}"),
+            (path, None) => path.to_string(),
+        };
+        let message = match missing {
+            Some(_) => message,
+            None => format!("invalid input for `{operation}` at `{field}`: {inner}"),
+        };
+        CallError::invalid_input(message).with_details(serde_json::json!({ "field": field }))
     }
 
     /// Encode an output or item.

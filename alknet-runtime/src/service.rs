@@ -28,6 +28,9 @@ use crate::{
 /// ```
 pub type ItemStream<T> = Pin<Box<dyn Stream<Item = Result<T, CallError>> + Send + 'static>>;
 
+/// The responses of a subscription of protocol `P`, as a [`Dispatch`] streams them.
+pub type ResponseStream<P> = BoxStream<'static, Result<<P as Protocol>::Response, CallError>>;
+
 /// A service's protocol enum, as `#[alk_service]` rewrites it: one variant per operation,
 /// each carrying that operation's request type.
 pub trait Protocol: Sized + Send + 'static {
@@ -92,7 +95,7 @@ pub trait Dispatch<P: Protocol>: Send + Sync + 'static {
         &self,
         ctx: OperationContext,
         request: P,
-    ) -> BoxFuture<'_, Result<BoxStream<'static, Result<P::Response, CallError>>, CallError>>;
+    ) -> BoxFuture<'_, Result<ResponseStream<P>, CallError>>;
 }
 
 /// A service's handler, wrapped so that `#[alk_service]` can implement [`Dispatch`] for it.

@@ -144,6 +144,8 @@ pub mod probe {
         pub dropped: AtomicUsize,
         /// Items `forever` produced.
         pub produced: AtomicUsize,
+        /// How the nested call `orphan` started after returning ended.
+        pub orphan: std::sync::Mutex<Option<Result<(), String>>>,
     }
 
     struct DropCounter(Arc<ProbeState>);
@@ -211,6 +213,15 @@ pub mod probe {
         /// Streams one item, then panics.
         #[alk_operation(subscription, item = u64)]
         Sputter,
+        /// Subscribes to `forever` as a nested call and returns its first `take` items.
+        #[alk_operation(query, output = Vec<u64>)]
+        Relay {
+            /// How many items to take.
+            take: usize,
+        },
+        /// Starts a nested `hang` on its own task after it has itself returned.
+        #[alk_operation(mutation)]
+        Orphan,
     }
 
     /// The `probe` service.
@@ -301,6 +312,28 @@ pub mod probe {
                     Some((Ok(n), n + 1))
                 }
             })))
+        }
+
+        async fn relay(&self, ctx: &OperationContext, req: Relay) -> Result<Vec<u64>, CallError> {
+            use alknet_runtime::futures::StreamExt;
+            let items = ProbeClient::new(ctx.env()).forever().await?;
+            items
+                .take(req.take)
+                .collect::<Vec<_>>()
+                .await
+                .into_iter()
+                .collect()
+        }
+
+        async fn orphan(&self, ctx: &OperationContext, _: Orphan) -> Result<(), CallError> {
+            let client = ProbeClient::new(ctx.env());
+            let state = self.0.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let outcome = client.hang(0, false).await;
+                *state.orphan.lock().unwrap() = Some(outcome.map_err(|e| e.code.into_owned()));
+            });
+            Ok(())
         }
 
         async fn sputter(

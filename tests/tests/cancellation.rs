@@ -85,3 +85,29 @@ async fn dropping_a_subscription_stops_its_producer() {
         "nothing is produced after the drop"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nested_subscription_lasts_as_long_as_its_stream() {
+    let (env, _) = env();
+    let reply = env.invoke("probe", "relay", json!({"take": 3})).await;
+    assert_eq!(reply.result.unwrap(), json!([0, 1, 2]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nested_call_started_after_its_parent_ended_is_aborted() {
+    let (env, state) = env();
+    assert!(env.invoke("probe", "orphan", json!({})).await.is_ok());
+    until("the orphaned call ends", || {
+        state.orphan.lock().unwrap().is_some()
+    })
+    .await;
+    assert_eq!(
+        *state.orphan.lock().unwrap(),
+        Some(Err("ABORTED".to_string()))
+    );
+    assert_eq!(
+        state.started.load(Ordering::SeqCst),
+        0,
+        "its handler never ran"
+    );
+}

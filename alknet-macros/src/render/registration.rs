@@ -137,10 +137,7 @@ pub fn render(service: &Service) -> TokenStream {
                 request: #protocol,
             ) -> #private::BoxFuture<
                 '_,
-                ::core::result::Result<
-                    #private::BoxStream<'static, ::core::result::Result<#response, #rt::CallError>>,
-                    #rt::CallError,
-                >,
+                ::core::result::Result<#rt::ResponseStream<#protocol>, #rt::CallError>,
             > {
                 match request {
                     #(#subscribe_arms,)*

@@ -1,7 +1,8 @@
 //! The request types, the protocol enum that carries them, and the response enum.
 
 use proc_macro2::TokenStream;
-use quote::quote;
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned as _;
 
 use crate::ast::Shape;
 use crate::model::Service;
@@ -33,7 +34,7 @@ pub fn render(service: &Service) -> TokenStream {
                 quote!({ #(#fields,)* })
             }
         };
-        quote! {
+        quote_spanned! {ident.span()=>
             #(#docs)*
             #[derive(Debug, Clone)]
             #derives
@@ -65,7 +66,7 @@ pub fn render(service: &Service) -> TokenStream {
         } else {
             quote!(UnaryOperation)
         };
-        quote! {
+        quote_spanned! {request.span()=>
             impl #rt::Operation for #request {
                 type Protocol = #protocol;
                 type Output = #output;
@@ -91,6 +92,21 @@ pub fn render(service: &Service) -> TokenStream {
         }
     });
 
+    let wire_types = service.operations.iter().flat_map(|op| {
+        let fields: Vec<&syn::Type> = match &op.shape {
+            Shape::Named(fields) => fields.iter().map(|f| &f.ty).collect(),
+            Shape::Wrapped(ty) => vec![ty],
+            Shape::Unit => vec![],
+        };
+        let details = op.attrs.errors.iter().filter_map(|e| e.details.as_ref());
+        fields
+            .into_iter()
+            .chain(std::iter::once(&op.output))
+            .chain(details)
+            .map(|ty| quote_spanned!(ty.span()=> const _: fn() = #rt::__private::assert_wire_type::<#ty>;))
+            .collect::<Vec<_>>()
+    });
+
     let response_doc = format!(" The outputs of [`{protocol}`], one variant per operation.");
     quote! {
         #(#requests)*
@@ -111,5 +127,7 @@ pub fn render(service: &Service) -> TokenStream {
         }
 
         #(#operation_impls)*
+
+        #(#wire_types)*
     }
 }

@@ -1,0 +1,38 @@
+//! Ratios between benchmarks of one criterion run: each of the project's paths against
+//! its baseline, read from criterion's own estimates and printed at the end of the run.
+
+use std::path::PathBuf;
+
+/// Where criterion writes its estimates; set on the `Criterion` so this file can read them.
+pub fn output_directory() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target")))
+        .join("criterion")
+}
+
+/// The median of `group/bench` in nanoseconds, from this run's estimates.
+pub fn median_ns(group: &str, bench: &str) -> Option<f64> {
+    let path = output_directory()
+        .join(group)
+        .join(bench)
+        .join("new/estimates.json");
+    let estimates: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    estimates["median"]["point_estimate"].as_f64()
+}
+
+/// One line of the ratio table: `path / baseline` against a target, or why it is missing.
+pub fn report(group: &str, path: &str, baseline: &str, target: &str, within: f64) {
+    match (median_ns(group, path), median_ns(group, baseline)) {
+        (Some(p), Some(b)) => {
+            let ratio = p / b;
+            let verdict = if ratio <= within { "meets" } else { "MISSES" };
+            println!(
+                "ratio {group}: {path} {p:.1} ns / {baseline} {b:.1} ns = {ratio:.2}x ({verdict} target {target})"
+            );
+        }
+        _ => {
+            println!("ratio {group}: {path} / {baseline}: not measured in this run (filtered out?)")
+        }
+    }
+}

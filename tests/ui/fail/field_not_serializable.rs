@@ -1,0 +1,15 @@
+use alknet_runtime::prelude::*;
+
+pub struct Person {
+    pub name: String,
+}
+
+/// Greets people.
+#[alk_service(namespace = "greeter", version = "1.0.0")]
+pub enum GreeterProtocol {
+    /// Say hello.
+    #[alk_operation(query, output = String)]
+    Hello { person: Person },
+}
+
+fn main() {}

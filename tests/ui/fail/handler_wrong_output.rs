@@ -1,0 +1,21 @@
+use alknet_runtime::prelude::*;
+
+/// Greets people.
+#[alk_service(namespace = "greeter", version = "1.0.0")]
+pub enum GreeterProtocol {
+    /// Say hello.
+    #[alk_operation(query, output = String)]
+    Hello { name: String },
+}
+
+struct Greeter;
+
+impl GreeterHandler for Greeter {
+    async fn hello(&self, _ctx: &OperationContext, request: Hello) -> Result<u32, CallError> {
+        Ok(request.name.len() as u32)
+    }
+}
+
+fn main() {
+    let _ = GreeterProtocol::local(Greeter);
+}

@@ -1,0 +1,10 @@
+use alknet_runtime::prelude::*;
+
+/// Greets people.
+#[alk_service(namespace = "greeter", version = "1.0.0")]
+pub enum GreeterProtocol {
+    /// Say hello.
+    Hello { name: String },
+}
+
+fn main() {}

@@ -1,0 +1,10 @@
+use alknet_runtime::prelude::*;
+
+/// Greets people.
+#[alk_service(namespace = "greeter", version = "1.0.0")]
+pub enum GreeterProtocol {
+    #[alk_operation(query, output = String)]
+    Hello { name: String },
+}
+
+fn main() {}

@@ -1,0 +1,11 @@
+use alknet_runtime::prelude::*;
+
+/// Greets people.
+#[alk_service(namespace = "greeter", version = "1.0.0")]
+pub enum GreeterProtocol {
+    /// Say hello.
+    #[alk_operation(subscription, output = String)]
+    Hello { name: String },
+}
+
+fn main() {}

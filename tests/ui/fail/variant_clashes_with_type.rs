@@ -1,0 +1,13 @@
+use alknet_runtime::prelude::*;
+
+pub struct Hello;
+
+/// Greets people.
+#[alk_service(namespace = "greeter", version = "1.0.0")]
+pub enum GreeterProtocol {
+    /// Say hello.
+    #[alk_operation(query, output = String)]
+    Hello { name: String },
+}
+
+fn main() {}
