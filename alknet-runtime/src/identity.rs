@@ -1,7 +1,13 @@
-//! Who is asking: [`Identity`].
+//! Who is asking: [`Identity`], and how a credential becomes one: [`IdentityProvider`].
 
+use std::collections::HashMap;
+
+use futures::future::BoxFuture;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::CallError;
 
 /// An authenticated principal: a person, a key, a node, or a service acting with its
 /// declared composition authority.
@@ -83,5 +89,106 @@ impl Identity {
             (grant.resource == "*" || grant.resource == resource)
                 && grant.actions.iter().any(|a| a == "*" || a == action)
         })
+    }
+}
+
+/// What a caller presented to prove who it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential<'a> {
+    /// The fingerprint ([`key_fingerprint`]) of the public key a peer proved it holds, such
+    /// as the key of its TLS certificate.
+    KeyFingerprint(&'a str),
+    /// An API key.
+    ApiKey(&'a str),
+    /// A signed token.
+    Token(&'a str),
+}
+
+/// Resolves credentials to identities. Adapters hold one as `Arc<dyn IdentityProvider>` and
+/// ask it once per connection or request; the answer is either an identity or an
+/// `UNAUTHENTICATED` error that says why.
+pub trait IdentityProvider: Send + Sync + 'static {
+    /// The identity `credential` proves.
+    fn resolve<'a>(
+        &'a self,
+        credential: Credential<'a>,
+    ) -> BoxFuture<'a, Result<Identity, CallError>>;
+}
+
+/// `ed25519:` and the SHA-256 of a raw Ed25519 public key, in lowercase hex: how alknet
+/// names a key.
+///
+/// ```
+/// let fingerprint = alknet_runtime::key_fingerprint(&[7u8; 32]);
+/// assert!(fingerprint.starts_with("ed25519:"));
+/// assert_eq!(fingerprint.len(), "ed25519:".len() + 64);
+/// ```
+pub fn key_fingerprint(public_key: &[u8]) -> String {
+    format!("ed25519:{}", hex(&Sha256::digest(public_key)))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A fixed set of identities: an allow-list of keys, and tokens kept only as SHA-256
+/// hashes. For tests and small deployments; configuration-backed providers replace it.
+///
+/// ```
+/// use alknet_runtime::{Credential, Identity, IdentityProvider, StaticIdentities};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let identities = StaticIdentities::new()
+///     .with_key("ed25519:ab12", Identity::new("node:worker-1"))
+///     .with_token("s3cret", Identity::new("user:ada"));
+/// let ada = identities.resolve(Credential::Token("s3cret")).await.unwrap();
+/// assert_eq!(ada.id, "user:ada");
+/// assert!(identities.resolve(Credential::Token("guess")).await.is_err());
+/// # }
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct StaticIdentities {
+    keys: HashMap<String, Identity>,
+    token_hashes: HashMap<String, Identity>,
+}
+
+impl StaticIdentities {
+    /// An empty allow-list: every credential is refused.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Allow the key with this fingerprint, as `identity`.
+    pub fn with_key(mut self, fingerprint: impl Into<String>, identity: Identity) -> Self {
+        self.keys.insert(fingerprint.into(), identity);
+        self
+    }
+
+    /// Allow this token (API key or signed token), as `identity`. Only its hash is kept.
+    pub fn with_token(mut self, token: &str, identity: Identity) -> Self {
+        self.token_hashes
+            .insert(hex(&Sha256::digest(token.as_bytes())), identity);
+        self
+    }
+}
+
+impl IdentityProvider for StaticIdentities {
+    fn resolve<'a>(
+        &'a self,
+        credential: Credential<'a>,
+    ) -> BoxFuture<'a, Result<Identity, CallError>> {
+        let found = match credential {
+            Credential::KeyFingerprint(fingerprint) => {
+                self.keys.get(fingerprint).ok_or_else(|| {
+                    CallError::unauthenticated(format!("the key `{fingerprint}` is not allowed"))
+                })
+            }
+            // Looking up the hash, never the token, keeps lookup timing independent of it.
+            Credential::ApiKey(token) | Credential::Token(token) => self
+                .token_hashes
+                .get(&hex(&Sha256::digest(token.as_bytes())))
+                .ok_or_else(|| CallError::unauthenticated("the token is not valid")),
+        };
+        Box::pin(futures::future::ready(found.cloned()))
     }
 }

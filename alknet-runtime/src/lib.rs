@@ -54,7 +54,9 @@ pub use access::{AccessControl, ResourceRule};
 pub use context::OperationContext;
 pub use env::{BuildError, Caller, OperationEnv, OperationEnvBuilder, Subscription};
 pub use envelope::{CallError, RequestId, ResponseEnvelope, codes};
-pub use identity::{Identity, ResourceGrant};
+pub use identity::{
+    Credential, Identity, IdentityProvider, ResourceGrant, StaticIdentities, key_fingerprint,
+};
 pub use service::{
     Dispatch, ItemStream, LocalService, Operation, Protocol, ResponseStream, StreamingOperation,
     UnaryOperation,
