@@ -9,6 +9,7 @@ use crate::ast::Shape;
 use crate::attr::{ErrorAttrs, Kind};
 use crate::ctxt::Ctxt;
 use crate::model::{Operation, Service};
+use crate::wire;
 
 /// The runtime's protocol codes; a domain error may not reuse one.
 const PROTOCOL_CODES: [&str; 10] = [
@@ -163,8 +164,38 @@ fn check_service(cx: &Ctxt, service: &Service) {
     }
 }
 
+/// An `#[alk_type]` item: everything in it must cross every path.
+pub fn check_alk_type(cx: &Ctxt, item: &syn::DeriveInput) {
+    wire::check_container(cx, &item.attrs);
+    let fields: Vec<&syn::Field> = match &item.data {
+        syn::Data::Struct(s) => s.fields.iter().collect(),
+        syn::Data::Enum(e) => e.variants.iter().flat_map(|v| v.fields.iter()).collect(),
+        syn::Data::Union(u) => {
+            cx.error_spanned_by(
+                u.union_token,
+                "#[alk_type] goes on a struct or an enum, not a union",
+            );
+            return;
+        }
+    };
+    for field in fields {
+        wire::check_field(cx, field);
+    }
+}
+
 fn check_operation(cx: &Ctxt, op: &Operation) {
     let attrs = &op.attrs;
+    match &op.shape {
+        Shape::Named(fields) => fields.iter().for_each(|field| wire::check_field(cx, field)),
+        Shape::Wrapped(ty) => wire::check_type(cx, ty),
+        Shape::Unit => {}
+    }
+    if let Some(ty) = attrs.output.as_ref().or(attrs.item.as_ref()) {
+        wire::check_type(cx, ty);
+    }
+    for details in attrs.errors.iter().filter_map(|e| e.details.as_ref()) {
+        wire::check_type(cx, details);
+    }
     if op.docs.text.is_none() {
         cx.error_spanned_by(
             &op.variant,

@@ -11,6 +11,7 @@ mod check;
 mod ctxt;
 mod model;
 mod render;
+mod wire;
 
 use proc_macro::TokenStream;
 
@@ -42,5 +43,16 @@ pub fn alk_service(args: TokenStream, input: TokenStream) -> TokenStream {
 /// for outputs, items and error details in crates that depend on `alknet_runtime` alone.
 #[proc_macro_attribute]
 pub fn alk_type(args: TokenStream, input: TokenStream) -> TokenStream {
+    let cx = ctxt::Ctxt::default();
+    match syn::parse::<syn::DeriveInput>(input.clone()) {
+        Ok(item) => check::check_alk_type(&cx, &item),
+        Err(err) => cx.syn_error(syn::Error::new(
+            err.span(),
+            "#[alk_type] goes on a struct or an enum",
+        )),
+    }
+    if cx.has_errors() {
+        return cx.into_compile_errors().into();
+    }
     render::alk_type(args.into(), input.into()).into()
 }

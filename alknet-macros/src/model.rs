@@ -145,6 +145,8 @@ fn method_ident(snake: &str, span: Span) -> syn::Ident {
     match snake {
         // Keywords that cannot be raw identifiers.
         "self" | "super" | "crate" => format_ident!("{snake}_", span = span),
+        // syn parses edition-2021 identifiers; `gen` is reserved from edition 2024 on.
+        "gen" => syn::Ident::new_raw(snake, span),
         _ if syn::parse_str::<syn::Ident>(snake).is_err() => syn::Ident::new_raw(snake, span),
         _ => syn::Ident::new(snake, span),
     }

@@ -30,7 +30,10 @@ pub struct OperationContext(Arc<ContextInner>);
 
 struct ContextInner {
     request_id: RequestId,
+    /// The calling call, when it runs in this process.
     parent: Option<OperationContext>,
+    /// The calling call's id, wherever it runs.
+    parent_request_id: Option<RequestId>,
     identity: Option<Arc<Identity>>,
     forwarded_for: Option<Arc<str>>,
     metadata: Option<Arc<Map<String, Value>>>,
@@ -48,6 +51,7 @@ struct ContextInner {
 pub(crate) struct ContextParts {
     pub(crate) request_id: RequestId,
     pub(crate) parent: Option<OperationContext>,
+    pub(crate) parent_request_id: Option<RequestId>,
     pub(crate) identity: Option<Arc<Identity>>,
     pub(crate) forwarded_for: Option<Arc<str>>,
     pub(crate) metadata: Option<Arc<Map<String, Value>>>,
@@ -64,6 +68,7 @@ impl OperationContext {
         OperationContext(Arc::new(ContextInner {
             request_id: parts.request_id,
             parent: parts.parent,
+            parent_request_id: parts.parent_request_id,
             identity: parts.identity,
             forwarded_for: parts.forwarded_for,
             metadata: parts.metadata,
@@ -83,13 +88,13 @@ impl OperationContext {
 
     /// The id of the call that made this one, for a nested call.
     pub fn parent_request_id(&self) -> Option<RequestId> {
-        self.0.parent.as_ref().map(OperationContext::request_id)
+        self.0.parent_request_id
     }
 
     /// Whether this is a nested call made by another operation's handler (the seeds'
     /// `trusted` flag; a fact to read, never a skip of access control).
     pub fn is_nested(&self) -> bool {
-        self.0.parent.is_some()
+        self.0.parent_request_id.is_some()
     }
 
     /// The identity the call runs with: the outside caller's, or for a nested call the

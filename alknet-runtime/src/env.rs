@@ -186,6 +186,15 @@ impl OperationEnvBuilder {
         self
     }
 
+    /// Reach a service through an irpc client: tokio channels to an actor in this process,
+    /// or postcard over QUIC to another node. Typed calls cross without JSON; `invoke`
+    /// converts at this boundary.
+    #[cfg(feature = "irpc")]
+    pub fn service(mut self, service: crate::service_path::IrpcService) -> Self {
+        self.mount(service.0.spec, service.0.backend);
+        self
+    }
+
     fn mount(&mut self, spec: ServiceSpec, backend: Arc<dyn Backend>) {
         if RESERVED_NAMESPACES.contains(&spec.namespace.as_str()) {
             self.errors
@@ -218,6 +227,10 @@ impl OperationEnvBuilder {
         if !self.errors.is_empty() {
             return Err(self.errors.remove(0));
         }
+        Ok(self.finish())
+    }
+
+    fn finish(self) -> OperationEnv {
         let by_namespace = self
             .services
             .iter()
@@ -228,7 +241,7 @@ impl OperationEnvBuilder {
             services: self.services,
             by_namespace,
         });
-        Ok(OperationEnv::from_parts(
+        OperationEnv::from_parts(
             shared,
             Origin::External(Arc::new(ExternalCaller {
                 identity: None,
@@ -236,7 +249,7 @@ impl OperationEnvBuilder {
                 metadata: None,
                 deadline: None,
             })),
-        ))
+        )
     }
 }
 
@@ -244,6 +257,13 @@ impl OperationEnv {
     /// Start assembling an environment.
     pub fn builder() -> OperationEnvBuilder {
         OperationEnvBuilder::default()
+    }
+
+    /// An env of one service. Cannot fail: the macro already refused reserved namespaces,
+    /// and one service cannot collide with another.
+    #[cfg(feature = "irpc")]
+    pub(crate) fn single(service: LocalService) -> Self {
+        OperationEnv::builder().local(service).finish()
     }
 
     pub(crate) fn from_parts(shared: Arc<EnvShared>, origin: Origin) -> Self {
@@ -363,20 +383,14 @@ impl OperationEnv {
     pub async fn call<R: UnaryOperation>(&self, request: R) -> Result<R::Output, CallError> {
         let request_id = RequestId::next();
         let service = self.resolve_namespace(<R::Protocol as Protocol>::NAMESPACE)?;
-        let entry = &self.shared.services[service];
-        if let Some(typed) = entry
-            .backend
-            .as_any()
-            .downcast_ref::<TypedBackend<R::Protocol>>()
-        {
+        if let Some(typed) = self.typed::<R::Protocol>(service) {
             let ctx = self.admit(request_id, service, R::INDEX)?;
-            let end = EndOnDrop(ctx);
-            let call = typed.dispatch.call(end.0.clone(), request.into());
-            let response = run(&end.0, call).await?;
+            let response = run_call(typed, ctx, request.into()).await?;
             return R::output(response).ok_or_else(|| mismatched_response(R::NAME));
         }
         let input = encode_request(&request)?;
-        let (end, call) = self.start_json(request_id, &entry.spec.namespace, R::NAME, input)?;
+        let namespace = &self.shared.services[service].spec.namespace;
+        let (end, call) = self.start_json(request_id, namespace, R::NAME, input)?;
         decode_output(run(&end.0, call).await?)
     }
 
@@ -387,26 +401,93 @@ impl OperationEnv {
     ) -> Result<ItemStream<R::Output>, CallError> {
         let request_id = RequestId::next();
         let service = self.resolve_namespace(<R::Protocol as Protocol>::NAMESPACE)?;
-        let entry = &self.shared.services[service];
-        if let Some(typed) = entry
-            .backend
-            .as_any()
-            .downcast_ref::<TypedBackend<R::Protocol>>()
-        {
+        if let Some(typed) = self.typed::<R::Protocol>(service) {
             let ctx = self.admit(request_id, service, R::INDEX)?;
-            let end = EndOnDrop(ctx);
-            let subscription = typed.dispatch.subscribe(end.0.clone(), request.into());
-            let items = run(&end.0, subscription).await?;
+            let items = run_subscription(typed, ctx, request.into()).await?;
             let items = items.map(|item| {
                 item.and_then(|r| R::output(r).ok_or_else(|| mismatched_response(R::NAME)))
             });
-            return Ok(Box::pin(Guarded::new(end, items)));
+            return Ok(Box::pin(items));
         }
         let input = encode_request(&request)?;
+        let namespace = &self.shared.services[service].spec.namespace;
         let items = self
-            .subscribe_json(request_id, &entry.spec.namespace, R::NAME, input)
+            .subscribe_json(request_id, namespace, R::NAME, input)
             .await?;
         Ok(Box::pin(items.map(|item| item.and_then(decode_output))))
+    }
+
+    /// The typed backend of namespace `service`, if protocol `P` serves it.
+    fn typed<P: Protocol>(&self, service: usize) -> Option<&TypedBackend<P>> {
+        self.shared.services[service]
+            .backend
+            .as_any()
+            .downcast_ref::<TypedBackend<P>>()
+    }
+
+    /// Whether this env dispatches `P`'s namespace itself (to a handler or a client of `P`).
+    #[cfg(feature = "irpc")]
+    pub(crate) fn serves_locally<P: Protocol>(&self) -> bool {
+        self.resolve_namespace(P::NAMESPACE)
+            .is_ok_and(|service| self.typed::<P>(service).is_some())
+    }
+
+    /// Run a call that arrived over the irpc path, under the context its caller sent.
+    #[cfg(feature = "irpc")]
+    pub(crate) async fn serve_call<P: Protocol>(
+        &self,
+        meta: crate::service_path::CallMeta,
+        index: usize,
+        request: P,
+    ) -> Result<P::Response, CallError> {
+        let (typed, ctx) = self.adopt::<P>(meta, index)?;
+        run_call(typed, ctx, request).await
+    }
+
+    /// Start a subscription that arrived over the irpc path.
+    #[cfg(feature = "irpc")]
+    pub(crate) async fn serve_subscription<P: Protocol>(
+        &self,
+        meta: crate::service_path::CallMeta,
+        index: usize,
+        request: P,
+    ) -> Result<BoxStream<'static, Result<P::Response, CallError>>, CallError> {
+        let (typed, ctx) = self.adopt::<P>(meta, index)?;
+        Ok(run_subscription(typed, ctx, request).await?.boxed())
+    }
+
+    /// The context of a call whose caller admitted it elsewhere and sent `meta` along.
+    #[cfg(feature = "irpc")]
+    fn adopt<P: Protocol>(
+        &self,
+        meta: crate::service_path::CallMeta,
+        index: usize,
+    ) -> Result<(&TypedBackend<P>, OperationContext), CallError> {
+        let service = self.resolve_namespace(P::NAMESPACE)?;
+        let typed = self.typed::<P>(service).ok_or_else(|| {
+            CallError::not_found(format!("`{}` is not served by this node", P::NAMESPACE))
+        })?;
+        if index >= self.shared.services[service].spec.operations.len() {
+            return Err(CallError::not_found(format!(
+                "`{}` has no operation number {index}",
+                P::NAMESPACE
+            )));
+        }
+        let parts = ContextParts {
+            request_id: meta.request_id,
+            parent: None,
+            parent_request_id: meta.parent_request_id,
+            identity: meta.identity.map(Arc::new),
+            forwarded_for: meta.forwarded_for.map(Arc::from),
+            metadata: None,
+            deadline: meta
+                .timeout_ms
+                .map(|ms| Instant::now() + Duration::from_millis(ms)),
+        };
+        Ok((
+            typed,
+            OperationContext::new(self.shared.clone(), service, index, parts),
+        ))
     }
 
     /// A context for `namespace/operation` outside any call, admitted as this env's caller
@@ -470,6 +551,7 @@ impl OperationEnv {
                 ContextParts {
                     request_id,
                     parent: None,
+                    parent_request_id: None,
                     identity: caller.identity.clone(),
                     forwarded_for: caller.forwarded_for.clone(),
                     metadata: caller.metadata.clone(),
@@ -487,6 +569,7 @@ impl OperationEnv {
                 ContextParts {
                     request_id,
                     parent: Some(parent.clone()),
+                    parent_request_id: Some(parent.request_id()),
                     identity: calling.authority.clone().or_else(|| parent.identity_arc()),
                     forwarded_for: parent.forwarded_for_arc(),
                     metadata: None,
@@ -560,7 +643,7 @@ async fn run<'a, T: Send + 'a>(
 ) -> Result<T, CallError> {
     // Most calls have neither a deadline nor a parent; only those that do pay for the
     // timer and the cancellation wait, boxed so the common future stays small.
-    let call = if ctx.deadline().is_none() && !ctx.is_nested() {
+    let call = if ctx.deadline().is_none() && ctx.parent().is_none() {
         call
     } else {
         Box::pin(bounded(ctx, call))
@@ -595,6 +678,29 @@ async fn bounded<T>(
             }
         }
     }
+}
+
+/// Run a typed call under `ctx` on a typed backend.
+async fn run_call<P: Protocol>(
+    typed: &TypedBackend<P>,
+    ctx: OperationContext,
+    request: P,
+) -> Result<P::Response, CallError> {
+    let end = EndOnDrop(ctx);
+    let call = typed.dispatch.call(end.0.clone(), request);
+    run(&end.0, call).await
+}
+
+/// Start a typed subscription under `ctx`; the call lasts as long as the returned stream.
+async fn run_subscription<P: Protocol>(
+    typed: &TypedBackend<P>,
+    ctx: OperationContext,
+    request: P,
+) -> Result<Guarded<crate::ResponseStream<P>>, CallError> {
+    let end = EndOnDrop(ctx);
+    let subscription = typed.dispatch.subscribe(end.0.clone(), request);
+    let items = run(&end.0, subscription).await?;
+    Ok(Guarded::new(end, items))
 }
 
 /// Ends a call when dropped: whatever nested calls it left behind are cancelled, whether it

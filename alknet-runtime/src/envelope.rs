@@ -10,6 +10,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
+use crate::Json;
+
 /// The error codes produced by alknet's machinery.
 ///
 /// A service may declare its own domain codes, but never one of these: the macro refuses
@@ -68,7 +70,7 @@ pub mod codes {
 /// assert_eq!(err.code, "NAME_TAKEN");
 /// assert!(!err.retryable);
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 pub struct CallError {
     /// A protocol code (see [`codes`]) or a code the operation declared.
     pub code: Cow<'static, str>,
@@ -78,8 +80,32 @@ pub struct CallError {
     #[serde(default)]
     pub retryable: bool,
     /// Structured details; for a declared domain error, a value of its declared details type.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "wire_details")]
     pub details: Option<Value>,
+}
+
+fn wire_details<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
+    Ok(Option::<Json>::deserialize(deserializer)?.map(Json::into_inner))
+}
+
+/// JSON leaves out absent details; postcard, which has no field names, always carries the
+/// field, and carries the details as JSON text.
+impl Serialize for CallError {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let omit_details = serializer.is_human_readable() && self.details.is_none();
+        let mut state =
+            serializer.serialize_struct("CallError", if omit_details { 3 } else { 4 })?;
+        state.serialize_field("code", &self.code)?;
+        state.serialize_field("message", &self.message)?;
+        state.serialize_field("retryable", &self.retryable)?;
+        if omit_details {
+            state.skip_field("details")?;
+        } else {
+            state.serialize_field("details", &self.details.as_ref().map(Json))?;
+        }
+        state.end()
+    }
 }
 
 impl CallError {
@@ -365,6 +391,24 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(a.to_string().len(), 32);
         assert_eq!(a.to_string().parse::<RequestId>().unwrap(), a);
+    }
+
+    #[test]
+    fn call_errors_round_trip_through_postcard_and_json() {
+        for err in [
+            CallError::timeout("slow"),
+            CallError::new("NAME_TAKEN", "taken").with_details(json!({"name": "ada", "n": [1, 2]})),
+        ] {
+            let bytes = postcard::to_stdvec(&err).unwrap();
+            assert_eq!(postcard::from_bytes::<CallError>(&bytes).unwrap(), err);
+            let text = serde_json::to_string(&err).unwrap();
+            assert_eq!(serde_json::from_str::<CallError>(&text).unwrap(), err);
+        }
+        let plain = serde_json::to_value(CallError::timeout("slow")).unwrap();
+        assert!(
+            plain.get("details").is_none(),
+            "JSON leaves absent details out: {plain}"
+        );
     }
 
     #[test]

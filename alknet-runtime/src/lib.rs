@@ -47,7 +47,10 @@ mod context;
 mod env;
 mod envelope;
 mod identity;
+mod json;
 mod service;
+#[cfg(feature = "irpc")]
+pub mod service_path;
 mod spec;
 
 pub use access::{AccessControl, ResourceRule};
@@ -57,6 +60,7 @@ pub use envelope::{CallError, RequestId, ResponseEnvelope, codes};
 pub use identity::{
     Credential, Identity, IdentityProvider, ResourceGrant, StaticIdentities, key_fingerprint,
 };
+pub use json::Json;
 pub use service::{
     Dispatch, ItemStream, LocalService, Operation, Protocol, ResponseStream, StreamingOperation,
     UnaryOperation,
@@ -68,6 +72,8 @@ pub use tokio_util::sync::CancellationToken;
 pub use alknet_macros::{alk_service, alk_type};
 
 pub use futures;
+#[cfg(feature = "irpc")]
+pub use irpc;
 pub use schemars;
 pub use serde;
 pub use serde_json;
@@ -75,8 +81,8 @@ pub use serde_json;
 /// The names a service crate needs: `use alknet_runtime::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        CallError, Caller, Identity, ItemStream, OperationContext, OperationEnv, ResourceGrant,
-        ResponseEnvelope, alk_service, alk_type,
+        CallError, Caller, Identity, ItemStream, Json, OperationContext, OperationEnv,
+        ResourceGrant, ResponseEnvelope, alk_service, alk_type,
     };
     pub use schemars::JsonSchema;
     pub use serde::{Deserialize, Serialize};
@@ -86,6 +92,24 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::service::{AuthorityDecl, ErrorDecl, Local, OperationDecl, ServiceDecl};
+
+    /// Keeps the irpc items generated code emits when the runtime has its `irpc` feature.
+    #[cfg(feature = "irpc")]
+    #[macro_export]
+    #[doc(hidden)]
+    macro_rules! __irpc_items {
+        ($($item:item)*) => { $($item)* };
+    }
+
+    /// Drops the irpc items generated code emits: the runtime was built without `irpc`.
+    #[cfg(not(feature = "irpc"))]
+    #[macro_export]
+    #[doc(hidden)]
+    macro_rules! __irpc_items {
+        ($($item:item)*) => {};
+    }
+
+    pub use crate::__irpc_items as irpc_items;
     pub use futures::future::BoxFuture;
     pub use futures::stream::BoxStream;
     pub use futures::{FutureExt, StreamExt};
@@ -95,7 +119,7 @@ pub mod __private {
 
     /// What every type in an operation's request, output, items or error details must be.
     #[diagnostic::on_unimplemented(
-        message = "`{Self}` cannot travel in an alknet operation: it must implement Serialize, Deserialize, JsonSchema and Debug",
+        message = "`{Self}` cannot travel in an alknet operation: it must implement Serialize, Deserialize, JsonSchema and Debug, and be Send + Sync + 'static",
         label = "used in an operation here",
         note = "put `#[alk_type]` and `#[derive(Debug, Clone)]` on `{Self}`"
     )]
@@ -105,6 +129,7 @@ pub mod __private {
         + schemars::JsonSchema
         + std::fmt::Debug
         + Send
+        + Sync
         + 'static
     {
     }
@@ -115,6 +140,7 @@ pub mod __private {
             + schemars::JsonSchema
             + std::fmt::Debug
             + Send
+            + Sync
             + 'static
     {
     }
@@ -140,6 +166,19 @@ pub mod __private {
             Ok(_) => CallError::invalid_input(format!("invalid input for `{operation}`")),
             Err(err) => invalid_input(operation, err),
         })
+    }
+
+    /// Decode a request whose type is a struct: only a JSON object will do.
+    pub fn decode_object<T: serde::de::DeserializeOwned>(
+        operation: &str,
+        input: Value,
+    ) -> Result<T, CallError> {
+        if !input.is_object() {
+            return Err(CallError::invalid_input(format!(
+                "invalid input for `{operation}`: expected a JSON object with the operation's fields"
+            )));
+        }
+        decode(operation, input)
     }
 
     fn invalid_input(

@@ -50,11 +50,13 @@ pub trait Protocol: Sized + Send + 'static {
 }
 
 /// A request type: one operation of a [`Protocol`].
-pub trait Operation: Serialize + DeserializeOwned + Into<Self::Protocol> + Send + 'static {
+pub trait Operation:
+    Serialize + DeserializeOwned + Into<Self::Protocol> + Send + Sync + 'static
+{
     /// The protocol the operation belongs to.
     type Protocol: Protocol;
     /// The output of a query or mutation; the item type of a subscription.
-    type Output: Serialize + DeserializeOwned + Send + 'static;
+    type Output: Serialize + DeserializeOwned + Send + Sync + 'static;
     /// The operation's index in declaration order.
     const INDEX: usize;
     /// The operation's name within its namespace.

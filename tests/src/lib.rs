@@ -56,21 +56,20 @@ async fn forward(
     ctx: &alknet_runtime::OperationContext,
     ns: &str,
     op: &str,
-) -> Result<alknet_runtime::serde_json::Value, alknet_runtime::CallError> {
+) -> Result<alknet_runtime::Json, alknet_runtime::CallError> {
     let reply = ctx
         .env()
         .invoke(ns, op, alknet_runtime::serde_json::json!({}))
         .await;
-    Ok(match reply.result {
+    Ok(alknet_runtime::Json(match reply.result {
         Ok(output) => alknet_runtime::serde_json::json!({ "output": output }),
         Err(err) => alknet_runtime::serde_json::json!({ "error": err.code }),
-    })
+    }))
 }
 
 pub mod orders {
     //! Composition with an authority.
     use alknet_runtime::prelude::*;
-    use alknet_runtime::serde_json::Value;
 
     /// Composes `vault` with its own authority.
     #[alk_service(
@@ -81,7 +80,7 @@ pub mod orders {
 )]
     pub enum OrdersProtocol {
         /// Calls `vault/<op>` and returns its envelope's output or error code.
-        #[alk_operation(query, output = Value)]
+        #[alk_operation(query, output = Json)]
         Forward {
             /// The vault operation.
             op: String,
@@ -92,7 +91,7 @@ pub mod orders {
     pub struct Orders;
 
     impl OrdersHandler for Orders {
-        async fn forward(&self, ctx: &OperationContext, req: Forward) -> Result<Value, CallError> {
+        async fn forward(&self, ctx: &OperationContext, req: Forward) -> Result<Json, CallError> {
             super::forward(ctx, "vault", &req.op).await
         }
     }
@@ -101,13 +100,12 @@ pub mod orders {
 pub mod relay {
     //! Composition with the caller's identity.
     use alknet_runtime::prelude::*;
-    use alknet_runtime::serde_json::Value;
 
     /// Composes `vault` with the caller's own identity.
     #[alk_service(namespace = "relay", version = "1.0.0", calls = ["vault/*"])]
     pub enum RelayProtocol {
         /// Calls `<ns>/<op>` and returns its envelope's output or error code.
-        #[alk_operation(query, output = Value)]
+        #[alk_operation(query, output = Json)]
         Forward {
             /// The namespace.
             ns: String,
@@ -120,7 +118,7 @@ pub mod relay {
     pub struct Relay;
 
     impl RelayHandler for Relay {
-        async fn forward(&self, ctx: &OperationContext, req: Forward) -> Result<Value, CallError> {
+        async fn forward(&self, ctx: &OperationContext, req: Forward) -> Result<Json, CallError> {
             super::forward(ctx, &req.ns, &req.op).await
         }
     }
@@ -350,3 +348,9 @@ pub mod probe {
         }
     }
 }
+
+// The guide and the README, so that their examples run as doctests.
+#[doc = include_str!("../../docs/guide.md")]
+pub mod guide {}
+#[doc = include_str!("../../README.md")]
+pub mod readme {}

@@ -44,12 +44,19 @@ async fn invalid_input_names_the_field() {
         missing.message
     );
 
-    let not_an_object = env
-        .invoke("echo", "say", json!([1, 2]))
-        .await
-        .result
-        .unwrap_err();
-    assert_eq!(not_an_object.code, codes::INVALID_INPUT);
+    for not_an_object in [json!(["positional"]), json!("text"), json!(5)] {
+        let err = env
+            .invoke("echo", "say", not_an_object)
+            .await
+            .result
+            .unwrap_err();
+        assert_eq!(err.code, codes::INVALID_INPUT);
+        assert!(
+            err.message.contains("expected a JSON object"),
+            "{}",
+            err.message
+        );
+    }
 }
 
 #[tokio::test]

@@ -2,6 +2,7 @@
 
 mod client;
 mod handler;
+mod irpc;
 mod registration;
 mod schema;
 mod types;
@@ -16,11 +17,13 @@ pub fn service(service: &Service) -> TokenStream {
     let handler = handler::render(service);
     let registration = registration::render(service);
     let client = client::render(service);
+    let irpc = irpc::render(service);
     quote! {
         #types
         #handler
         #registration
         #client
+        #irpc
     }
 }
 
@@ -45,11 +48,20 @@ pub fn alk_type(args: TokenStream, item: TokenStream) -> TokenStream {
 
 /// The serde and schemars derives, reaching both crates through the runtime.
 fn wire_derives(runtime: &syn::Path) -> TokenStream {
-    let serde = quote!(#runtime::serde).to_string().replace(' ', "");
+    let serde = serde_derives(runtime);
     let schemars = quote!(#runtime::schemars).to_string().replace(' ', "");
     quote! {
-        #[derive(#runtime::serde::Serialize, #runtime::serde::Deserialize, #runtime::schemars::JsonSchema)]
-        #[serde(crate = #serde)]
+        #serde
+        #[derive(#runtime::schemars::JsonSchema)]
         #[schemars(crate = #schemars)]
+    }
+}
+
+/// The serde derives alone, reaching serde through the runtime.
+fn serde_derives(runtime: &syn::Path) -> TokenStream {
+    let serde = quote!(#runtime::serde).to_string().replace(' ', "");
+    quote! {
+        #[derive(#runtime::serde::Serialize, #runtime::serde::Deserialize)]
+        #[serde(crate = #serde)]
     }
 }

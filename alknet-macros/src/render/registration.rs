@@ -4,6 +4,7 @@
 use proc_macro2::TokenStream;
 use quote::quote;
 
+use crate::ast::Shape;
 use crate::model::Service;
 
 pub fn render(service: &Service) -> TokenStream {
@@ -24,7 +25,12 @@ pub fn render(service: &Service) -> TokenStream {
         let variant = &op.variant;
         let index = op.index;
         let id = format!("{namespace}/{}", op.name);
-        quote!(#index => #private::decode(#id, input).map(#protocol::#variant))
+        // A generated request is a struct, whose derive would also take a JSON array.
+        let decode = match op.shape {
+            Shape::Wrapped(_) => quote!(decode),
+            Shape::Unit | Shape::Named(_) => quote!(decode_object),
+        };
+        quote!(#index => #private::#decode(#id, input).map(#protocol::#variant))
     });
     let encode_arms = service.operations.iter().map(|op| {
         let variant = &op.variant;

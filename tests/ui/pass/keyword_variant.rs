@@ -27,6 +27,10 @@ pub enum KeywordsProtocol {
     /// Make a crate.
     #[alk_operation(mutation)]
     Crate,
+
+    /// Generate something (`gen` is reserved from edition 2024).
+    #[alk_operation(mutation)]
+    Gen,
 }
 
 struct Keywords;
@@ -41,6 +45,10 @@ impl KeywordsHandler for Keywords {
     }
 
     async fn crate_(&self, _ctx: &OperationContext, _request: Crate) -> Result<(), CallError> {
+        Ok(())
+    }
+
+    async fn r#gen(&self, _ctx: &OperationContext, _request: Gen) -> Result<(), CallError> {
         Ok(())
     }
 }

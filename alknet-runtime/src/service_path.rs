@@ -1,0 +1,313 @@
+//! The irpc service path (SPEC §8): a service as an irpc actor, reached through tokio
+//! channels in-process or postcard over QUIC, mounted in an [`OperationEnv`] like any other.
+//!
+//! ```
+//! use alknet_example::{EchoClient, EchoProtocol, EchoService};
+//! use alknet_runtime::OperationEnv;
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! // The actor: requests run concurrently, each under the context the caller sent.
+//! let client = EchoProtocol::spawn(EchoService::default());
+//! // A node that reaches `echo` through it.
+//! let env = OperationEnv::builder().service(EchoProtocol::service(client)).build().unwrap();
+//! let echo = EchoClient::new(env);
+//! assert_eq!(echo.say("over irpc".into()).await.unwrap().length, 9);
+//! # }
+//! ```
+
+use std::marker::PhantomData;
+
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
+use irpc::channel::{mpsc, none::NoReceiver, oneshot};
+use irpc::{Channels, WithChannels};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    CallError, Dispatch, Identity, LocalService, Operation, OperationContext, OperationEnv,
+    Protocol, RequestId, ResponseStream,
+};
+
+/// How many messages wait for the actor before senders wait too.
+const ACTOR_QUEUE: usize = 128;
+/// How many items of one subscription may be in flight in-process.
+const STREAM_BUFFER: usize = 16;
+
+/// A request on the irpc path: the request, and the context the caller admitted it under.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Call<R> {
+    /// The context that travels with the call.
+    pub meta: CallMeta,
+    /// The operation's request.
+    pub request: R,
+}
+
+/// The parts of an [`OperationContext`] that travel with a call on the irpc path.
+///
+/// The serving side trusts them: access was checked where the call entered the cluster,
+/// and a remote irpc peer is authenticated by an allow-listed key before any request is read.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CallMeta {
+    /// The call's id: the serving side keeps it.
+    pub request_id: RequestId,
+    /// The id of the call that made this one, for a nested call.
+    pub parent_request_id: Option<RequestId>,
+    /// The identity the call runs with.
+    pub identity: Option<Identity>,
+    /// Who the call was forwarded for (audit only).
+    pub forwarded_for: Option<String>,
+    /// How long the call had left when it was sent, in milliseconds.
+    pub timeout_ms: Option<u64>,
+}
+
+impl CallMeta {
+    /// What of `ctx` travels.
+    pub fn of(ctx: &OperationContext) -> Self {
+        CallMeta {
+            request_id: ctx.request_id(),
+            parent_request_id: ctx.parent_request_id(),
+            identity: ctx.identity().cloned(),
+            forwarded_for: ctx.forwarded_for().map(str::to_string),
+            timeout_ms: ctx.remaining().map(|d| d.as_millis() as u64),
+        }
+    }
+}
+
+/// A protocol that can travel over irpc. `#[alk_service]` implements it: `Rpc` is the
+/// generated `XRpc` enum (each request wrapped in [`Call`]), whose message enum `XMessage`
+/// carries the channels.
+pub trait IrpcProtocol: Protocol {
+    /// The irpc service: what goes over the wire.
+    type Rpc: irpc::Service + irpc::rpc::RemoteService;
+
+    /// Send a query or mutation through `client`.
+    fn send(
+        client: &irpc::Client<Self::Rpc>,
+        meta: CallMeta,
+        request: Self,
+    ) -> BoxFuture<'static, Result<Self::Response, CallError>>;
+
+    /// Start a subscription through `client`.
+    fn send_subscribe(
+        client: &irpc::Client<Self::Rpc>,
+        meta: CallMeta,
+        request: Self,
+    ) -> BoxFuture<'static, Result<ResponseStream<Self>, CallError>>;
+
+    /// Serve one message that reached the actor.
+    fn serve(
+        message: <Self::Rpc as irpc::Service>::Message,
+        actor: &Actor<Self>,
+    ) -> BoxFuture<'static, ()>;
+}
+
+/// Serve `P`'s namespace of `env` as an irpc actor: a task that runs each request on its own
+/// task, under the context the caller sent, with `env` for its nested calls. Returns the
+/// actor's client, for [`OperationEnvBuilder::service`](crate::OperationEnvBuilder::service)
+/// or a QUIC listener.
+///
+/// Fails with `NOT_FOUND` unless `env` serves `P`'s namespace in-process.
+pub fn spawn<P: IrpcProtocol>(env: &OperationEnv) -> Result<irpc::Client<P::Rpc>, CallError> {
+    if !env.serves_locally::<P>() {
+        return Err(CallError::not_found(format!(
+            "the namespace `{}` is not served in-process by this env, so it cannot be spawned as an actor",
+            P::NAMESPACE
+        )));
+    }
+    Ok(run_actor(Actor::<P> {
+        env: env.clone(),
+        _protocol: PhantomData,
+    }))
+}
+
+/// Serve `service` alone as an irpc actor; its handlers' nested calls reach only itself.
+/// Generated `spawn` functions use this; to give an actor a whole node's env for its nested
+/// calls, mount the service in that env and use [`spawn`].
+pub fn spawn_service<P: IrpcProtocol>(service: LocalService) -> irpc::Client<P::Rpc> {
+    let env = OperationEnv::single(service);
+    let actor = Actor::<P> {
+        env,
+        _protocol: PhantomData,
+    };
+    run_actor(actor)
+}
+
+fn run_actor<P: IrpcProtocol>(actor: Actor<P>) -> irpc::Client<P::Rpc> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(ACTOR_QUEUE);
+    tokio::spawn(async move {
+        while let Some(message) = rx.recv().await {
+            tokio::spawn(P::serve(message, &actor));
+        }
+    });
+    irpc::Client::local(tx)
+}
+
+/// The serving side of `P`'s irpc actor. Generated code hands it each message.
+pub struct Actor<P> {
+    env: OperationEnv,
+    _protocol: PhantomData<fn() -> P>,
+}
+
+impl<P: IrpcProtocol> Actor<P> {
+    /// Serve a query or mutation; a caller that stops waiting cancels the handler.
+    pub fn unary<R>(&self, message: WithChannels<Call<R>, P::Rpc>) -> BoxFuture<'static, ()>
+    where
+        R: Operation<Protocol = P>,
+        Call<R>:
+            Channels<P::Rpc, Tx = oneshot::Sender<Result<R::Output, CallError>>, Rx = NoReceiver>,
+    {
+        let env = self.env.clone();
+        Box::pin(async move {
+            let Call { meta, request } = message.inner;
+            let call = async {
+                let response = env.serve_call::<P>(meta, R::INDEX, request.into()).await?;
+                R::output(response).ok_or_else(|| mismatched(R::NAME))
+            };
+            match tokio::sync::oneshot::Sender::try_from(message.tx) {
+                Ok(mut tx) => {
+                    tokio::select! {
+                        // The caller is gone: dropping `call` cancels the handler.
+                        _ = tx.closed() => {}
+                        result = call => { let _ = tx.send(result); }
+                    }
+                }
+                Err(tx) => {
+                    let _ = tx.send(call.await).await;
+                }
+            }
+        })
+    }
+
+    /// Serve a subscription; a consumer that goes away stops the producer.
+    pub fn streaming<R>(&self, message: WithChannels<Call<R>, P::Rpc>) -> BoxFuture<'static, ()>
+    where
+        R: Operation<Protocol = P>,
+        Call<R>: Channels<P::Rpc, Tx = mpsc::Sender<Result<R::Output, CallError>>, Rx = NoReceiver>,
+    {
+        let env = self.env.clone();
+        Box::pin(async move {
+            let Call { meta, request } = message.inner;
+            let tx = message.tx;
+            let items = tokio::select! {
+                _ = tx.closed() => return,
+                items = env.serve_subscription::<P>(meta, R::INDEX, request.into()) => items,
+            };
+            let mut items = match items {
+                Ok(items) => items,
+                Err(err) => {
+                    let _ = tx.send(Err(err)).await;
+                    return;
+                }
+            };
+            loop {
+                let item = tokio::select! {
+                    _ = tx.closed() => return,
+                    item = items.next() => item,
+                };
+                let Some(item) = item else { return };
+                let item = item.and_then(|r| R::output(r).ok_or_else(|| mismatched(R::NAME)));
+                let last = item.is_err();
+                if tx.send(item).await.is_err() || last {
+                    return;
+                }
+            }
+        })
+    }
+}
+
+/// Send a query or mutation of operation `R` over irpc; `wrap` makes its output `P`'s response.
+pub fn send_unary<P, R>(
+    client: &irpc::Client<P::Rpc>,
+    call: Call<R>,
+    wrap: fn(R::Output) -> P::Response,
+) -> BoxFuture<'static, Result<P::Response, CallError>>
+where
+    P: IrpcProtocol,
+    R: Operation<Protocol = P>,
+    Call<R>: Channels<P::Rpc, Tx = oneshot::Sender<Result<R::Output, CallError>>, Rx = NoReceiver>,
+    P::Rpc: From<Call<R>>,
+    <P::Rpc as irpc::Service>::Message: From<WithChannels<Call<R>, P::Rpc>>,
+    Result<R::Output, CallError>: irpc::RpcMessage,
+{
+    client
+        .rpc(call)
+        .map(move |outcome| outcome.map_err(unreachable::<P>)?.map(wrap))
+        .boxed()
+}
+
+/// Start a subscription of operation `R` over irpc.
+pub fn send_streaming<P, R>(
+    client: &irpc::Client<P::Rpc>,
+    call: Call<R>,
+    wrap: fn(R::Output) -> P::Response,
+) -> BoxFuture<'static, Result<ResponseStream<P>, CallError>>
+where
+    P: IrpcProtocol,
+    R: Operation<Protocol = P>,
+    Call<R>: Channels<P::Rpc, Tx = mpsc::Sender<Result<R::Output, CallError>>, Rx = NoReceiver>,
+    P::Rpc: From<Call<R>>,
+    <P::Rpc as irpc::Service>::Message: From<WithChannels<Call<R>, P::Rpc>>,
+    Result<R::Output, CallError>: irpc::RpcMessage,
+{
+    let started = client.server_streaming(call, STREAM_BUFFER);
+    Box::pin(async move {
+        let receiver = started.await.map_err(unreachable::<P>)?;
+        let items = futures::stream::unfold(Some(receiver), |receiver| async move {
+            let mut receiver = receiver?;
+            match receiver.recv().await {
+                Ok(Some(item)) => Some((item, Some(receiver))),
+                Ok(None) => None,
+                Err(err) => Some((Err(unreachable::<P>(err)), None)),
+            }
+        });
+        Ok(items.map(move |item| item.map(wrap)).boxed())
+    })
+}
+
+/// A [`Dispatch`] that sends every request through an irpc client.
+struct IrpcDispatch<P: IrpcProtocol> {
+    client: irpc::Client<P::Rpc>,
+}
+
+impl<P: IrpcProtocol> Dispatch<P> for IrpcDispatch<P> {
+    fn call(
+        &self,
+        ctx: OperationContext,
+        request: P,
+    ) -> BoxFuture<'_, Result<P::Response, CallError>> {
+        P::send(&self.client, CallMeta::of(&ctx), request)
+    }
+
+    fn subscribe(
+        &self,
+        ctx: OperationContext,
+        request: P,
+    ) -> BoxFuture<'_, Result<ResponseStream<P>, CallError>> {
+        P::send_subscribe(&self.client, CallMeta::of(&ctx), request)
+    }
+}
+
+/// A service reached through an irpc client, ready for
+/// [`OperationEnvBuilder::service`](crate::OperationEnvBuilder::service). Made by the
+/// `service` function `#[alk_service]` generates.
+pub struct IrpcService(pub(crate) LocalService);
+
+impl IrpcService {
+    /// Reach protocol `P` through `client`: in-process channels or a QUIC connection.
+    pub fn new<P: IrpcProtocol>(client: irpc::Client<P::Rpc>) -> Self {
+        IrpcService(LocalService::new::<P>(IrpcDispatch::<P> { client }))
+    }
+}
+
+fn unreachable<P: Protocol>(err: impl std::fmt::Display) -> CallError {
+    CallError::unavailable(format!(
+        "the `{}` service is unreachable: {err}",
+        P::NAMESPACE
+    ))
+}
+
+fn mismatched(operation: &str) -> CallError {
+    CallError::internal(format!(
+        "the service answered `{operation}` with another operation's output"
+    ))
+}

@@ -1,0 +1,14 @@
+use alknet_runtime::prelude::*;
+
+/// Stores things.
+#[alk_service(namespace = "store", version = "1.0.0")]
+pub enum StoreProtocol {
+    /// Put a document.
+    #[alk_operation(mutation)]
+    Put {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        label: Option<String>,
+    },
+}
+
+fn main() {}
