@@ -804,9 +804,8 @@ fn panicked(ctx: &OperationContext, panic: Box<dyn std::any::Any + Send>) -> Cal
         "handler panicked"
     );
     CallError::internal(format!(
-        "`{}` failed unexpectedly (request {})",
-        ctx.operation().id,
-        ctx.request_id()
+        "`{}` failed unexpectedly; the node's log has the details under this request id",
+        ctx.operation().id
     ))
 }
 

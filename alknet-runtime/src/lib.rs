@@ -52,6 +52,8 @@ mod service;
 #[cfg(feature = "irpc")]
 pub mod service_path;
 mod spec;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use access::{AccessControl, ResourceRule};
 pub use context::OperationContext;

@@ -1,0 +1,6 @@
+use alknet_runtime::prelude::*;
+
+#[alk_type]
+fn not_a_type() {}
+
+fn main() {}
