@@ -477,7 +477,7 @@ impl OperationEnv {
             request_id: meta.request_id,
             parent: None,
             parent_request_id: meta.parent_request_id,
-            identity: meta.identity.map(Arc::new),
+            identity: meta.identity.map(|identity| Arc::new(*identity)),
             forwarded_for: meta.forwarded_for.map(Arc::from),
             metadata: None,
             deadline: meta

@@ -52,8 +52,8 @@ pub struct CallMeta {
     pub request_id: RequestId,
     /// The id of the call that made this one, for a nested call.
     pub parent_request_id: Option<RequestId>,
-    /// The identity the call runs with.
-    pub identity: Option<Identity>,
+    /// The identity the call runs with (boxed: most calls move without one).
+    pub identity: Option<Box<Identity>>,
     /// Who the call was forwarded for (audit only).
     pub forwarded_for: Option<String>,
     /// How long the call had left when it was sent, in milliseconds.
@@ -66,7 +66,7 @@ impl CallMeta {
         CallMeta {
             request_id: ctx.request_id(),
             parent_request_id: ctx.parent_request_id(),
-            identity: ctx.identity().cloned(),
+            identity: ctx.identity().cloned().map(Box::new),
             forwarded_for: ctx.forwarded_for().map(str::to_string),
             timeout_ms: ctx.remaining().map(|d| d.as_millis() as u64),
         }
@@ -101,8 +101,9 @@ pub trait IrpcProtocol: Protocol {
     ) -> BoxFuture<'static, ()>;
 }
 
-/// Serve `P`'s namespace of `env` as an irpc actor: a task that runs each request on its own
-/// task, under the context the caller sent, with `env` for its nested calls. Returns the
+/// Serve `P`'s namespace of `env` as an irpc actor: a task that runs requests concurrently
+/// (a request that has to wait continues on a task of its own), each under the context the
+/// caller sent, with `env` for its nested calls. Returns the
 /// actor's client, for [`OperationEnvBuilder::service`](crate::OperationEnvBuilder::service)
 /// or a QUIC listener.
 ///
@@ -136,7 +137,12 @@ fn run_actor<P: IrpcProtocol>(actor: Actor<P>) -> irpc::Client<P::Rpc> {
     let (tx, mut rx) = tokio::sync::mpsc::channel(ACTOR_QUEUE);
     tokio::spawn(async move {
         while let Some(message) = rx.recv().await {
-            tokio::spawn(P::serve(message, &actor));
+            // Poll each request once here: one that finishes at once costs no task; one
+            // that waits moves to a task of its own, so it never holds up the next.
+            let mut serving = P::serve(message, &actor);
+            if futures::poll!(&mut serving).is_pending() {
+                tokio::spawn(serving);
+            }
         }
     });
     irpc::Client::local(tx)
