@@ -20,6 +20,7 @@ use std::marker::PhantomData;
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use irpc::channel::{mpsc, none::NoReceiver, oneshot};
+use irpc::rpc::noq;
 use irpc::{Channels, WithChannels};
 use serde::{Deserialize, Serialize};
 
@@ -97,6 +98,13 @@ pub trait IrpcProtocol: Protocol {
     /// Serve one message that reached the actor.
     fn serve(
         message: <Self::Rpc as irpc::Service>::Message,
+        actor: &Actor<Self>,
+    ) -> BoxFuture<'static, ()>;
+
+    /// Serve one request read from a QUIC stream, answering on `send`.
+    fn serve_remote(
+        request: Self::Rpc,
+        send: noq::SendStream,
         actor: &Actor<Self>,
     ) -> BoxFuture<'static, ()>;
 }
@@ -184,16 +192,67 @@ impl<P: IrpcProtocol> Actor<P> {
         })
     }
 
+    /// Serve a query or mutation that arrived on a QUIC stream; a caller that stops the
+    /// stream cancels the handler.
+    pub fn unary_remote<R>(
+        &self,
+        call: Call<R>,
+        send: noq::SendStream,
+    ) -> BoxFuture<'static, ()>
+    where
+        R: Operation<Protocol = P>,
+        Result<R::Output, CallError>: irpc::RpcMessage,
+    {
+        let env = self.env.clone();
+        Box::pin(async move {
+            let Call { meta, request } = call;
+            let call = async {
+                let response = env.serve_call::<P>(meta, R::INDEX, request.into()).await?;
+                R::output(response).ok_or_else(|| mismatched(R::NAME))
+            };
+            let result = tokio::select! {
+                _ = send.stopped() => return,
+                result = call => result,
+            };
+            let _ = oneshot::Sender::<Result<R::Output, CallError>>::from(send)
+                .send(result)
+                .await;
+        })
+    }
+
     /// Serve a subscription; a consumer that goes away stops the producer.
     pub fn streaming<R>(&self, message: WithChannels<Call<R>, P::Rpc>) -> BoxFuture<'static, ()>
     where
         R: Operation<Protocol = P>,
         Call<R>: Channels<P::Rpc, Tx = mpsc::Sender<Result<R::Output, CallError>>, Rx = NoReceiver>,
     {
+        self.stream_into(message.inner, message.tx)
+    }
+
+    /// Serve a subscription that arrived on a QUIC stream.
+    pub fn streaming_remote<R>(
+        &self,
+        call: Call<R>,
+        send: noq::SendStream,
+    ) -> BoxFuture<'static, ()>
+    where
+        R: Operation<Protocol = P>,
+        Result<R::Output, CallError>: irpc::RpcMessage,
+    {
+        self.stream_into(call, mpsc::Sender::from(send))
+    }
+
+    fn stream_into<R>(
+        &self,
+        call: Call<R>,
+        tx: mpsc::Sender<Result<R::Output, CallError>>,
+    ) -> BoxFuture<'static, ()>
+    where
+        R: Operation<Protocol = P>,
+    {
         let env = self.env.clone();
         Box::pin(async move {
-            let Call { meta, request } = message.inner;
-            let tx = message.tx;
+            let Call { meta, request } = call;
             let items = tokio::select! {
                 _ = tx.closed() => return,
                 items = env.serve_subscription::<P>(meta, R::INDEX, request.into()) => items,

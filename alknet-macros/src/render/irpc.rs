@@ -88,6 +88,15 @@ pub fn render(service: &Service) -> TokenStream {
         };
         quote!(#message::#variant(message) => actor.#serve(message))
     });
+    let serve_remote_arms = service.operations.iter().map(|op| {
+        let variant = &op.variant;
+        let serve = if op.is_subscription() {
+            quote!(streaming_remote)
+        } else {
+            quote!(unary_remote)
+        };
+        quote!(#rpc::#variant(call) => actor.#serve(call, send))
+    });
 
     let rpc_doc = format!(
         " The irpc protocol of [`{protocol}`]: each request with the context it runs under."
@@ -157,6 +166,16 @@ pub fn render(service: &Service) -> TokenStream {
                 fn serve(message: #message, actor: &#path::Actor<Self>) -> #private::BoxFuture<'static, ()> {
                     match message {
                         #(#serve_arms,)*
+                    }
+                }
+
+                fn serve_remote(
+                    request: #rpc,
+                    send: #irpc::rpc::noq::SendStream,
+                    actor: &#path::Actor<Self>,
+                ) -> #private::BoxFuture<'static, ()> {
+                    match request {
+                        #(#serve_remote_arms,)*
                     }
                 }
             }
