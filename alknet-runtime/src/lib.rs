@@ -50,6 +50,8 @@ mod identity;
 mod service;
 mod spec;
 
+pub mod schema;
+
 pub use access::{AccessControl, ResourceRule};
 pub use context::OperationContext;
 pub use env::{BuildError, Caller, OperationEnv, OperationEnvBuilder, Subscription};
