@@ -24,7 +24,8 @@ pub enum Compatibility {
 
 impl fmt::Display for Compatibility {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+        // `pad` honours the width `Change` lines its columns up with.
+        f.pad(match self {
             Compatibility::Breaking => "breaking",
             Compatibility::Compatible => "compatible",
         })
