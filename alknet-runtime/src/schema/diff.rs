@@ -879,7 +879,8 @@ mod tests {
     #[test]
     fn every_rule_classifies_its_before_and_after_pair() {
         type Edit = fn(&mut Value);
-        let table: Vec<(&str, Edit, Vec<(Compatibility, String)>)> = vec![
+        type Rule = (&'static str, Edit, Vec<(Compatibility, String)>);
+        let table: Vec<Rule> = vec![
             (
                 "removed operation",
                 |d| {

@@ -180,7 +180,7 @@ fn hoisted_name(root: &Value, local: &BTreeMap<String, Value>) -> Option<String>
         .iter()
         .any(|key| root.get(key).is_some())
         || root.get("type") == Some(&json!("object"));
-    let recursive = local_refs(root).contains("") || local.values().any(|d| has_root_ref(d));
+    let recursive = has_root_ref(root) || local.values().any(has_root_ref);
     let identifier = title.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     ((named_type && identifier) || recursive)
         .then(|| title.to_string())

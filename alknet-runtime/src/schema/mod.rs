@@ -81,21 +81,21 @@ pub fn index<'a>(services: impl IntoIterator<Item = &'a ServiceSpec>) -> Value {
 /// `services/{namespace}.json` per service, `index.json` and `openapi.json`; each is
 /// [`to_pretty_json`], so the same services always give the same bytes.
 pub fn export<'a>(services: impl IntoIterator<Item = &'a ServiceSpec>) -> BTreeMap<String, String> {
-    let services: Vec<&ServiceSpec> = services.into_iter().collect();
-    let mut files: BTreeMap<String, String> = services
+    let documented: Vec<(&ServiceSpec, Value)> = services
+        .into_iter()
+        .map(|service| (service, service_document(service)))
+        .collect();
+    let mut files: BTreeMap<String, String> = documented
         .iter()
-        .map(|service| {
-            let document = service_document(service);
-            (service_file(&service.namespace), to_pretty_json(&document))
-        })
+        .map(|(service, document)| (service_file(&service.namespace), to_pretty_json(document)))
         .collect();
     files.insert(
         INDEX_FILE.to_string(),
-        to_pretty_json(&index(services.iter().copied())),
+        to_pretty_json(&index(documented.iter().map(|(service, _)| *service))),
     );
     files.insert(
         OPENAPI_FILE.to_string(),
-        to_pretty_json(&openapi(services.iter().copied())),
+        to_pretty_json(&openapi::openapi_of(&documented)),
     );
     files
 }

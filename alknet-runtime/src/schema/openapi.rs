@@ -67,15 +67,23 @@ const PROTOCOL_ERRORS: [(u16, &str, &str); 9] = [
 /// Each service's named types are components named `{namespace}.{Type}`; each error
 /// response body is `{"error": {code, message, retryable, details, request_id}}`.
 pub fn openapi<'a>(services: impl IntoIterator<Item = &'a ServiceSpec>) -> Value {
+    let documented: Vec<(&ServiceSpec, Value)> = services
+        .into_iter()
+        .map(|service| (service, service_document(service)))
+        .collect();
+    openapi_of(&documented)
+}
+
+/// [`openapi`] from services whose documents are already built.
+pub(super) fn openapi_of(services: &[(&ServiceSpec, Value)]) -> Value {
     let mut schemas = Map::new();
     schemas.insert(ERROR_ENVELOPE.into(), error_envelope());
     let mut paths = Map::new();
     let mut tags = Vec::new();
     let mut versions = Vec::new();
 
-    for service in services {
+    for (service, document) in services {
         let namespace = &service.namespace;
-        let document = service_document(service);
         let prefix = format!("{namespace}.");
         if let Some(Value::Object(defs)) = document.get("$defs") {
             for (name, schema) in defs {
