@@ -166,12 +166,13 @@ criterion_group! {
 fn main() {
     benches();
     Criterion::default().final_summary();
+    // The target is absolute (below); the ratio to the floor is recorded to notice drift.
     support::report(
         GROUP,
         "export_100_operations",
         "serde_json_pretty_specs",
-        "<= 20x",
-        20.0,
+        "none: informational",
+        f64::INFINITY,
     );
     let services = services();
     let exported: usize = schema::export(&services).values().map(String::len).sum();
