@@ -55,6 +55,8 @@ mod spec;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub mod schema;
+
 pub use access::{AccessControl, ResourceRule};
 pub use context::OperationContext;
 pub use env::{BuildError, Caller, OperationEnv, OperationEnvBuilder, Subscription};

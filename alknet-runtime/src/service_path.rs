@@ -194,11 +194,7 @@ impl<P: IrpcProtocol> Actor<P> {
 
     /// Serve a query or mutation that arrived on a QUIC stream; a caller that stops the
     /// stream cancels the handler.
-    pub fn unary_remote<R>(
-        &self,
-        call: Call<R>,
-        send: noq::SendStream,
-    ) -> BoxFuture<'static, ()>
+    pub fn unary_remote<R>(&self, call: Call<R>, send: noq::SendStream) -> BoxFuture<'static, ()>
     where
         R: Operation<Protocol = P>,
         Result<R::Output, CallError>: irpc::RpcMessage,

@@ -1,96 +1,69 @@
-//! The `alknet` node. Today it runs the quickstart: the `echo` example service mounted in a
-//! local `OperationEnv`, called the ways an adapter and a Rust caller would.
+//! The `alknet` command line: the quickstart and the schema commands.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use alknet_example::{EchoClient, EchoProtocol, EchoService};
-use alknet_runtime::futures::StreamExt;
-use alknet_runtime::{Caller, Identity, OperationEnv};
-use serde_json::json;
+use clap::{Parser, Subcommand};
 
-const USAGE: &str = "\
-alknet — declare services once, serve them everywhere
+mod quickstart;
+mod schema;
 
-Usage:
-  alknet [quickstart]   mount the `echo` example service and call it every way it can be called
-  alknet --help         show this help
-";
-
-fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
-        [] | ["quickstart"] => quickstart(),
-        ["--help" | "-h" | "help"] => {
-            print!("{USAGE}");
-            ExitCode::SUCCESS
-        }
-        _ => {
-            eprintln!(
-                "alknet: unknown arguments `{}`; run `alknet --help` for usage",
-                args.join(" ")
-            );
-            ExitCode::from(2)
-        }
-    }
+/// alknet — declare services once, serve them everywhere.
+#[derive(Parser)]
+#[command(name = "alknet", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
 }
 
-fn quickstart() -> ExitCode {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a current-thread tokio runtime");
-    runtime.block_on(async {
-        let env = match OperationEnv::builder()
-            .local(EchoProtocol::local(EchoService::default()))
-            .build()
-        {
-            Ok(env) => env,
-            Err(err) => {
-                eprintln!("alknet: {err}");
-                return ExitCode::FAILURE;
-            }
-        };
+#[derive(Subcommand)]
+enum Command {
+    /// Mount the `echo` example service and call it every way it can be called (the default).
+    Quickstart,
+    /// Export and check the JSON Schemas and the OpenAPI document of the node's services.
+    #[command(subcommand)]
+    Schema(SchemaCommand),
+}
 
-        println!("operations:");
-        for op in env.operations() {
-            println!(
-                "  {:<12} {:<12} {}",
-                op.id,
-                op.kind.as_str(),
-                op.description
-            );
+#[derive(Subcommand)]
+enum SchemaCommand {
+    /// Write `services/{namespace}.json`, `index.json` and `openapi.json`; refuses to
+    /// overwrite a document with a breaking change unless the service's major version went up.
+    Export {
+        /// The schema directory.
+        #[arg(long, default_value = "schemas")]
+        out: PathBuf,
+    },
+    /// Fail when the committed files differ from what the code generates (showing the
+    /// diff), or when the code breaks a committed service without a major version bump.
+    Check {
+        /// The schema directory.
+        #[arg(long, default_value = "schemas")]
+        dir: PathBuf,
+    },
+    /// Classify every change between two service documents (or two schema directories)
+    /// as breaking or compatible; fails if any is breaking.
+    Diff {
+        /// The old document or directory.
+        old: PathBuf,
+        /// The new document or directory.
+        new: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command.unwrap_or(Command::Quickstart) {
+        Command::Quickstart => quickstart::run(),
+        Command::Schema(SchemaCommand::Export { out }) => schema::export(&out),
+        Command::Schema(SchemaCommand::Check { dir }) => schema::check(&dir),
+        Command::Schema(SchemaCommand::Diff { old, new }) => schema::diff(&old, &new),
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("alknet: {message}");
+            ExitCode::FAILURE
         }
-
-        let show = |label: &str, value: serde_json::Value| println!("\n{label}\n  {value}");
-
-        let reply = env.invoke("echo", "say", json!({"text": "hello"})).await;
-        show("invoke echo/say {\"text\":\"hello\"}", json!(reply));
-
-        let reply = env.invoke("echo", "say", json!({"text": 42})).await;
-        show("invoke echo/say {\"text\":42}", json!(reply));
-
-        let reply = env.invoke("echo", "served", json!({})).await;
-        show("invoke echo/served as nobody", json!(reply));
-
-        let admin = env.with_caller(
-            Caller::new().identity(Identity::new("user:admin").with_scopes(["echo:admin"])),
-        );
-        let reply = admin.invoke("echo", "served", json!({})).await;
-        show("invoke echo/served as user:admin", json!(reply));
-
-        let items: Vec<_> = env
-            .subscribe("echo", "ticks", json!({"count": 3, "interval_ms": 10}))
-            .await
-            .map(|item| item.unwrap_or_else(|err| json!({ "error": err })))
-            .collect()
-            .await;
-        show("subscribe echo/ticks {\"count\":3}", json!(items));
-
-        let echo = EchoClient::new(env.clone());
-        match echo.shout("typed".into()).await {
-            Ok(loud) => show("EchoClient::shout(\"typed\")", json!(loud)),
-            Err(err) => show("EchoClient::shout(\"typed\")", json!({ "error": err })),
-        }
-        ExitCode::SUCCESS
-    })
+    }
 }

@@ -1,0 +1,65 @@
+// Generates TypeScript types from every schema in ../../../schemas/services with
+// json-schema-to-typescript, one module per operation and side, plus samples.ts, which
+// assigns every real payload the Rust side produced (alknet's interop_samples example) to
+// its generated type — so `tsc --strict` checks both the types and the payloads.
+import { execFileSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { compile } from "json-schema-to-typescript";
+
+const root = resolve(import.meta.dirname, "../../..");
+const servicesDir = join(root, "schemas/services");
+const out = join(import.meta.dirname, "generated");
+rmSync(out, { recursive: true, force: true });
+mkdirSync(out);
+
+const pascal = (...parts) =>
+  parts.map((p) => p.split(/[^A-Za-z0-9]+/).map((w) => w.charAt(0).toUpperCase() + w.slice(1)).join("")).join("");
+
+const files = readdirSync(servicesDir).filter((f) => f.endsWith(".json"));
+if (files.length === 0) throw new Error(`no service documents in ${servicesDir}`);
+
+const types = new Map(); // "service/operation/side[/code]" -> { module, name }
+for (const file of files) {
+  const doc = JSON.parse(readFileSync(join(servicesDir, file), "utf8"));
+  for (const [opName, op] of Object.entries(doc.operations)) {
+    const sides = ["input", "output", "item"].filter((s) => s in op).map((s) => [s, op[s]]);
+    for (const [code, error] of Object.entries(op.errors)) {
+      if (error.details) sides.push([`error_details/${code}`, error.details]);
+    }
+    for (const [side, schema] of sides) {
+      const name = pascal(doc.namespace, opName, side);
+      // A standalone schema: the operation's schema with the document's shared $defs.
+      const standalone = { ...schema, title: name, $defs: doc.$defs };
+      const ts = await compile(standalone, name, { bannerComment: "", additionalProperties: false, strictIndexSignatures: true });
+      const module = `${doc.namespace}.${opName}.${side.replace("/", ".")}`;
+      writeFileSync(join(out, `${module}.ts`), ts);
+      types.set(`${doc.namespace}/${opName}/${side}`, { module, name });
+    }
+  }
+}
+
+// Real payloads from the Rust side.
+const samplesDir = mkdtempSync(join(tmpdir(), "alknet-samples-"));
+execFileSync("cargo", ["run", "--quiet", "--locked", "-p", "alknet", "--example", "interop_samples", "--", samplesDir], {
+  cwd: root,
+  stdio: "inherit",
+});
+const samples = JSON.parse(readFileSync(join(samplesDir, "samples.json"), "utf8"));
+rmSync(samplesDir, { recursive: true, force: true });
+
+const imports = new Set();
+const lines = [];
+let n = 0;
+for (const s of samples) {
+  if (!s.valid || s.side === "error_body") continue;
+  const side = s.side === "error_details" ? `error_details/${s.code}` : s.side;
+  const type = types.get(`${s.service}/${s.operation}/${side}`);
+  if (!type) throw new Error(`no generated type for ${s.service}/${s.operation}/${side}`);
+  imports.add(`import type { ${type.name} } from "./${type.module}";`);
+  lines.push(`export const sample${n++}: ${type.name} = ${JSON.stringify(s.value)};`);
+}
+if (n === 0) throw new Error("the Rust side produced no samples");
+writeFileSync(join(out, "samples.ts"), [...imports, "", ...lines, ""].join("\n"));
+console.log(`generated ${types.size} types and ${n} typed samples in ${out}`);
