@@ -123,22 +123,14 @@ pub fn spawn<P: IrpcProtocol>(env: &OperationEnv) -> Result<irpc::Client<P::Rpc>
             P::NAMESPACE
         )));
     }
-    Ok(run_actor(Actor::<P> {
-        env: env.clone(),
-        _protocol: PhantomData,
-    }))
+    Ok(run_actor(Actor::<P>::new(env.clone())))
 }
 
 /// Serve `service` alone as an irpc actor; its handlers' nested calls reach only itself.
 /// Generated `spawn` functions use this; to give an actor a whole node's env for its nested
 /// calls, mount the service in that env and use [`spawn`].
 pub fn spawn_service<P: IrpcProtocol>(service: LocalService) -> irpc::Client<P::Rpc> {
-    let env = OperationEnv::single(service);
-    let actor = Actor::<P> {
-        env,
-        _protocol: PhantomData,
-    };
-    run_actor(actor)
+    run_actor(Actor::<P>::new(OperationEnv::single(service)))
 }
 
 fn run_actor<P: IrpcProtocol>(actor: Actor<P>) -> irpc::Client<P::Rpc> {
@@ -163,6 +155,13 @@ pub struct Actor<P> {
 }
 
 impl<P: IrpcProtocol> Actor<P> {
+    pub(crate) fn new(env: OperationEnv) -> Self {
+        Actor {
+            env,
+            _protocol: PhantomData,
+        }
+    }
+
     /// Serve a query or mutation; a caller that stops waiting cancels the handler.
     pub fn unary<R>(&self, message: WithChannels<Call<R>, P::Rpc>) -> BoxFuture<'static, ()>
     where
