@@ -43,6 +43,8 @@
 extern crate self as alknet_runtime;
 
 mod access;
+#[cfg(feature = "call")]
+pub mod call;
 mod context;
 mod env;
 mod envelope;
