@@ -393,3 +393,63 @@ async fn an_unknown_peer_is_refused_unless_its_call_carries_a_valid_token() {
         .unwrap();
     assert_eq!(seen["identity"], "user:token-holder");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_nodes_call_each_other_on_one_connection() {
+    use std::sync::Arc;
+
+    use alknet_example::{EchoProtocol, EchoService};
+    use alknet_runtime::call::CallServer;
+    use alknet_runtime::{Identity, OperationEnv, StaticIdentities};
+    use alknet_tests::gate::{Gate, GateProtocol};
+
+    let dialer = TestNode::new();
+    let listener = TestNode::new();
+    let allow = |node: &TestNode, id: &str| {
+        Arc::new(StaticIdentities::new().with_key(node.identity.fingerprint(), Identity::new(id)))
+    };
+    let accepted = tokio::spawn({
+        let endpoint = listener.endpoint.clone();
+        async move { endpoint.accept().await.unwrap().unwrap() }
+    });
+    let dialled = dialer
+        .endpoint
+        .connect(
+            listener.endpoint.local_addr(),
+            alknet_runtime::call::PeerKey::Pinned(listener.identity.fingerprint().into()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(dialled.peer_fingerprint(), listener.identity.fingerprint());
+    let gate_env = OperationEnv::builder()
+        .local(GateProtocol::local(Gate::default()))
+        .build()
+        .unwrap();
+    dialled.serve(CallServer::new(gate_env, allow(&listener, "node:listener")));
+    let accepted = accepted.await.unwrap();
+    assert_eq!(accepted.peer_fingerprint(), dialer.identity.fingerprint());
+    let echo_env = OperationEnv::builder()
+        .local(EchoProtocol::local(EchoService::default()))
+        .build()
+        .unwrap();
+    accepted.serve(CallServer::new(echo_env, allow(&dialer, "node:dialer")));
+
+    // One connection, both directions at once.
+    let (forward, backward) = tokio::join!(
+        dialled.call("/echo/say", json!({"text": "there"})),
+        accepted.call("/gate/whoami", json!({})),
+    );
+    assert_eq!(forward.unwrap()["length"], 5);
+    assert_eq!(backward.unwrap()["identity"], "node:listener");
+
+    // A pinned key that does not match is refused during the handshake.
+    let other = TestNode::new();
+    let wrong = dialer
+        .endpoint
+        .connect(
+            other.endpoint.local_addr(),
+            alknet_runtime::call::PeerKey::Pinned(dialer.identity.fingerprint().into()),
+        )
+        .await;
+    assert_eq!(wrong.err().unwrap().code, codes::UNAVAILABLE);
+}

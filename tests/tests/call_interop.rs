@@ -27,7 +27,10 @@ fn a_python_aioquic_client_calls_subscribes_fails_and_aborts() {
         &args(["--serve", "echo,gate", "--token", "py-token=user:python"]),
     );
     let output = Command::new(python())
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/interop/call_client.py"))
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/interop/call_client.py"
+        ))
         .args(["--addr", &node.addr.to_string()])
         .args(["--fingerprint", &node.fingerprint])
         .args(["--token", "py-token"])
