@@ -139,7 +139,7 @@ pub(crate) struct ServiceEntry {
     pub(crate) spec: ServiceSpec,
     authority: Option<Arc<Identity>>,
     by_name: FxHashMap<String, usize>,
-    backend: Arc<dyn Backend>,
+    pub(crate) backend: Arc<dyn Backend>,
 }
 
 /// Why an [`OperationEnv`] could not be built.
@@ -149,6 +149,13 @@ pub enum BuildError {
     DuplicateNamespace(String),
     /// A service used a namespace the runtime keeps for itself.
     ReservedNamespace(String),
+    /// A namespace could not be routed to a remote node.
+    Route {
+        /// The namespace.
+        namespace: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl fmt::Display for BuildError {
@@ -166,6 +173,9 @@ impl fmt::Display for BuildError {
                     "the namespace `{ns}` is reserved for the runtime's own operations"
                 )
             }
+            BuildError::Route { namespace, reason } => {
+                write!(f, "cannot route `{namespace}`: {reason}")
+            }
         }
     }
 }
@@ -175,8 +185,8 @@ impl std::error::Error for BuildError {}
 /// Assembles an [`OperationEnv`]: which path serves each namespace.
 #[derive(Default)]
 pub struct OperationEnvBuilder {
-    services: Vec<ServiceEntry>,
-    errors: Vec<BuildError>,
+    pub(crate) services: Vec<ServiceEntry>,
+    pub(crate) errors: Vec<BuildError>,
 }
 
 impl OperationEnvBuilder {
@@ -195,7 +205,7 @@ impl OperationEnvBuilder {
         self
     }
 
-    fn mount(&mut self, spec: ServiceSpec, backend: Arc<dyn Backend>) {
+    pub(crate) fn mount(&mut self, spec: ServiceSpec, backend: Arc<dyn Backend>) {
         if RESERVED_NAMESPACES.contains(&spec.namespace.as_str()) {
             self.errors
                 .push(BuildError::ReservedNamespace(spec.namespace.clone()));

@@ -43,11 +43,15 @@
 extern crate self as alknet_runtime;
 
 mod access;
+#[cfg(feature = "call")]
+pub mod call;
 mod context;
 mod env;
 mod envelope;
 mod identity;
 mod json;
+#[cfg(feature = "quic")]
+pub mod quic;
 mod service;
 #[cfg(feature = "irpc")]
 pub mod service_path;

@@ -16,12 +16,17 @@
 
 use std::fmt;
 use std::future::Future;
+use std::ops::Deref;
+use std::sync::Arc;
 
 use futures::StreamExt;
 use serde_json::Value;
 
-use crate::service_path::{IrpcProtocol, IrpcService, spawn_service};
-use crate::{LocalService, OperationEnv, ResponseEnvelope, Subscription};
+use crate::quic::{NodeIdentity, QuicConfig};
+use crate::service_path::{IrpcListener, IrpcProtocol, IrpcService, connect, spawn_service};
+use crate::{
+    Identity, LocalService, OperationEnv, ResponseEnvelope, StaticIdentities, Subscription,
+};
 
 /// A way an [`OperationEnv`] can reach a service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,26 +35,81 @@ pub enum DispatchPath {
     Local,
     /// An irpc actor in this process, through tokio channels: `.service(..)`.
     IrpcInProcess,
+    /// irpc over a loopback QUIC connection to an [`IrpcListener`], with an allow-listed key.
+    IrpcQuic,
+}
+
+/// An env that reaches a service on some path, and whatever must live as long as it.
+pub struct ServedEnv {
+    env: OperationEnv,
+    _listener: Option<IrpcListener>,
+}
+
+impl Deref for ServedEnv {
+    type Target = OperationEnv;
+
+    fn deref(&self) -> &OperationEnv {
+        &self.env
+    }
 }
 
 impl DispatchPath {
     /// Every path, the reference (local) first.
-    pub const ALL: [DispatchPath; 2] = [DispatchPath::Local, DispatchPath::IrpcInProcess];
+    pub const ALL: [DispatchPath; 3] = [
+        DispatchPath::Local,
+        DispatchPath::IrpcInProcess,
+        DispatchPath::IrpcQuic,
+    ];
 
     /// An env that reaches `service` on this path.
-    pub async fn env<P: IrpcProtocol>(self, service: LocalService) -> OperationEnv {
+    pub async fn env<P: IrpcProtocol>(self, service: LocalService) -> ServedEnv {
         let builder = OperationEnv::builder();
-        let builder = match self {
-            DispatchPath::Local => builder.local(service),
-            DispatchPath::IrpcInProcess => {
-                builder.service(IrpcService::new::<P>(spawn_service::<P>(service)))
+        let (builder, listener) = match self {
+            DispatchPath::Local => (builder.local(service), None),
+            DispatchPath::IrpcInProcess => (
+                builder.service(IrpcService::new::<P>(spawn_service::<P>(service))),
+                None,
+            ),
+            DispatchPath::IrpcQuic => {
+                let (client, listener) = over_quic::<P>(service);
+                (
+                    builder.service(IrpcService::new::<P>(client)),
+                    Some(listener),
+                )
             }
         };
         match builder.build() {
-            Ok(env) => env,
+            Ok(env) => ServedEnv {
+                env,
+                _listener: listener,
+            },
             Err(err) => panic!("a single service always builds: {err}"),
         }
     }
+}
+
+/// `service` behind a listener on loopback that allows exactly one client key, and a
+/// client holding that key.
+fn over_quic<P: IrpcProtocol>(service: LocalService) -> (irpc::Client<P::Rpc>, IrpcListener) {
+    let server = NodeIdentity::generate().expect("a fresh node key");
+    let client = NodeIdentity::generate().expect("a fresh node key");
+    let peers =
+        StaticIdentities::new().with_key(client.fingerprint(), Identity::new("node:test-client"));
+    let env = OperationEnv::single(service);
+    let listener = IrpcListener::builder(env, Arc::new(peers))
+        .serve::<P>()
+        .and_then(|builder| {
+            builder.bind(([127, 0, 0, 1], 0).into(), &server, QuicConfig::default())
+        })
+        .expect("a loopback irpc listener");
+    let connected = connect::<P>(
+        listener.local_addr(),
+        listener.fingerprint(),
+        &client,
+        &QuicConfig::default(),
+    )
+    .expect("an irpc client endpoint");
+    (connected, listener)
 }
 
 impl fmt::Display for DispatchPath {
@@ -71,8 +131,12 @@ where
 {
     let mut reference: Option<(DispatchPath, Vec<Value>)> = None;
     for path in DispatchPath::ALL {
-        let env = path.env::<P>(make()).await;
-        let seen: Vec<Value> = suite(env).await.iter().map(without_request_id).collect();
+        let served = path.env::<P>(make()).await;
+        let seen: Vec<Value> = suite(served.env.clone())
+            .await
+            .iter()
+            .map(without_request_id)
+            .collect();
         match &reference {
             None => reference = Some((path, seen)),
             Some((first, expected)) => {

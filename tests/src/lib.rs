@@ -349,6 +349,137 @@ pub mod probe {
     }
 }
 
+pub mod gate {
+    //! The far side of the call-protocol tests: a call that hangs until cancelled, the
+    //! counts that show it was, and who the caller was.
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use alknet_runtime::prelude::*;
+
+    /// How many `gate/hang` handlers started, and how many were dropped unfinished.
+    #[alk_type]
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct HangCounts {
+        /// Handlers started.
+        pub started: u64,
+        /// Handlers dropped (cancelled).
+        pub dropped: u64,
+    }
+
+    /// Who a call came from, as the serving node saw it.
+    #[alk_type]
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Seen {
+        /// The caller's identity id.
+        pub identity: Option<String>,
+        /// Who the call was forwarded for.
+        pub forwarded_for: Option<String>,
+    }
+
+    /// Hangs, counts, and reports callers.
+    #[alk_service(namespace = "gate", version = "1.0.0")]
+    pub enum GateProtocol {
+        /// Hangs until cancelled.
+        #[alk_operation(mutation)]
+        Hang,
+        /// How many `hang` calls started and were cancelled.
+        #[alk_operation(query, output = HangCounts)]
+        Counts,
+        /// Who is calling.
+        #[alk_operation(query, output = Seen)]
+        Whoami,
+    }
+
+    /// The `gate` service.
+    #[derive(Clone, Default)]
+    pub struct Gate {
+        started: Arc<AtomicU64>,
+        dropped: Arc<AtomicU64>,
+    }
+
+    struct OnDrop(Arc<AtomicU64>);
+
+    impl Drop for OnDrop {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    impl GateHandler for Gate {
+        async fn hang(&self, _: &OperationContext, _: Hang) -> Result<(), CallError> {
+            self.started.fetch_add(1, Ordering::SeqCst);
+            let _dropped = OnDrop(self.dropped.clone());
+            std::future::pending().await
+        }
+
+        async fn counts(&self, _: &OperationContext, _: Counts) -> Result<HangCounts, CallError> {
+            Ok(HangCounts {
+                started: self.started.load(Ordering::SeqCst),
+                dropped: self.dropped.load(Ordering::SeqCst),
+            })
+        }
+
+        async fn whoami(&self, ctx: &OperationContext, _: Whoami) -> Result<Seen, CallError> {
+            Ok(Seen {
+                identity: ctx.identity().map(|i| i.id.clone()),
+                forwarded_for: ctx.forwarded_for().map(str::to_string),
+            })
+        }
+    }
+}
+
+pub mod front {
+    //! The near side of the call-protocol tests: composes `gate` and `echo`, wherever
+    //! they are served.
+    use alknet_runtime::prelude::*;
+
+    use crate::gate::{GateClient, Seen};
+
+    /// Calls `gate` and `echo` as nested calls.
+    #[alk_service(namespace = "front", version = "1.0.0", calls = ["gate/*", "echo/*"])]
+    pub enum FrontProtocol {
+        /// Calls `gate/hang`.
+        #[alk_operation(mutation)]
+        Hang,
+        /// Calls `gate/whoami` and returns what it saw.
+        #[alk_operation(query, output = Seen)]
+        Whoami,
+        /// Calls `echo/shout` with the text.
+        #[alk_operation(query, output = String)]
+        Shout {
+            /// The text.
+            text: String,
+        },
+    }
+
+    /// The `front` service.
+    pub struct Front;
+
+    impl FrontHandler for Front {
+        async fn hang(&self, ctx: &OperationContext, _: Hang) -> Result<(), CallError> {
+            GateClient::new(ctx.env()).hang().await
+        }
+
+        async fn whoami(&self, ctx: &OperationContext, _: Whoami) -> Result<Seen, CallError> {
+            GateClient::new(ctx.env()).whoami().await
+        }
+
+        async fn shout(&self, ctx: &OperationContext, req: Shout) -> Result<String, CallError> {
+            let reply = ctx
+                .env()
+                .invoke(
+                    "echo",
+                    "shout",
+                    alknet_runtime::serde_json::json!({ "text": req.text }),
+                )
+                .await;
+            let output = reply.result?;
+            Ok(output.as_str().unwrap_or_default().to_string())
+        }
+    }
+}
+
 // The guide and the README, so that their examples run as doctests.
 #[doc = include_str!("../../docs/guide.md")]
 pub mod guide {}

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use alknet_example::{EchoProtocol, EchoService};
-use alknet_runtime::testing::{DispatchPath, collect, each_path};
+use alknet_runtime::testing::{DispatchPath, ServedEnv, collect, each_path};
 use alknet_runtime::{Caller, Identity, OperationEnv, ResourceGrant, codes};
 use alknet_tests::probe::{Probe, ProbeProtocol, ProbeState};
 use alknet_tests::vault::{Vault, VaultProtocol};
@@ -93,7 +93,7 @@ async fn failures_agree_on_every_path() {
 }
 
 /// A probe on `path`, and what it saw.
-async fn probe_on(path: DispatchPath) -> (OperationEnv, Arc<ProbeState>) {
+async fn probe_on(path: DispatchPath) -> (ServedEnv, Arc<ProbeState>) {
     let probe = Probe::default();
     let state = probe.0.clone();
     (
@@ -160,7 +160,7 @@ async fn a_request_that_never_finishes_does_not_hold_up_others_on_every_path() {
     for path in DispatchPath::ALL {
         let (env, state) = probe_on(path).await;
         let stuck = {
-            let env = env.clone();
+            let env: OperationEnv = (*env).clone();
             tokio::spawn(async move { env.invoke("probe", "hang", json!({"depth": 0})).await })
         };
         until("the stuck handler runs", || {

@@ -24,6 +24,10 @@ use irpc::rpc::noq;
 use irpc::{Channels, WithChannels};
 use serde::{Deserialize, Serialize};
 
+mod listener;
+
+pub use listener::{IrpcLimits, IrpcListener, IrpcListenerBuilder, alpn};
+
 use crate::{
     CallError, Dispatch, Identity, LocalService, Operation, OperationContext, OperationEnv,
     Protocol, RequestId, ResponseStream,
@@ -359,9 +363,39 @@ impl IrpcService {
     }
 }
 
-fn unreachable<P: Protocol>(err: impl std::fmt::Display) -> CallError {
+/// A client of protocol `P`'s actor on the node at `addr`, whose key must be
+/// `server_fingerprint`; this node presents `identity`, which the server must allow.
+///
+/// The connection opens lazily on the first call. Mount the client with
+/// `OperationEnv::builder().service(XProtocol::service(client))`.
+pub fn connect<P: IrpcProtocol>(
+    addr: std::net::SocketAddr,
+    server_fingerprint: &str,
+    identity: &crate::quic::NodeIdentity,
+    config: &crate::quic::QuicConfig,
+) -> Result<irpc::Client<P::Rpc>, CallError> {
+    let client = crate::quic::client_config(
+        identity,
+        crate::quic::PeerKey::Pinned(server_fingerprint.to_string()),
+        &alpn::<P>(),
+        config,
+    )?;
+    let endpoint = crate::quic::client_endpoint(client, addr)?;
+    Ok(irpc::Client::noq(endpoint, addr))
+}
+
+fn unreachable<P: Protocol>(err: impl std::error::Error) -> CallError {
+    // irpc's errors say little at the top; the cause (such as the peer's reason for
+    // closing) is further down the chain.
+    let mut reason = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        reason.push_str(": ");
+        reason.push_str(&cause.to_string());
+        source = cause.source();
+    }
     CallError::unavailable(format!(
-        "the `{}` service is unreachable: {err}",
+        "the `{}` service is unreachable: {reason}",
         P::NAMESPACE
     ))
 }

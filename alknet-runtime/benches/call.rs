@@ -1,0 +1,165 @@
+//! The call protocol over loopback QUIC against raw irpc over noq, same payload, same
+//! handler: one call at a time, and 64 in flight.
+//!
+//! Run with `cargo bench -p alknet-runtime --bench call`; the ratios are printed at the end.
+
+use std::sync::Arc;
+
+use alknet_example::{Echo, EchoHandler, EchoProtocol, EchoService, Say};
+use alknet_runtime::call::{
+    CallConfig, CallEndpoint, CallServer, Connection, NodeIdentity, PeerKey,
+};
+use alknet_runtime::{Identity, OperationContext, OperationEnv, StaticIdentities};
+use criterion::{Criterion, criterion_group};
+use irpc::channel::oneshot;
+use irpc::rpc_requests;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+mod support;
+
+const GROUP: &str = "call_protocol";
+const IN_FLIGHT: usize = 64;
+
+/// The baseline protocol: `echo/say` as irpc would carry it (postcard over noq).
+#[rpc_requests(message = BaselineMessage, no_spans)]
+#[derive(Serialize, Deserialize, Debug)]
+enum BaselineProtocol {
+    #[rpc(tx = oneshot::Sender<Echo>)]
+    Say(Say),
+}
+
+/// The baseline's server: the same handler, answering each request as it arrives.
+async fn baseline_actor(
+    mut requests: irpc::channel::mpsc::Receiver<BaselineMessage>,
+    service: Arc<EchoService>,
+    ctx: OperationContext,
+) {
+    while let Ok(Some(BaselineMessage::Say(message))) = requests.recv().await {
+        let irpc::WithChannels { inner, tx, .. } = message;
+        let echo = service.say(&ctx, inner).await.unwrap();
+        tx.send(echo).await.ok();
+    }
+}
+
+async fn call_protocol_connection() -> (CallEndpoint, Connection) {
+    let server_identity = NodeIdentity::generate().unwrap();
+    let client_identity = NodeIdentity::generate().unwrap();
+    let env = OperationEnv::builder()
+        .local(EchoProtocol::local(EchoService::default()))
+        .build()
+        .unwrap();
+    let identities = StaticIdentities::new()
+        .with_key(client_identity.fingerprint(), Identity::new("node:bench"));
+    let server = CallEndpoint::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        &server_identity,
+        CallConfig::default(),
+    )
+    .unwrap();
+    server.serve(CallServer::new(env, Arc::new(identities)));
+    let client = CallEndpoint::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        &client_identity,
+        CallConfig::default(),
+    )
+    .unwrap();
+    let connection = client
+        .connect(
+            server.local_addr(),
+            PeerKey::Pinned(server_identity.fingerprint().into()),
+        )
+        .await
+        .unwrap();
+    // The endpoints must outlive the benchmark.
+    std::mem::forget(server);
+    (client, connection)
+}
+
+fn baseline_client(runtime: &tokio::runtime::Runtime) -> irpc::Client<BaselineProtocol> {
+    let _guard = runtime.enter();
+    let (server, certificate) =
+        irpc::util::make_server_endpoint("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = server.local_addr().unwrap();
+    let (tx, rx) = irpc::channel::mpsc::channel(128);
+    let env = OperationEnv::builder()
+        .local(EchoProtocol::local(EchoService::default()))
+        .build()
+        .unwrap();
+    let ctx = env.context("echo", "say").unwrap();
+    runtime.spawn(baseline_actor(rx, Arc::new(EchoService::default()), ctx));
+    let local = irpc::LocalSender::<BaselineProtocol>::from(tx);
+    use irpc::rpc::RemoteService;
+    runtime.spawn(irpc::rpc::listen(
+        server,
+        BaselineProtocol::remote_handler(local),
+    ));
+    let client =
+        irpc::util::make_client_endpoint("127.0.0.1:0".parse().unwrap(), &[&certificate]).unwrap();
+    irpc::Client::noq(client, addr)
+}
+
+fn call_protocol(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (_endpoint, connection) = runtime.block_on(call_protocol_connection());
+    let baseline = baseline_client(&runtime);
+    let text = "hello, alknet".to_string();
+
+    let call = |connection: Connection, text: String| async move {
+        connection
+            .call("/echo/say", json!({ "text": text }))
+            .await
+            .unwrap()
+    };
+    let rpc = |client: irpc::Client<BaselineProtocol>, text: String| async move {
+        client.rpc(Say { text }).await.unwrap()
+    };
+
+    let mut group = c.benchmark_group(GROUP);
+    group.bench_function("irpc_sequential", |b| {
+        b.to_async(&runtime)
+            .iter(|| rpc(baseline.clone(), text.clone()))
+    });
+    group.bench_function("call_sequential", |b| {
+        b.to_async(&runtime)
+            .iter(|| call(connection.clone(), text.clone()))
+    });
+    group.bench_function("irpc_64_in_flight", |b| {
+        b.to_async(&runtime).iter(|| {
+            futures::future::join_all(
+                (0..IN_FLIGHT).map(|_| runtime.spawn(rpc(baseline.clone(), text.clone()))),
+            )
+        })
+    });
+    group.bench_function("call_64_in_flight", |b| {
+        b.to_async(&runtime).iter(|| {
+            futures::future::join_all(
+                (0..IN_FLIGHT).map(|_| runtime.spawn(call(connection.clone(), text.clone()))),
+            )
+        })
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().output_directory(&support::output_directory());
+    targets = call_protocol
+}
+
+fn main() {
+    benches();
+    Criterion::default().final_summary();
+    support::report(GROUP, "call_sequential", "irpc_sequential", "<= 1.5x", 1.5);
+    support::report(
+        GROUP,
+        "call_64_in_flight",
+        "irpc_64_in_flight",
+        "<= 1.0x (throughput at least irpc's)",
+        1.0,
+    );
+}

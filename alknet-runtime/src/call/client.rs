@@ -1,0 +1,302 @@
+//! Calling a peer: [`Connection`], one QUIC stream per call.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::stream::{self, BoxStream};
+use serde_json::Value;
+use tokio::time::Instant;
+
+use super::quic::CallConfig;
+use super::server::CallServer;
+use super::wire::{CallRequested, Event, EventEnvelope, read_frame, write_frame};
+use crate::{CallError, RequestId};
+
+/// A call-protocol connection to a peer node, for calling it — and, with
+/// [`Connection::serve`], for being called by it on the same connection.
+///
+/// Cheap to clone. Calls run concurrently, each on its own QUIC stream. When the
+/// connection is lost every call in flight fails at once with `UNAVAILABLE`.
+#[derive(Clone)]
+pub struct Connection {
+    pub(crate) quic: noq::Connection,
+    pub(crate) config: Arc<CallConfig>,
+    pub(crate) peer_fingerprint: Arc<str>,
+}
+
+/// Per-call options: deadline, a token for the callee, who the call is made for.
+///
+/// ```
+/// use std::time::Duration;
+/// use alknet_runtime::call::CallOptions;
+///
+/// let options = CallOptions::new().timeout(Duration::from_secs(2)).auth_token("alk_…");
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct CallOptions {
+    timeout: Option<Duration>,
+    auth_token: Option<String>,
+    forwarded_for: Option<String>,
+}
+
+impl CallOptions {
+    /// The connection's defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Give up after `timeout` (sent to the callee as `deadline`); queries and mutations
+    /// default to the connection's [`CallConfig::default_timeout`], subscriptions to none.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Identify the caller of this call with a token instead of the connection's key.
+    pub fn auth_token(mut self, token: impl Into<String>) -> Self {
+        self.auth_token = Some(token.into());
+        self
+    }
+
+    /// Who the call is made on behalf of (audit only).
+    pub fn forwarded_for(mut self, who: impl Into<String>) -> Self {
+        self.forwarded_for = Some(who.into());
+        self
+    }
+}
+
+impl Connection {
+    /// The fingerprint (`ed25519:…`) of the key the peer proved it holds.
+    pub fn peer_fingerprint(&self) -> &str {
+        &self.peer_fingerprint
+    }
+
+    /// The underlying QUIC connection, for what this API does not cover.
+    pub fn quic(&self) -> &noq::Connection {
+        &self.quic
+    }
+
+    /// Serve `server` to the peer on this connection: the peer may call this node while
+    /// this node calls it. Ends when the connection closes.
+    pub fn serve(&self, server: CallServer) -> tokio::task::JoinHandle<()> {
+        let connection = self.clone();
+        tokio::spawn(super::quic::serve_connection(connection, server))
+    }
+
+    /// Close the connection; calls in flight on both sides fail with `UNAVAILABLE`.
+    pub fn close(&self) {
+        self.quic.close(0u32.into(), b"closed");
+    }
+
+    /// Call a query or mutation: `operation_id` is `/namespace/operation`.
+    pub async fn call(&self, operation_id: &str, input: Value) -> Result<Value, CallError> {
+        self.call_with(operation_id, input, &CallOptions::new())
+            .await
+    }
+
+    /// [`Connection::call`] with options. Dropping the future aborts the call: the peer
+    /// receives `call.aborted` and cancels it.
+    pub async fn call_with(
+        &self,
+        operation_id: &str,
+        input: Value,
+        options: &CallOptions,
+    ) -> Result<Value, CallError> {
+        let timeout = options.timeout.unwrap_or(self.config.default_timeout);
+        let deadline = Instant::now() + timeout;
+        let call = async {
+            let mut call = self
+                .start(operation_id, input, options, Some(timeout))
+                .await?;
+            let outcome = match call.next_event().await? {
+                Event::Responded { output } => Ok(output),
+                Event::Error(err) => Err(err),
+                other => Err(call.violation(&other, "`call.responded` or `call.error`")),
+            };
+            call.done();
+            outcome
+        };
+        tokio::time::timeout_at(deadline, call)
+            .await
+            .unwrap_or_else(|_| {
+                Err(CallError::timeout(format!(
+                    "`{operation_id}` did not answer within {} ms",
+                    timeout.as_millis()
+                )))
+            })
+    }
+
+    /// Subscribe: items arrive as the peer sends them; the stream ends after
+    /// `call.completed` or after its first error. Dropping it aborts the subscription.
+    pub async fn subscribe_with(
+        &self,
+        operation_id: &str,
+        input: Value,
+        options: &CallOptions,
+    ) -> BoxStream<'static, Result<Value, CallError>> {
+        let timeout = options.timeout;
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let call = self.start(operation_id, input, options, timeout);
+        let call = match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, call)
+                .await
+                .unwrap_or_else(|_| Err(deadline_passed(operation_id))),
+            None => call.await,
+        };
+        let call = match call {
+            Ok(call) => call,
+            Err(err) => return stream::once(async { Err(err) }).boxed(),
+        };
+        let operation_id: Arc<str> = operation_id.into();
+        stream::unfold(Some(call), move |call| {
+            let operation_id = operation_id.clone();
+            async move {
+                let mut call = call?;
+                let event = match deadline {
+                    Some(deadline) => tokio::time::timeout_at(deadline, call.next_event())
+                        .await
+                        .unwrap_or_else(|_| Err(deadline_passed(&operation_id))),
+                    None => call.next_event().await,
+                };
+                match event {
+                    Ok(Event::Responded { output }) => Some((Ok(output), Some(call))),
+                    Ok(Event::Completed) => {
+                        call.done();
+                        None
+                    }
+                    Ok(Event::Error(err)) => {
+                        call.done();
+                        Some((Err(err), None))
+                    }
+                    Ok(other) => {
+                        let err = call.violation(
+                            &other,
+                            "`call.responded`, `call.completed` or `call.error`",
+                        );
+                        Some((Err(err), None))
+                    }
+                    Err(err) => Some((Err(err), None)),
+                }
+            }
+        })
+        .boxed()
+    }
+
+    /// Open the call's stream and send `call.requested`.
+    async fn start(
+        &self,
+        operation_id: &str,
+        input: Value,
+        options: &CallOptions,
+        timeout: Option<Duration>,
+    ) -> Result<ActiveCall, CallError> {
+        let (mut send, recv) = self.quic.open_bi().await.map_err(|e| lost(&e))?;
+        let id = RequestId::next().to_string();
+        let request = EventEnvelope::new(
+            id.clone(),
+            Event::Requested(CallRequested {
+                operation_id: operation_id.to_string(),
+                input,
+                auth_token: options.auth_token.clone(),
+                forwarded_for: options.forwarded_for.clone(),
+                deadline: timeout.map(|t| t.as_millis() as u64),
+            }),
+        );
+        write_frame(&mut send, &request)
+            .await
+            .map_err(|e| lost(&e))?;
+        Ok(ActiveCall {
+            id,
+            send: Some(send),
+            recv,
+            max_frame_size: self.config.max_frame_size,
+            finished: false,
+        })
+    }
+}
+
+/// One call in flight. Dropped before its last event, it sends `call.aborted`.
+struct ActiveCall {
+    id: String,
+    send: Option<noq::SendStream>,
+    recv: noq::RecvStream,
+    max_frame_size: usize,
+    finished: bool,
+}
+
+impl ActiveCall {
+    async fn next_event(&mut self) -> Result<Event, CallError> {
+        let frame = match read_frame(&mut self.recv, self.max_frame_size).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => {
+                return Err(CallError::unavailable(
+                    "the peer ended the call's stream without answering",
+                ));
+            }
+            Err(err) => return Err(err.to_call_error()),
+        };
+        let envelope = EventEnvelope::decode(&frame).map_err(|err| {
+            CallError::internal(format!(
+                "the peer sent an event this node cannot read: {err}"
+            ))
+        })?;
+        // An empty id answers a request whose id the callee could not read; the stream
+        // says which call it is.
+        if envelope.id != self.id && !envelope.id.is_empty() {
+            return Err(CallError::internal(format!(
+                "the peer answered call `{}` with an event of call `{}`",
+                self.id, envelope.id
+            )));
+        }
+        Ok(envelope.event)
+    }
+
+    fn violation(&self, event: &Event, expected: &str) -> CallError {
+        CallError::internal(format!(
+            "the peer answered with `{}` where {expected} was expected",
+            event.type_name()
+        ))
+    }
+
+    /// The callee sent its last event: nothing to abort.
+    fn done(&mut self) {
+        self.finished = true;
+    }
+}
+
+impl Drop for ActiveCall {
+    fn drop(&mut self) {
+        let Some(mut send) = self.send.take() else {
+            return;
+        };
+        if self.finished {
+            let _ = send.finish();
+            return;
+        }
+        let aborted = EventEnvelope::new(std::mem::take(&mut self.id), Event::Aborted);
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    if write_frame(&mut send, &aborted).await.is_ok() {
+                        let _ = send.finish();
+                    }
+                });
+            }
+            // Without a runtime to write on, resetting the stream still tells the peer.
+            Err(_) => {
+                let _ = send.reset(0u32.into());
+            }
+        }
+    }
+}
+
+fn lost(err: &dyn std::fmt::Display) -> CallError {
+    CallError::unavailable(format!("the connection to the peer is lost: {err}"))
+}
+
+fn deadline_passed(operation_id: &str) -> CallError {
+    CallError::timeout(format!(
+        "`{operation_id}` did not finish before its deadline"
+    ))
+}

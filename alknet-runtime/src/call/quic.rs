@@ -1,0 +1,268 @@
+//! The call protocol over QUIC: the endpoint (ALPN `alknet/call/1`, the key-pinned TLS of
+//! [`crate::quic`]) and the per-stream server loop.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::client::Connection;
+use super::server::{CallServer, EventSink, Peer};
+use super::wire::{
+    ALPN, DEFAULT_MAX_FRAME_SIZE, Event, EventEnvelope, FrameError, read_frame, write_frame,
+};
+use crate::quic::{
+    NodeIdentity, PeerKey, QuicConfig, client_config, peer_fingerprint, server_endpoint,
+};
+use crate::{CallError, Credential};
+
+/// Limits and timeouts of the call protocol over QUIC.
+///
+/// A vanished peer is detected within `idle_timeout + keep_alive` (QUIC restarts the idle
+/// timer on the last keep-alive sent): 800 ms with the defaults, right for a cluster on
+/// one network; raise both on lossy links.
+#[derive(Debug, Clone)]
+pub struct CallConfig {
+    /// The largest frame read or written (default 16 MiB).
+    pub max_frame_size: usize,
+    /// How long a query or mutation may take when the caller sets no timeout (30 s).
+    pub default_timeout: Duration,
+    /// How often an idle connection is pinged (200 ms).
+    pub keep_alive: Duration,
+    /// How long without a packet from the peer before the connection is declared lost (600 ms).
+    pub idle_timeout: Duration,
+    /// How many calls a peer may have open on one connection at once (1024).
+    pub max_concurrent_calls: u32,
+}
+
+impl CallConfig {
+    fn quic(&self) -> QuicConfig {
+        QuicConfig {
+            keep_alive: self.keep_alive,
+            idle_timeout: self.idle_timeout,
+            max_concurrent_streams: self.max_concurrent_calls,
+        }
+    }
+}
+
+impl Default for CallConfig {
+    fn default() -> Self {
+        CallConfig {
+            max_frame_size: DEFAULT_MAX_FRAME_SIZE,
+            default_timeout: Duration::from_secs(30),
+            keep_alive: Duration::from_millis(200),
+            idle_timeout: Duration::from_millis(600),
+            max_concurrent_calls: 1024,
+        }
+    }
+}
+
+/// A QUIC endpoint speaking the call protocol (ALPN `alknet/call/1`): it accepts peers'
+/// connections and makes its own, with one node identity for both.
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use alknet_runtime::{OperationEnv, StaticIdentities};
+/// use alknet_runtime::call::{CallConfig, CallEndpoint, CallServer, NodeIdentity, PeerKey};
+///
+/// # async fn demo(env: OperationEnv, peer: std::net::SocketAddr, peer_key: String) -> Result<(), alknet_runtime::CallError> {
+/// let endpoint = CallEndpoint::bind("127.0.0.1:0".parse().unwrap(), &NodeIdentity::generate()?, CallConfig::default())?;
+/// let server = CallServer::new(env, Arc::new(StaticIdentities::new()));
+/// endpoint.serve(server.clone());                              // accept peers' calls
+/// let worker = endpoint.connect(peer, PeerKey::Pinned(peer_key)).await?;
+/// worker.serve(server);                                       // and let that peer call back
+/// let out = worker.call("/echo/say", serde_json::json!({"text": "hi"})).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct CallEndpoint {
+    endpoint: noq::Endpoint,
+    identity: NodeIdentity,
+    config: Arc<CallConfig>,
+}
+
+impl CallEndpoint {
+    /// Bind `addr` (port 0 picks one), serving and calling as `identity`.
+    pub fn bind(
+        addr: SocketAddr,
+        identity: &NodeIdentity,
+        config: CallConfig,
+    ) -> Result<Self, CallError> {
+        let endpoint = server_endpoint(addr, identity, vec![ALPN.to_vec()], &config.quic())?;
+        Ok(CallEndpoint {
+            endpoint,
+            identity: identity.clone(),
+            config: Arc::new(config),
+        })
+    }
+
+    /// The address the endpoint listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.endpoint
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// The node's identity.
+    pub fn identity(&self) -> &NodeIdentity {
+        &self.identity
+    }
+
+    /// Connect to the node at `addr`, accepting its key as `peer` says.
+    pub async fn connect(&self, addr: SocketAddr, peer: PeerKey) -> Result<Connection, CallError> {
+        let client = client_config(&self.identity, peer, ALPN, &self.config.quic())?;
+        let connecting = self
+            .endpoint
+            .connect_with(client, addr, "alknet-node")
+            .map_err(|e| CallError::unavailable(format!("could not connect to {addr}: {e}")))?;
+        let quic = connecting
+            .await
+            .map_err(|e| CallError::unavailable(format!("could not connect to {addr}: {e}")))?;
+        self.connection(quic)
+    }
+
+    /// The next peer that connects, once its TLS handshake (and key) checked out; `None`
+    /// once the endpoint is closed.
+    pub async fn accept(&self) -> Option<Result<Connection, CallError>> {
+        let incoming = self.endpoint.accept().await?;
+        let addr = incoming.remote_address();
+        Some(match incoming.await {
+            Ok(quic) => self.connection(quic),
+            Err(e) => Err(CallError::unavailable(format!(
+                "the connection from {addr} failed: {e}"
+            ))),
+        })
+    }
+
+    /// Accept every peer and serve `server` to each, on a task of its own.
+    pub fn serve(&self, server: CallServer) -> tokio::task::JoinHandle<()> {
+        let endpoint = self.clone();
+        tokio::spawn(async move {
+            while let Some(accepted) = endpoint.accept().await {
+                match accepted {
+                    Ok(connection) => {
+                        connection.serve(server.clone());
+                    }
+                    Err(err) => tracing::debug!(%err, "a peer failed to connect"),
+                }
+            }
+        })
+    }
+
+    /// Close every connection and stop accepting.
+    pub fn close(&self) {
+        self.endpoint.close(0u32.into(), b"endpoint closed");
+    }
+
+    fn connection(&self, quic: noq::Connection) -> Result<Connection, CallError> {
+        let fingerprint = peer_fingerprint(&quic)?;
+        Ok(Connection {
+            quic,
+            config: self.config.clone(),
+            peer_fingerprint: fingerprint.into(),
+        })
+    }
+}
+
+/// Serve the calls a peer opens on `connection`, each stream on its own task.
+pub(crate) async fn serve_connection(connection: Connection, server: CallServer) {
+    let peer = Arc::new(
+        server
+            .resolve_peer(Some(Credential::KeyFingerprint(
+                &connection.peer_fingerprint,
+            )))
+            .await,
+    );
+    while let Ok((send, recv)) = connection.quic.accept_bi().await {
+        tokio::spawn(serve_stream(server.clone(), peer.clone(), send, recv));
+    }
+}
+
+struct StreamSink<'a>(&'a mut noq::SendStream);
+
+impl EventSink for StreamSink<'_> {
+    async fn send(&mut self, event: EventEnvelope) -> std::io::Result<()> {
+        write_frame(self.0, &event).await
+    }
+}
+
+/// One call: `call.requested`, then the outcome, unless `call.aborted` comes first.
+async fn serve_stream(
+    server: CallServer,
+    peer: Arc<Peer>,
+    mut send: noq::SendStream,
+    mut recv: noq::RecvStream,
+) {
+    let limit = server.frame_limit();
+    let first = match read_frame(&mut recv, limit).await {
+        Ok(Some(frame)) => EventEnvelope::decode(&frame).map_err(|err| {
+            (
+                err.id().unwrap_or_default().to_string(),
+                err.to_call_error(),
+            )
+        }),
+        Ok(None) => return,
+        Err(FrameError::Io(_)) => return,
+        Err(err) => Err((String::new(), err.to_call_error())),
+    };
+    let (id, request) = match first {
+        Ok(EventEnvelope {
+            id,
+            event: Event::Requested(request),
+        }) => (id, request),
+        Ok(EventEnvelope { id, event }) => {
+            let err = CallError::invalid_input(format!(
+                "a call must start with `call.requested`, not `{}`",
+                event.type_name()
+            ));
+            refuse(send, recv, id, err).await;
+            return;
+        }
+        Err((id, err)) => {
+            refuse(send, recv, id, err).await;
+            return;
+        }
+    };
+    let outcome = {
+        let mut sink = StreamSink(&mut send);
+        let call = server.run_call(&peer, &id, request, &mut sink);
+        tokio::select! {
+            () = call => None,
+            why = watch_for_abort(&mut recv, limit) => why,
+        }
+    };
+    if let Some(err) = outcome {
+        let _ = write_frame(&mut send, &EventEnvelope::new(id, Event::Error(err))).await;
+    }
+    let _ = send.finish();
+}
+
+/// Resolves when the caller aborts the call (`call.aborted`, a reset stream, a lost
+/// connection) — with an error to send back if it broke the protocol instead. A caller
+/// that finishes its side of the stream after the request is waiting, not aborting.
+async fn watch_for_abort(recv: &mut noq::RecvStream, limit: usize) -> Option<CallError> {
+    match read_frame(recv, limit).await {
+        Ok(Some(frame)) => match EventEnvelope::decode(&frame) {
+            Ok(EventEnvelope {
+                event: Event::Aborted,
+                ..
+            }) => None,
+            Ok(EventEnvelope { event, .. }) => Some(CallError::invalid_input(format!(
+                "only `call.aborted` may follow `call.requested` from the caller, not `{}`; the call was cancelled",
+                event.type_name()
+            ))),
+            Err(err) => Some(err.to_call_error()),
+        },
+        Ok(None) => std::future::pending().await,
+        Err(FrameError::Io(_)) => None,
+        Err(err) => Some(err.to_call_error()),
+    }
+}
+
+/// Answer a stream that did not start a call properly, and stop reading it.
+async fn refuse(mut send: noq::SendStream, mut recv: noq::RecvStream, id: String, err: CallError) {
+    let _ = recv.stop(0u32.into());
+    let _ = write_frame(&mut send, &EventEnvelope::new(id, Event::Error(err))).await;
+    let _ = send.finish();
+    // Let the error reach the peer before the stream is dropped.
+    let _ = send.stopped().await;
+}

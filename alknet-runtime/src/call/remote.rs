@@ -1,0 +1,204 @@
+//! The remote path of [`OperationEnv`]: a node mounted over a call-protocol connection,
+//! and namespaces routed to it.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use serde_json::Value;
+
+use super::client::{CallOptions, Connection};
+use crate::env::OperationEnvBuilder;
+use crate::service::{Backend, ValueStream};
+use crate::{BuildError, CallError, OperationContext, OperationSpec, ServiceSpec};
+
+/// A peer node and the operations it lets this node call, learnt from its
+/// `services/schema` when the node is discovered.
+///
+/// The catalog is read once: mounting needs each operation's kind, access control,
+/// declared errors and schemas before any call is made (for the typed path, the `calls`
+/// rules, and access checks on this side). Discover the node again to see new operations.
+#[derive(Clone)]
+pub struct RemoteNode {
+    connection: Connection,
+    catalog: Arc<Vec<ServiceSpec>>,
+}
+
+impl RemoteNode {
+    /// Ask the peer on `connection` what this node may call there.
+    pub async fn discover(connection: Connection) -> Result<Self, CallError> {
+        let listed = connection.call("/services/schema", Value::Null).await?;
+        let catalog: Vec<ServiceSpec> = serde_json::from_value(listed).map_err(|e| {
+            CallError::internal(format!(
+                "the peer's `services/schema` is not a list of services: {e}"
+            ))
+        })?;
+        Ok(RemoteNode {
+            connection,
+            catalog: Arc::new(catalog),
+        })
+    }
+
+    /// The services the peer serves to this node.
+    pub fn services(&self) -> &[ServiceSpec] {
+        &self.catalog
+    }
+
+    /// The connection to the peer.
+    pub fn connection(&self) -> &Connection {
+        &self.connection
+    }
+}
+
+/// Serves a namespace by calling a peer: operation `index` is `targets[index]` there.
+struct RemoteBackend {
+    node: RemoteNode,
+    targets: Vec<String>,
+}
+
+impl RemoteBackend {
+    fn options(ctx: &OperationContext) -> CallOptions {
+        let mut options = CallOptions::new();
+        if let Some(remaining) = ctx.remaining() {
+            options = options.timeout(remaining);
+        }
+        let on_behalf_of = ctx
+            .forwarded_for()
+            .or_else(|| ctx.identity().map(|identity| identity.id.as_str()));
+        if let Some(who) = on_behalf_of {
+            options = options.forwarded_for(who);
+        }
+        options
+    }
+}
+
+impl Backend for RemoteBackend {
+    fn invoke(
+        &self,
+        ctx: OperationContext,
+        index: usize,
+        input: Value,
+    ) -> BoxFuture<'_, Result<Value, CallError>> {
+        let options = Self::options(&ctx);
+        let target = &self.targets[index];
+        async move {
+            self.node
+                .connection
+                .call_with(target, input, &options)
+                .await
+        }
+        .boxed()
+    }
+
+    fn subscribe(
+        &self,
+        ctx: OperationContext,
+        index: usize,
+        input: Value,
+    ) -> BoxFuture<'_, Result<ValueStream, CallError>> {
+        let options = Self::options(&ctx);
+        let target = &self.targets[index];
+        async move {
+            Ok(self
+                .node
+                .connection
+                .subscribe_with(target, input, &options)
+                .await)
+        }
+        .boxed()
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+impl OperationEnvBuilder {
+    /// Mount the peer `node` as the namespace `name`: `invoke(name, "storage/get_node", ..)`
+    /// runs `/storage/get_node` on it. Its operations keep their kind, access control,
+    /// declared errors and schemas; the peer checks this node's own identity again.
+    pub fn remote(mut self, name: &str, node: RemoteNode) -> Self {
+        let operations: Vec<(OperationSpec, String)> = node
+            .catalog
+            .iter()
+            .flat_map(|service| &service.operations)
+            .map(|op| {
+                let target = op.bindings().call_protocol;
+                let spec = OperationSpec {
+                    id: format!("{name}/{}", op.id),
+                    namespace: name.to_string(),
+                    name: op.id.clone(),
+                    ..op.clone()
+                };
+                (spec, target)
+            })
+            .collect();
+        let spec = ServiceSpec {
+            namespace: name.to_string(),
+            version: "0.0.0".to_string(),
+            description: format!(
+                "The node `{name}` ({}), over the call protocol.",
+                node.connection.peer_fingerprint()
+            ),
+            authority: None,
+            calls: Vec::new(),
+            operations: Vec::new(),
+        };
+        self.mount_remote(spec, node, operations);
+        self
+    }
+
+    /// Serve `namespace` on the node mounted as `node_name` (with
+    /// [`OperationEnvBuilder::remote`], earlier): handlers' `invoke(namespace, ..)` goes
+    /// there without them knowing.
+    pub fn route(mut self, namespace: &str, node_name: &str) -> Self {
+        let node = self.services.iter().find_map(|entry| {
+            (entry.spec.namespace == node_name)
+                .then(|| entry.backend.as_any().downcast_ref::<RemoteBackend>())
+                .flatten()
+                .map(|backend| backend.node.clone())
+        });
+        let Some(node) = node else {
+            self.errors.push(BuildError::Route {
+                namespace: namespace.to_string(),
+                reason: format!("no remote node is mounted as `{node_name}`; mount it with `.remote(\"{node_name}\", node)` first"),
+            });
+            return self;
+        };
+        let Some(service) = node
+            .catalog
+            .iter()
+            .find(|s| s.namespace == namespace)
+            .cloned()
+        else {
+            self.errors.push(BuildError::Route {
+                namespace: namespace.to_string(),
+                reason: format!("the node `{node_name}` serves no operation of `{namespace}` that this node may call"),
+            });
+            return self;
+        };
+        let operations = service
+            .operations
+            .iter()
+            .map(|op| (op.clone(), op.bindings().call_protocol))
+            .collect();
+        let spec = ServiceSpec {
+            operations: Vec::new(),
+            ..service
+        };
+        self.mount_remote(spec, node, operations);
+        self
+    }
+
+    fn mount_remote(
+        &mut self,
+        mut spec: ServiceSpec,
+        node: RemoteNode,
+        operations: Vec<(OperationSpec, String)>,
+    ) {
+        let (specs, targets) = operations.into_iter().unzip();
+        spec.operations = specs;
+        self.mount(spec, Arc::new(RemoteBackend { node, targets }));
+    }
+}

@@ -1,0 +1,296 @@
+//! Serving an [`OperationEnv`] to peers: one code path for every transport, which only
+//! frames the events differently.
+
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::wire::{CallRequested, DEFAULT_MAX_FRAME_SIZE, Event, EventEnvelope};
+use crate::{
+    CallError, Caller, Credential, Identity, IdentityProvider, OperationEnv, OperationKind,
+    OperationSpec, ServiceSpec,
+};
+
+/// Serves an [`OperationEnv`] over the call protocol: resolves who is calling, dispatches,
+/// and streams the outcome back. Cheap to clone; one serves every connection and transport.
+///
+/// ```
+/// use std::sync::Arc;
+/// use alknet_runtime::{OperationEnv, StaticIdentities};
+/// use alknet_runtime::call::CallServer;
+///
+/// let env = OperationEnv::builder().build().unwrap();
+/// let server = CallServer::new(env, Arc::new(StaticIdentities::new()));
+/// ```
+#[derive(Clone)]
+pub struct CallServer {
+    inner: Arc<ServerInner>,
+}
+
+struct ServerInner {
+    env: OperationEnv,
+    identities: Arc<dyn IdentityProvider>,
+    max_frame_size: usize,
+}
+
+impl CallServer {
+    /// Serve `env`, resolving peers' keys and tokens with `identities`.
+    pub fn new(env: OperationEnv, identities: Arc<dyn IdentityProvider>) -> Self {
+        CallServer {
+            inner: Arc::new(ServerInner {
+                env,
+                identities,
+                max_frame_size: DEFAULT_MAX_FRAME_SIZE,
+            }),
+        }
+    }
+
+    /// Refuse frames (or WebSocket messages) larger than `bytes`; default 16 MiB.
+    pub fn max_frame_size(self, bytes: usize) -> Self {
+        let inner = &self.inner;
+        CallServer {
+            inner: Arc::new(ServerInner {
+                env: inner.env.clone(),
+                identities: inner.identities.clone(),
+                max_frame_size: bytes,
+            }),
+        }
+    }
+
+    pub(crate) fn frame_limit(&self) -> usize {
+        self.inner.max_frame_size
+    }
+
+    /// Who a connection's peer is, from what its transport proved (a TLS key's
+    /// fingerprint, a bearer token); asked once per connection.
+    pub(crate) async fn resolve_peer(&self, credential: Option<Credential<'_>>) -> Peer {
+        let Some(credential) = credential else {
+            return Peer::Anonymous(
+                "the connection presented no key and no token, and the call carried no `auth_token`"
+                    .into(),
+            );
+        };
+        match self.inner.identities.resolve(credential).await {
+            Ok(identity) => Peer::Known(identity),
+            Err(err) => Peer::Anonymous(format!(
+                "{}, and the call carried no `auth_token`",
+                err.message
+            )),
+        }
+    }
+
+    /// Run one call and send its events to `sink`; dropping the future cancels the call
+    /// and every nested call it made.
+    pub(crate) async fn run_call<S: EventSink>(
+        &self,
+        peer: &Peer,
+        id: &str,
+        request: CallRequested,
+        sink: &mut S,
+    ) {
+        let reply = |event| EventEnvelope::new(id, event);
+        let (caller, identity) = match self.caller(peer, &request).await {
+            Ok(found) => found,
+            Err(err) => {
+                let _ = sink.send(reply(Event::Error(err))).await;
+                return;
+            }
+        };
+        let Some((namespace, operation)) = split_operation_id(&request.operation_id) else {
+            let err = CallError::not_found(format!(
+                "`{}` is not an operation id: expected `/namespace/operation`",
+                request.operation_id
+            ));
+            let _ = sink.send(reply(Event::Error(err))).await;
+            return;
+        };
+        let env = self.inner.env.with_caller(caller);
+        if namespace == "services" {
+            let result = builtin(&env, &identity, operation, request.input);
+            let event = match result {
+                Ok(output) => Event::Responded { output },
+                Err(err) => Event::Error(err),
+            };
+            let _ = sink.send(reply(event)).await;
+            return;
+        }
+        let kind = env.spec(namespace, operation).map(|spec| spec.kind);
+        if kind == Some(OperationKind::Subscription) {
+            let mut items = env.subscribe(namespace, operation, request.input).await;
+            while let Some(item) = items.next().await {
+                let (event, last) = match item {
+                    Ok(output) => (Event::Responded { output }, false),
+                    Err(err) => (Event::Error(err), true),
+                };
+                if sink.send(reply(event)).await.is_err() || last {
+                    return;
+                }
+            }
+            let _ = sink.send(reply(Event::Completed)).await;
+        } else {
+            let event = match env.invoke(namespace, operation, request.input).await.result {
+                Ok(output) => Event::Responded { output },
+                Err(err) => Event::Error(err),
+            };
+            let _ = sink.send(reply(event)).await;
+        }
+    }
+
+    /// The outside caller of one call: its `auth_token` if it has one, else the peer.
+    async fn caller(
+        &self,
+        peer: &Peer,
+        request: &CallRequested,
+    ) -> Result<(Caller, Identity), CallError> {
+        let identity = match (&request.auth_token, peer) {
+            (Some(token), _) => self
+                .inner
+                .identities
+                .resolve(Credential::Token(token))
+                .await
+                .map_err(|err| {
+                    CallError::unauthenticated(format!(
+                        "the `auth_token` was refused: {}",
+                        err.message
+                    ))
+                })?,
+            (None, Peer::Known(identity)) => identity.clone(),
+            (None, Peer::Anonymous(why)) => return Err(CallError::unauthenticated(why.clone())),
+        };
+        let mut caller = Caller::new().identity(identity.clone());
+        if let Some(forwarded_for) = &request.forwarded_for {
+            caller = caller.forwarded_for(forwarded_for.clone());
+        }
+        if let Some(ms) = request.deadline {
+            caller = caller.timeout(Duration::from_millis(ms));
+        }
+        Ok((caller, identity))
+    }
+}
+
+/// A connection's peer, as its transport authenticated it.
+pub(crate) enum Peer {
+    /// An identity the provider resolved.
+    Known(Identity),
+    /// No identity; calls need an `auth_token`. Holds the sentence that says why.
+    Anonymous(String),
+}
+
+/// Where a transport sends a call's events.
+pub(crate) trait EventSink: Send {
+    /// Send one event; an error means the peer is gone.
+    fn send(&mut self, event: EventEnvelope) -> impl Future<Output = io::Result<()>> + Send;
+}
+
+/// `/ns/op` → (`ns`, `op`); the operation may itself contain `/` (a mounted node's
+/// `/worker-1/storage/get_node`).
+fn split_operation_id(id: &str) -> Option<(&str, &str)> {
+    let (namespace, operation) = id.strip_prefix('/')?.split_once('/')?;
+    (!namespace.is_empty() && !operation.is_empty()).then_some((namespace, operation))
+}
+
+/// One entry of `services/list`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ListedOperation {
+    /// `/namespace/operation`.
+    #[serde(rename = "operationId")]
+    pub operation_id: String,
+    /// Query, mutation or subscription.
+    pub kind: OperationKind,
+    /// The operation's description.
+    pub description: String,
+    /// The service's version.
+    pub version: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SchemaRequest {
+    #[serde(default, rename = "operationId")]
+    operation_id: Option<String>,
+}
+
+/// `services/list` and `services/schema`: only what this caller may call from outside.
+fn builtin(
+    env: &OperationEnv,
+    identity: &Identity,
+    operation: &str,
+    input: Value,
+) -> Result<Value, CallError> {
+    let callable = |spec: &OperationSpec| {
+        spec.is_external() && spec.access.check(Some(identity), &spec.id).is_ok()
+    };
+    match operation {
+        "list" => {
+            let listed: Vec<ListedOperation> = env
+                .operations()
+                .filter(|spec| callable(spec))
+                .map(|spec| ListedOperation {
+                    operation_id: spec.bindings().call_protocol,
+                    kind: spec.kind,
+                    description: spec.description.clone(),
+                    version: spec.version.clone(),
+                })
+                .collect();
+            Ok(serde_json::to_value(listed).unwrap_or_default())
+        }
+        "schema" => {
+            let input = match input {
+                Value::Null => Value::Object(Default::default()),
+                input => input,
+            };
+            let request: SchemaRequest = serde_json::from_value(input).map_err(|e| {
+                CallError::invalid_input(format!("invalid input for `services/schema`: {e}"))
+            })?;
+            let services: Vec<ServiceSpec> = env
+                .services()
+                .map(|service| ServiceSpec {
+                    authority: None,
+                    calls: Vec::new(),
+                    operations: service
+                        .operations
+                        .iter()
+                        .filter(|spec| callable(spec))
+                        .cloned()
+                        .collect(),
+                    ..service.clone()
+                })
+                .filter(|service| !service.operations.is_empty())
+                .collect();
+            let Some(wanted) = request.operation_id else {
+                return Ok(serde_json::to_value(services).unwrap_or_default());
+            };
+            services
+                .iter()
+                .flat_map(|s| &s.operations)
+                .find(|spec| spec.bindings().call_protocol == wanted)
+                .map(|spec| serde_json::to_value(spec).unwrap_or_default())
+                .ok_or_else(|| CallError::not_found(format!("there is no operation `{wanted}`")))
+        }
+        other => Err(CallError::not_found(format!(
+            "there is no operation `services/{other}`; the built-ins are `services/list` and `services/schema`"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_operation_id;
+
+    #[test]
+    fn operation_ids_split_at_the_first_slash() {
+        assert_eq!(split_operation_id("/echo/say"), Some(("echo", "say")));
+        assert_eq!(
+            split_operation_id("/worker-1/storage/get_node"),
+            Some(("worker-1", "storage/get_node"))
+        );
+        for bad in ["echo/say", "/echo", "//say", "/echo/", ""] {
+            assert_eq!(split_operation_id(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! The call protocol over WebSocket: the same envelopes, one text message each, many calls
+//! multiplexed by `id` on one socket. The same [`CallServer`] code serves them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::http::HeaderMap;
+use axum::http::header::AUTHORIZATION;
+use axum::response::Response;
+use axum::routing::get;
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+
+use super::server::{CallServer, EventSink, Peer};
+use super::wire::{Event, EventEnvelope};
+use crate::{CallError, Credential};
+
+/// An axum router serving the call protocol at `GET /call` (a WebSocket upgrade).
+///
+/// Callers authenticate with `Authorization: Bearer <token>` on the upgrade request, or
+/// per call with `auth_token`. Messages larger than the server's frame limit close the
+/// socket (close code 1009).
+///
+/// ```
+/// use std::sync::Arc;
+/// use alknet_runtime::{OperationEnv, StaticIdentities};
+/// use alknet_runtime::call::{CallServer, websocket_router};
+///
+/// let server = CallServer::new(OperationEnv::builder().build().unwrap(), Arc::new(StaticIdentities::new()));
+/// let app: axum::Router = websocket_router(server);
+/// ```
+pub fn router(server: CallServer) -> Router {
+    Router::new()
+        .route("/call", get(upgrade))
+        .with_state(server)
+}
+
+async fn upgrade(
+    State(server): State<CallServer>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let token = headers
+        .get(AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::to_string);
+    let peer = server
+        .resolve_peer(token.as_deref().map(Credential::Token))
+        .await;
+    ws.max_message_size(server.frame_limit())
+        .max_frame_size(server.frame_limit())
+        .on_upgrade(move |socket| serve_socket(socket, server, peer))
+}
+
+struct ChannelSink(mpsc::Sender<EventEnvelope>);
+
+impl EventSink for ChannelSink {
+    async fn send(&mut self, event: EventEnvelope) -> std::io::Result<()> {
+        self.0
+            .send(event)
+            .await
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+    }
+}
+
+/// The calls in flight on one socket, by id; each entry's generation tells a finished
+/// call from a later one that reused its id.
+struct Running {
+    calls: HashMap<String, (u64, AbortHandle)>,
+    generation: u64,
+}
+
+async fn serve_socket(mut socket: WebSocket, server: CallServer, peer: Peer) {
+    let peer = Arc::new(peer);
+    let (events, mut outgoing) = mpsc::channel::<EventEnvelope>(256);
+    let (finished, mut finished_ids) = mpsc::unbounded_channel::<(String, u64)>();
+    let mut running = Running {
+        calls: HashMap::new(),
+        generation: 0,
+    };
+    loop {
+        let reply = tokio::select! {
+            Some(event) = outgoing.recv() => Some(event),
+            Some((id, generation)) = finished_ids.recv() => {
+                if running.calls.get(&id).is_some_and(|(g, _)| *g == generation) {
+                    running.calls.remove(&id);
+                }
+                None
+            }
+            message = socket.recv() => match message {
+                Some(Ok(Message::Text(text))) => {
+                    match EventEnvelope::decode(text.as_bytes()) {
+                        Ok(EventEnvelope { id, event: Event::Requested(request) }) => {
+                            if running.calls.contains_key(&id) {
+                                Some(EventEnvelope::new(id.clone(), Event::Error(CallError::invalid_input(format!(
+                                    "a call with the id `{id}` is already in flight on this socket"
+                                )))))
+                            } else {
+                                running.generation += 1;
+                                let generation = running.generation;
+                                let (server, peer, finished) = (server.clone(), peer.clone(), finished.clone());
+                                let mut sink = ChannelSink(events.clone());
+                                let call_id = id.clone();
+                                let task = tokio::spawn(async move {
+                                    server.run_call(&peer, &call_id, request, &mut sink).await;
+                                    let _ = finished.send((call_id, generation));
+                                });
+                                running.calls.insert(id, (generation, task.abort_handle()));
+                                None
+                            }
+                        }
+                        Ok(EventEnvelope { id, event: Event::Aborted }) => {
+                            if let Some((_, task)) = running.calls.remove(&id) {
+                                task.abort();
+                            }
+                            None
+                        }
+                        Ok(EventEnvelope { id, event }) => Some(EventEnvelope::new(id, Event::Error(CallError::invalid_input(format!(
+                            "a caller sends only `call.requested` and `call.aborted`, not `{}`",
+                            event.type_name()
+                        ))))),
+                        Err(err) => Some(EventEnvelope::new(err.id().unwrap_or_default(), Event::Error(err.to_call_error()))),
+                    }
+                }
+                Some(Ok(Message::Binary(_))) => Some(EventEnvelope::new("", Event::Error(CallError::invalid_input(
+                    "events are text messages; a binary message is not part of the call protocol",
+                )))),
+                Some(Ok(_)) => None,
+                Some(Err(_)) | None => break,
+            },
+        };
+        if let Some(reply) = reply
+            && socket
+                .send(Message::Text(reply.to_json().into()))
+                .await
+                .is_err()
+        {
+            break;
+        }
+    }
+    for (_, (_, task)) in running.calls {
+        task.abort();
+    }
+}

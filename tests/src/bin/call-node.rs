@@ -1,0 +1,114 @@
+//! A node for the call-protocol tests, started in its own process:
+//!
+//! ```text
+//! call-node --key FILE [--serve echo,gate,front] [--allow FINGERPRINT=ID[#SCOPE,..]]
+//!           [--token TOKEN=ID[#SCOPE,..]] [--peer NAME=ADDR@FINGERPRINT] [--route NS=NAME]
+//!           [--max-frame BYTES] [--ws]
+//! ```
+//!
+//! Prints `listening <addr> <fingerprint>` (and `ws <addr>` with `--ws`) once it serves,
+//! then runs until killed.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use alknet_example::{EchoProtocol, EchoService};
+use alknet_runtime::call::{
+    CallConfig, CallEndpoint, CallServer, NodeIdentity, PeerKey, RemoteNode,
+};
+use alknet_runtime::{Identity, OperationEnv, StaticIdentities};
+use alknet_tests::front::{Front, FrontProtocol};
+use alknet_tests::gate::{Gate, GateProtocol};
+
+fn identity(spec: &str) -> Identity {
+    let (id, scopes) = spec.split_once('#').unwrap_or((spec, ""));
+    Identity::new(id).with_scopes(scopes.split(',').filter(|s| !s.is_empty()))
+}
+
+fn pair(arg: &str) -> (&str, &str) {
+    arg.split_once('=')
+        .unwrap_or_else(|| panic!("`{arg}` should be NAME=VALUE"))
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let mut key = None;
+    let mut serve = Vec::new();
+    let mut identities = StaticIdentities::new();
+    let mut peers = Vec::new();
+    let mut routes = Vec::new();
+    let mut max_frame = None;
+    let mut ws = false;
+    while let Some(flag) = args.next() {
+        let mut value = || {
+            args.next()
+                .unwrap_or_else(|| panic!("{flag} needs a value"))
+        };
+        match flag.as_str() {
+            "--key" => key = Some(std::fs::read_to_string(value())?),
+            "--serve" => serve.extend(value().split(',').map(str::to_string)),
+            "--allow" => {
+                let arg = value();
+                let (fingerprint, who) = pair(&arg);
+                identities = identities.with_key(fingerprint, identity(who));
+            }
+            "--token" => {
+                let arg = value();
+                let (token, who) = pair(&arg);
+                identities = identities.with_token(token, identity(who));
+            }
+            "--peer" => peers.push(value()),
+            "--route" => routes.push(value()),
+            "--max-frame" => max_frame = Some(value().parse()?),
+            "--ws" => ws = true,
+            other => panic!("unknown flag {other}"),
+        }
+    }
+    let node = NodeIdentity::from_pem(&key.expect("--key is required"))?;
+    let endpoint = CallEndpoint::bind("127.0.0.1:0".parse()?, &node, CallConfig::default())?;
+
+    let mut builder = OperationEnv::builder();
+    for name in &serve {
+        builder = match name.as_str() {
+            "echo" => builder.local(EchoProtocol::local(EchoService::default())),
+            "gate" => builder.local(GateProtocol::local(Gate::default())),
+            "front" => builder.local(FrontProtocol::local(Front)),
+            other => panic!("unknown service {other}"),
+        };
+    }
+    let mut connections = Vec::new();
+    for peer in &peers {
+        let (name, target) = pair(peer);
+        let (addr, fingerprint) = target.split_once('@').expect("ADDR@FINGERPRINT");
+        let addr: SocketAddr = addr.parse()?;
+        let connection = endpoint
+            .connect(addr, PeerKey::Pinned(fingerprint.to_string()))
+            .await?;
+        builder = builder.remote(name, RemoteNode::discover(connection.clone()).await?);
+        connections.push(connection);
+    }
+    for route in &routes {
+        let (namespace, node_name) = pair(route);
+        builder = builder.route(namespace, node_name);
+    }
+    let env = builder.build()?;
+    let mut server = CallServer::new(env, Arc::new(identities));
+    if let Some(max_frame) = max_frame {
+        server = server.max_frame_size(max_frame);
+    }
+    // Peers this node dialled may call it back on the same connection.
+    for connection in &connections {
+        connection.serve(server.clone());
+    }
+    let serving = endpoint.serve(server.clone());
+    println!("listening {} {}", endpoint.local_addr(), node.fingerprint());
+    if ws {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        println!("ws {}", listener.local_addr()?);
+        let app = alknet_runtime::call::websocket_router(server);
+        tokio::spawn(async move { axum::serve(listener, app).await });
+    }
+    serving.await?;
+    Ok(())
+}

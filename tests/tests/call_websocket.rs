@@ -1,0 +1,149 @@
+//! The call protocol over WebSocket: the same envelopes as text messages, multiplexed by id.
+
+mod support;
+
+use alknet_runtime::call::NodeIdentity;
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use support::{NodeProcess, args};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn send(socket: &mut Socket, event: Value) {
+    socket.send(Message::text(event.to_string())).await.unwrap();
+}
+
+async fn receive(socket: &mut Socket) -> Value {
+    loop {
+        match socket.next().await.unwrap().unwrap() {
+            Message::Text(text) => return serde_json::from_str(&text).unwrap(),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+fn requested(id: &str, operation: &str, input: Value) -> Value {
+    json!({"type": "call.requested", "id": id, "payload": {"operationId": operation, "input": input}})
+}
+
+async fn call(socket: &mut Socket, id: &str, operation: &str, input: Value) -> Value {
+    send(socket, requested(id, operation, input)).await;
+    receive(socket).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_calls_subscriptions_errors_and_aborts() {
+    let node = NodeProcess::start(
+        &NodeIdentity::generate().unwrap(),
+        &args([
+            "--serve",
+            "echo,gate",
+            "--token",
+            "ws-token=user:browser",
+            "--ws",
+        ]),
+    );
+    let url = format!("ws://{}/call", node.ws.unwrap());
+
+    let (mut anonymous, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .unwrap();
+    let refused = call(&mut anonymous, "1", "/echo/say", json!({"text": "hi"})).await;
+    assert_eq!(refused["type"], "call.error");
+    assert_eq!(refused["payload"]["code"], "UNAUTHENTICATED");
+    let mut with_token = requested("2", "/echo/say", json!({"text": "hi"}));
+    with_token["payload"]["auth_token"] = json!("ws-token");
+    send(&mut anonymous, with_token).await;
+    assert_eq!(
+        receive(&mut anonymous).await["payload"]["output"]["length"],
+        2
+    );
+
+    let mut request = url.as_str().into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("Authorization", "Bearer ws-token".parse().unwrap());
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+
+    let said = call(&mut socket, "a", "/echo/say", json!({"text": "hi"})).await;
+    assert_eq!(
+        said,
+        json!({"type": "call.responded", "id": "a", "payload": {"output": {"text": "hi", "length": 2}}})
+    );
+
+    send(&mut socket, requested("h", "/gate/hang", json!({}))).await;
+    send(
+        &mut socket,
+        requested("t", "/echo/ticks", json!({"count": 2})),
+    )
+    .await;
+    let mut ticks = Vec::new();
+    loop {
+        let event = receive(&mut socket).await;
+        assert_eq!(event["id"], "t", "only the subscription answers: {event}");
+        if event["type"] == "call.completed" {
+            break;
+        }
+        ticks.push(event["payload"]["output"]["n"].clone());
+    }
+    assert_eq!(ticks, [json!(1), json!(2)]);
+
+    let counts = call(&mut socket, "c1", "/gate/counts", json!({})).await;
+    assert_eq!(
+        counts["payload"]["output"],
+        json!({"started": 1, "dropped": 0})
+    );
+    let duplicate = call(&mut socket, "h", "/echo/say", json!({"text": "x"})).await;
+    assert!(
+        duplicate["payload"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("already in flight")
+    );
+    send(
+        &mut socket,
+        json!({"type": "call.aborted", "id": "h", "payload": {}}),
+    )
+    .await;
+    let mut dropped = json!(null);
+    for attempt in 0..100 {
+        let counts = call(
+            &mut socket,
+            &format!("c{}", attempt + 2),
+            "/gate/counts",
+            json!({}),
+        )
+        .await;
+        dropped = counts["payload"]["output"]["dropped"].clone();
+        if dropped == json!(1) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(dropped, json!(1), "the aborted call was cancelled");
+
+    socket.send(Message::text("{not json")).await.unwrap();
+    let error = receive(&mut socket).await;
+    assert_eq!(error["type"], "call.error");
+    assert_eq!(error["id"], "");
+    assert_eq!(error["payload"]["code"], "INVALID_INPUT");
+    send(
+        &mut socket,
+        json!({"type": "call.dance", "id": "d", "payload": {}}),
+    )
+    .await;
+    let error = receive(&mut socket).await;
+    assert_eq!(error["id"], "d");
+    assert!(
+        error["payload"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown event type")
+    );
+    let still = call(&mut socket, "z", "/echo/say", json!({"text": "still"})).await;
+    assert_eq!(still["payload"]["output"]["length"], 5);
+}

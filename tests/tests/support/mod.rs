@@ -1,0 +1,125 @@
+//! Nodes in their own processes, for the call-protocol tests.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use alknet_runtime::call::{CallConfig, CallEndpoint, Connection, NodeIdentity, PeerKey};
+
+/// A `call-node` process; killed when dropped.
+pub struct NodeProcess {
+    child: Child,
+    pub addr: SocketAddr,
+    pub ws: Option<SocketAddr>,
+    pub fingerprint: String,
+}
+
+/// Write `identity`'s key where a node process can read it.
+pub fn key_file(identity: &NodeIdentity) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let path = std::env::temp_dir().join(format!(
+        "alknet-call-test-{}-{}.pem",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
+    std::fs::write(&path, identity.private_key_pem()).unwrap();
+    path
+}
+
+impl NodeProcess {
+    /// Start a node with `identity` and these flags; returns once it serves.
+    pub fn start(identity: &NodeIdentity, args: &[String]) -> NodeProcess {
+        let key = key_file(identity);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_call-node"))
+            .arg("--key")
+            .arg(&key)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the call-node binary starts");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = lines.next().expect("the node prints its address").unwrap();
+        let mut words = first.split_whitespace().skip(1);
+        let addr = words.next().unwrap().parse().unwrap();
+        let fingerprint = words.next().unwrap().to_string();
+        let ws = args.iter().any(|a| a == "--ws").then(|| {
+            let line = lines.next().unwrap().unwrap();
+            line.trim_start_matches("ws ").parse().unwrap()
+        });
+        assert_eq!(fingerprint, identity.fingerprint());
+        std::fs::remove_file(key).ok();
+        NodeProcess {
+            child,
+            addr,
+            ws,
+            fingerprint,
+        }
+    }
+
+    /// Kill the process now.
+    pub fn kill(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// This test process as a node: its own identity and endpoint.
+pub struct TestNode {
+    pub identity: NodeIdentity,
+    pub endpoint: CallEndpoint,
+}
+
+impl TestNode {
+    pub fn new() -> TestNode {
+        let identity = NodeIdentity::generate().unwrap();
+        let endpoint = CallEndpoint::bind(
+            "127.0.0.1:0".parse().unwrap(),
+            &identity,
+            CallConfig::default(),
+        )
+        .unwrap();
+        TestNode { identity, endpoint }
+    }
+
+    /// `--allow` for this node's key as `who`.
+    pub fn allow(&self, who: &str) -> [String; 2] {
+        [
+            "--allow".into(),
+            format!("{}={who}", self.identity.fingerprint()),
+        ]
+    }
+
+    pub async fn connect(&self, node: &NodeProcess) -> Connection {
+        self.endpoint
+            .connect(node.addr, PeerKey::Pinned(node.fingerprint.clone()))
+            .await
+            .unwrap()
+    }
+}
+
+pub fn args<const N: usize>(items: [&str; N]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+/// Wait until `condition` holds, failing after 5 s.
+pub async fn until<F: std::future::Future<Output = bool>>(what: &str, condition: impl Fn() -> F) {
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while !condition().await {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out waiting until {what}"));
+}
