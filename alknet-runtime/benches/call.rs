@@ -5,43 +5,21 @@
 
 use std::sync::Arc;
 
-use alknet_example::{Echo, EchoHandler, EchoProtocol, EchoService, Say};
+use alknet_example::{EchoProtocol, EchoService};
 use alknet_runtime::call::{
     CallConfig, CallEndpoint, CallServer, Connection, NodeIdentity, PeerKey,
 };
-use alknet_runtime::{Identity, OperationContext, OperationEnv, StaticIdentities};
+use alknet_runtime::{Identity, OperationEnv, StaticIdentities};
 use criterion::{Criterion, criterion_group};
-use irpc::channel::oneshot;
-use irpc::rpc_requests;
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+mod irpc_baseline;
 mod support;
 
 const GROUP: &str = "call_protocol";
 const IN_FLIGHT: usize = 64;
 
 /// The baseline protocol: `echo/say` as irpc would carry it (postcard over noq).
-#[rpc_requests(message = BaselineMessage, no_spans)]
-#[derive(Serialize, Deserialize, Debug)]
-enum BaselineProtocol {
-    #[rpc(tx = oneshot::Sender<Echo>)]
-    Say(Say),
-}
-
-/// The baseline's server: the same handler, answering each request as it arrives.
-async fn baseline_actor(
-    mut requests: irpc::channel::mpsc::Receiver<BaselineMessage>,
-    service: Arc<EchoService>,
-    ctx: OperationContext,
-) {
-    while let Ok(Some(BaselineMessage::Say(message))) = requests.recv().await {
-        let irpc::WithChannels { inner, tx, .. } = message;
-        let echo = service.say(&ctx, inner).await.unwrap();
-        tx.send(echo).await.ok();
-    }
-}
-
 async fn call_protocol_connection() -> (CallEndpoint, Connection) {
     let server_identity = NodeIdentity::generate().unwrap();
     let client_identity = NodeIdentity::generate().unwrap();
@@ -76,29 +54,6 @@ async fn call_protocol_connection() -> (CallEndpoint, Connection) {
     (client, connection)
 }
 
-fn baseline_client(runtime: &tokio::runtime::Runtime) -> irpc::Client<BaselineProtocol> {
-    let _guard = runtime.enter();
-    let (server, certificate) =
-        irpc::util::make_server_endpoint("127.0.0.1:0".parse().unwrap()).unwrap();
-    let addr = server.local_addr().unwrap();
-    let (tx, rx) = irpc::channel::mpsc::channel(128);
-    let env = OperationEnv::builder()
-        .local(EchoProtocol::local(EchoService::default()))
-        .build()
-        .unwrap();
-    let ctx = env.context("echo", "say").unwrap();
-    runtime.spawn(baseline_actor(rx, Arc::new(EchoService::default()), ctx));
-    let local = irpc::LocalSender::<BaselineProtocol>::from(tx);
-    use irpc::rpc::RemoteService;
-    runtime.spawn(irpc::rpc::listen(
-        server,
-        BaselineProtocol::remote_handler(local),
-    ));
-    let client =
-        irpc::util::make_client_endpoint("127.0.0.1:0".parse().unwrap(), &[&certificate]).unwrap();
-    irpc::Client::noq(client, addr)
-}
-
 fn call_protocol(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -106,7 +61,10 @@ fn call_protocol(c: &mut Criterion) {
         .build()
         .unwrap();
     let (_endpoint, connection) = runtime.block_on(call_protocol_connection());
-    let baseline = baseline_client(&runtime);
+    let baseline = {
+        let _entered = runtime.enter();
+        irpc_baseline::over_noq(false)
+    };
     let text = "hello, alknet".to_string();
 
     let call = |connection: Connection, text: String| async move {
@@ -115,9 +73,7 @@ fn call_protocol(c: &mut Criterion) {
             .await
             .unwrap()
     };
-    let rpc = |client: irpc::Client<BaselineProtocol>, text: String| async move {
-        client.rpc(Say { text }).await.unwrap()
-    };
+    let rpc = irpc_baseline::say;
 
     let mut group = c.benchmark_group(GROUP);
     group.bench_function("irpc_sequential", |b| {

@@ -1,67 +1,63 @@
-//! The irpc service path in-process against raw irpc over the same tokio channels.
+//! The irpc service path against raw irpc, in-process (tokio channels) and over loopback
+//! QUIC, calling the same `EchoService::say` handler.
 //!
 //! Run with `cargo bench -p alknet-runtime --bench service_path`; the ratios come last.
 
 use std::hint::black_box;
+use std::sync::Arc;
 
 use alknet_example::{EchoProtocol, EchoService, Say};
-use alknet_runtime::OperationEnv;
+use alknet_runtime::quic::{NodeIdentity, QuicConfig};
+use alknet_runtime::service_path::{IrpcListener, connect};
+use alknet_runtime::{Identity, OperationEnv, StaticIdentities};
 use criterion::{Criterion, criterion_group};
-use irpc::channel::oneshot;
-use irpc::rpc_requests;
-use serde::{Deserialize, Serialize};
 
+mod irpc_baseline;
 mod support;
 
-const GROUP: &str = "service_path_in_process";
+const IN_PROCESS: &str = "service_path_in_process";
+const QUIC: &str = "service_path_quic";
+const IN_FLIGHT: usize = 64;
 
-#[derive(Debug, Serialize, Deserialize)]
-struct RawSay {
-    text: String,
+/// A node serving `echo` over an irpc listener, and a node that reaches it.
+fn over_quic() -> (IrpcListener, OperationEnv) {
+    let (server, client) = (
+        NodeIdentity::generate().unwrap(),
+        NodeIdentity::generate().unwrap(),
+    );
+    let serving = OperationEnv::builder()
+        .local(EchoProtocol::local(EchoService::default()))
+        .build()
+        .unwrap();
+    let peers = StaticIdentities::new().with_key(client.fingerprint(), Identity::new("node:bench"));
+    let listener = IrpcListener::builder(serving, Arc::new(peers))
+        .serve::<EchoProtocol>()
+        .unwrap()
+        .bind(
+            "127.0.0.1:0".parse().unwrap(),
+            &server,
+            QuicConfig::default(),
+        )
+        .unwrap();
+    let echo = connect::<EchoProtocol>(
+        listener.local_addr(),
+        listener.fingerprint(),
+        &client,
+        &QuicConfig::default(),
+    )
+    .unwrap();
+    let env = OperationEnv::builder()
+        .service(EchoProtocol::service(echo))
+        .build()
+        .unwrap();
+    (listener, env)
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-struct RawEcho {
-    text: String,
-    length: u64,
+async fn alknet_say(env: OperationEnv, text: String) {
+    black_box(env.call(Say { text }).await.unwrap());
 }
 
-/// The same operation as a hand-written irpc protocol.
-#[rpc_requests(message = RawMessage, no_spans)]
-#[derive(Debug, Serialize, Deserialize)]
-enum RawProtocol {
-    #[rpc(tx = oneshot::Sender<RawEcho>)]
-    Say(RawSay),
-}
-
-fn echo(request: RawSay) -> RawEcho {
-    let length = request.text.len() as u64;
-    RawEcho {
-        text: request.text,
-        length,
-    }
-}
-
-/// A raw irpc actor; `concurrent` runs each request on its own task, as alknet's actor must
-/// so that a slow request never holds up the others.
-fn raw_actor(concurrent: bool) -> irpc::Client<RawProtocol> {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<RawMessage>(128);
-    tokio::spawn(async move {
-        while let Some(RawMessage::Say(message)) = rx.recv().await {
-            let reply = async move {
-                let _ = message.tx.send(echo(message.inner)).await;
-            };
-            if concurrent {
-                tokio::spawn(reply);
-            } else {
-                reply.await;
-            }
-        }
-    });
-    irpc::Client::local(tx)
-}
-
-fn service_path(c: &mut Criterion) {
+fn in_process(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -73,23 +69,63 @@ fn service_path(c: &mut Criterion) {
             )))
             .build()
             .unwrap();
-        (raw_actor(false), raw_actor(true), env)
+        (
+            irpc::Client::from(irpc_baseline::actor(false)),
+            irpc::Client::from(irpc_baseline::actor(true)),
+            env,
+        )
     });
     let text = "hello, alknet".to_string();
-
-    let mut group = c.benchmark_group(GROUP);
+    let mut group = c.benchmark_group(IN_PROCESS);
     group.bench_function("raw_irpc_inline_actor", |b| {
         b.to_async(&runtime)
-            .iter(|| async { black_box(inline.rpc(RawSay { text: text.clone() }).await.unwrap()) })
+            .iter(|| irpc_baseline::say(inline.clone(), text.clone()))
     });
     group.bench_function("raw_irpc_concurrent_actor", |b| {
-        b.to_async(&runtime).iter(|| async {
-            black_box(concurrent.rpc(RawSay { text: text.clone() }).await.unwrap())
-        })
+        b.to_async(&runtime)
+            .iter(|| irpc_baseline::say(concurrent.clone(), text.clone()))
     });
     group.bench_function("alknet_service_path", |b| {
         b.to_async(&runtime)
-            .iter(|| async { black_box(env.call(Say { text: text.clone() }).await.unwrap()) })
+            .iter(|| alknet_say(env.clone(), text.clone()))
+    });
+    group.finish();
+}
+
+fn quic(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (baseline, (_listener, env)) = {
+        let _entered = runtime.enter();
+        (irpc_baseline::over_noq(false), over_quic())
+    };
+    let text = "hello, alknet".to_string();
+    let mut group = c.benchmark_group(QUIC);
+    group.bench_function("raw_irpc_sequential", |b| {
+        b.to_async(&runtime)
+            .iter(|| irpc_baseline::say(baseline.clone(), text.clone()))
+    });
+    group.bench_function("alknet_sequential", |b| {
+        b.to_async(&runtime)
+            .iter(|| alknet_say(env.clone(), text.clone()))
+    });
+    group.bench_function("raw_irpc_64_in_flight", |b| {
+        b.to_async(&runtime).iter(|| {
+            futures::future::join_all(
+                (0..IN_FLIGHT)
+                    .map(|_| runtime.spawn(irpc_baseline::say(baseline.clone(), text.clone()))),
+            )
+        })
+    });
+    group.bench_function("alknet_64_in_flight", |b| {
+        b.to_async(&runtime).iter(|| {
+            futures::future::join_all(
+                (0..IN_FLIGHT).map(|_| runtime.spawn(alknet_say(env.clone(), text.clone()))),
+            )
+        })
     });
     group.finish();
 }
@@ -97,24 +133,39 @@ fn service_path(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().output_directory(&support::output_directory());
-    targets = service_path
+    targets = in_process, quic
 }
 
 fn main() {
     benches();
     Criterion::default().final_summary();
     support::report(
-        GROUP,
+        IN_PROCESS,
         "alknet_service_path",
         "raw_irpc_concurrent_actor",
         "<= 1.25x",
         1.25,
     );
     support::report(
-        GROUP,
+        IN_PROCESS,
         "alknet_service_path",
         "raw_irpc_inline_actor",
         "<= 1.25x",
         1.25,
+    );
+    support::report(
+        QUIC,
+        "alknet_sequential",
+        "raw_irpc_sequential",
+        "<= 1.25x",
+        1.25,
+    );
+    // Time per batch: at most the baseline's is throughput at least equal.
+    support::report(
+        QUIC,
+        "alknet_64_in_flight",
+        "raw_irpc_64_in_flight",
+        "<= 1.0x (throughput >= 1.0x)",
+        1.0,
     );
 }

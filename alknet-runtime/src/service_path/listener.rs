@@ -212,10 +212,14 @@ fn negotiated(connection: &noq::Connection) -> Option<Vec<u8>> {
         .protocol
 }
 
-/// One task per stream: requests on a connection run concurrently.
+/// Requests on a connection run concurrently: each is polled once here, and one that has
+/// to wait (for its bytes, its handler, or the peer) continues on a task of its own.
 async fn serve_connection(connection: noq::Connection, server: StreamServer) {
     while let Ok((send, recv)) = connection.accept_bi().await {
-        tokio::spawn(server(recv, send));
+        let mut serving = server(recv, send);
+        if futures::poll!(&mut serving).is_pending() {
+            tokio::spawn(serving);
+        }
     }
 }
 
