@@ -173,7 +173,12 @@ pub(crate) async fn serve_connection(connection: Connection, server: CallServer)
             .await,
     );
     while let Ok((send, recv)) = connection.quic.accept_bi().await {
-        tokio::spawn(serve_stream(server.clone(), peer.clone(), send, recv));
+        // Polled once here: a call that finishes at once costs no task; one that has to
+        // wait continues on a task of its own.
+        let mut serving = Box::pin(serve_stream(server.clone(), peer.clone(), send, recv));
+        if futures::poll!(&mut serving).is_pending() {
+            tokio::spawn(serving);
+        }
     }
 }
 
