@@ -272,6 +272,11 @@ pub(crate) fn peer_fingerprint(quic: &noq::Connection) -> Result<String, CallErr
     Ok(key_fingerprint(&key))
 }
 
+/// Both verifiers refuse TLS 1.2: the endpoints only offer 1.3.
+fn tls12_refused() -> rustls::Error {
+    rustls::Error::General("alknet requires TLS 1.3".into())
+}
+
 fn bad_certificate(reason: String) -> rustls::Error {
     rustls::Error::General(reason)
 }
@@ -302,7 +307,7 @@ impl ClientCertVerifier for AnyEd25519Key {
         _cert: &CertificateDer<'_>,
         _dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::General("alknet requires TLS 1.3".into()))
+        Err(tls12_refused())
     }
 
     fn verify_tls13_signature(
@@ -358,7 +363,7 @@ impl ServerCertVerifier for ServerKey {
         _cert: &CertificateDer<'_>,
         _dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::General("alknet requires TLS 1.3".into()))
+        Err(tls12_refused())
     }
 
     fn verify_tls13_signature(

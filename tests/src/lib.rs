@@ -349,6 +349,17 @@ pub mod probe {
     }
 }
 
+/// Wait until `condition` holds, polling every 2 ms; panics, naming `what`, after 5 s.
+pub async fn until(what: &str, condition: impl Fn() -> bool) {
+    tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        while !condition() {
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out waiting until {what}"));
+}
+
 pub mod gate {
     //! The far side of the call-protocol tests: a call that hangs until cancelled, the
     //! counts that show it was, and who the caller was.

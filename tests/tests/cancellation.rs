@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use alknet_runtime::OperationEnv;
 use alknet_tests::probe::{Probe, ProbeProtocol, ProbeState};
+use alknet_tests::until;
 use futures::StreamExt;
 use serde_json::json;
 
@@ -17,16 +18,6 @@ fn env() -> (OperationEnv, Arc<ProbeState>) {
         .build()
         .unwrap();
     (env, state)
-}
-
-async fn until(what: &str, condition: impl Fn() -> bool) {
-    tokio::time::timeout(Duration::from_secs(5), async {
-        while !condition() {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("timed out waiting until {what}"));
 }
 
 async fn aborting_the_root_cancels_every_descendant(spawn: bool) {

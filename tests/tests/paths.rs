@@ -9,6 +9,7 @@ use alknet_example::{EchoProtocol, EchoService};
 use alknet_runtime::testing::{DispatchPath, ServedEnv, collect, each_path};
 use alknet_runtime::{Caller, Identity, OperationEnv, ResourceGrant, codes};
 use alknet_tests::probe::{Probe, ProbeProtocol, ProbeState};
+use alknet_tests::until;
 use alknet_tests::vault::{Vault, VaultProtocol};
 use futures::StreamExt;
 use serde_json::json;
@@ -100,16 +101,6 @@ async fn probe_on(path: DispatchPath) -> (ServedEnv, Arc<ProbeState>) {
         path.env::<ProbeProtocol>(ProbeProtocol::local(probe)).await,
         state,
     )
-}
-
-async fn until(what: &str, condition: impl Fn() -> bool) {
-    tokio::time::timeout(Duration::from_secs(5), async {
-        while !condition() {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("timed out waiting until {what}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
