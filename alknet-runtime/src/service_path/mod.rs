@@ -182,10 +182,12 @@ impl<P: IrpcProtocol> Actor<P> {
             };
             match tokio::sync::oneshot::Sender::try_from(message.tx) {
                 Ok(mut tx) => {
+                    // The call first: one that is ready at once never watches the caller.
                     tokio::select! {
+                        biased;
+                        result = call => { let _ = tx.send(result); }
                         // The caller is gone: dropping `call` cancels the handler.
                         _ = tx.closed() => {}
-                        result = call => { let _ = tx.send(result); }
                     }
                 }
                 Err(tx) => {
@@ -210,8 +212,9 @@ impl<P: IrpcProtocol> Actor<P> {
                 R::output(response).ok_or_else(|| mismatched(R::NAME))
             };
             let result = tokio::select! {
-                _ = send.stopped() => return,
+                biased;
                 result = call => result,
+                _ = send.stopped() => return,
             };
             let _ = oneshot::Sender::<Result<R::Output, CallError>>::from(send)
                 .send(result)
