@@ -43,11 +43,16 @@
 extern crate self as alknet_runtime;
 
 mod access;
+pub mod config;
+mod config_identity;
 mod context;
+pub mod credentials;
+mod encoding;
 mod env;
 mod envelope;
 mod identity;
 mod json;
+mod rate_limit;
 mod service;
 #[cfg(feature = "irpc")]
 pub mod service_path;
@@ -58,6 +63,7 @@ pub mod testing;
 pub mod schema;
 
 pub use access::{AccessControl, ResourceRule};
+pub use config_identity::ConfigIdentityProvider;
 pub use context::OperationContext;
 pub use env::{BuildError, Caller, OperationEnv, OperationEnvBuilder, Subscription};
 pub use envelope::{CallError, RequestId, ResponseEnvelope, codes};
@@ -65,6 +71,7 @@ pub use identity::{
     Credential, Identity, IdentityProvider, ResourceGrant, StaticIdentities, key_fingerprint,
 };
 pub use json::Json;
+pub use rate_limit::RateLimiter;
 pub use service::{
     Dispatch, ItemStream, LocalService, Operation, Protocol, ResponseStream, StreamingOperation,
     UnaryOperation,
@@ -75,6 +82,8 @@ pub use tokio_util::sync::CancellationToken;
 
 pub use alknet_macros::{alk_service, alk_type};
 
+pub use arc_swap;
+pub use ed25519_dalek;
 pub use futures;
 #[cfg(feature = "irpc")]
 pub use irpc;
