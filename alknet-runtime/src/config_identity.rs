@@ -50,13 +50,11 @@ impl ConfigIdentityProvider {
     pub fn resolve_now(&self, credential: Credential<'_>) -> Result<Identity, CallError> {
         let config = self.config.load();
         match credential {
-            Credential::KeyFingerprint(fingerprint) => config
-                .public_keys
-                .get(fingerprint)
-                .cloned()
-                .ok_or_else(|| {
+            Credential::KeyFingerprint(fingerprint) => {
+                config.public_keys.get(fingerprint).cloned().ok_or_else(|| {
                     CallError::unauthenticated(format!("the key `{fingerprint}` is not allowed"))
-                }),
+                })
+            }
             Credential::ApiKey(key) => api_key(&config, key),
             Credential::Token(token) => signed_token(&config, token),
         }

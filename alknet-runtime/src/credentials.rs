@@ -141,7 +141,12 @@ mod tests {
 
     #[test]
     fn the_prefix_alone_or_a_short_key_is_refused_before_lookup() {
-        assert!(api_key_digest("alk_").unwrap_err().message.contains("too short"));
+        assert!(
+            api_key_digest("alk_")
+                .unwrap_err()
+                .message
+                .contains("too short")
+        );
         assert!(api_key_digest("alk_abc").is_err());
         assert!(api_key_digest("sk_0123456789012345678901234").is_err());
     }

@@ -27,11 +27,12 @@ pub(crate) fn parse(
         line: err.span().map(|span| line_of(text, span.start)),
         message: err.message().trim_end().to_string(),
     })?;
-    file.validate(&|offset| line_of(text, offset)).map_err(|(span, message)| ConfigError {
-        origin: origin.to_string(),
-        line: Some(line_of(text, span.start)),
-        message,
-    })
+    file.validate(&|offset| line_of(text, offset))
+        .map_err(|(span, message)| ConfigError {
+            origin: origin.to_string(),
+            line: Some(line_of(text, span.start)),
+            message,
+        })
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -210,7 +211,9 @@ impl TryFrom<String> for Name {
     type Error = String;
     fn try_from(text: String) -> Result<Self, String> {
         if text.is_empty() || text.chars().any(char::is_whitespace) {
-            return Err(format!("`{text}` must be non-empty and contain no whitespace"));
+            return Err(format!(
+                "`{text}` must be non-empty and contain no whitespace"
+            ));
         }
         Ok(Name(text))
     }
@@ -341,7 +344,10 @@ fn check_unique<'a>(
     if let Some(&first) = seen.get(value) {
         return Err((
             span.clone(),
-            format!("{what} `{value}` is already defined on line {}", text_line(first)),
+            format!(
+                "{what} `{value}` is already defined on line {}",
+                text_line(first)
+            ),
         ));
     }
     seen.insert(value, span.start);
@@ -357,7 +363,13 @@ impl File {
         let mut ids = HashMap::new();
         let mut hashes = HashSet::new();
         for key in &self.api_keys {
-            check_unique(&mut ids, &key.get_ref().id.0, "the API key id", &key.span(), line)?;
+            check_unique(
+                &mut ids,
+                &key.get_ref().id.0,
+                "the API key id",
+                &key.span(),
+                line,
+            )?;
             if !hashes.insert(key.get_ref().hash.0) {
                 return Err((
                     key.span(),
@@ -472,7 +484,10 @@ impl File {
                     .map(Spanned::into_inner)
                     .collect(),
             },
-            rate_limits: self.rate_limits.map(Spanned::into_inner).unwrap_or_default(),
+            rate_limits: self
+                .rate_limits
+                .map(Spanned::into_inner)
+                .unwrap_or_default(),
         };
         (static_config, dynamic)
     }
@@ -493,9 +508,9 @@ fn validate_rule(rule: &ForwardingRule, peers: &HashMap<&str, usize>) -> Result<
         (ForwardingAction::Forward, Some(peer)) if !peers.contains_key(peer.as_str()) => Err(
             format!("the rule forwards to `{peer}`, which is not a peer in [[peers]]"),
         ),
-        (ForwardingAction::Local | ForwardingAction::Deny, Some(_)) => Err(
-            "only a `forward` rule takes a `peer`".to_string(),
-        ),
+        (ForwardingAction::Local | ForwardingAction::Deny, Some(_)) => {
+            Err("only a `forward` rule takes a `peer`".to_string())
+        }
         _ => Ok(()),
     }
 }

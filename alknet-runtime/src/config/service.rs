@@ -112,7 +112,10 @@ impl ConfigServiceImpl {
     }
 
     /// Load configuration text; `origin` names it in errors.
-    pub fn from_text(text: impl Into<String>, origin: impl Into<String>) -> Result<Self, ConfigError> {
+    pub fn from_text(
+        text: impl Into<String>,
+        origin: impl Into<String>,
+    ) -> Result<Self, ConfigError> {
         Self::load(ConfigSource::Inline {
             text: text.into(),
             origin: origin.into(),
@@ -211,7 +214,9 @@ impl ConfigServiceImpl {
 
     fn state(&self) -> MutexGuard<'_, ReloadState> {
         // The state is a few counters: one a panicking thread left behind is still usable.
-        self.reloads.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.reloads
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn apply(
@@ -233,7 +238,12 @@ impl ConfigServiceImpl {
         let current = self.dynamic.load_full();
         let mut next = (*current).clone();
         match part {
-            ReloadPart::All => next = DynamicConfig { generation: 0, ..fresh },
+            ReloadPart::All => {
+                next = DynamicConfig {
+                    generation: 0,
+                    ..fresh
+                }
+            }
             ReloadPart::Forwarding => next.forwarding = fresh.forwarding,
             ReloadPart::RateLimits => next.rate_limits = fresh.rate_limits,
         }
@@ -261,7 +271,11 @@ impl ConfigServiceImpl {
 pub fn log_reload(trigger: &str, outcome: &Result<ReloadReport, ConfigError>) {
     match outcome {
         Ok(report) if report.changed.is_empty() => {
-            tracing::info!(trigger, generation = report.generation, "configuration unchanged")
+            tracing::info!(
+                trigger,
+                generation = report.generation,
+                "configuration unchanged"
+            )
         }
         Ok(report) => tracing::info!(
             trigger,
@@ -270,7 +284,9 @@ pub fn log_reload(trigger: &str, outcome: &Result<ReloadReport, ConfigError>) {
             restart_required = report.restart_required,
             "configuration reloaded"
         ),
-        Err(err) => tracing::warn!(trigger, error = %err, "configuration reload refused; the previous configuration stays in force"),
+        Err(err) => {
+            tracing::warn!(trigger, error = %err, "configuration reload refused; the previous configuration stays in force")
+        }
     }
 }
 
