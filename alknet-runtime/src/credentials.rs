@@ -79,6 +79,11 @@ pub(crate) fn api_key_digest(key: &str) -> Result<[u8; 32], CallError> {
     Ok(Sha256::digest(key.as_bytes()).into())
 }
 
+/// The raw bytes of an Ed25519 public key written as 64 hex digits, or `None`.
+pub fn public_key_from_hex(text: &str) -> Option<[u8; 32]> {
+    crate::encoding::from_hex::<32>(text)
+}
+
 /// A token signed by `key` at `unix_time`, for the token key `key_id`.
 pub fn sign_token(key: &SigningKey, key_id: &str, unix_time: i64) -> String {
     let message = format!("{TOKEN_PREFIX}{key_id}.{unix_time}");

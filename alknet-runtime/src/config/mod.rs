@@ -47,7 +47,9 @@ pub struct StaticConfig {
 }
 
 /// Why a configuration was refused: where, on which line, and what is wrong.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub struct ConfigError {
     /// The file (or `embedded default`) the text came from.
     pub origin: String,
@@ -67,6 +69,21 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+/// The domain error code of an operation that reloads the configuration and finds it
+/// invalid; its details are the [`ConfigError`].
+pub const INVALID_CONFIG: &str = "INVALID_CONFIG";
+
+impl ConfigError {
+    /// This error as the declared `INVALID_CONFIG` error of a reload operation.
+    pub fn into_call_error(self) -> crate::CallError {
+        crate::CallError::new(
+            INVALID_CONFIG,
+            format!("the configuration was not reloaded: {self}"),
+        )
+        .with_details(serde_json::json!(self))
+    }
+}
 
 /// Parse and validate configuration text; `origin` names it in errors.
 pub fn parse(text: &str, origin: &str) -> Result<(StaticConfig, DynamicConfig), ConfigError> {
