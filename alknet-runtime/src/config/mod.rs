@@ -31,6 +31,7 @@ pub use forwarding::{ForwardingAction, ForwardingPolicy, ForwardingRule};
 pub use service::{
     ConfigServiceImpl, ConfigSource, ConfigStatus, ReloadPart, ReloadReport, log_reload,
 };
+pub use time::parse_datetime;
 
 /// The embedded default configuration: every transport on loopback, no credentials.
 pub const DEFAULT_CONFIG: &str = include_str!("default.toml");

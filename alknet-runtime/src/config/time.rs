@@ -34,6 +34,15 @@ pub(crate) fn unix_seconds(datetime: &Datetime) -> Result<i64, String> {
     Ok(seconds - offset_minutes * 60)
 }
 
+/// The instant `text` names (`2027-01-01T00:00:00Z`, an RFC 3339 datetime with an offset),
+/// in Unix seconds.
+pub fn parse_datetime(text: &str) -> Result<i64, String> {
+    let datetime: Datetime = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a date and time, such as `2027-01-01T00:00:00Z`"))?;
+    unix_seconds(&datetime)
+}
+
 /// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
 fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     let year = if month <= 2 { year - 1 } else { year };
