@@ -48,6 +48,13 @@ impl ConfigIdentityProvider {
 
     /// Resolve `credential` now, without a future.
     pub fn resolve_now(&self, credential: Credential<'_>) -> Result<Identity, CallError> {
+        self.resolve_shared(credential)
+            .map(|identity| (*identity).clone())
+    }
+
+    /// Resolve `credential` now, sharing the configured identity rather than copying it:
+    /// what an adapter hands to [`Caller::identity`](crate::Caller::identity) per request.
+    pub fn resolve_shared(&self, credential: Credential<'_>) -> Result<Arc<Identity>, CallError> {
         let config = self.config.load();
         match credential {
             Credential::KeyFingerprint(fingerprint) => {
@@ -70,7 +77,7 @@ impl IdentityProvider for ConfigIdentityProvider {
     }
 }
 
-fn api_key(config: &DynamicConfig, key: &str) -> Result<Identity, CallError> {
+fn api_key(config: &DynamicConfig, key: &str) -> Result<Arc<Identity>, CallError> {
     let digest = api_key_digest(key)?;
     // Every stored hash is compared, in constant time, so the time taken says nothing
     // about which key (or how much of a hash) matched.
@@ -92,7 +99,7 @@ fn api_key(config: &DynamicConfig, key: &str) -> Result<Identity, CallError> {
     Ok(entry.identity.clone())
 }
 
-fn signed_token(config: &DynamicConfig, token: &str) -> Result<Identity, CallError> {
+fn signed_token(config: &DynamicConfig, token: &str) -> Result<Arc<Identity>, CallError> {
     let parsed = parse_token(token)?;
     let key = config.token_keys.get(parsed.key_id).ok_or_else(|| {
         CallError::unauthenticated(format!(

@@ -87,16 +87,14 @@ fn next_line(lines: &Receiver<String>, needle: &str) -> String {
 }
 
 impl Server {
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([name, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+    fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
+        // SAFETY: kill(2) with the pid of a child this test spawned and has not reaped.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "kill failed");
     }
 
     fn stop(mut self) {
-        self.signal("-TERM");
+        self.signal(libc::SIGTERM);
         self.expect("node stopped");
         assert!(self.child.wait().unwrap().success());
     }
@@ -144,7 +142,7 @@ fn serve_reports_its_listeners_and_reloads_on_sighup_keeping_the_old_config_when
         format!("[listen]\nhttp = \"127.0.0.1:8080\"\n{entry}"),
     )
     .unwrap();
-    server.signal("-HUP");
+    server.signal(libc::SIGHUP);
     let line = server.expect("configuration reloaded");
     assert!(
         line.contains("trigger=\"SIGHUP\"") || line.contains("trigger=SIGHUP"),
@@ -160,7 +158,7 @@ fn serve_reports_its_listeners_and_reloads_on_sighup_keeping_the_old_config_when
         format!("{entry}\n[forwarding]\ndefault = \"sometimes\"\n"),
     )
     .unwrap();
-    server.signal("-HUP");
+    server.signal(libc::SIGHUP);
     let line = server.expect("configuration reload refused");
     assert!(
         line.contains("line 8") && line.contains("unknown variant `sometimes`"),
@@ -173,7 +171,7 @@ fn serve_reports_its_listeners_and_reloads_on_sighup_keeping_the_old_config_when
         format!("[listen]\nhttp = \"127.0.0.1:9090\"\n{entry}[forwarding]\ndefault = \"deny\"\n"),
     )
     .unwrap();
-    server.signal("-HUP");
+    server.signal(libc::SIGHUP);
     let line = server.expect("configuration reloaded");
     assert!(
         line.contains("generation=3") && line.contains("changed=forwarding"),

@@ -1,6 +1,7 @@
 //! The settings a node applies without restarting: [`DynamicConfig`].
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ed25519_dalek::VerifyingKey;
@@ -23,7 +24,7 @@ pub struct DynamicConfig {
     /// API keys, by their SHA-256 hashes.
     pub api_keys: Vec<ApiKeyEntry>,
     /// Public keys by fingerprint (`ed25519:<hex>`).
-    pub public_keys: HashMap<String, Identity>,
+    pub public_keys: HashMap<String, Arc<Identity>>,
     /// The keys that sign tokens, by key id.
     pub token_keys: HashMap<String, TokenKey>,
     /// The nodes this node knows.
@@ -42,7 +43,7 @@ pub struct ApiKeyEntry {
     /// SHA-256 of the whole key, `alk_` included.
     pub hash: [u8; 32],
     /// Who the key authenticates.
-    pub identity: Identity,
+    pub identity: Arc<Identity>,
     /// When the key stops working, in Unix seconds.
     pub expires_at: Option<i64>,
 }
@@ -53,7 +54,7 @@ pub struct TokenKey {
     /// The Ed25519 public key signatures are checked against.
     pub public_key: VerifyingKey,
     /// Who a token signed by the key authenticates.
-    pub identity: Identity,
+    pub identity: Arc<Identity>,
 }
 
 /// Another node.

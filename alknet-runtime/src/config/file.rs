@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ed25519_dalek::VerifyingKey;
@@ -325,10 +326,12 @@ impl TryFrom<toml::value::Datetime> for Expiry {
     }
 }
 
-fn identity(id: Name, scopes: Vec<Name>, resources: Vec<Grant>) -> Identity {
-    Identity::new(id.0)
-        .with_scopes(scopes.into_iter().map(|s| s.0))
-        .with_resources(resources.into_iter().map(|g| g.0))
+fn identity(id: Name, scopes: Vec<Name>, resources: Vec<Grant>) -> Arc<Identity> {
+    Arc::new(
+        Identity::new(id.0)
+            .with_scopes(scopes.into_iter().map(|s| s.0))
+            .with_resources(resources.into_iter().map(|g| g.0)),
+    )
 }
 
 type Invalid = (Range<usize>, String);
