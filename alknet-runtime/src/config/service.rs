@@ -89,6 +89,15 @@ pub struct ConfigServiceImpl {
     reloads: Mutex<ReloadState>,
 }
 
+impl fmt::Debug for ConfigServiceImpl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConfigServiceImpl")
+            .field("source", &self.source.to_string())
+            .field("generation", &self.dynamic.load().generation)
+            .finish_non_exhaustive()
+    }
+}
+
 struct ReloadState {
     /// SHA-256 of the source text last read, so the watcher reloads only on change.
     seen: [u8; 32],
