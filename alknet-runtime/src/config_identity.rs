@@ -81,9 +81,10 @@ fn api_key(config: &DynamicConfig, key: &str) -> Result<Arc<Identity>, CallError
     let digest = api_key_digest(key)?;
     // Every stored hash is compared, in constant time, so the time taken says nothing
     // about which key (or how much of a hash) matched.
+    let digest = words(&digest);
     let mut found = None;
     for entry in &config.api_keys {
-        if bool::from(entry.hash.ct_eq(&digest)) {
+        if bool::from(words(&entry.hash).ct_eq(&digest)) {
             found = Some(entry);
         }
     }
@@ -97,6 +98,18 @@ fn api_key(config: &DynamicConfig, key: &str) -> Result<Arc<Identity>, CallError
         )));
     }
     Ok(entry.identity.clone())
+}
+
+/// A digest as four words: `subtle` compares each element with an optimization barrier,
+/// so four words cost an eighth of 32 bytes and are just as constant-time.
+fn words(digest: &[u8; 32]) -> [u64; 4] {
+    let mut words = [0u64; 4];
+    for (word, chunk) in words.iter_mut().zip(digest.chunks_exact(8)) {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(chunk);
+        *word = u64::from_ne_bytes(bytes);
+    }
+    words
 }
 
 fn signed_token(config: &DynamicConfig, token: &str) -> Result<Arc<Identity>, CallError> {
