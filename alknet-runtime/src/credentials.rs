@@ -52,6 +52,13 @@ pub fn new_api_key() -> Result<String, getrandom::Error> {
     Ok(format!("{API_KEY_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes)))
 }
 
+/// A fresh Ed25519 key for signing tokens, from the operating system's random source.
+pub fn new_signing_key() -> Result<SigningKey, getrandom::Error> {
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut secret)?;
+    Ok(SigningKey::from_bytes(&secret))
+}
+
 /// What the configuration stores for `key`: `sha256:` and its hex digest.
 ///
 /// ```
@@ -79,9 +86,14 @@ pub(crate) fn api_key_digest(key: &str) -> Result<[u8; 32], CallError> {
     Ok(Sha256::digest(key.as_bytes()).into())
 }
 
-/// The raw bytes of an Ed25519 public key written as 64 hex digits, or `None`.
-pub fn public_key_from_hex(text: &str) -> Option<[u8; 32]> {
+/// 32 bytes of Ed25519 key material (a public or a secret key) from 64 hex digits, or `None`.
+pub fn key_from_hex(text: &str) -> Option<[u8; 32]> {
     crate::encoding::from_hex::<32>(text)
+}
+
+/// 32 bytes of key material as 64 lowercase hex digits, as the configuration writes keys.
+pub fn key_to_hex(key: &[u8; 32]) -> String {
+    hex(key)
 }
 
 /// A token signed by `key` at `unix_time`, for the token key `key_id`.

@@ -79,6 +79,34 @@ enum KeysCommand {
         #[arg(long)]
         expires: Option<String>,
     },
+    /// Make a key that signs tokens: writes its secret to a new file (owner-only) and
+    /// prints the `[[token_keys]]` entry that accepts its tokens.
+    SigningKey {
+        /// The key id tokens name (letters, digits, `-`, `_`, `:`).
+        #[arg(long)]
+        key_id: String,
+        /// The file to create for the secret key; it must not exist.
+        #[arg(long)]
+        out: PathBuf,
+        /// The identity the key's tokens authenticate.
+        #[arg(long)]
+        identity: String,
+        /// A scope to grant (repeat for several).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// A resource grant, `type:action` (repeat for several).
+        #[arg(long = "resource")]
+        resources: Vec<String>,
+    },
+    /// Sign a token now (valid within the node's window, ±300 s by default) and print it.
+    Token {
+        /// The key id of the signing key.
+        #[arg(long)]
+        key_id: String,
+        /// The file `keys signing-key` wrote.
+        #[arg(long)]
+        secret_file: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -145,6 +173,25 @@ fn main() -> ExitCode {
             resources,
             expires,
         }),
+        Command::Keys(KeysCommand::SigningKey {
+            key_id,
+            out,
+            identity,
+            scopes,
+            resources,
+        }) => keys::signing_key(
+            &key_id,
+            keys::Grants {
+                identity,
+                scopes,
+                resources,
+            },
+            &out,
+        ),
+        Command::Keys(KeysCommand::Token {
+            key_id,
+            secret_file,
+        }) => keys::token(&key_id, &secret_file),
         Command::Schema(SchemaCommand::Export { out }) => schema::export(&out),
         Command::Schema(SchemaCommand::Check { dir }) => schema::check(&dir),
         Command::Schema(SchemaCommand::Diff { old, new }) => schema::diff(&old, &new),

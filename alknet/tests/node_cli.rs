@@ -303,6 +303,8 @@ fn every_command_has_help() {
         vec!["call", "--help"],
         vec!["keys", "--help"],
         vec!["keys", "new", "--help"],
+        vec!["keys", "signing-key", "--help"],
+        vec!["keys", "token", "--help"],
         vec!["schema", "--help"],
         vec!["quickstart", "--help"],
     ] {
@@ -314,6 +316,93 @@ fn every_command_has_help() {
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains("`soon` is not a date and time"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_signing_key_from_keys_signing_key_signs_tokens_the_node_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("deploy.key");
+    let secret_path = secret.to_str().unwrap();
+    let out = alknet(&[
+        "keys",
+        "signing-key",
+        "--key-id",
+        "deploy",
+        "--out",
+        secret_path,
+        "--identity",
+        "user:deploy",
+        "--scope",
+        "echo:admin",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let entry = &text[text.find("[[token_keys]]").unwrap()..];
+    let secret_hex = std::fs::read_to_string(&secret).unwrap();
+    assert!(!text.contains(secret_hex.trim()), "the secret was printed");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&secret).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    // Never overwrites a key.
+    let again = alknet(&[
+        "keys",
+        "signing-key",
+        "--key-id",
+        "x",
+        "--out",
+        secret_path,
+        "--identity",
+        "y",
+    ]);
+    assert!(!again.status.success());
+    assert!(
+        stderr(&again).contains("cannot create"),
+        "{}",
+        stderr(&again)
+    );
+
+    let config = dir.path().join("node.toml");
+    std::fs::write(&config, entry).unwrap();
+    let out = alknet(&[
+        "keys",
+        "token",
+        "--key-id",
+        "deploy",
+        "--secret-file",
+        secret_path,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let token = stdout(&out).trim().to_string();
+    assert!(token.starts_with("alkt1.deploy."), "{token}");
+
+    let config = config.to_str().unwrap();
+    let out = alknet(&["call", "--config", config, "--token", &token, "echo/served"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = alknet(&["call", "--config", config, "--token", &token, "auth/whoami"]);
+    assert!(
+        stdout(&out).contains("\"id\": \"user:deploy\""),
+        "{}",
+        stdout(&out)
+    );
+
+    let tampered = token.replacen("alkt1.deploy.", "alkt1.deploy.1", 1);
+    let out = alknet(&[
+        "call",
+        "--config",
+        config,
+        "--token",
+        &tampered,
+        "echo/served",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("the credential was refused"),
         "{}",
         stderr(&out)
     );

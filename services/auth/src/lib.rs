@@ -27,7 +27,7 @@ use std::sync::Arc;
 use alknet_runtime::config::{
     ConfigError, ConfigServiceImpl, ReloadPart, ReloadReport, log_reload,
 };
-use alknet_runtime::credentials::public_key_from_hex;
+use alknet_runtime::credentials::key_from_hex;
 use alknet_runtime::prelude::*;
 use alknet_runtime::{ConfigIdentityProvider, Credential, key_fingerprint};
 
@@ -144,7 +144,7 @@ impl AuthHandler for AuthService {
         let fingerprint = match (request.fingerprint, request.public_key) {
             (Some(fingerprint), None) => fingerprint.to_ascii_lowercase(),
             (None, Some(key)) => {
-                let bytes = public_key_from_hex(&key).ok_or_else(|| {
+                let bytes = key_from_hex(&key).ok_or_else(|| {
                     CallError::invalid_input("`public_key` must be 64 hex digits (32 bytes)")
                 })?;
                 key_fingerprint(&bytes)
