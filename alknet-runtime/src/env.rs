@@ -88,7 +88,7 @@ pub(crate) struct ExternalCaller {
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct Caller {
-    identity: Option<Identity>,
+    identity: Option<Arc<Identity>>,
     forwarded_for: Option<String>,
     metadata: Map<String, Value>,
     deadline: Option<Instant>,
@@ -100,9 +100,10 @@ impl Caller {
         Self::default()
     }
 
-    /// The caller's authenticated identity.
-    pub fn identity(mut self, identity: Identity) -> Self {
-        self.identity = Some(identity);
+    /// The caller's authenticated identity: an `Identity`, or an `Arc<Identity>` an
+    /// identity provider shares without copying.
+    pub fn identity(mut self, identity: impl Into<Arc<Identity>>) -> Self {
+        self.identity = Some(identity.into());
         self
     }
 
@@ -287,7 +288,7 @@ impl OperationEnv {
         OperationEnv::from_parts(
             self.shared.clone(),
             Origin::External(Arc::new(ExternalCaller {
-                identity: caller.identity.map(Arc::new),
+                identity: caller.identity,
                 forwarded_for: caller.forwarded_for.map(Arc::from),
                 metadata,
                 deadline: caller.deadline,

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::CallError;
+use crate::encoding::hex;
 
 /// An authenticated principal: a person, a key, a node, or a service acting with its
 /// declared composition authority.
@@ -125,10 +126,6 @@ pub trait IdentityProvider: Send + Sync + 'static {
 /// ```
 pub fn key_fingerprint(public_key: &[u8]) -> String {
     format!("ed25519:{}", hex(&Sha256::digest(public_key)))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A fixed set of identities: an allow-list of keys, and tokens kept only as SHA-256

@@ -45,13 +45,18 @@ extern crate self as alknet_runtime;
 mod access;
 #[cfg(feature = "call")]
 pub mod call;
+pub mod config;
+mod config_identity;
 mod context;
+pub mod credentials;
+mod encoding;
 mod env;
 mod envelope;
 mod identity;
 mod json;
 #[cfg(feature = "quic")]
 pub mod quic;
+mod rate_limit;
 mod service;
 #[cfg(feature = "irpc")]
 pub mod service_path;
@@ -62,6 +67,7 @@ pub mod testing;
 pub mod schema;
 
 pub use access::{AccessControl, ResourceRule};
+pub use config_identity::ConfigIdentityProvider;
 pub use context::OperationContext;
 pub use env::{BuildError, Caller, OperationEnv, OperationEnvBuilder, Subscription};
 pub use envelope::{CallError, RequestId, ResponseEnvelope, codes};
@@ -69,6 +75,7 @@ pub use identity::{
     Credential, Identity, IdentityProvider, ResourceGrant, StaticIdentities, key_fingerprint,
 };
 pub use json::Json;
+pub use rate_limit::RateLimiter;
 pub use service::{
     Dispatch, ItemStream, LocalService, Operation, Protocol, ResponseStream, StreamingOperation,
     UnaryOperation,
@@ -79,6 +86,8 @@ pub use tokio_util::sync::CancellationToken;
 
 pub use alknet_macros::{alk_service, alk_type};
 
+pub use arc_swap;
+pub use ed25519_dalek;
 pub use futures;
 #[cfg(feature = "irpc")]
 pub use irpc;

@@ -1,12 +1,17 @@
-//! The `alknet` command line: the quickstart and the schema commands.
+//! The `alknet` command line: serve a node, call it, manage keys and schemas.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+mod call;
+mod keys;
+mod logging;
 mod quickstart;
 mod schema;
+mod serve;
 
 /// alknet — declare services once, serve them everywhere.
 #[derive(Parser)]
@@ -20,9 +25,88 @@ struct Cli {
 enum Command {
     /// Mount the `echo` example service and call it every way it can be called (the default).
     Quickstart,
+    /// Run a node: every service, on the embedded default configuration or `--config`.
+    /// Reloads the configuration on SIGHUP, on `config/reload`, and when the file changes.
+    Serve {
+        /// The TOML configuration file (see docs/configuration.md).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// How often to check the configuration file for changes, in milliseconds.
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..))]
+        watch_interval_ms: u64,
+    },
+    /// Call any operation of the node's services, in-process, and print the output.
+    Call {
+        /// The operation, `namespace/operation` (for example `echo/say`).
+        operation: String,
+        /// The input as JSON; `-` or nothing reads it from stdin when stdin is not a terminal.
+        input: Option<String>,
+        /// The configuration file credentials are checked against.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Call as the identity of this API key.
+        #[arg(long, env = "ALKNET_API_KEY")]
+        api_key: Option<String>,
+        /// Call as the identity of this signed token.
+        #[arg(long, env = "ALKNET_TOKEN")]
+        token: Option<String>,
+    },
+    /// Make credentials.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Export and check the JSON Schemas and the OpenAPI document of the node's services.
     #[command(subcommand)]
     Schema(SchemaCommand),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Make an API key: prints the key once, and the configuration entry with its hash.
+    New {
+        /// The key's name in the configuration (unique; logs use it).
+        #[arg(long, default_value = "key-1")]
+        id: String,
+        /// The identity the key authenticates (default `key:<id>`).
+        #[arg(long)]
+        identity: Option<String>,
+        /// A scope to grant (repeat for several).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// A resource grant, `type:action` (repeat for several).
+        #[arg(long = "resource")]
+        resources: Vec<String>,
+        /// When the key stops working, such as `2027-01-01T00:00:00Z`.
+        #[arg(long)]
+        expires: Option<String>,
+    },
+    /// Make a key that signs tokens: writes its secret to a new file (owner-only) and
+    /// prints the `[[token_keys]]` entry that accepts its tokens.
+    SigningKey {
+        /// The key id tokens name (letters, digits, `-`, `_`, `:`).
+        #[arg(long)]
+        key_id: String,
+        /// The file to create for the secret key; it must not exist.
+        #[arg(long)]
+        out: PathBuf,
+        /// The identity the key's tokens authenticate.
+        #[arg(long)]
+        identity: String,
+        /// A scope to grant (repeat for several).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// A resource grant, `type:action` (repeat for several).
+        #[arg(long = "resource")]
+        resources: Vec<String>,
+    },
+    /// Sign a token now (valid within the node's window, ±300 s by default) and print it.
+    Token {
+        /// The key id of the signing key.
+        #[arg(long)]
+        key_id: String,
+        /// The file `keys signing-key` wrote.
+        #[arg(long)]
+        secret_file: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -53,8 +137,61 @@ enum SchemaCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(message) = logging::init() {
+        eprintln!("alknet: {message}");
+        return ExitCode::FAILURE;
+    }
     let outcome = match cli.command.unwrap_or(Command::Quickstart) {
         Command::Quickstart => quickstart::run(),
+        Command::Serve {
+            config,
+            watch_interval_ms,
+        } => serve::run(config.as_deref(), Duration::from_millis(watch_interval_ms)),
+        Command::Call {
+            operation,
+            input,
+            config,
+            api_key,
+            token,
+        } => call::run(call::CallRequest {
+            operation,
+            input,
+            config,
+            api_key,
+            token,
+        }),
+        Command::Keys(KeysCommand::New {
+            id,
+            identity,
+            scopes,
+            resources,
+            expires,
+        }) => keys::new(keys::NewKey {
+            id,
+            identity,
+            scopes,
+            resources,
+            expires,
+        }),
+        Command::Keys(KeysCommand::SigningKey {
+            key_id,
+            out,
+            identity,
+            scopes,
+            resources,
+        }) => keys::signing_key(
+            &key_id,
+            keys::Grants {
+                identity,
+                scopes,
+                resources,
+            },
+            &out,
+        ),
+        Command::Keys(KeysCommand::Token {
+            key_id,
+            secret_file,
+        }) => keys::token(&key_id, &secret_file),
         Command::Schema(SchemaCommand::Export { out }) => schema::export(&out),
         Command::Schema(SchemaCommand::Check { dir }) => schema::check(&dir),
         Command::Schema(SchemaCommand::Diff { old, new }) => schema::diff(&old, &new),

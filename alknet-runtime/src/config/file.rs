@@ -1,0 +1,519 @@
+//! The configuration file: TOML in, a validated [`StaticConfig`] and [`DynamicConfig`] out,
+//! or an error naming the line.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ed25519_dalek::VerifyingKey;
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::dynamic::{ApiKeyEntry, DynamicConfig, Peer, RateLimits, TokenKey};
+use super::time::unix_seconds;
+use super::{ConfigError, ForwardingAction, ForwardingPolicy, ForwardingRule, StaticConfig};
+use crate::encoding::from_hex;
+use crate::{Identity, ResourceGrant};
+
+/// Parse and validate a whole file. `origin` names it in errors.
+pub(crate) fn parse(
+    text: &str,
+    origin: &str,
+) -> Result<(StaticConfig, DynamicConfig), ConfigError> {
+    let file: File = toml::from_str(text).map_err(|err| ConfigError {
+        origin: origin.to_string(),
+        line: err.span().map(|span| line_of(text, span.start)),
+        message: err.message().trim_end().to_string(),
+    })?;
+    file.validate(&|offset| line_of(text, offset))
+        .map_err(|(span, message)| ConfigError {
+            origin: origin.to_string(),
+            line: Some(line_of(text, span.start)),
+            message,
+        })
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    listen: Listen,
+    #[serde(default)]
+    node: NodeSection,
+    #[serde(default)]
+    dns: DnsSection,
+    #[serde(default)]
+    auth: AuthSection,
+    #[serde(default)]
+    api_keys: Vec<Spanned<ApiKeyFile>>,
+    #[serde(default)]
+    public_keys: Vec<Spanned<PublicKeyFile>>,
+    #[serde(default)]
+    token_keys: Vec<Spanned<TokenKeyFile>>,
+    #[serde(default)]
+    peers: Vec<Spanned<PeerFile>>,
+    #[serde(default)]
+    forwarding: ForwardingFile,
+    #[serde(default)]
+    rate_limits: Option<Spanned<RateLimits>>,
+}
+
+/// Where each transport listens; an absent transport is not started.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listen {
+    /// The QUIC call protocol (UDP).
+    pub call: Option<SocketAddr>,
+    /// The call protocol over WebSocket.
+    pub websocket: Option<SocketAddr>,
+    /// HTTP and MCP (streamable HTTP at `/mcp`).
+    pub http: Option<SocketAddr>,
+    /// DNS TXT queries (UDP).
+    pub dns: Option<SocketAddr>,
+    /// The irpc service path (QUIC), for other nodes of the cluster.
+    pub irpc: Option<SocketAddr>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NodeSection {
+    key: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DnsSection {
+    #[serde(default = "default_zone")]
+    zone: Name,
+}
+
+impl Default for DnsSection {
+    fn default() -> Self {
+        DnsSection {
+            zone: Name(default_zone_text()),
+        }
+    }
+}
+
+fn default_zone() -> Name {
+    Name(default_zone_text())
+}
+
+fn default_zone_text() -> String {
+    "alk.dev".to_string()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuthSection {
+    #[serde(default = "default_window")]
+    token_window_secs: WindowSecs,
+}
+
+#[derive(Deserialize)]
+#[serde(try_from = "u64")]
+struct WindowSecs(u64);
+
+impl TryFrom<u64> for WindowSecs {
+    type Error = String;
+    fn try_from(secs: u64) -> Result<Self, String> {
+        match secs {
+            1..=86_400 => Ok(WindowSecs(secs)),
+            _ => Err(format!(
+                "token_window_secs is {secs}: it must be between 1 and 86400 seconds"
+            )),
+        }
+    }
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        AuthSection {
+            token_window_secs: default_window(),
+        }
+    }
+}
+
+fn default_window() -> WindowSecs {
+    WindowSecs(300)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApiKeyFile {
+    id: Name,
+    hash: Sha256Hash,
+    identity: Name,
+    #[serde(default)]
+    scopes: Vec<Name>,
+    #[serde(default)]
+    resources: Vec<Grant>,
+    #[serde(default)]
+    expires: Option<Expiry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublicKeyFile {
+    fingerprint: Fingerprint,
+    identity: Name,
+    #[serde(default)]
+    scopes: Vec<Name>,
+    #[serde(default)]
+    resources: Vec<Grant>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenKeyFile {
+    key_id: TokenKeyId,
+    public_key: PublicKeyHex,
+    identity: Name,
+    #[serde(default)]
+    scopes: Vec<Name>,
+    #[serde(default)]
+    resources: Vec<Grant>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PeerFile {
+    name: Name,
+    address: SocketAddr,
+    fingerprint: Fingerprint,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ForwardingFile {
+    #[serde(default)]
+    default: ForwardingAction,
+    #[serde(default)]
+    rules: Vec<Spanned<ForwardingRule>>,
+}
+
+/// A name: not empty, no whitespace.
+#[derive(Deserialize)]
+#[serde(try_from = "String")]
+struct Name(String);
+
+impl TryFrom<String> for Name {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        if text.is_empty() || text.chars().any(char::is_whitespace) {
+            return Err(format!(
+                "`{text}` must be non-empty and contain no whitespace"
+            ));
+        }
+        Ok(Name(text))
+    }
+}
+
+/// A token key id: a name without `.`, which separates a token's parts.
+#[derive(Deserialize)]
+#[serde(try_from = "String")]
+struct TokenKeyId(String);
+
+impl TryFrom<String> for TokenKeyId {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        let valid = !text.is_empty()
+            && text
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | ':'));
+        if !valid {
+            return Err(format!(
+                "the key id `{text}` may use only letters, digits, `-`, `_` and `:`"
+            ));
+        }
+        Ok(TokenKeyId(text))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(try_from = "String")]
+struct Sha256Hash([u8; 32]);
+
+impl TryFrom<String> for Sha256Hash {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        text.strip_prefix("sha256:")
+            .and_then(from_hex::<32>)
+            .map(Sha256Hash)
+            .ok_or_else(|| {
+                format!(
+                    "`{text}` is not a key hash: expected `sha256:` and 64 hex digits (`alknet keys new` prints one)"
+                )
+            })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(try_from = "String")]
+struct Fingerprint(String);
+
+impl TryFrom<String> for Fingerprint {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        match text.strip_prefix("ed25519:").and_then(from_hex::<32>) {
+            Some(digest) => Ok(Fingerprint(format!(
+                "ed25519:{}",
+                crate::encoding::hex(&digest)
+            ))),
+            None => Err(format!(
+                "`{text}` is not a key fingerprint: expected `ed25519:` and 64 hex digits"
+            )),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(try_from = "String")]
+struct PublicKeyHex(VerifyingKey);
+
+impl TryFrom<String> for PublicKeyHex {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        let bytes = from_hex::<32>(&text).ok_or_else(|| {
+            format!("`{text}` is not an Ed25519 public key: expected 64 hex digits")
+        })?;
+        VerifyingKey::from_bytes(&bytes)
+            .map(PublicKeyHex)
+            .map_err(|_| format!("`{text}` is not a valid Ed25519 public key"))
+    }
+}
+
+/// A resource grant written `type:action`, `*` allowed in either part.
+#[derive(Deserialize)]
+#[serde(try_from = "String")]
+struct Grant(ResourceGrant);
+
+impl TryFrom<String> for Grant {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        match text.split_once(':') {
+            Some((resource, action))
+                if !resource.is_empty() && !action.is_empty() && !action.contains(':') =>
+            {
+                Ok(Grant(ResourceGrant::new(resource, [action])))
+            }
+            _ => Err(format!(
+                "`{text}` is not a resource grant: expected `type:action`, such as `graph:read` or `graph:*`"
+            )),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(try_from = "toml::value::Datetime")]
+struct Expiry(i64);
+
+impl TryFrom<toml::value::Datetime> for Expiry {
+    type Error = String;
+    fn try_from(datetime: toml::value::Datetime) -> Result<Self, String> {
+        unix_seconds(&datetime).map(Expiry)
+    }
+}
+
+fn identity(id: Name, scopes: Vec<Name>, resources: Vec<Grant>) -> Arc<Identity> {
+    Arc::new(
+        Identity::new(id.0)
+            .with_scopes(scopes.into_iter().map(|s| s.0))
+            .with_resources(resources.into_iter().map(|g| g.0)),
+    )
+}
+
+type Invalid = (Range<usize>, String);
+
+/// Remembers where each unique value was first seen.
+fn check_unique<'a>(
+    seen: &mut HashMap<&'a str, usize>,
+    value: &'a str,
+    what: &str,
+    span: &Range<usize>,
+    text_line: &dyn Fn(usize) -> usize,
+) -> Result<(), Invalid> {
+    if let Some(&first) = seen.get(value) {
+        return Err((
+            span.clone(),
+            format!(
+                "{what} `{value}` is already defined on line {}",
+                text_line(first)
+            ),
+        ));
+    }
+    seen.insert(value, span.start);
+    Ok(())
+}
+
+impl File {
+    /// Checks across entries; `line` turns an offset into the line duplicates point back to.
+    fn validate(
+        self,
+        line: &dyn Fn(usize) -> usize,
+    ) -> Result<(StaticConfig, DynamicConfig), Invalid> {
+        let mut ids = HashMap::new();
+        let mut hashes = HashSet::new();
+        for key in &self.api_keys {
+            check_unique(
+                &mut ids,
+                &key.get_ref().id.0,
+                "the API key id",
+                &key.span(),
+                line,
+            )?;
+            if !hashes.insert(key.get_ref().hash.0) {
+                return Err((
+                    key.span(),
+                    format!(
+                        "the API key `{}` has the same hash as an earlier key",
+                        key.get_ref().id.0
+                    ),
+                ));
+            }
+        }
+        let mut fingerprints = HashMap::new();
+        for key in &self.public_keys {
+            let fp = &key.get_ref().fingerprint.0;
+            check_unique(&mut fingerprints, fp, "the public key", &key.span(), line)?;
+        }
+        let mut key_ids = HashMap::new();
+        for key in &self.token_keys {
+            let id = &key.get_ref().key_id.0;
+            check_unique(&mut key_ids, id, "the token key id", &key.span(), line)?;
+        }
+        let mut peer_names = HashMap::new();
+        for peer in &self.peers {
+            let name = &peer.get_ref().name.0;
+            check_unique(&mut peer_names, name, "the peer", &peer.span(), line)?;
+        }
+        for rule in &self.forwarding.rules {
+            validate_rule(rule.get_ref(), &peer_names).map_err(|msg| (rule.span(), msg))?;
+        }
+        if let Some(limits) = &self.rate_limits {
+            let rates = [
+                ("per_identity", limits.get_ref().per_identity),
+                ("per_ip", limits.get_ref().per_ip),
+            ];
+            if let Some((name, _)) = rates
+                .iter()
+                .find(|(_, rate)| rate.is_some_and(|r| r.per_second == 0 || r.burst == 0))
+            {
+                return Err((
+                    limits.span(),
+                    format!(
+                        "rate_limits.{name} needs per_second and burst of at least 1 (leave it out to not limit)"
+                    ),
+                ));
+            }
+        }
+        Ok(self.into_configs())
+    }
+
+    fn into_configs(self) -> (StaticConfig, DynamicConfig) {
+        let static_config = StaticConfig {
+            listen: self.listen,
+            node_key: self.node.key,
+            dns_zone: self.dns.zone.0,
+        };
+        let dynamic = DynamicConfig {
+            generation: 0,
+            token_window: Duration::from_secs(self.auth.token_window_secs.0),
+            api_keys: self
+                .api_keys
+                .into_iter()
+                .map(|key| {
+                    let key = key.into_inner();
+                    ApiKeyEntry {
+                        id: key.id.0,
+                        hash: key.hash.0,
+                        identity: identity(key.identity, key.scopes, key.resources),
+                        expires_at: key.expires.map(|e| e.0),
+                    }
+                })
+                .collect(),
+            public_keys: self
+                .public_keys
+                .into_iter()
+                .map(|key| {
+                    let key = key.into_inner();
+                    (
+                        key.fingerprint.0,
+                        identity(key.identity, key.scopes, key.resources),
+                    )
+                })
+                .collect(),
+            token_keys: self
+                .token_keys
+                .into_iter()
+                .map(|key| {
+                    let key = key.into_inner();
+                    let token_key = TokenKey {
+                        public_key: key.public_key.0,
+                        identity: identity(key.identity, key.scopes, key.resources),
+                    };
+                    (key.key_id.0, token_key)
+                })
+                .collect(),
+            peers: self
+                .peers
+                .into_iter()
+                .map(|peer| {
+                    let peer = peer.into_inner();
+                    Peer {
+                        name: peer.name.0,
+                        address: peer.address.to_string(),
+                        fingerprint: peer.fingerprint.0,
+                    }
+                })
+                .collect(),
+            forwarding: ForwardingPolicy {
+                default: self.forwarding.default,
+                rules: self
+                    .forwarding
+                    .rules
+                    .into_iter()
+                    .map(Spanned::into_inner)
+                    .collect(),
+            },
+            rate_limits: self
+                .rate_limits
+                .map(Spanned::into_inner)
+                .unwrap_or_default(),
+        };
+        (static_config, dynamic)
+    }
+}
+
+fn validate_rule(rule: &ForwardingRule, peers: &HashMap<&str, usize>) -> Result<(), String> {
+    for pattern in std::iter::once(&rule.operations).chain(&rule.identities) {
+        if pattern.is_empty() || pattern[..pattern.len() - 1].contains('*') {
+            return Err(format!(
+                "the pattern `{pattern}` may use `*` only at its end (`echo/*`, `user:*`, `*`)"
+            ));
+        }
+    }
+    match (rule.action, &rule.peer) {
+        (ForwardingAction::Forward, None) => {
+            Err("a `forward` rule needs a `peer` to forward to".to_string())
+        }
+        (ForwardingAction::Forward, Some(peer)) if !peers.contains_key(peer.as_str()) => Err(
+            format!("the rule forwards to `{peer}`, which is not a peer in [[peers]]"),
+        ),
+        (ForwardingAction::Local | ForwardingAction::Deny, Some(_)) => {
+            Err("only a `forward` rule takes a `peer`".to_string())
+        }
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,92 @@
+//! Configuration (SPEC §6): one TOML file, split into [`StaticConfig`] (read once; restart
+//! to change) and [`DynamicConfig`] (swapped atomically on reload), and the
+//! [`ConfigServiceImpl`] that loads, validates and reloads it.
+//!
+//! ```
+//! use alknet_runtime::config::{ConfigServiceImpl, ForwardingAction};
+//!
+//! let config = ConfigServiceImpl::embedded();
+//! assert_eq!(config.static_config().dns_zone, "alk.dev");
+//! let snapshot = config.snapshot();
+//! assert_eq!(snapshot.forwarding.default, ForwardingAction::Local);
+//!
+//! let broken = ConfigServiceImpl::from_text("[listen]\ncall = 4433\n", "inline");
+//! assert_eq!(broken.unwrap_err().line, Some(2));
+//! ```
+//!
+//! `docs/configuration.md` describes every setting.
+
+use std::fmt;
+use std::path::PathBuf;
+
+mod dynamic;
+mod file;
+mod forwarding;
+mod service;
+pub(crate) mod time;
+
+pub use dynamic::{ApiKeyEntry, DynamicConfig, Peer, Rate, RateLimits, TokenKey};
+pub use file::Listen;
+pub use forwarding::{ForwardingAction, ForwardingPolicy, ForwardingRule};
+pub use service::{
+    ConfigServiceImpl, ConfigSource, ConfigStatus, ReloadPart, ReloadReport, log_reload,
+};
+pub use time::parse_datetime;
+
+/// The embedded default configuration: every transport on loopback, no credentials.
+pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
+
+/// Settings read once at start: listen addresses, the node's key, the DNS zone.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StaticConfig {
+    /// Where each transport listens.
+    pub listen: Listen,
+    /// The file holding the node's Ed25519 secret key; absent: a fresh key each start.
+    pub node_key: Option<PathBuf>,
+    /// The zone the DNS adapter answers for.
+    pub dns_zone: String,
+}
+
+/// Why a configuration was refused: where, on which line, and what is wrong.
+#[derive(
+    Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+pub struct ConfigError {
+    /// The file (or `embedded default`) the text came from.
+    pub origin: String,
+    /// The 1-based line of the problem, when it has one.
+    pub line: Option<usize>,
+    /// What is wrong, in one sentence.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}, line {line}: {}", self.origin, self.message),
+            None => write!(f, "{}: {}", self.origin, self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The domain error code of an operation that reloads the configuration and finds it
+/// invalid; its details are the [`ConfigError`].
+pub const INVALID_CONFIG: &str = "INVALID_CONFIG";
+
+impl ConfigError {
+    /// This error as the declared `INVALID_CONFIG` error of a reload operation.
+    pub fn into_call_error(self) -> crate::CallError {
+        crate::CallError::new(
+            INVALID_CONFIG,
+            format!("the configuration was not reloaded: {self}"),
+        )
+        .with_details(serde_json::json!(self))
+    }
+}
+
+/// Parse and validate configuration text; `origin` names it in errors.
+pub fn parse(text: &str, origin: &str) -> Result<(StaticConfig, DynamicConfig), ConfigError> {
+    file::parse(text, origin)
+}

@@ -1,0 +1,256 @@
+//! Configuration: the documented example, the embedded default, validation that names the
+//! line, and reloads that change everything or nothing.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use alknet_runtime::config::{ConfigServiceImpl, ForwardingAction, Rate, ReloadPart, parse};
+use alknet_runtime::{ResourceGrant, credentials};
+
+fn documented_example() -> String {
+    let doc = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/configuration.md"),
+    )
+    .unwrap();
+    let start = doc
+        .find("```toml\n")
+        .expect("docs/configuration.md has a toml block")
+        + 8;
+    let end = start + doc[start..].find("```").unwrap();
+    doc[start..end].to_string()
+}
+
+#[test]
+fn the_documented_example_is_valid_and_means_what_its_comments_say() {
+    let (static_config, dynamic) = parse(&documented_example(), "docs").unwrap();
+    let addr = |text: &str| Some(text.parse::<SocketAddr>().unwrap());
+    assert_eq!(static_config.listen.call, addr("127.0.0.1:4433"));
+    assert_eq!(static_config.listen.http, addr("127.0.0.1:8080"));
+    assert_eq!(static_config.dns_zone, "alk.dev");
+    assert_eq!(
+        static_config.node_key.as_deref(),
+        Some(Path::new("/etc/alknet/node.key"))
+    );
+
+    assert_eq!(dynamic.token_window, Duration::from_secs(300));
+    let ci = &dynamic.api_keys[0];
+    assert_eq!(ci.id, "ci");
+    assert_eq!(ci.identity.id, "svc:ci");
+    assert_eq!(ci.identity.scopes, ["echo:admin", "config:read"]);
+    assert_eq!(
+        ci.identity.resources,
+        [ResourceGrant::new("graph", ["read"])]
+    );
+    assert_eq!(ci.expires_at, Some(1_893_456_000));
+    assert_eq!(
+        credentials::api_key_hash("alk_docsExampleKeyNeverUseThisOne0123456789ab"),
+        format!(
+            "sha256:{}",
+            ci.hash
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        )
+    );
+    let worker_key = alknet_runtime::key_fingerprint(&[9u8; 32]);
+    assert_eq!(dynamic.public_keys[&worker_key].id, "node:worker-1");
+    assert_eq!(dynamic.token_keys["deploy"].identity.id, "user:deploy");
+    assert_eq!(dynamic.peers[0].name, "worker-1");
+
+    let policy = &dynamic.forwarding;
+    let rule = policy.decide("storage/get_node", Some("user:ada")).unwrap();
+    assert_eq!(
+        (rule.action, rule.peer.as_deref()),
+        (ForwardingAction::Forward, Some("worker-1"))
+    );
+    assert_eq!(
+        policy.action("echo/say", Some("guest:7")),
+        ForwardingAction::Deny
+    );
+    assert_eq!(policy.action("echo/say", None), ForwardingAction::Local);
+    assert_eq!(
+        dynamic.rate_limits.per_identity,
+        Some(Rate {
+            per_second: 100,
+            burst: 200
+        })
+    );
+}
+
+#[test]
+fn the_embedded_default_runs_every_transport_on_loopback() {
+    let config = ConfigServiceImpl::embedded();
+    let listen = &config.static_config().listen;
+    for (name, addr) in [
+        ("call", listen.call),
+        ("websocket", listen.websocket),
+        ("http", listen.http),
+        ("dns", listen.dns),
+        ("irpc", listen.irpc),
+    ] {
+        let addr = addr.unwrap_or_else(|| panic!("the default has no {name} listener"));
+        assert!(addr.ip().is_loopback(), "{name} listens on {addr}");
+    }
+    assert!(config.snapshot().api_keys.is_empty());
+}
+
+const HASH: &str = "sha256:55f32936c9cadebe169755b6ee8a2e62e3fc8a3e8bcc83c92a4da8c54b05c331";
+
+#[test]
+fn every_invalid_file_is_refused_with_its_line_and_problem() {
+    let cases: Vec<(String, usize, &str)> = vec![
+        ("[listen]\ncall = \"nowhere\"\n".into(), 2, "invalid socket address"),
+        ("[listen]\nftp = \"127.0.0.1:21\"\n".into(), 2, "unknown field `ftp`"),
+        ("[[api_keys]]\nid = \"a\"\nhash = \"sha256:abc\"\nidentity = \"x\"\n".into(), 3, "is not a key hash"),
+        (format!("\n[[api_keys]]\nid = \"a\"\nhash = \"{HASH}\"\nidentity = \"x\"\nexpires = 2030-01-01\n"), 6, "needs a date, a time and an offset"),
+        (format!("[[api_keys]]\nid = \"a\"\nhash = \"{HASH}\"\nidentity = \"x\"\n\n[[api_keys]]\nid = \"a\"\nhash = \"sha256:{}\"\nidentity = \"y\"\n", "0".repeat(64)), 6, "the API key id `a` is already defined on line 1"),
+        (format!("[[api_keys]]\nid = \"a\"\nhash = \"{HASH}\"\nidentity = \"x\"\n[[api_keys]]\nid = \"b\"\nhash = \"{HASH}\"\nidentity = \"y\"\n"), 5, "same hash"),
+        ("[[public_keys]]\nfingerprint = \"ed25519:xyz\"\nidentity = \"n\"\n".into(), 2, "not a key fingerprint"),
+        ("[[token_keys]]\nkey_id = \"a.b\"\npublic_key = \"00\"\nidentity = \"n\"\n".into(), 2, "may use only letters"),
+        ("[[api_keys]]\nid = \"a\"\nhash = \"x\"\nidentity = \"has space\"\n".into(), 3, "not a key hash"),
+        ("[forwarding]\n[[forwarding.rules]]\noperations = \"storage/*\"\naction = \"forward\"\npeer = \"ghost\"\n".into(), 2, "`ghost`, which is not a peer"),
+        ("[forwarding]\n[[forwarding.rules]]\noperations = \"*/get\"\naction = \"deny\"\n".into(), 2, "only at its end"),
+        ("[forwarding]\ndefault = \"maybe\"\n".into(), 2, "unknown variant `maybe`"),
+        ("\n\n[rate_limits]\nper_ip = { per_second = 0, burst = 1 }\n".into(), 3, "at least 1"),
+        ("[auth]\ntoken_window_secs = 0\n".into(), 2, "between 1 and 86400"),
+        ("[listen]\ncall = \"127.0.0.1:1\n".into(), 2, "invalid"),
+    ];
+    for (text, line, problem) in cases {
+        let err = parse(&text, "node.toml").expect_err(&text);
+        assert_eq!(err.line, Some(line), "{text}\n=> {err}");
+        assert!(err.message.contains(problem), "{text}\n=> {err}");
+        assert!(
+            err.to_string()
+                .starts_with(&format!("node.toml, line {line}: ")),
+            "{err}"
+        );
+    }
+}
+
+fn key_entry(id: &str, identity: &str, scopes: &str) -> String {
+    let hash = credentials::api_key_hash(&format!("alk_{id}-0123456789012345678901"));
+    format!(
+        "[[api_keys]]\nid = \"{id}\"\nhash = \"{hash}\"\nidentity = \"{identity}\"\nscopes = [{scopes}]\n"
+    )
+}
+
+#[test]
+fn a_broken_file_changes_nothing_and_says_why_then_a_fixed_one_applies() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.toml");
+    std::fs::write(&path, key_entry("ci", "svc:ci", "\"echo:admin\"")).unwrap();
+    let config = ConfigServiceImpl::from_file(&path).unwrap();
+    let before = config.snapshot();
+    assert_eq!(before.generation, 1);
+
+    std::fs::write(
+        &path,
+        format!("{}\n[rate_limits\n", key_entry("ci", "svc:other", "")),
+    )
+    .unwrap();
+    let err = config.reload(ReloadPart::All).unwrap_err();
+    assert_eq!(err.line, Some(7), "{err}");
+    assert!(err.origin.ends_with("node.toml"));
+    assert_eq!(
+        config.snapshot(),
+        before,
+        "a refused reload changed the configuration"
+    );
+    let status = config.status();
+    assert_eq!((status.generation, status.failed_reloads), (1, 1));
+    assert_eq!(status.last_error.as_deref(), Some(err.to_string().as_str()));
+
+    std::fs::write(&path, key_entry("ci", "svc:other", "")).unwrap();
+    let report = config.reload(ReloadPart::All).unwrap();
+    assert_eq!(report.generation, 2);
+    assert_eq!(report.changed, ["api_keys"]);
+    assert!(!report.restart_required);
+    assert_eq!(config.snapshot().api_keys[0].identity.id, "svc:other");
+    assert_eq!(config.status().last_error, None);
+    // The old snapshot is untouched: whoever holds it keeps it.
+    assert_eq!(before.api_keys[0].identity.id, "svc:ci");
+
+    let unchanged = config.reload(ReloadPart::All).unwrap();
+    assert_eq!((unchanged.generation, unchanged.changed.len()), (2, 0));
+}
+
+#[test]
+fn a_missing_file_is_refused_naming_it() {
+    let err = ConfigServiceImpl::from_file("/nonexistent/node.toml")
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string()
+            .starts_with("/nonexistent/node.toml: cannot read"),
+        "{err}"
+    );
+}
+
+#[test]
+fn partial_reloads_apply_only_their_section_and_static_changes_need_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.toml");
+    let limits = |n: u32| format!("[rate_limits]\nper_ip = {{ per_second = {n}, burst = {n} }}\n");
+    let deny = "[forwarding]\ndefault = \"deny\"\n";
+    std::fs::write(&path, limits(5)).unwrap();
+    let config = ConfigServiceImpl::from_file(&path).unwrap();
+
+    std::fs::write(
+        &path,
+        format!("{}{}{}", limits(9), deny, key_entry("k", "svc:k", "")),
+    )
+    .unwrap();
+    let report = config.reload(ReloadPart::Forwarding).unwrap();
+    assert_eq!(report.changed, ["forwarding"]);
+    let now = config.snapshot();
+    assert_eq!(now.forwarding.default, ForwardingAction::Deny);
+    assert_eq!(now.rate_limits.per_ip.unwrap().per_second, 5);
+    assert!(now.api_keys.is_empty());
+
+    let report = config.reload(ReloadPart::RateLimits).unwrap();
+    assert_eq!(report.changed, ["rate_limits"]);
+    assert!(config.snapshot().api_keys.is_empty());
+
+    std::fs::write(
+        &path,
+        format!("[listen]\nhttp = \"127.0.0.1:9\"\n{}{}", limits(9), deny),
+    )
+    .unwrap();
+    let report = config.reload(ReloadPart::All).unwrap();
+    assert!(report.restart_required);
+    assert_eq!(
+        config.static_config().listen.http,
+        None,
+        "static settings changed without a restart"
+    );
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn the_watcher_reloads_when_the_file_content_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.toml");
+    std::fs::write(&path, "").unwrap();
+    let config = std::sync::Arc::new(ConfigServiceImpl::from_file(&path).unwrap());
+    assert!(
+        config.reload_if_changed().is_none(),
+        "reloaded an unchanged file"
+    );
+    let watcher = config.clone().watch(Duration::from_millis(50));
+
+    std::fs::write(&path, key_entry("w", "svc:w", "")).unwrap();
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    assert_eq!(config.snapshot().generation, 2);
+    assert_eq!(config.snapshot().api_keys[0].id, "w");
+
+    // A broken save is tried once and refused; the next good save applies.
+    std::fs::write(&path, "api_keys = 3\n").unwrap();
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    assert_eq!(config.status().failed_reloads, 1);
+    assert_eq!(config.snapshot().generation, 2);
+    std::fs::write(&path, "").unwrap();
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    assert_eq!(config.snapshot().generation, 3);
+    assert_eq!(config.status().failed_reloads, 1);
+    watcher.abort();
+}

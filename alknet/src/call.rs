@@ -1,0 +1,138 @@
+//! `alknet call`: any operation, input from an argument or stdin, pretty output.
+
+use std::io::{IsTerminal, Read};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use alknet::node::Node;
+use alknet_runtime::futures::StreamExt;
+use alknet_runtime::{CallError, Caller, Credential, OperationEnv};
+use serde_json::Value;
+
+use crate::serve::load_config;
+
+pub struct CallRequest {
+    pub operation: String,
+    pub input: Option<String>,
+    pub config: Option<std::path::PathBuf>,
+    pub api_key: Option<String>,
+    pub token: Option<String>,
+}
+
+pub fn run(request: CallRequest) -> Result<ExitCode, String> {
+    let (namespace, operation) = request
+        .operation
+        .trim_start_matches('/')
+        .split_once('/')
+        .ok_or_else(|| {
+            format!(
+                "`{}` is not an operation: write `namespace/operation`, such as `echo/say`",
+                request.operation
+            )
+        })?;
+    let input = read_input(request.input.as_deref())?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| format!("cannot start a tokio runtime: {err}"))?;
+    runtime.block_on(async {
+        let config = Arc::new(load_config(request.config.as_deref())?);
+        let node = Node::new(config).map_err(|err| err.to_string())?;
+        let credential = match (&request.api_key, &request.token) {
+            (Some(key), None) => Some(Credential::ApiKey(key)),
+            (None, Some(token)) => Some(Credential::Token(token)),
+            (None, None) => None,
+            (Some(_), Some(_)) => return Err("give --api-key or --token, not both".to_string()),
+        };
+        let mut caller = Caller::new();
+        if let Some(credential) = credential {
+            let identity = node
+                .identities
+                .resolve(credential)
+                .await
+                .map_err(|err| format!("the credential was refused: {}", err.message))?;
+            node.rate_limiter
+                .check(Some(&identity), None)
+                .map_err(|err| err.message)?;
+            caller = caller.identity(identity);
+        }
+        let env = node.env.with_caller(caller);
+        call(&env, namespace, operation, input).await
+    })
+}
+
+async fn call(
+    env: &OperationEnv,
+    namespace: &str,
+    operation: &str,
+    input: Value,
+) -> Result<ExitCode, String> {
+    let started = Instant::now();
+    let is_subscription = env
+        .spec(namespace, operation)
+        .is_some_and(|spec| spec.is_subscription());
+    let (request_id, outcome) = if is_subscription {
+        let mut items = env.subscribe(namespace, operation, input).await;
+        let request_id = items.request_id();
+        let mut outcome = Ok(());
+        while let Some(item) = items.next().await {
+            match item {
+                Ok(item) => println!("{}", pretty(&item)),
+                Err(err) => {
+                    outcome = Err(err);
+                    break;
+                }
+            }
+        }
+        (request_id, outcome)
+    } else {
+        let reply = env.invoke(namespace, operation, input).await;
+        let outcome = reply.result.map(|output| println!("{}", pretty(&output)));
+        (reply.request_id, outcome)
+    };
+    let elapsed_us = started.elapsed().as_micros() as u64;
+    match outcome {
+        Ok(()) => {
+            tracing::debug!(%request_id, operation = %format!("{namespace}/{operation}"), elapsed_us, "call succeeded");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(err) => {
+            tracing::debug!(%request_id, operation = %format!("{namespace}/{operation}"), elapsed_us, code = %err.code, "call failed");
+            Err(describe(&err))
+        }
+    }
+}
+
+fn describe(err: &CallError) -> String {
+    match &err.details {
+        Some(details) => format!("{}: {} (details: {details})", err.code, err.message),
+        None => format!("{}: {}", err.code, err.message),
+    }
+}
+
+/// The input: the argument (`-` reads stdin), else stdin when it is not a terminal, else `{}`.
+fn read_input(argument: Option<&str>) -> Result<Value, String> {
+    let text = match argument {
+        Some("-") => read_stdin()?,
+        Some(text) => text.to_string(),
+        None if !std::io::stdin().is_terminal() => read_stdin()?,
+        None => return Ok(Value::Object(Default::default())),
+    };
+    if text.trim().is_empty() {
+        return Ok(Value::Object(Default::default()));
+    }
+    serde_json::from_str(&text).map_err(|err| format!("the input is not JSON: {err}"))
+}
+
+fn read_stdin() -> Result<String, String> {
+    let mut text = String::new();
+    std::io::stdin()
+        .read_to_string(&mut text)
+        .map_err(|err| format!("cannot read the input from stdin: {err}"))?;
+    Ok(text)
+}
+
+fn pretty(value: &Value) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
+}

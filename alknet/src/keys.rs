@@ -1,0 +1,140 @@
+//! `alknet keys new|signing-key|token`: credentials, shown once, and the configuration
+//! entries that accept them.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use alknet_runtime::config;
+use alknet_runtime::credentials::{
+    api_key_hash, key_from_hex, key_to_hex, new_api_key, new_signing_key, sign_token, unix_now,
+};
+use alknet_runtime::ed25519_dalek::SigningKey;
+
+pub struct NewKey {
+    pub id: String,
+    pub identity: Option<String>,
+    pub scopes: Vec<String>,
+    pub resources: Vec<String>,
+    pub expires: Option<String>,
+}
+
+/// `keys signing-key`: a fresh token-signing key written to `out` (hex, owner-only), and
+/// the `[[token_keys]]` entry that accepts its tokens.
+pub fn signing_key(key_id: &str, grants: Grants, out: &Path) -> Result<ExitCode, String> {
+    let key = new_signing_key()
+        .map_err(|err| format!("the operating system gave no random bytes: {err}"))?;
+    let public = key_to_hex(&key.verifying_key().to_bytes());
+    let entry = format!(
+        "[[token_keys]]\nkey_id = {key_id:?}\npublic_key = \"{public}\"\n{}",
+        grants.lines()
+    );
+    check(&entry)?;
+    let secret = key_to_hex(&key.to_bytes());
+    write_secret(out, &secret)?;
+    println!(
+        "Signing key written to {} (keep it secret).\n",
+        out.display()
+    );
+    println!("Add this to the node's configuration file, then reload (SIGHUP or config/reload):\n");
+    print!("{entry}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `keys token`: a token signed now with the key in `secret_file`.
+pub fn token(key_id: &str, secret_file: &Path) -> Result<ExitCode, String> {
+    let text = std::fs::read_to_string(secret_file).map_err(|err| {
+        format!(
+            "cannot read the signing key `{}`: {err}",
+            secret_file.display()
+        )
+    })?;
+    let secret = key_from_hex(text.trim()).ok_or_else(|| {
+        format!(
+            "`{}` does not hold a signing key (64 hex digits, as `alknet keys signing-key` writes)",
+            secret_file.display()
+        )
+    })?;
+    println!(
+        "{}",
+        sign_token(&SigningKey::from_bytes(&secret), key_id, unix_now())
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_secret(path: &Path, secret: &str) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|err| format!("cannot create `{}`: {err}", path.display()))?;
+    writeln!(file, "{secret}").map_err(|err| format!("cannot write `{}`: {err}", path.display()))
+}
+
+/// Who a credential authenticates, as `keys new` and `keys signing-key` take it.
+pub struct Grants {
+    pub identity: String,
+    pub scopes: Vec<String>,
+    pub resources: Vec<String>,
+}
+
+impl Grants {
+    /// The entry's `identity`, `scopes` and `resources` lines.
+    fn lines(&self) -> String {
+        let mut lines = format!(
+            "identity = {:?}\nscopes = [{}]\n",
+            self.identity,
+            list(&self.scopes)
+        );
+        if !self.resources.is_empty() {
+            lines.push_str(&format!("resources = [{}]\n", list(&self.resources)));
+        }
+        lines
+    }
+}
+
+fn list(items: &[String]) -> String {
+    items
+        .iter()
+        .map(|item| format!("{item:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Check an entry the way the node will read it, so a bad option fails here.
+fn check(entry: &str) -> Result<(), String> {
+    config::parse(entry, "the new entry")
+        .map(drop)
+        .map_err(|err| err.to_string())
+}
+
+pub fn new(request: NewKey) -> Result<ExitCode, String> {
+    if let Some(expires) = &request.expires {
+        config::parse_datetime(expires).map_err(|err| format!("--expires: {err}"))?;
+    }
+    let key =
+        new_api_key().map_err(|err| format!("the operating system gave no random bytes: {err}"))?;
+    let grants = Grants {
+        identity: request
+            .identity
+            .unwrap_or_else(|| format!("key:{}", request.id)),
+        scopes: request.scopes,
+        resources: request.resources,
+    };
+    let mut entry = format!(
+        "[[api_keys]]\nid = {:?}\nhash = \"{}\"\n{}",
+        request.id,
+        api_key_hash(&key),
+        grants.lines()
+    );
+    if let Some(expires) = &request.expires {
+        entry.push_str(&format!("expires = {expires}\n"));
+    }
+    check(&entry)?;
+    println!("API key (shown once; only its hash is kept):\n\n  {key}\n");
+    println!("Add this to the node's configuration file, then reload (SIGHUP or config/reload):\n");
+    print!("{entry}");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,409 @@
+//! `alknet serve`, `alknet call` and `alknet keys new`, run as a user runs them.
+//!
+//! This build has no transport adapters yet, so `serve` cannot be called from outside;
+//! these tests observe its reloads in its structured log (stderr) and prove credentials
+//! end to end through `alknet call`, which assembles the same node in-process.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+use std::time::Duration;
+
+fn alknet(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_alknet"))
+        .args(args)
+        .env_remove("ALKNET_API_KEY")
+        .env_remove("ALKNET_TOKEN")
+        .stdin(Stdio::null())
+        .output()
+        .expect("the alknet binary runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A running `alknet serve`, with its output (stdout) and its log (stderr) read line by line.
+struct Server {
+    child: Child,
+    output: Receiver<String>,
+    log: Receiver<String>,
+}
+
+impl Server {
+    fn start(config: &Path, watch_ms: u64) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_alknet"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .args(["--watch-interval-ms", &watch_ms.to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("alknet serve starts");
+        let lines = |stream: Box<dyn std::io::Read + Send>| {
+            let (tx, rx) = channel();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+            rx
+        };
+        let output = lines(Box::new(child.stdout.take().unwrap()));
+        let log = lines(Box::new(child.stderr.take().unwrap()));
+        let server = Server { child, output, log };
+        server.expect("INFO node ready");
+        server
+    }
+
+    /// The next log line containing `needle`.
+    fn expect(&self, needle: &str) -> String {
+        next_line(&self.log, needle)
+    }
+
+    /// The next output line containing `needle`.
+    fn expect_output(&self, needle: &str) -> String {
+        next_line(&self.output, needle)
+    }
+}
+
+/// The first line from `lines` containing `needle` (the lines skipped are shown on failure).
+fn next_line(lines: &Receiver<String>, needle: &str) -> String {
+    let mut seen = Vec::new();
+    loop {
+        match lines.recv_timeout(Duration::from_secs(20)) {
+            Ok(line) if line.contains(needle) => return line,
+            Ok(line) => seen.push(line),
+            Err(_) => panic!("no line with `{needle}`; saw:\n{}", seen.join("\n")),
+        }
+    }
+}
+
+impl Server {
+    fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
+        // SAFETY: kill(2) with the pid of a child this test spawned and has not reaped.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "kill failed");
+    }
+
+    fn stop(mut self) {
+        self.signal(libc::SIGTERM);
+        self.expect("node stopped");
+        assert!(self.child.wait().unwrap().success());
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `alknet keys new` for `scope`: the key, and the entry to paste.
+fn new_key(id: &str, args: &[&str]) -> (String, String) {
+    let mut all = vec!["keys", "new", "--id", id];
+    all.extend(args);
+    let out = alknet(&all);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let key = text
+        .lines()
+        .map(str::trim)
+        .find(|line| line.starts_with("alk_"))
+        .expect("keys new prints the key")
+        .to_string();
+    let entry = text[text.find("[[api_keys]]").unwrap()..].to_string();
+    assert!(!entry.contains(&key), "the entry holds the key itself");
+    (key, entry)
+}
+
+#[test]
+fn serve_reports_its_listeners_and_reloads_on_sighup_keeping_the_old_config_when_broken() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.toml");
+    std::fs::write(&path, "[listen]\nhttp = \"127.0.0.1:8080\"\n").unwrap();
+    // A watch interval long enough that only SIGHUP can trigger these reloads.
+    let server = Server::start(&path, 3_600_000);
+    let listener = server.expect_output("http");
+    assert!(listener.contains("127.0.0.1:8080"), "{listener}");
+    server.expect_output("try: alknet call echo/say");
+
+    let (_, entry) = new_key("ci", &["--scope", "echo:admin"]);
+    std::fs::write(
+        &path,
+        format!("[listen]\nhttp = \"127.0.0.1:8080\"\n{entry}"),
+    )
+    .unwrap();
+    server.signal(libc::SIGHUP);
+    let line = server.expect("configuration reloaded");
+    assert!(
+        line.contains("trigger=\"SIGHUP\"") || line.contains("trigger=SIGHUP"),
+        "{line}"
+    );
+    assert!(
+        line.contains("generation=2") && line.contains("changed=api_keys"),
+        "{line}"
+    );
+
+    std::fs::write(
+        &path,
+        format!("{entry}\n[forwarding]\ndefault = \"sometimes\"\n"),
+    )
+    .unwrap();
+    server.signal(libc::SIGHUP);
+    let line = server.expect("configuration reload refused");
+    assert!(
+        line.contains("line 8") && line.contains("unknown variant `sometimes`"),
+        "{line}"
+    );
+
+    // Fixed again, with a changed static setting: applied, with a restart asked for.
+    std::fs::write(
+        &path,
+        format!("[listen]\nhttp = \"127.0.0.1:9090\"\n{entry}[forwarding]\ndefault = \"deny\"\n"),
+    )
+    .unwrap();
+    server.signal(libc::SIGHUP);
+    let line = server.expect("configuration reloaded");
+    assert!(
+        line.contains("generation=3") && line.contains("changed=forwarding"),
+        "{line}"
+    );
+    assert!(line.contains("restart_required=true"), "{line}");
+    server.stop();
+}
+
+#[test]
+fn serve_reloads_when_the_file_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.toml");
+    std::fs::write(&path, "").unwrap();
+    let server = Server::start(&path, 50);
+    std::fs::write(
+        &path,
+        "[rate_limits]\nper_ip = { per_second = 1, burst = 1 }\n",
+    )
+    .unwrap();
+    let line = server.expect("configuration reloaded");
+    assert!(
+        line.contains("file changed") && line.contains("changed=rate_limits"),
+        "{line}"
+    );
+    server.stop();
+}
+
+#[test]
+fn serve_refuses_a_broken_config_in_one_sentence_naming_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.toml");
+    std::fs::write(&path, "[listen]\n\ncall = \"localhost\"\n").unwrap();
+    let out = alknet(&["serve", "--config", path.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.starts_with("alknet: ") && err.contains("node.toml, line 3: "),
+        "{err}"
+    );
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+}
+
+#[test]
+fn a_key_from_keys_new_calls_what_its_scopes_allow_once_it_is_in_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.toml");
+    let (admin, admin_entry) = new_key(
+        "admin",
+        &["--scope", "echo:admin", "--identity", "user:ops"],
+    );
+    let (plain, plain_entry) = new_key("plain", &[]);
+    let (old, old_entry) = new_key(
+        "old",
+        &["--scope", "echo:admin", "--expires", "2001-01-01T00:00:00Z"],
+    );
+    std::fs::write(&path, format!("{admin_entry}{plain_entry}{old_entry}")).unwrap();
+    let config = path.to_str().unwrap();
+    let call = |key: &str, op: &str| alknet(&["call", "--config", config, "--api-key", key, op]);
+
+    let out = call(&admin, "auth/whoami");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("\"id\": \"user:ops\""),
+        "{}",
+        stdout(&out)
+    );
+    assert!(call(&admin, "echo/served").status.success());
+
+    let out = call(&plain, "echo/served");
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("FORBIDDEN"), "{}", stderr(&out));
+
+    let out = call(&old, "echo/served");
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("the API key `old` expired"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = call("alk_", "echo/say");
+    assert!(stderr(&out).contains("too short"), "{}", stderr(&out));
+}
+
+#[test]
+fn call_takes_input_from_an_argument_or_stdin_and_explains_bad_input() {
+    let out = alknet(&["call", "echo/say", r#"{"text": "hi"}"#]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "{\n  \"length\": 2,\n  \"text\": \"hi\"\n}\n");
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_alknet"))
+        .args(["call", "echo/shout", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), br#"{"text": "hey"}"#).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(stdout(&out), "\"HEY\"\n");
+
+    for (args, message) in [
+        (
+            vec!["call", "echo/say", "{"],
+            "alknet: the input is not JSON",
+        ),
+        (vec!["call", "echo", "{}"], "is not an operation"),
+        (vec!["call", "echo/nope", "{}"], "alknet: NOT_FOUND"),
+        (
+            vec!["call", "echo/say", "{\"text\": 1}"],
+            "alknet: INVALID_INPUT",
+        ),
+        (
+            vec!["call", "echo/shout", "{\"text\": \" \"}"],
+            "alknet: EMPTY_TEXT",
+        ),
+    ] {
+        let out = alknet(&args);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(stderr(&out).contains(message), "{args:?}: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn every_command_has_help() {
+    for args in [
+        vec!["--help"],
+        vec!["serve", "--help"],
+        vec!["call", "--help"],
+        vec!["keys", "--help"],
+        vec!["keys", "new", "--help"],
+        vec!["keys", "signing-key", "--help"],
+        vec!["keys", "token", "--help"],
+        vec!["schema", "--help"],
+        vec!["quickstart", "--help"],
+    ] {
+        let out = alknet(&args);
+        assert!(out.status.success(), "{args:?}");
+        assert!(stdout(&out).contains("Usage: alknet"), "{args:?}");
+    }
+    let out = alknet(&["keys", "new", "--expires", "soon"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("`soon` is not a date and time"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_signing_key_from_keys_signing_key_signs_tokens_the_node_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("deploy.key");
+    let secret_path = secret.to_str().unwrap();
+    let out = alknet(&[
+        "keys",
+        "signing-key",
+        "--key-id",
+        "deploy",
+        "--out",
+        secret_path,
+        "--identity",
+        "user:deploy",
+        "--scope",
+        "echo:admin",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let entry = &text[text.find("[[token_keys]]").unwrap()..];
+    let secret_hex = std::fs::read_to_string(&secret).unwrap();
+    assert!(!text.contains(secret_hex.trim()), "the secret was printed");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&secret).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    // Never overwrites a key.
+    let again = alknet(&[
+        "keys",
+        "signing-key",
+        "--key-id",
+        "x",
+        "--out",
+        secret_path,
+        "--identity",
+        "y",
+    ]);
+    assert!(!again.status.success());
+    assert!(
+        stderr(&again).contains("cannot create"),
+        "{}",
+        stderr(&again)
+    );
+
+    let config = dir.path().join("node.toml");
+    std::fs::write(&config, entry).unwrap();
+    let out = alknet(&[
+        "keys",
+        "token",
+        "--key-id",
+        "deploy",
+        "--secret-file",
+        secret_path,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let token = stdout(&out).trim().to_string();
+    assert!(token.starts_with("alkt1.deploy."), "{token}");
+
+    let config = config.to_str().unwrap();
+    let out = alknet(&["call", "--config", config, "--token", &token, "echo/served"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = alknet(&["call", "--config", config, "--token", &token, "auth/whoami"]);
+    assert!(
+        stdout(&out).contains("\"id\": \"user:deploy\""),
+        "{}",
+        stdout(&out)
+    );
+
+    let tampered = token.replacen("alkt1.deploy.", "alkt1.deploy.1", 1);
+    let out = alknet(&[
+        "call",
+        "--config",
+        config,
+        "--token",
+        &tampered,
+        "echo/served",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("the credential was refused"),
+        "{}",
+        stderr(&out)
+    );
+}
