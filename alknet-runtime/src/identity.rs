@@ -105,6 +105,25 @@ pub enum Credential<'a> {
     Token(&'a str),
 }
 
+impl<'a> Credential<'a> {
+    /// A bearer secret as a client presents it (an HTTP `Authorization: Bearer`, a call's
+    /// `auth_token`): `alk_…` is an API key, anything else a signed token.
+    ///
+    /// ```
+    /// use alknet_runtime::Credential;
+    ///
+    /// assert!(matches!(Credential::bearer("alk_3q2x…"), Credential::ApiKey(_)));
+    /// assert!(matches!(Credential::bearer("alkt1.ops.1700000000.c2ln"), Credential::Token(_)));
+    /// ```
+    pub fn bearer(secret: &'a str) -> Self {
+        if secret.starts_with("alk_") {
+            Credential::ApiKey(secret)
+        } else {
+            Credential::Token(secret)
+        }
+    }
+}
+
 /// Resolves credentials to identities. Adapters hold one as `Arc<dyn IdentityProvider>` and
 /// ask it once per connection or request; the answer is either an identity or an
 /// `UNAUTHENTICATED` error that says why.

@@ -12,6 +12,7 @@ mod logging;
 mod quickstart;
 mod schema;
 mod serve;
+mod transports;
 
 /// alknet — declare services once, serve them everywhere.
 #[derive(Parser)]
@@ -50,6 +51,13 @@ enum Command {
         /// Call as the identity of this signed token.
         #[arg(long, env = "ALKNET_TOKEN")]
         token: Option<String>,
+        /// Call a running node over the call protocol (QUIC) at this address, such as
+        /// 127.0.0.1:4433, instead of a node assembled in this process.
+        #[arg(long, requires = "node_key")]
+        node: Option<std::net::SocketAddr>,
+        /// The key of the node named by --node (`ed25519:…`, printed by `alknet serve`).
+        #[arg(long, requires = "node")]
+        node_key: Option<String>,
     },
     /// Make credentials.
     #[command(subcommand)]
@@ -153,12 +161,15 @@ fn main() -> ExitCode {
             config,
             api_key,
             token,
+            node,
+            node_key,
         } => call::run(call::CallRequest {
             operation,
             input,
             config,
             api_key,
             token,
+            node: node.zip(node_key),
         }),
         Command::Keys(KeysCommand::New {
             id,

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alknet::node::Node;
+
+use crate::transports::{self, Running};
 use alknet_runtime::config::{ConfigServiceImpl, ConfigSource, ReloadPart, log_reload};
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -38,7 +40,8 @@ async fn serve(config: Option<&Path>, watch_interval: Duration) -> Result<ExitCo
         _ => None,
     };
 
-    report(&node, watch_interval);
+    let running = start(&node).await?;
+    report(&node, &running, watch_interval);
     tracing::info!(
         source = %config.source(),
         generation = config.snapshot().generation,
@@ -54,12 +57,32 @@ async fn serve(config: Option<&Path>, watch_interval: Duration) -> Result<ExitCo
     if let Some(watcher) = watcher {
         watcher.abort();
     }
+    drop(running);
     tracing::info!("node stopped");
     Ok(ExitCode::SUCCESS)
 }
 
+/// Start every transport the configuration gives an address.
+async fn start(node: &Node) -> Result<Vec<Running>, String> {
+    let listen = &node.config.static_config().listen;
+    let identity = transports::node_identity(node)?;
+    let server = transports::call_server(node);
+    let mut running = Vec::new();
+    if let Some(address) = listen.call {
+        running.push(transports::call(&identity, address, server.clone())?);
+    }
+    if let Some(address) = listen.websocket {
+        running.push(transports::websocket(address, server.clone()).await?);
+    }
+    if let Some(address) = listen.irpc {
+        running.push(transports::irpc(node, &identity, address)?);
+    }
+    println!("node key: {}", identity.fingerprint());
+    Ok(running)
+}
+
 /// What the node serves, where, and a first command to try.
-fn report(node: &Node, watch_interval: Duration) {
+fn report(node: &Node, running: &[Running], watch_interval: Duration) {
     let config = &node.config;
     println!(
         "alknet node ready (configuration: {}, generation {})",
@@ -68,18 +91,12 @@ fn report(node: &Node, watch_interval: Duration) {
     );
     let namespaces: Vec<&str> = node.env.services().map(|s| s.namespace.as_str()).collect();
     println!("services: {}", namespaces.join(", "));
-    // The adapters (call protocol, WebSocket, HTTP/MCP, DNS, the irpc listener) start here,
-    // each with `node.env`, `node.identities` and `node.rate_limiter`. This build has none
-    // yet, so every configured address is reported as not served.
-    let listen = &config.static_config().listen;
     println!("listeners:");
-    for (name, address) in [
-        ("call", listen.call),
-        ("websocket", listen.websocket),
-        ("http", listen.http),
-        ("dns", listen.dns),
-        ("irpc", listen.irpc),
-    ] {
+    for transport in running {
+        println!("  {:<10} {}", transport.name, transport.address);
+    }
+    let listen = &config.static_config().listen;
+    for (name, address) in [("http", listen.http), ("dns", listen.dns)] {
         if let Some(address) = address {
             println!("  {name:<10} {address:<22} not served: this build has no {name} adapter");
         }

@@ -407,3 +407,87 @@ fn a_signing_key_from_keys_signing_key_signs_tokens_the_node_accepts() {
         stderr(&out)
     );
 }
+
+#[test]
+fn serve_answers_over_its_transports_and_sighup_changes_what_a_key_may_do() {
+    use alknet_runtime::quic::{NodeIdentity, QuicConfig};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.toml");
+    let (key, entry) = new_key("ops", &["--scope", "echo:admin"]);
+    let peer = NodeIdentity::generate().unwrap();
+    let peer_entry = format!(
+        "[[public_keys]]\nfingerprint = \"{}\"\nidentity = \"node:head\"\n",
+        peer.fingerprint()
+    );
+    let listen =
+        "[listen]\ncall = \"127.0.0.1:0\"\nwebsocket = \"127.0.0.1:0\"\nirpc = \"127.0.0.1:0\"\n";
+    std::fs::write(&path, format!("{listen}{entry}{peer_entry}")).unwrap();
+    // Long enough that only SIGHUP reloads within this test.
+    let server = Server::start(&path, 600_000);
+    let node_key = server
+        .expect_output("node key:")
+        .split_whitespace()
+        .last()
+        .unwrap()
+        .to_string();
+    let address = |name: &str| -> std::net::SocketAddr {
+        let line = server.expect_output(&format!("  {name} "));
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    let (call_addr, _websocket, irpc_addr) =
+        (address("call"), address("websocket"), address("irpc"));
+    let remote = |operation: &str| {
+        alknet(&[
+            "call",
+            "--node",
+            &call_addr.to_string(),
+            "--node-key",
+            &node_key,
+            "--api-key",
+            &key,
+            operation,
+        ])
+    };
+
+    // The call protocol, with the API key as the call's token.
+    let out = remote("echo/served");
+    assert!(out.status.success(), "{}", stderr(&out));
+    // irpc, from an allow-listed node key.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let client = alknet_runtime::service_path::connect::<alknet_example::EchoProtocol>(
+            irpc_addr,
+            &node_key,
+            &peer,
+            &QuicConfig::default(),
+        )
+        .unwrap();
+        let env = alknet_runtime::OperationEnv::builder()
+            .service(alknet_example::EchoProtocol::service(client))
+            .build()
+            .unwrap();
+        let echo = alknet_example::EchoClient::new(env)
+            .say("over irpc".into())
+            .await
+            .unwrap();
+        assert_eq!(echo.length, 9);
+    });
+
+    // The key loses its scope; SIGHUP; the same call is now forbidden.
+    let (_, plain_entry) = new_key("ops", &[]);
+    let plain_entry = plain_entry.replace(
+        plain_entry.lines().find(|l| l.starts_with("hash")).unwrap(),
+        entry.lines().find(|l| l.starts_with("hash")).unwrap(),
+    );
+    std::fs::write(&path, format!("{listen}{plain_entry}{peer_entry}")).unwrap();
+    server.signal(libc::SIGHUP);
+    server.expect("SIGHUP");
+    let out = remote("echo/served");
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("FORBIDDEN"), "{}", stderr(&out));
+    server.stop();
+}

@@ -151,7 +151,7 @@ impl CallServer {
             (Some(token), _) => self
                 .inner
                 .identities
-                .resolve(Credential::Token(token))
+                .resolve(Credential::bearer(token))
                 .await
                 .map_err(|err| {
                     CallError::unauthenticated(format!(

@@ -49,7 +49,7 @@ async fn upgrade(
         .and_then(|value| value.strip_prefix("Bearer "))
         .map(str::to_string);
     let peer = server
-        .resolve_peer(token.as_deref().map(Credential::Token))
+        .resolve_peer(token.as_deref().map(Credential::bearer))
         .await;
     ws.max_message_size(server.frame_limit())
         .max_frame_size(server.frame_limit())

@@ -1,0 +1,102 @@
+//! The transports `alknet serve` starts, one function each, all over the node's env and
+//! identity provider. Each returns what keeps it running and the address it listens on.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use alknet::node::Node;
+use alknet_auth::AuthProtocol;
+use alknet_config::ConfigProtocol;
+use alknet_example::EchoProtocol;
+use alknet_runtime::call::{CallConfig, CallEndpoint, CallServer};
+use alknet_runtime::quic::{NodeIdentity, QuicConfig};
+use alknet_runtime::service_path::IrpcListener;
+
+/// A running transport: its name, where it listens, and what to hold to keep it up.
+pub struct Running {
+    pub name: &'static str,
+    pub address: SocketAddr,
+    _guard: Box<dyn Send>,
+}
+
+/// The node's key: from the configured file, or a fresh one each start.
+pub fn node_identity(node: &Node) -> Result<NodeIdentity, String> {
+    match &node.config.static_config().node_key {
+        Some(path) => {
+            let pem = std::fs::read_to_string(path)
+                .map_err(|err| format!("cannot read the node key {}: {err}", path.display()))?;
+            NodeIdentity::from_pem(&pem).map_err(|err| {
+                format!(
+                    "the node key {} is not usable: {}",
+                    path.display(),
+                    err.message
+                )
+            })
+        }
+        None => NodeIdentity::generate().map_err(|err| err.message),
+    }
+}
+
+/// The call protocol over QUIC (ALPN `alknet/call/1`).
+pub fn call(
+    identity: &NodeIdentity,
+    address: SocketAddr,
+    server: CallServer,
+) -> Result<Running, String> {
+    let endpoint =
+        CallEndpoint::bind(address, identity, CallConfig::default()).map_err(|err| err.message)?;
+    let address = endpoint.local_addr();
+    let serving = endpoint.serve(server);
+    Ok(Running {
+        name: "call",
+        address,
+        _guard: Box::new(AbortOnDrop(serving)),
+    })
+}
+
+/// The call protocol's envelopes over WebSocket, for browsers.
+pub async fn websocket(address: SocketAddr, server: CallServer) -> Result<Running, String> {
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|err| format!("cannot listen for WebSocket on {address}: {err}"))?;
+    let address = listener.local_addr().map_err(|err| err.to_string())?;
+    let app = alknet_runtime::call::websocket_router(server);
+    let serving = tokio::spawn(async move {
+        if let Err(err) = axum::serve(listener, app).await {
+            tracing::error!(%err, "the WebSocket listener stopped");
+        }
+    });
+    Ok(Running {
+        name: "websocket",
+        address,
+        _guard: Box::new(AbortOnDrop(serving)),
+    })
+}
+
+/// Every service as an irpc actor, to allow-listed nodes over QUIC.
+pub fn irpc(node: &Node, identity: &NodeIdentity, address: SocketAddr) -> Result<Running, String> {
+    let listener = IrpcListener::builder(node.env.clone(), node.identities.clone())
+        .serve::<EchoProtocol>()
+        .and_then(|b| b.serve::<AuthProtocol>())
+        .and_then(|b| b.serve::<ConfigProtocol>())
+        .and_then(|b| b.bind(address, identity, QuicConfig::default()))
+        .map_err(|err| err.message)?;
+    Ok(Running {
+        name: "irpc",
+        address: listener.local_addr(),
+        _guard: Box::new(listener),
+    })
+}
+
+/// A server for the call protocol, shared by QUIC and WebSocket.
+pub fn call_server(node: &Node) -> CallServer {
+    CallServer::new(node.env.clone(), Arc::clone(&node.identities))
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
