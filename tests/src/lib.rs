@@ -349,6 +349,8 @@ pub mod probe {
     }
 }
 
+pub mod adapters;
+
 // The guide and the README, so that their examples run as doctests.
 #[doc = include_str!("../../docs/guide.md")]
 pub mod guide {}

@@ -14,7 +14,7 @@ use crate::{OperationEnv, OperationSpec};
 
 /// Subscribe and stream the items: each as an event with the item's JSON as data; a failure
 /// as an `error` event with the error body, after which the stream closes; the end as a
-/// `completed` event, after which the stream closes. A client that disconnects drops the
+/// `completed` event (data `{"request_id": …}`), after which the stream closes. A client that disconnects drops the
 /// subscription, which cancels its handler.
 ///
 /// A failure found before the subscription started (unknown operation, access, input) is
@@ -47,7 +47,11 @@ pub(super) async fn subscribe(
                 let body = error_body(&err, request_id).to_string();
                 (Event::default().event("error").data(body), None)
             }
-            None => (Event::default().event("completed").data(""), None),
+            // EventSource dispatches no event without data, so the end carries the id.
+            None => {
+                let data = serde_json::json!({ "request_id": request_id }).to_string();
+                (Event::default().event("completed").data(data), None)
+            }
         };
         Some((Ok::<_, Infallible>(event), rest))
     });
