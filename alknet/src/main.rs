@@ -1,5 +1,6 @@
-//! The `alknet` command line: the quickstart and the schema commands.
+//! The `alknet` command line: the quickstart, serving the adapters, and the schema commands.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -7,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 mod quickstart;
 mod schema;
+mod serve;
 
 /// alknet — declare services once, serve them everywhere.
 #[derive(Parser)]
@@ -20,6 +22,20 @@ struct Cli {
 enum Command {
     /// Mount the `echo` example service and call it every way it can be called (the default).
     Quickstart,
+    /// Serve the node's services over HTTP (with MCP at `/mcp`) and DNS until stopped.
+    Serve {
+        /// The HTTP listener's address (port 0 picks a free port).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        http: SocketAddr,
+        /// The DNS listener's address, UDP and TCP (port 0 picks a free port).
+        #[arg(long, default_value = "127.0.0.1:5353")]
+        dns: SocketAddr,
+        /// The DNS zone operations are answered under.
+        #[arg(long, default_value = alknet_runtime::adapters::dns::DEFAULT_ZONE)]
+        dns_zone: String,
+    },
+    /// Serve the node's services as MCP tools over stdin/stdout, for an MCP client to spawn.
+    McpStdio,
     /// Export and check the JSON Schemas and the OpenAPI document of the node's services.
     #[command(subcommand)]
     Schema(SchemaCommand),
@@ -55,6 +71,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command.unwrap_or(Command::Quickstart) {
         Command::Quickstart => quickstart::run(),
+        Command::Serve {
+            http,
+            dns,
+            dns_zone,
+        } => serve::serve(Some(http), Some(dns), dns_zone),
+        Command::McpStdio => serve::mcp_stdio(),
         Command::Schema(SchemaCommand::Export { out }) => schema::export(&out),
         Command::Schema(SchemaCommand::Check { dir }) => schema::check(&dir),
         Command::Schema(SchemaCommand::Diff { old, new }) => schema::diff(&old, &new),
