@@ -126,8 +126,9 @@ pub async fn dig(server: SocketAddr, name: &str, record_type: &str, extra: &[&st
         .collect();
     let txt = text
         .lines()
-        .filter(|line| !line.starts_with(';') && line.contains("\tTXT\t"))
-        .map(|line| unquote_txt(line.split_once("\tTXT\t").unwrap().1))
+        .filter(|line| !line.starts_with(';'))
+        .filter_map(|line| line.split_once("TXT\t"))
+        .map(|(_, strings)| unquote_txt(strings))
         .collect();
     DigAnswer { status, flags, txt }
 }
