@@ -133,6 +133,19 @@ pub async fn dig(server: SocketAddr, name: &str, record_type: &str, extra: &[&st
     DigAnswer { status, flags, txt }
 }
 
+/// base64url without padding (RFC 4648 §5), as a DNS input label is written.
+pub fn base64url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().fold(0u32, |n, b| (n << 8) | u32::from(*b)) << (8 * (3 - chunk.len()));
+        for i in 0..=chunk.len() {
+            out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
 /// The strings of one TXT record in dig's presentation format, unescaped and joined.
 fn unquote_txt(text: &str) -> String {
     let mut bytes = Vec::new();

@@ -1,23 +1,13 @@
 //! The DNS adapter answering `dig`.
 
 use alknet_runtime::codes;
-use alknet_tests::adapters::{dig, env, serve_dns};
+use alknet_tests::adapters::{base64url, dig, env, serve_dns};
 use alknet_tests::probe::Probe;
 use serde_json::json;
 
-/// base64url without padding, as the input label is written.
+/// The input label of `input`.
 fn label(input: &serde_json::Value) -> String {
-    use std::fmt::Write;
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let bytes = input.to_string().into_bytes();
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk.iter().fold(0u32, |n, b| (n << 8) | u32::from(*b)) << (8 * (3 - chunk.len()));
-        for i in 0..=chunk.len() {
-            let _ = out.write_char(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-        }
-    }
-    out
+    base64url(input.to_string().as_bytes())
 }
 
 #[tokio::test(flavor = "multi_thread")]
