@@ -42,14 +42,13 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::error_handling::HandleErrorLayer;
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
-use tower::ServiceBuilder;
+use tokio::sync::Semaphore;
 
 use super::bearer;
 use crate::{CallError, Caller, IdentityProvider, OperationEnv, RequestId, StaticIdentities};
@@ -68,8 +67,9 @@ pub struct HttpLimits {
     /// How long a query or mutation may take; past it the call is cancelled and answered
     /// `504` with `TIMEOUT`. Subscriptions last as long as their client listens.
     pub request_timeout: Duration,
-    /// How many requests are served at once; one more is turned away at once with `429`,
-    /// `RESOURCE_EXHAUSTED` (retryable) and `Retry-After: 1`, never queued.
+    /// How many calls (`POST /v1/…`, `/mcp` requests) are served at once; one more is
+    /// turned away at once with `429`, `RESOURCE_EXHAUSTED` (retryable) and
+    /// `Retry-After: 1`, never queued. A subscription holds its slot while it streams.
     pub max_concurrent_requests: usize,
 }
 
@@ -97,6 +97,8 @@ struct Shared {
     identities: Arc<dyn IdentityProvider>,
     limits: HttpLimits,
     openapi: Bytes,
+    /// One permit per call in progress (`POST /v1/…` and `/mcp`), up to the limit.
+    permits: Arc<Semaphore>,
 }
 
 impl HttpAdapter {
@@ -122,17 +124,18 @@ impl HttpAdapter {
         self
     }
 
-    /// The axum router: every route of the adapter (and `/mcp` with the `mcp` feature),
-    /// behind the concurrency limit.
+    /// The axum router: every route of the adapter (and `/mcp` with the `mcp` feature).
     pub fn router(self) -> Router {
         let openapi = serde_json::to_vec(&crate::schema::openapi(self.env.services()))
             .expect("a JSON value always serializes");
         let max_concurrent = self.limits.max_concurrent_requests;
+        let permits = Arc::new(Semaphore::new(max_concurrent));
         let shared = Arc::new(Shared {
             env: self.env,
             identities: self.identities,
             limits: self.limits,
             openapi: Bytes::from(openapi),
+            permits: permits.clone(),
         });
         let router = Router::new()
             .route("/v1/operations", get(operations))
@@ -140,22 +143,27 @@ impl HttpAdapter {
             .route("/openapi.json", get(openapi_document))
             .route("/healthz", get(health))
             .fallback(no_route);
+        // MCP shares the calls' permits; a tower layer takes them, as rmcp's service is
+        // not an axum handler.
         #[cfg(feature = "mcp")]
         let router = router.nest_service(
             "/mcp",
-            super::mcp::McpAdapter::new(shared.env.clone())
-                .identities(shared.identities.clone())
-                .timeout(shared.limits.request_timeout)
-                .streamable_http_service(),
-        );
-        router.with_state(shared).layer(
-            ServiceBuilder::new()
-                .layer(HandleErrorLayer::new(move |_: tower::BoxError| {
-                    std::future::ready(overloaded(max_concurrent))
-                }))
+            tower::ServiceBuilder::new()
+                .layer(axum::error_handling::HandleErrorLayer::new(
+                    move |_: tower::BoxError| std::future::ready(overloaded(max_concurrent)),
+                ))
                 .load_shed()
-                .concurrency_limit(max_concurrent),
-        )
+                .layer(tower::limit::GlobalConcurrencyLimitLayer::with_semaphore(
+                    permits,
+                ))
+                .service(
+                    super::mcp::McpAdapter::new(shared.env.clone())
+                        .identities(shared.identities.clone())
+                        .timeout(shared.limits.request_timeout)
+                        .streamable_http_service(),
+                ),
+        );
+        router.with_state(shared)
     }
 
     /// Serve on `listener` until the process ends.
@@ -177,6 +185,14 @@ async fn call(
 ) -> Response {
     let (parts, body) = request.into_parts();
     let client_id = client_request_id(&parts.headers);
+    // Taken before reading the body, so a flood of large bodies is turned away too.
+    let Ok(permit) = shared.permits.clone().try_acquire_owned() else {
+        return refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            &overloaded_error(shared.limits.max_concurrent_requests),
+            client_id,
+        );
+    };
     let input = match read_input(body, &parts.headers, shared.limits.max_body_bytes).await {
         Ok(input) => input,
         Err((status, err)) => return refuse(status, &err, client_id),
@@ -194,7 +210,7 @@ async fn call(
     let spec = shared.env.spec(&namespace, &operation);
     if spec.is_some_and(|spec| spec.is_subscription() && spec.is_external()) {
         let env = shared.env.with_caller(caller);
-        return sse::subscribe(&env, spec, &namespace, &operation, input, client_id).await;
+        return sse::subscribe(&env, spec, &namespace, &operation, input, client_id, permit).await;
     }
     let env = shared
         .env
@@ -338,10 +354,18 @@ fn refuse(status: StatusCode, err: &CallError, client_id: Option<HeaderValue>) -
     response::error(status, err, id, echo(client_id, id))
 }
 
+#[cfg(feature = "mcp")]
 fn overloaded(max_concurrent: usize) -> Response {
-    let err = CallError::rate_limited(
-        format!("the node is serving its limit of {max_concurrent} concurrent requests"),
+    refuse(
+        StatusCode::TOO_MANY_REQUESTS,
+        &overloaded_error(max_concurrent),
+        None,
+    )
+}
+
+fn overloaded_error(max_concurrent: usize) -> CallError {
+    CallError::rate_limited(
+        format!("the node is serving its limit of {max_concurrent} concurrent calls"),
         Duration::from_secs(1),
-    );
-    refuse(StatusCode::TOO_MANY_REQUESTS, &err, None)
+    )
 }

@@ -7,6 +7,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::{FutureExt, StreamExt, stream};
 use serde_json::Value;
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::{REQUEST_ID, echo, response};
 use crate::adapters::error_body;
@@ -26,6 +27,7 @@ pub(super) async fn subscribe(
     operation: &str,
     input: Value,
     client_id: Option<HeaderValue>,
+    permit: OwnedSemaphorePermit,
 ) -> Response {
     let mut subscription = env.subscribe(namespace, operation, input).await;
     let request_id = subscription.request_id();
@@ -39,7 +41,12 @@ pub(super) async fn subscribe(
         Some(None) => stream::empty().boxed(),
         None => subscription.boxed(),
     };
-    let events = stream::unfold(Some(items), move |items| async move {
+    // The permit goes with the stream: the subscription holds its slot while it streams.
+    let items = items.map(move |item| {
+        let _slot = &permit;
+        item
+    });
+    let events = stream::unfold(Some(items.boxed()), move |items| async move {
         let mut items = items?;
         let (event, rest) = match items.next().await {
             Some(Ok(item)) => (Event::default().data(item.to_string()), Some(items)),
