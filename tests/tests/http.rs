@@ -407,6 +407,15 @@ async fn listings_openapi_and_health() {
     let response = client.get(format!("{base}/nowhere")).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     error(&response.json().await.unwrap(), "NOT_FOUND");
+
+    let response = client
+        .get(format!("{base}/v1/echo/say"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert!(response.headers().contains_key("allow"));
+    error(&response.json().await.unwrap(), "NOT_FOUND");
 }
 
 async fn curl(args: &[&str]) -> (String, String) {

@@ -142,7 +142,8 @@ impl HttpAdapter {
             .route("/v1/{namespace}/{operation}", post(call))
             .route("/openapi.json", get(openapi_document))
             .route("/healthz", get(health))
-            .fallback(no_route);
+            .fallback(no_route)
+            .method_not_allowed_fallback(wrong_method);
         // MCP shares the calls' permits; a tower layer takes them, as rmcp's service is
         // not an axum handler.
         #[cfg(feature = "mcp")]
@@ -275,6 +276,20 @@ async fn no_route(method: Method, uri: Uri, headers: HeaderMap) -> Response {
         uri.path()
     ));
     refuse(StatusCode::NOT_FOUND, &err, client_request_id(&headers))
+}
+
+/// A known route with the wrong method, such as `GET /v1/echo/say`: `405` (axum adds
+/// `Allow`), with the error body like every other failure.
+async fn wrong_method(method: Method, uri: Uri, headers: HeaderMap) -> Response {
+    let err = CallError::not_found(format!(
+        "`{}` does not answer `{method}`; operations are called with `POST`, listings read with `GET`",
+        uri.path()
+    ));
+    refuse(
+        StatusCode::METHOD_NOT_ALLOWED,
+        &err,
+        client_request_id(&headers),
+    )
 }
 
 /// The caller as the request's bearer token proves it (anonymous without one).
