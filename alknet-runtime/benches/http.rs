@@ -1,11 +1,12 @@
 //! The HTTP adapter against a bare axum handler doing the same JSON work, under a bounded
 //! load on loopback: `CLIENTS` concurrent clients (keep-alive connections) each making
-//! `REQUESTS` calls of `POST /v1/echo/say` per iteration.
+//! `REQUESTS` calls of `POST /v1/echo/say` per iteration. Measured batches of the two
+//! servers alternate, so drift in the machine's load falls on both alike.
 //!
 //! Run with `cargo bench -p alknet-runtime --bench http`; the ratio is printed at the end.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use alknet_example::{Echo, EchoProtocol, EchoService, Say};
 use alknet_runtime::OperationEnv;
@@ -97,9 +98,29 @@ fn http_adapter(c: &mut Criterion) {
     group.throughput(Throughput::Elements((CLIENTS * REQUESTS) as u64));
     group.sample_size(20);
     group.measurement_time(Duration::from_secs(6));
-    for (name, addr) in [("bare_axum", bare), ("alknet_http_adapter", adapter)] {
-        let url = format!("http://{addr}/v1/echo/say");
-        group.bench_function(name, |b| b.to_async(&runtime).iter(|| load(&client, &url)));
+    let urls = [bare, adapter].map(|addr| format!("http://{addr}/v1/echo/say"));
+    for (name, measured, other) in [
+        ("bare_axum", &urls[0], &urls[1]),
+        ("alknet_http_adapter", &urls[1], &urls[0]),
+    ] {
+        group.bench_function(name, |b| {
+            b.to_async(&runtime).iter_custom(|iters| {
+                let client = client.clone();
+                async move {
+                    // Each measured batch is followed by an unmeasured one against the other
+                    // server, so both are measured under the same conditions on a shared
+                    // machine, whatever else it is doing.
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        let start = Instant::now();
+                        load(&client, measured).await;
+                        total += start.elapsed();
+                        load(&client, other).await;
+                    }
+                    total
+                }
+            })
+        });
     }
     group.finish();
 }

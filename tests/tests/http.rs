@@ -62,6 +62,7 @@ async fn a_call_answers_its_output_and_request_id() {
         .unwrap()
         .to_string();
     assert_eq!(id.len(), 32, "the call's request id: {id}");
+    assert!(id.parse::<alknet_runtime::RequestId>().is_ok(), "{id}");
     assert_eq!(
         response.json::<Value>().await.unwrap(),
         json!({"text": "hi", "length": 2})
