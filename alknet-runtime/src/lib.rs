@@ -43,6 +43,8 @@
 extern crate self as alknet_runtime;
 
 mod access;
+#[cfg(any(feature = "http", feature = "dns"))]
+pub mod adapters;
 #[cfg(feature = "call")]
 pub mod call;
 pub mod config;

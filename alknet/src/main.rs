@@ -1,4 +1,5 @@
-//! The `alknet` command line: serve a node, call it, manage keys and schemas.
+//! The `alknet` command line: serve a node (or MCP over stdio), call it, manage keys and
+//! schemas.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -62,6 +63,12 @@ enum Command {
     /// Make credentials.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Serve the node's services as MCP tools over stdin/stdout, for an MCP client to spawn.
+    McpStdio {
+        /// The TOML configuration file (see docs/configuration.md).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Export and check the JSON Schemas and the OpenAPI document of the node's services.
     #[command(subcommand)]
     Schema(SchemaCommand),
@@ -203,6 +210,7 @@ fn main() -> ExitCode {
             key_id,
             secret_file,
         }) => keys::token(&key_id, &secret_file),
+        Command::McpStdio { config } => serve::mcp_stdio(config.as_deref()),
         Command::Schema(SchemaCommand::Export { out }) => schema::export(&out),
         Command::Schema(SchemaCommand::Check { dir }) => schema::check(&dir),
         Command::Schema(SchemaCommand::Diff { old, new }) => schema::diff(&old, &new),

@@ -20,6 +20,23 @@ pub fn load_config(path: Option<&Path>) -> Result<ConfigServiceImpl, String> {
     }
 }
 
+/// Serve the node's services as MCP tools over stdin/stdout, for an MCP client that spawns
+/// the node; callers are anonymous (stdio carries no credentials).
+pub fn mcp_stdio(config: Option<&Path>) -> Result<ExitCode, String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| format!("cannot start a tokio runtime: {err}"))?;
+    runtime.block_on(async {
+        let node = Node::new(Arc::new(load_config(config)?)).map_err(|err| err.to_string())?;
+        alknet_runtime::adapters::mcp::McpAdapter::new(node.env)
+            .serve_stdio()
+            .await
+            .map_err(|err| format!("MCP over stdio failed: {err}"))?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
 pub fn run(config: Option<&Path>, watch_interval: Duration) -> Result<ExitCode, String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -77,6 +94,12 @@ async fn start(node: &Node) -> Result<Vec<Running>, String> {
     if let Some(address) = listen.irpc {
         running.push(transports::irpc(node, &identity, address)?);
     }
+    if let Some(address) = listen.http {
+        running.push(transports::http(node, address).await?);
+    }
+    if let Some(address) = listen.dns {
+        running.push(transports::dns(node, address).await?);
+    }
     println!("node key: {}", identity.fingerprint());
     Ok(running)
 }
@@ -95,12 +118,6 @@ fn report(node: &Node, running: &[Running], watch_interval: Duration) {
     for transport in running {
         println!("  {:<10} {}", transport.name, transport.address);
     }
-    let listen = &config.static_config().listen;
-    for (name, address) in [("http", listen.http), ("dns", listen.dns)] {
-        if let Some(address) = address {
-            println!("  {name:<10} {address:<22} not served: this build has no {name} adapter");
-        }
-    }
     match config.source() {
         ConfigSource::File(path) => println!(
             "reload: SIGHUP, `config/reload`, or save {} (checked every {} ms)",
@@ -109,5 +126,11 @@ fn report(node: &Node, running: &[Running], watch_interval: Duration) {
         ),
         _ => println!("reload: none needed (embedded default); use --config FILE"),
     }
-    println!("try: alknet call echo/say '{{\"text\": \"hello\"}}'");
+    match running.iter().find(|transport| transport.name == "http") {
+        Some(http) => println!(
+            "try: curl -X POST -d '{{\"text\": \"hello\"}}' http://{}/v1/echo/say",
+            http.address
+        ),
+        None => println!("try: alknet call echo/say '{{\"text\": \"hello\"}}'"),
+    }
 }

@@ -8,6 +8,8 @@ use alknet::node::Node;
 use alknet_auth::AuthProtocol;
 use alknet_config::ConfigProtocol;
 use alknet_example::EchoProtocol;
+use alknet_runtime::adapters::dns::DnsAdapter;
+use alknet_runtime::adapters::http::HttpAdapter;
 use alknet_runtime::call::{CallConfig, CallEndpoint, CallServer};
 use alknet_runtime::quic::{NodeIdentity, QuicConfig};
 use alknet_runtime::service_path::IrpcListener;
@@ -85,6 +87,49 @@ pub fn irpc(node: &Node, identity: &NodeIdentity, address: SocketAddr) -> Result
         name: "irpc",
         address: listener.local_addr(),
         _guard: Box::new(listener),
+    })
+}
+
+/// HTTP (`POST /v1/{namespace}/{op}`, SSE, `/openapi.json`) with MCP at `/mcp`.
+pub async fn http(node: &Node, address: SocketAddr) -> Result<Running, String> {
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|err| format!("cannot listen for HTTP on {address}: {err}"))?;
+    let address = listener.local_addr().map_err(|err| err.to_string())?;
+    let adapter = HttpAdapter::new(node.env.clone()).identities(Arc::clone(&node.identities));
+    let serving = tokio::spawn(async move {
+        if let Err(err) = adapter.serve(listener).await {
+            tracing::error!(%err, "the HTTP listener stopped");
+        }
+    });
+    Ok(Running {
+        name: "http",
+        address,
+        _guard: Box::new(AbortOnDrop(serving)),
+    })
+}
+
+/// DNS TXT queries under the configured zone, on UDP and TCP at one address.
+pub async fn dns(node: &Node, address: SocketAddr) -> Result<Running, String> {
+    let udp = tokio::net::UdpSocket::bind(address)
+        .await
+        .map_err(|err| format!("cannot listen for DNS on {address}: {err}"))?;
+    let address = udp.local_addr().map_err(|err| err.to_string())?;
+    let tcp = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|err| format!("cannot listen for DNS over TCP on {address}: {err}"))?;
+    let adapter = DnsAdapter::new(node.env.clone())
+        .zone(&node.config.static_config().dns_zone)
+        .map_err(|err| format!("the DNS zone is not usable: {err}"))?;
+    let serving = tokio::spawn(async move {
+        if let Err(err) = adapter.serve(udp, Some(tcp)).await {
+            tracing::error!(%err, "the DNS listener stopped");
+        }
+    });
+    Ok(Running {
+        name: "dns",
+        address,
+        _guard: Box::new(AbortOnDrop(serving)),
     })
 }
 

@@ -129,19 +129,15 @@ fn new_key(id: &str, args: &[&str]) -> (String, String) {
 fn serve_reports_its_listeners_and_reloads_on_sighup_keeping_the_old_config_when_broken() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("node.toml");
-    std::fs::write(&path, "[listen]\nhttp = \"127.0.0.1:8080\"\n").unwrap();
+    std::fs::write(&path, "[listen]\nhttp = \"127.0.0.1:0\"\n").unwrap();
     // A watch interval long enough that only SIGHUP can trigger these reloads.
     let server = Server::start(&path, 3_600_000);
-    let listener = server.expect_output("http");
-    assert!(listener.contains("127.0.0.1:8080"), "{listener}");
-    server.expect_output("try: alknet call echo/say");
+    let listener = server.expect_output("  http");
+    assert!(listener.contains("127.0.0.1:"), "{listener}");
+    server.expect_output("try: curl -X POST");
 
     let (_, entry) = new_key("ci", &["--scope", "echo:admin"]);
-    std::fs::write(
-        &path,
-        format!("[listen]\nhttp = \"127.0.0.1:8080\"\n{entry}"),
-    )
-    .unwrap();
+    std::fs::write(&path, format!("[listen]\nhttp = \"127.0.0.1:0\"\n{entry}")).unwrap();
     server.signal(libc::SIGHUP);
     let line = server.expect("configuration reloaded");
     assert!(
@@ -172,12 +168,11 @@ fn serve_reports_its_listeners_and_reloads_on_sighup_keeping_the_old_config_when
     )
     .unwrap();
     server.signal(libc::SIGHUP);
-    let line = server.expect("configuration reloaded");
+    let line = server.expect("restart_required=true");
     assert!(
-        line.contains("generation=3") && line.contains("changed=forwarding"),
+        line.contains("configuration reloaded") && line.contains("forwarding"),
         "{line}"
     );
-    assert!(line.contains("restart_required=true"), "{line}");
     server.stop();
 }
 

@@ -349,6 +349,8 @@ pub mod probe {
     }
 }
 
+pub mod adapters;
+
 /// Wait until `condition` holds, polling every 2 ms; panics, naming `what`, after 5 s.
 pub async fn until(what: &str, condition: impl Fn() -> bool) {
     tokio::time::timeout(std::time::Duration::from_secs(5), async {

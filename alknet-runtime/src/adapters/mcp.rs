@@ -1,0 +1,243 @@
+//! The MCP adapter (rmcp): every external query and mutation as an MCP tool.
+//!
+//! - `tools/list` lists each external, non-subscription operation the caller may call, named
+//!   `{namespace}.{op}`, with its description, `inputSchema`, `outputSchema` and the
+//!   annotation `readOnlyHint` (true for queries, false for mutations).
+//! - `tools/call` invokes the operation through [`OperationEnv`] and answers
+//!   `structuredContent` plus a text rendering (the output as JSON text). A failed call is a
+//!   tool result with `isError: true` whose `structuredContent` is the error body
+//!   `{"error": {code, message, retryable, details, request_id}}`, never a protocol fault.
+//!
+//! MCP requires `outputSchema` to describe an object. An operation whose output is not an
+//! object (a string, a number, a list, nothing) is wrapped: its `outputSchema` is
+//! `{"type": "object", "properties": {"result": <schema>}, "required": ["result"]}` and its
+//! `structuredContent` is `{"result": <output>}`; the text rendering stays the bare output.
+//!
+//! Served over streamable HTTP at `/mcp` on the HTTP adapter's router (the bearer token of
+//! each request picks the caller), and over stdio ([`McpAdapter::serve_stdio`], anonymous).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    JsonObject, ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+    ToolAnnotations,
+};
+use rmcp::service::RequestContext;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt};
+use serde_json::{Map, Value, json};
+
+use super::{bearer, error_body};
+use crate::{
+    CallError, Caller, Identity, IdentityProvider, OperationEnv, OperationSpec, RequestId,
+    StaticIdentities,
+};
+
+/// The key a non-object output is wrapped under in `structuredContent`.
+const WRAPPED: &str = "result";
+
+/// Serves an [`OperationEnv`] as MCP tools. See the [module docs](self).
+#[derive(Clone)]
+pub struct McpAdapter {
+    env: OperationEnv,
+    identities: Arc<dyn IdentityProvider>,
+    timeout: Duration,
+}
+
+impl McpAdapter {
+    /// An adapter for `env`: calls time out after 30 s, every bearer token is refused.
+    pub fn new(env: OperationEnv) -> Self {
+        McpAdapter {
+            env,
+            identities: Arc::new(StaticIdentities::new()),
+            timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// Resolve `Authorization: Bearer` tokens (streamable HTTP) with `identities`.
+    pub fn identities(mut self, identities: Arc<dyn IdentityProvider>) -> Self {
+        self.identities = identities;
+        self
+    }
+
+    /// How long a tool call may take before it is cancelled and answered `TIMEOUT`.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The streamable HTTP transport as a tower service, for mounting on an axum router
+    /// (the HTTP adapter mounts it at `/mcp`). It answers only requests whose `Host` is a
+    /// loopback name, as rmcp does by default against DNS rebinding.
+    pub fn streamable_http_service(self) -> StreamableHttpService<McpAdapter, LocalSessionManager> {
+        StreamableHttpService::new(
+            move || Ok(self.clone()),
+            Arc::new(LocalSessionManager::default()),
+            StreamableHttpServerConfig::default(),
+        )
+    }
+
+    /// Serve MCP over this process's stdin and stdout until the client closes them. The
+    /// caller is anonymous: stdio carries no credentials.
+    pub async fn serve_stdio(self) -> std::io::Result<()> {
+        let running = self
+            .serve(rmcp::transport::stdio())
+            .await
+            .map_err(std::io::Error::other)?;
+        running.waiting().await.map_err(std::io::Error::other)?;
+        Ok(())
+    }
+
+    /// Who is calling: the bearer token of the HTTP request, if the transport is HTTP.
+    async fn identity(
+        &self,
+        ctx: &RequestContext<RoleServer>,
+    ) -> Result<Option<Identity>, CallError> {
+        match ctx.extensions.get::<axum::http::request::Parts>() {
+            Some(parts) => bearer::identity(&*self.identities, &parts.headers).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn call(
+        &self,
+        request: CallToolRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> CallToolResult {
+        let (namespace, operation) = request.name.split_once('.').unwrap_or((&request.name, ""));
+        let identity = match self.identity(&ctx).await {
+            Ok(identity) => identity,
+            Err(err) => return failed(&err, RequestId::next()),
+        };
+        let caller = identity
+            .into_iter()
+            .fold(Caller::new(), Caller::identity)
+            .timeout(self.timeout);
+        let input = request.arguments.map_or(Value::Null, Value::Object);
+        let env = self.env.with_caller(caller);
+        let call = env.invoke(namespace, operation, input);
+        // A client's `notifications/cancelled` drops the call, which cancels its handler.
+        let reply = tokio::select! {
+            reply = call => reply,
+            _ = ctx.ct.cancelled() => return failed(&CallError::aborted("the client cancelled the call"), RequestId::next()),
+        };
+        match reply.result {
+            Ok(output) => {
+                let text = output.to_string();
+                let wrap = env
+                    .spec(namespace, operation)
+                    .is_some_and(|spec| !is_object_schema(&spec.output_schema));
+                let structured = if wrap {
+                    json!({ WRAPPED: output })
+                } else {
+                    output
+                };
+                let mut result = CallToolResult::structured(structured);
+                result.content = vec![ContentBlock::text(text)];
+                result
+            }
+            Err(err) => failed(&err, reply.request_id),
+        }
+    }
+}
+
+impl ServerHandler for McpAdapter {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("alknet", env!("CARGO_PKG_VERSION")))
+            .with_instructions("Each tool is an alknet operation, named `{namespace}.{operation}`.")
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let identity = self.identity(&ctx).await.map_err(|err| {
+            ErrorData::invalid_request(err.message, Some(json!({ "code": err.code })))
+        })?;
+        let tools = self
+            .env
+            .operations()
+            .filter(|op| op.access.check(identity.as_ref(), &op.id).is_ok())
+            .filter_map(tool)
+            .collect();
+        Ok(ListToolsResult::with_all_items(tools))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        Ok(self.call(request, ctx).await.into())
+    }
+
+    fn get_tool(&self, name: &str) -> Option<Tool> {
+        let (namespace, operation) = name.split_once('.')?;
+        self.env.spec(namespace, operation).and_then(tool)
+    }
+}
+
+/// The tool of `spec`, if MCP serves it (external, not a subscription).
+fn tool(spec: &OperationSpec) -> Option<Tool> {
+    let bindings = spec.bindings();
+    let name = bindings.mcp_tool?;
+    let input = object(spec.input_schema.clone());
+    let output = if is_object_schema(&spec.output_schema) {
+        object(spec.output_schema.clone())
+    } else {
+        wrapped(spec.output_schema.clone())
+    };
+    let annotations = ToolAnnotations::new().read_only(bindings.mcp_read_only);
+    let annotations = if bindings.mcp_read_only {
+        annotations
+    } else {
+        // A mutation may change anything its service owns; say so rather than let a
+        // client assume the MCP default.
+        annotations.destructive(true)
+    };
+    Some(
+        Tool::new(name, spec.description.clone(), Arc::new(input))
+            .with_raw_output_schema(Arc::new(output))
+            .with_annotations(annotations),
+    )
+}
+
+fn is_object_schema(schema: &Value) -> bool {
+    schema.get("type").and_then(Value::as_str) == Some("object")
+}
+
+fn object(schema: Value) -> JsonObject {
+    match schema {
+        Value::Object(map) => map,
+        // `true` and other non-object schemas accept anything.
+        _ => JsonObject::new(),
+    }
+}
+
+/// `{"type": "object", "properties": {"result": schema}, "required": ["result"]}`, with the
+/// inner schema's `$defs` moved to the root so its `#/$defs/…` references still resolve.
+fn wrapped(schema: Value) -> JsonObject {
+    let mut inner = object(schema);
+    let dialect = inner.remove("$schema");
+    let defs = inner.remove("$defs");
+    let mut root = Map::new();
+    if let Some(dialect) = dialect {
+        root.insert("$schema".into(), dialect);
+    }
+    root.insert("type".into(), json!("object"));
+    root.insert("properties".into(), json!({ WRAPPED: inner }));
+    root.insert("required".into(), json!([WRAPPED]));
+    if let Some(defs) = defs {
+        root.insert("$defs".into(), defs);
+    }
+    root
+}
+
+fn failed(err: &CallError, request_id: RequestId) -> CallToolResult {
+    CallToolResult::structured_error(error_body(err, request_id))
+}

@@ -1,0 +1,40 @@
+//! `alknet mcp-stdio`, spawned by the official MCP Python SDK's stdio client.
+
+use alknet_tests::adapters::mcp_session;
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_mcp_client_spawns_the_node_lists_its_tools_and_calls_one() {
+    let calls = json!([
+        {"name": "echo.say", "arguments": {"text": "over stdio"}},
+        {"name": "echo.shout", "arguments": {"text": ""}},
+    ]);
+    let session = mcp_session(
+        &["--stdio", env!("CARGO_BIN_EXE_alknet"), "mcp-stdio"],
+        None,
+        &calls,
+    )
+    .await;
+    let names: Vec<&str> = session["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    // Every external query or mutation of the node that an anonymous caller may call.
+    let env = alknet::node::env().unwrap();
+    let expected: Vec<String> = env
+        .operations()
+        .filter(|op| op.access.is_open())
+        .filter_map(|op| op.bindings().mcp_tool)
+        .collect();
+    assert!(expected.iter().any(|name| name == "echo.say"));
+    assert_eq!(names, expected, "the anonymous caller's tools");
+    let results = session["results"].as_array().unwrap();
+    assert_eq!(
+        results[0]["structured"],
+        json!({"text": "over stdio", "length": 10})
+    );
+    assert_eq!(results[1]["is_error"], true);
+    assert_eq!(results[1]["structured"]["error"]["code"], "EMPTY_TEXT");
+}

@@ -1,0 +1,212 @@
+//! What the adapter tests share: a node with the test services served on loopback by every
+//! adapter, and drivers for the real clients (`dig`, the MCP Python SDK).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use alknet_example::{EchoProtocol, EchoService};
+use alknet_runtime::adapters::dns::DnsAdapter;
+use alknet_runtime::adapters::http::{HttpAdapter, HttpLimits};
+use alknet_runtime::{Identity, OperationEnv, StaticIdentities};
+use serde_json::Value;
+
+use crate::probe::{Probe, ProbeProtocol};
+use crate::vault::{Vault, VaultProtocol};
+
+/// A bearer token for `user:reader`, who holds `vault:read`.
+pub const READER: &str = "reader-token";
+/// An API key for `user:admin`, who holds `echo:admin` and `vault:read`.
+pub const ADMIN: &str = "alk_admin-key";
+
+/// `echo`, `vault` and `probe`, mounted in-process.
+pub fn env(probe: Probe) -> OperationEnv {
+    OperationEnv::builder()
+        .local(EchoProtocol::local(EchoService::default()))
+        .local(VaultProtocol::local(Vault))
+        .local(ProbeProtocol::local(probe))
+        .build()
+        .expect("the test services mount")
+}
+
+/// The identities behind [`READER`] and [`ADMIN`].
+pub fn identities() -> Arc<StaticIdentities> {
+    Arc::new(
+        StaticIdentities::new()
+            .with_token(
+                READER,
+                Identity::new("user:reader").with_scopes(["vault:read"]),
+            )
+            .with_token(
+                ADMIN,
+                Identity::new("user:admin").with_scopes(["echo:admin", "vault:read"]),
+            ),
+    )
+}
+
+/// Serve `env` over HTTP (and MCP at `/mcp`) on a loopback port; the server runs until the
+/// test's runtime ends.
+pub async fn serve_http(env: OperationEnv, limits: HttpLimits) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a loopback port");
+    let addr = listener.local_addr().expect("a bound address");
+    let adapter = HttpAdapter::new(env)
+        .identities(identities())
+        .limits(limits);
+    tokio::spawn(adapter.serve(listener));
+    addr
+}
+
+/// Serve `env` over DNS (UDP and TCP on one loopback port) under `alk.dev`.
+pub async fn serve_dns(env: OperationEnv) -> SocketAddr {
+    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind a loopback UDP port");
+    let addr = udp.local_addr().expect("a bound address");
+    let tcp = tokio::net::TcpListener::bind(addr)
+        .await
+        .expect("bind the same TCP port");
+    tokio::spawn(DnsAdapter::new(env).serve(udp, Some(tcp)));
+    addr
+}
+
+/// What `dig` answered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DigAnswer {
+    /// The response code, such as `NOERROR` or `NXDOMAIN`.
+    pub status: String,
+    /// The header flags, such as `qr aa rd tc`.
+    pub flags: Vec<String>,
+    /// The TXT strings of each answer record, joined.
+    pub txt: Vec<String>,
+}
+
+impl DigAnswer {
+    /// The single TXT record's text as JSON.
+    pub fn json(&self) -> Value {
+        assert_eq!(self.txt.len(), 1, "one TXT record: {self:?}");
+        serde_json::from_str(&self.txt[0]).expect("the TXT record holds JSON")
+    }
+}
+
+/// Ask `dig` for `name` (`type`, such as `TXT`) at `server`, over UDP; `extra` adds options
+/// such as `+tcp` or `+bufsize=512`.
+pub async fn dig(server: SocketAddr, name: &str, record_type: &str, extra: &[&str]) -> DigAnswer {
+    let output = tokio::process::Command::new("dig")
+        .arg(format!("@{}", server.ip()))
+        .args(["-p", &server.port().to_string(), name, record_type])
+        .args([
+            "+noall",
+            "+comments",
+            "+answer",
+            "+tries=1",
+            "+time=5",
+            "+ignore",
+        ])
+        .args(extra)
+        .output()
+        .await
+        .expect("dig runs (scripts/test installs it: apt package bind9-dnsutils)");
+    let text = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(output.status.success(), "dig failed: {text}");
+    let status = text
+        .split("status: ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .unwrap_or_else(|| panic!("no status in dig's answer: {text}"))
+        .to_string();
+    let flags = text
+        .split("flags: ")
+        .nth(1)
+        .and_then(|rest| rest.split(';').next())
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    let txt = text
+        .lines()
+        .filter(|line| !line.starts_with(';'))
+        .filter_map(|line| line.split_once("TXT\t"))
+        .map(|(_, strings)| unquote_txt(strings))
+        .collect();
+    DigAnswer { status, flags, txt }
+}
+
+/// base64url without padding (RFC 4648 §5), as a DNS input label is written.
+pub fn base64url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().fold(0u32, |n, b| (n << 8) | u32::from(*b)) << (8 * (3 - chunk.len()));
+        for i in 0..=chunk.len() {
+            out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+/// The strings of one TXT record in dig's presentation format, unescaped and joined.
+fn unquote_txt(text: &str) -> String {
+    let mut bytes = Vec::new();
+    let mut chars = text.bytes().peekable();
+    let mut quoted = false;
+    while let Some(b) = chars.next() {
+        match b {
+            b'"' => quoted = !quoted,
+            b'\\' => {
+                let next = chars.next().expect("an escape has a character");
+                if next.is_ascii_digit() {
+                    let digits = [next, chars.next().unwrap(), chars.next().unwrap()];
+                    bytes.push(std::str::from_utf8(&digits).unwrap().parse::<u8>().unwrap());
+                } else {
+                    bytes.push(next);
+                }
+            }
+            b' ' if !quoted => {}
+            _ => bytes.push(b),
+        }
+    }
+    String::from_utf8(bytes).expect("TXT strings joined are UTF-8")
+}
+
+/// The workspace's Python with the MCP SDK (`./.venv`, which scripts/test creates).
+pub fn python() -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let python = root.join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run ./scripts/test once to install the interop tools",
+        python.display()
+    );
+    python
+}
+
+/// The MCP client script (the official Python SDK).
+pub fn mcp_client_script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("interop/python/mcp_client.py")
+}
+
+/// Run the MCP client against `target` (`["--http", url]` or `["--stdio", command, ..]`):
+/// it lists the tools and makes each call of `calls` (`[{"name", "arguments"}]`),
+/// validating every successful result against the tool's `outputSchema`. Returns
+/// `{"tools": [...], "results": [{"is_error", "structured", "text"}]}`.
+pub async fn mcp_session(target: &[&str], token: Option<&str>, calls: &Value) -> Value {
+    let mut command = tokio::process::Command::new(python());
+    command
+        .arg(mcp_client_script())
+        .args(["--calls", &calls.to_string()]);
+    if let Some(token) = token {
+        command.args(["--token", token]);
+    }
+    // Last: `--stdio` takes every argument after it.
+    command.args(target);
+    let output = command.output().await.expect("python runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "the MCP client failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("the MCP client printed {stdout}: {e}"))
+}

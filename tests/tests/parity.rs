@@ -1,0 +1,246 @@
+//! Parity: every external operation of the example service, called through every adapter,
+//! gives the same output and the same error codes as a local call. Driven by the specs: an
+//! operation without cases fails the test. The call protocol joins as one more driver.
+
+use std::collections::BTreeSet;
+
+use alknet_example::{EchoProtocol, EchoService};
+use alknet_runtime::OperationEnv;
+use alknet_runtime::adapters::http::HttpLimits;
+use alknet_runtime::futures::StreamExt;
+use alknet_tests::adapters::{base64url, dig, mcp_session, serve_dns, serve_http};
+use serde_json::{Value, json};
+
+/// What one call came to, as every adapter can say it.
+#[derive(Debug, Clone, PartialEq)]
+enum Outcome {
+    Output(Value),
+    Items(Vec<Value>),
+    Error(String),
+    /// The adapter does not serve the operation (its binding is absent).
+    NotServed,
+}
+
+/// One call of one operation.
+struct Case {
+    operation: &'static str,
+    input: Value,
+}
+
+fn cases() -> Vec<Case> {
+    let case = |operation, input| Case { operation, input };
+    vec![
+        case("say", json!({"text": "hi"})),
+        case("say", json!({"text": 42})),
+        case("say", json!({})),
+        case("shout", json!({"text": "hi"})),
+        case("shout", json!({"text": " "})),
+        case("served", json!({})),
+        case("ticks", json!({"count": 2})),
+        case("ticks", json!({"count": "x"})),
+    ]
+}
+
+fn env() -> OperationEnv {
+    OperationEnv::builder()
+        .local(EchoProtocol::local(EchoService::default()))
+        .build()
+        .unwrap()
+}
+
+/// The drivers, in the order their outcomes are compared against the first.
+#[derive(Debug, Clone, Copy)]
+enum Driver {
+    Local,
+    Http,
+    Mcp,
+    Dns,
+}
+
+const DRIVERS: [Driver; 4] = [Driver::Local, Driver::Http, Driver::Mcp, Driver::Dns];
+
+async fn run(driver: Driver, env: &OperationEnv, cases: &[Case]) -> Vec<Outcome> {
+    match driver {
+        Driver::Local => {
+            let mut outcomes = Vec::new();
+            for case in cases {
+                let spec = env.spec("echo", case.operation).unwrap();
+                outcomes.push(if spec.is_subscription() {
+                    let items: Vec<_> = env
+                        .subscribe("echo", case.operation, case.input.clone())
+                        .await
+                        .collect()
+                        .await;
+                    match items.into_iter().collect::<Result<Vec<_>, _>>() {
+                        Ok(items) => Outcome::Items(items),
+                        Err(err) => Outcome::Error(err.code.to_string()),
+                    }
+                } else {
+                    match env
+                        .invoke("echo", case.operation, case.input.clone())
+                        .await
+                        .result
+                    {
+                        Ok(output) => Outcome::Output(output),
+                        Err(err) => Outcome::Error(err.code.to_string()),
+                    }
+                });
+            }
+            outcomes
+        }
+        Driver::Http => {
+            let base = serve_http(env.clone(), HttpLimits::default()).await;
+            let client = reqwest::Client::new();
+            let mut outcomes = Vec::new();
+            for case in cases {
+                let response = client
+                    .post(format!(
+                        "http://{base}{}",
+                        env.spec("echo", case.operation)
+                            .unwrap()
+                            .bindings()
+                            .http_path
+                    ))
+                    .json(&case.input)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = response.status();
+                let sse = response
+                    .headers()
+                    .get("content-type")
+                    .is_some_and(|t| t == "text/event-stream");
+                let text = response.text().await.unwrap();
+                outcomes.push(if sse {
+                    let data: Vec<Value> = text
+                        .lines()
+                        .filter_map(|line| line.strip_prefix("data: "))
+                        .map(|data| serde_json::from_str(data).unwrap())
+                        .collect();
+                    // The last event is `completed`.
+                    Outcome::Items(data[..data.len() - 1].to_vec())
+                } else if status.is_success() {
+                    Outcome::Output(serde_json::from_str(&text).unwrap())
+                } else {
+                    let body: Value = serde_json::from_str(&text).unwrap();
+                    Outcome::Error(body["error"]["code"].as_str().unwrap().to_string())
+                });
+            }
+            outcomes
+        }
+        Driver::Mcp => {
+            let base = serve_http(env.clone(), HttpLimits::default()).await;
+            let served: Vec<&Case> = cases
+                .iter()
+                .filter(|c| {
+                    env.spec("echo", c.operation)
+                        .unwrap()
+                        .bindings()
+                        .mcp_tool
+                        .is_some()
+                })
+                .collect();
+            let calls: Vec<Value> = served
+                .iter()
+                .map(|c| json!({"name": env.spec("echo", c.operation).unwrap().bindings().mcp_tool, "arguments": c.input}))
+                .collect();
+            let session = mcp_session(
+                &["--http", &format!("http://{base}/mcp")],
+                None,
+                &json!(calls),
+            )
+            .await;
+            let mut results = session["results"].as_array().unwrap().iter();
+            cases
+                .iter()
+                .map(|case| {
+                    let spec = env.spec("echo", case.operation).unwrap();
+                    if spec.bindings().mcp_tool.is_none() {
+                        return Outcome::NotServed;
+                    }
+                    let result = results.next().unwrap();
+                    if result["is_error"] == true {
+                        return Outcome::Error(
+                            result["structured"]["error"]["code"]
+                                .as_str()
+                                .unwrap()
+                                .to_string(),
+                        );
+                    }
+                    // The text rendering is the bare output, wrapped or not.
+                    Outcome::Output(result["text"].clone())
+                })
+                .collect()
+        }
+        Driver::Dns => {
+            let server = serve_dns(env.clone()).await;
+            let mut outcomes = Vec::new();
+            for case in cases {
+                let Some(name) = env
+                    .spec("echo", case.operation)
+                    .unwrap()
+                    .bindings()
+                    .dns_name
+                else {
+                    outcomes.push(Outcome::NotServed);
+                    continue;
+                };
+                let empty = case.input.as_object().is_some_and(|o| o.is_empty());
+                let name = if empty {
+                    format!("{name}.alk.dev")
+                } else {
+                    format!(
+                        "{}.{name}.alk.dev",
+                        base64url(case.input.to_string().as_bytes())
+                    )
+                };
+                let answer = dig(server, &name, "TXT", &[]).await;
+                let value = answer.json();
+                outcomes.push(match value.get("error").and_then(|e| e.get("code")) {
+                    Some(code) if answer.status != "NOERROR" => {
+                        Outcome::Error(code.as_str().unwrap().to_string())
+                    }
+                    _ => Outcome::Output(value),
+                });
+            }
+            outcomes
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_adapter_agrees_with_a_local_call() {
+    let env = env();
+    let cases = cases();
+    let covered: BTreeSet<&str> = cases.iter().map(|c| c.operation).collect();
+    for op in env.operations().filter(|op| op.is_external()) {
+        assert!(
+            covered.contains(op.name.as_str()),
+            "`{}` has no parity case: add one",
+            op.id
+        );
+    }
+
+    let mut all = Vec::new();
+    for driver in DRIVERS {
+        all.push((driver, run(driver, &env, &cases).await));
+    }
+    let (_, local) = &all[0];
+    assert!(local.iter().any(|o| matches!(o, Outcome::Output(_))));
+    assert!(local.iter().any(|o| matches!(o, Outcome::Error(_))));
+    for (driver, outcomes) in &all[1..] {
+        let mut served = 0;
+        for ((case, expected), got) in cases.iter().zip(local).zip(outcomes) {
+            if *got == Outcome::NotServed {
+                continue;
+            }
+            served += 1;
+            assert_eq!(
+                got, expected,
+                "{driver:?}: echo/{} with {}",
+                case.operation, case.input
+            );
+        }
+        assert!(served >= 6, "{driver:?} served only {served} cases");
+    }
+}
