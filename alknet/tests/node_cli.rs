@@ -415,8 +415,7 @@ fn serve_answers_over_its_transports_and_sighup_changes_what_a_key_may_do() {
         "[[public_keys]]\nfingerprint = \"{}\"\nidentity = \"node:head\"\n",
         peer.fingerprint()
     );
-    let listen =
-        "[listen]\ncall = \"127.0.0.1:0\"\nwebsocket = \"127.0.0.1:0\"\nirpc = \"127.0.0.1:0\"\n";
+    let listen = "[listen]\ncall = \"127.0.0.1:0\"\nwebsocket = \"127.0.0.1:0\"\nirpc = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\ndns = \"127.0.0.1:0\"\n";
     std::fs::write(&path, format!("{listen}{entry}{peer_entry}")).unwrap();
     // Long enough that only SIGHUP reloads within this test.
     let server = Server::start(&path, 600_000);
@@ -432,6 +431,16 @@ fn serve_answers_over_its_transports_and_sighup_changes_what_a_key_may_do() {
     };
     let (call_addr, _websocket, irpc_addr) =
         (address("call"), address("websocket"), address("irpc"));
+    let (http_addr, dns_addr) = (address("http"), address("dns"));
+    let http = |operation: &str| {
+        let out = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST"])
+            .args(["-H", &format!("Authorization: Bearer {key}"), "-d", "{}"])
+            .arg(format!("http://{http_addr}/v1/{operation}"))
+            .output()
+            .expect("curl runs");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
     let remote = |operation: &str| {
         alknet(&[
             "call",
@@ -472,6 +481,24 @@ fn serve_answers_over_its_transports_and_sighup_changes_what_a_key_may_do() {
         assert_eq!(echo.length, 9);
     });
 
+    // HTTP, with the API key as a bearer token.
+    assert_eq!(http("echo/served"), "200");
+    // DNS: `{"text":"hi"}` as a base64url label before `say.echo`.
+    let dig = Command::new("dig")
+        .args([
+            &format!("@{}", dns_addr.ip()),
+            "-p",
+            &dns_addr.port().to_string(),
+        ])
+        .args(["+short", "eyJ0ZXh0IjoiaGkifQ.say.echo.alk.dev", "TXT"])
+        .output()
+        .expect("dig runs");
+    let answer = String::from_utf8_lossy(&dig.stdout);
+    assert!(
+        answer.contains("length") && answer.contains("hi"),
+        "{answer}"
+    );
+
     // The key loses its scope; SIGHUP; the same call is now forbidden.
     let (_, plain_entry) = new_key("ops", &[]);
     let plain_entry = plain_entry.replace(
@@ -484,5 +511,6 @@ fn serve_answers_over_its_transports_and_sighup_changes_what_a_key_may_do() {
     let out = remote("echo/served");
     assert!(!out.status.success());
     assert!(stderr(&out).contains("FORBIDDEN"), "{}", stderr(&out));
+    assert_eq!(http("echo/served"), "403");
     server.stop();
 }
