@@ -130,7 +130,6 @@ pub mod __private {
 
     pub use crate::__irpc_items as irpc_items;
     pub use futures::future::BoxFuture;
-    pub use futures::stream::BoxStream;
     pub use futures::{FutureExt, StreamExt};
     pub use serde_json::Value;
 

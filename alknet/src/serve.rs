@@ -9,7 +9,7 @@ use std::time::Duration;
 use alknet::node::Node;
 
 use crate::transports::{self, Running};
-use alknet_runtime::config::{ConfigServiceImpl, ConfigSource, ReloadPart, log_reload};
+use alknet_runtime::config::{ConfigServiceImpl, ConfigSource, ReloadPart};
 use tokio::signal::unix::{SignalKind, signal};
 
 /// The configuration at `path`, or the embedded default.
@@ -66,7 +66,8 @@ async fn serve(config: Option<&Path>, watch_interval: Duration) -> Result<ExitCo
     );
     loop {
         tokio::select! {
-            _ = hangups.recv() => log_reload("SIGHUP", &config.reload(ReloadPart::All)),
+            // The outcome is logged; a failed reload keeps the running configuration.
+            _ = hangups.recv() => { let _ = config.reload_logged("SIGHUP", ReloadPart::All); }
             _ = terminate.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
         }

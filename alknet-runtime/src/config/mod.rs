@@ -28,9 +28,7 @@ pub(crate) mod time;
 pub use dynamic::{ApiKeyEntry, DynamicConfig, Peer, Rate, RateLimits, TokenKey};
 pub use file::Listen;
 pub use forwarding::{ForwardingAction, ForwardingPolicy, ForwardingRule};
-pub use service::{
-    ConfigServiceImpl, ConfigSource, ConfigStatus, ReloadPart, ReloadReport, log_reload,
-};
+pub use service::{ConfigServiceImpl, ConfigSource, ConfigStatus, ReloadPart, ReloadReport};
 pub use time::parse_datetime;
 
 /// The embedded default configuration: every transport on loopback, no credentials.

@@ -181,6 +181,18 @@ impl ConfigServiceImpl {
         self.apply(&mut state, text, part)
     }
 
+    /// [`reload`](Self::reload), logging the outcome with what triggered it (`SIGHUP`,
+    /// `config/reload`, ...): how every trigger reloads.
+    pub fn reload_logged(
+        &self,
+        trigger: &str,
+        part: ReloadPart,
+    ) -> Result<ReloadReport, ConfigError> {
+        let outcome = self.reload(part);
+        log_reload(trigger, &outcome);
+        outcome
+    }
+
     /// Reload everything if the source changed since it was last read; `None` if it did not.
     pub fn reload_if_changed(&self) -> Option<Result<ReloadReport, ConfigError>> {
         let mut state = self.state();
@@ -277,7 +289,7 @@ impl ConfigServiceImpl {
 }
 
 /// Log a reload's outcome; `trigger` says what started it (`SIGHUP`, `file changed`, ...).
-pub fn log_reload(trigger: &str, outcome: &Result<ReloadReport, ConfigError>) {
+fn log_reload(trigger: &str, outcome: &Result<ReloadReport, ConfigError>) {
     match outcome {
         Ok(report) if report.changed.is_empty() => {
             tracing::info!(

@@ -24,9 +24,7 @@
 
 use std::sync::Arc;
 
-use alknet_runtime::config::{
-    ConfigError, ConfigServiceImpl, ReloadPart, ReloadReport, log_reload,
-};
+use alknet_runtime::config::{ConfigError, ConfigServiceImpl, ReloadPart, ReloadReport};
 use alknet_runtime::credentials::key_from_hex;
 use alknet_runtime::prelude::*;
 use alknet_runtime::{ConfigIdentityProvider, Credential, key_fingerprint};
@@ -220,8 +218,8 @@ impl AuthHandler for AuthService {
         _ctx: &OperationContext,
         _request: ReloadKeys,
     ) -> Result<ReloadReport, CallError> {
-        let outcome = self.config.reload(ReloadPart::All);
-        log_reload("auth/reload_keys", &outcome);
-        outcome.map_err(ConfigError::into_call_error)
+        self.config
+            .reload_logged("auth/reload_keys", ReloadPart::All)
+            .map_err(ConfigError::into_call_error)
     }
 }

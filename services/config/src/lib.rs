@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use alknet_runtime::config::{
     ConfigError, ConfigServiceImpl, ConfigStatus, ForwardingPolicy, RateLimits, ReloadPart,
-    ReloadReport, log_reload,
+    ReloadReport,
 };
 use alknet_runtime::prelude::*;
 
@@ -84,9 +84,9 @@ impl ConfigService {
     }
 
     fn apply_reload(&self, trigger: &str, part: ReloadPart) -> Result<ReloadReport, CallError> {
-        let outcome = self.config.reload(part);
-        log_reload(trigger, &outcome);
-        outcome.map_err(ConfigError::into_call_error)
+        self.config
+            .reload_logged(trigger, part)
+            .map_err(ConfigError::into_call_error)
     }
 }
 
