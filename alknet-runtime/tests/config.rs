@@ -28,6 +28,14 @@ fn the_documented_example_is_valid_and_means_what_its_comments_say() {
     assert_eq!(static_config.listen.call, addr("127.0.0.1:4433"));
     assert_eq!(static_config.listen.http, addr("127.0.0.1:8080"));
     assert_eq!(static_config.dns_zone, "alk.dev");
+    let http = &static_config.http;
+    assert_eq!(http.max_body_bytes.map(|n| n.get()), Some(1024 * 1024));
+    assert_eq!(http.request_timeout_ms.map(|n| n.get()), Some(30_000));
+    assert_eq!(http.max_concurrent_requests.map(|n| n.get()), Some(1024));
+    assert_eq!(
+        http.mcp_allowed_hosts.as_deref(),
+        Some(&["localhost".to_string(), "127.0.0.1".into(), "::1".into()][..])
+    );
     assert_eq!(
         static_config.node_key.as_deref(),
         Some(Path::new("/etc/alknet/node.key"))
@@ -115,6 +123,9 @@ fn every_invalid_file_is_refused_with_its_line_and_problem() {
         ("\n\n[rate_limits]\nper_ip = { per_second = 0, burst = 1 }\n".into(), 3, "at least 1"),
         ("[auth]\ntoken_window_secs = 0\n".into(), 2, "between 1 and 86400"),
         ("[listen]\ncall = \"127.0.0.1:1\n".into(), 2, "invalid"),
+        ("[http]\nmax_concurrent_requests = 0\n".into(), 2, "nonzero"),
+        ("[http]\nrequest_timeout_ms = -5\n".into(), 2, "invalid value"),
+        ("[http]\nmcp_allowed_host = []\n".into(), 2, "unknown field `mcp_allowed_host`"),
     ];
     for (text, line, problem) in cases {
         let err = parse(&text, "node.toml").expect_err(&text);

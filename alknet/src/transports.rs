@@ -2,14 +2,16 @@
 //! identity provider. Each returns what keeps it running and the address it listens on.
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
+use std::time::Duration;
 
 use alknet::node::Node;
 use alknet_auth::AuthProtocol;
 use alknet_config::ConfigProtocol;
 use alknet_example::EchoProtocol;
 use alknet_runtime::adapters::dns::DnsAdapter;
-use alknet_runtime::adapters::http::HttpAdapter;
+use alknet_runtime::adapters::http::{HttpAdapter, HttpLimits};
 use alknet_runtime::call::{CallConfig, CallEndpoint, CallServer};
 use alknet_runtime::quic::{NodeIdentity, QuicConfig};
 use alknet_runtime::service_path::IrpcListener;
@@ -96,7 +98,27 @@ pub async fn http(node: &Node, address: SocketAddr) -> Result<Running, String> {
         .await
         .map_err(|err| format!("cannot listen for HTTP on {address}: {err}"))?;
     let address = listener.local_addr().map_err(|err| err.to_string())?;
-    let adapter = HttpAdapter::new(node.env.clone()).identities(Arc::clone(&node.identities));
+    let settings = &node.config.static_config().http;
+    let defaults = HttpLimits::default();
+    let limits = HttpLimits {
+        max_body_bytes: settings
+            .max_body_bytes
+            .map_or(defaults.max_body_bytes, NonZeroUsize::get),
+        request_timeout: settings
+            .request_timeout_ms
+            .map_or(defaults.request_timeout, |ms| {
+                Duration::from_millis(ms.get())
+            }),
+        max_concurrent_requests: settings
+            .max_concurrent_requests
+            .map_or(defaults.max_concurrent_requests, NonZeroUsize::get),
+    };
+    let mut adapter = HttpAdapter::new(node.env.clone())
+        .identities(Arc::clone(&node.identities))
+        .limits(limits);
+    if let Some(hosts) = &settings.mcp_allowed_hosts {
+        adapter = adapter.mcp_allowed_hosts(hosts.clone());
+    }
     let serving = tokio::spawn(async move {
         if let Err(err) = adapter.serve(listener).await {
             tracing::error!(%err, "the HTTP listener stopped");

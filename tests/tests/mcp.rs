@@ -1,8 +1,11 @@
 //! The MCP adapter over streamable HTTP, with the official MCP Python SDK as the client.
 
-use alknet_runtime::adapters::http::HttpLimits;
+use std::sync::atomic::Ordering::SeqCst;
+
+use alknet_runtime::adapters::http::{HttpAdapter, HttpLimits};
 use alknet_tests::adapters::{ADMIN, env, mcp_session, serve_http};
 use alknet_tests::probe::Probe;
+use alknet_tests::until;
 use serde_json::{Value, json};
 
 async fn url() -> String {
@@ -110,4 +113,233 @@ async fn calls_answer_structured_content_and_errors_are_tool_results() {
     assert_eq!(code(5), "UNAUTHENTICATED");
     assert_eq!(code(6), "INTERNAL");
     assert_eq!(code(7), "TIMEOUT");
+}
+
+/// A streamable HTTP session driven by hand, JSON-RPC message by message, for what the SDK
+/// client does not expose: cancelling a call and watching the HTTP exchange.
+struct RawSession {
+    client: reqwest::Client,
+    url: String,
+    session: String,
+}
+
+impl RawSession {
+    async fn open(url: &str) -> RawSession {
+        let client = reqwest::Client::new();
+        let initialize = json!({
+            "jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "alknet-tests", "version": "0"}
+            }
+        });
+        let response = client
+            .post(url)
+            .header("accept", "application/json, text/event-stream")
+            .json(&initialize)
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "{}", response.status());
+        let session = response.headers()["mcp-session-id"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let body = response.text().await.unwrap();
+        assert!(body.contains("serverInfo"), "{body}");
+        let raw = RawSession {
+            client,
+            url: url.to_string(),
+            session,
+        };
+        let initialized = raw
+            .send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            .await;
+        assert_eq!(initialized.status(), 202);
+        raw
+    }
+
+    async fn send(&self, message: Value) -> reqwest::Response {
+        self.client
+            .post(&self.url)
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-session-id", &self.session)
+            .json(&message)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancelled_notification_cancels_the_handler() {
+    let probe = Probe::default();
+    let state = probe.0.clone();
+    let addr = serve_http(env(probe), HttpLimits::default()).await;
+    let mcp = RawSession::open(&format!("http://{addr}/mcp")).await;
+
+    let call = mcp
+        .send(json!({
+            "jsonrpc": "2.0", "id": 2, "method": "tools/call",
+            "params": {"name": "probe.hang", "arguments": {"depth": 2}}
+        }))
+        .await;
+    assert!(call.status().is_success());
+    until("the handler and its nested calls started", || {
+        state.started.load(SeqCst) == 3
+    })
+    .await;
+    assert_eq!(state.dropped.load(SeqCst), 0);
+
+    let cancelled = mcp
+        .send(json!({
+            "jsonrpc": "2.0", "method": "notifications/cancelled",
+            "params": {"requestId": 2, "reason": "the user gave up"}
+        }))
+        .await;
+    assert_eq!(cancelled.status(), 202);
+    until("the handler and its nested calls were cancelled", || {
+        state.dropped.load(SeqCst) == 3
+    })
+    .await;
+
+    // The session carries on.
+    let listed = mcp
+        .send(json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list"}))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(listed.contains("echo.say"), "{listed}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tool_calls_share_the_http_concurrency_limit() {
+    let probe = Probe::default();
+    let state = probe.0.clone();
+    let limits = HttpLimits {
+        max_concurrent_requests: 1,
+        ..HttpLimits::default()
+    };
+    let addr = serve_http(env(probe), limits).await;
+    let mcp = RawSession::open(&format!("http://{addr}/mcp")).await;
+    let say = || {
+        reqwest::Client::new()
+            .post(format!("http://{addr}/v1/echo/say"))
+            .json(&json!({"text": "hi"}))
+            .send()
+    };
+
+    // A call over `POST /v1` holds the only slot while its handler hangs…
+    let hanging = tokio::spawn(
+        reqwest::Client::new()
+            .post(format!("http://{addr}/v1/probe/hang"))
+            .json(&json!({"depth": 0}))
+            .send(),
+    );
+    until("the handler started", || state.started.load(SeqCst) == 1).await;
+    // …so a tool call is turned away at once, as a tool result; listing is not a call.
+    let refused = mcp
+        .send(json!({
+            "jsonrpc": "2.0", "id": 2, "method": "tools/call",
+            "params": {"name": "echo.say", "arguments": {"text": "hi"}}
+        }))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let result = sse_result(&refused);
+    assert_eq!(result["isError"], true, "{result}");
+    let error = &result["structuredContent"]["error"];
+    assert_eq!(error["code"], "RESOURCE_EXHAUSTED");
+    assert_eq!(error["retryable"], true);
+    assert_eq!(error["details"]["retry_after_ms"], 1000);
+    let listed = mcp
+        .send(json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list"}))
+        .await;
+    assert!(listed.status().is_success(), "{}", listed.status());
+
+    hanging.abort();
+    until("the handler was cancelled", || {
+        state.dropped.load(SeqCst) == 1
+    })
+    .await;
+
+    // A tool call in progress holds the slot the same way.
+    let call = mcp
+        .send(json!({
+            "jsonrpc": "2.0", "id": 4, "method": "tools/call",
+            "params": {"name": "probe.hang", "arguments": {"depth": 0}}
+        }))
+        .await;
+    assert!(call.status().is_success());
+    until("the tool's handler started", || {
+        state.started.load(SeqCst) == 2
+    })
+    .await;
+    let turned_away = say().await.unwrap();
+    assert_eq!(turned_away.status(), 429);
+    assert_eq!(turned_away.headers()["retry-after"], "1");
+
+    // Cancelling the tool call frees it.
+    mcp.send(json!({
+        "jsonrpc": "2.0", "method": "notifications/cancelled",
+        "params": {"requestId": 4}
+    }))
+    .await;
+    until("the tool's handler was cancelled", || {
+        state.dropped.load(SeqCst) == 2
+    })
+    .await;
+    assert_eq!(say().await.unwrap().status(), 200);
+}
+
+/// The JSON-RPC result in a streamable HTTP answer (an SSE stream of one message).
+fn sse_result(body: &str) -> Value {
+    let data = body
+        .lines()
+        .filter_map(|line| line.strip_prefix("data:"))
+        .map(str::trim)
+        .find(|data| !data.is_empty())
+        .unwrap_or_else(|| panic!("no message in {body}"));
+    let message: Value = serde_json::from_str(data).unwrap();
+    message["result"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_allowed_host_names_reach_mcp() {
+    let url = |addr| format!("http://{addr}/mcp");
+    let initialize = |host: &str, addr: std::net::SocketAddr| {
+        reqwest::Client::new()
+            .post(url(addr))
+            .header("host", host)
+            .header("accept", "application/json, text/event-stream")
+            .json(&json!({
+                "jsonrpc": "2.0", "id": 1, "method": "initialize",
+                "params": {
+                    "protocolVersion": "2025-06-18",
+                    "capabilities": {},
+                    "clientInfo": {"name": "alknet-tests", "version": "0"}
+                }
+            }))
+            .send()
+    };
+
+    // By default only loopback names, against DNS rebinding.
+    let default = serve_http(env(Probe::default()), HttpLimits::default()).await;
+    let refused = initialize("node.example", default).await.unwrap();
+    assert_eq!(refused.status(), 403);
+    let loopback = initialize("localhost", default).await.unwrap();
+    assert!(loopback.status().is_success(), "{}", loopback.status());
+
+    // A node reached by name lists it.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let named = listener.local_addr().unwrap();
+    let adapter = HttpAdapter::new(env(Probe::default())).mcp_allowed_hosts(["node.example"]);
+    tokio::spawn(adapter.serve(listener));
+    let allowed = initialize("node.example", named).await.unwrap();
+    assert!(allowed.status().is_success(), "{}", allowed.status());
+    let refused = initialize("localhost", named).await.unwrap();
+    assert_eq!(refused.status(), 403);
 }

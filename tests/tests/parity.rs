@@ -1,14 +1,25 @@
-//! Parity: every external operation of the example service, called through every adapter,
-//! gives the same output and the same error codes as a local call. Driven by the specs: an
-//! operation without cases fails the test. The call protocol joins as one more driver.
+//! Parity: every external operation of the example service, called through every adapter
+//! by the same caller, gives the same output and the same error codes as a local call.
+//! Driven by the specs: an operation without cases fails the test.
+//!
+//! Each case runs as three callers — anonymous, a reader without `echo:admin`, and an
+//! admin — so access control is compared too (`echo/served`: `UNAUTHENTICATED`,
+//! `FORBIDDEN`, then its output). A driver runs only the callers its transport can
+//! present: DNS carries no credentials (anonymous only), and the call protocol admits no
+//! anonymous caller (every call is a key-checked peer or carries an `auth_token`).
 
 use std::collections::BTreeSet;
 
 use alknet_example::{EchoProtocol, EchoService};
-use alknet_runtime::OperationEnv;
 use alknet_runtime::adapters::http::HttpLimits;
+use alknet_runtime::call::{
+    CallConfig, CallEndpoint, CallOptions, CallServer, Connection, NodeIdentity, PeerKey,
+};
 use alknet_runtime::futures::StreamExt;
-use alknet_tests::adapters::{base64url, dig, mcp_session, serve_dns, serve_http};
+use alknet_runtime::{Caller, Credential, IdentityProvider, OperationEnv};
+use alknet_tests::adapters::{
+    ADMIN, READER, base64url, dig, identities, mcp_session, serve_dns, serve_http,
+};
 use serde_json::{Value, json};
 
 /// What one call came to, as every adapter can say it.
@@ -48,6 +59,27 @@ fn env() -> OperationEnv {
         .unwrap()
 }
 
+/// Who makes the calls.
+#[derive(Debug, Clone, Copy)]
+enum As {
+    Anonymous,
+    Reader,
+    Admin,
+}
+
+impl As {
+    /// The bearer token the caller presents, if any.
+    fn token(self) -> Option<&'static str> {
+        match self {
+            As::Anonymous => None,
+            As::Reader => Some(READER),
+            As::Admin => Some(ADMIN),
+        }
+    }
+}
+
+const CALLERS: [As; 3] = [As::Anonymous, As::Reader, As::Admin];
+
 /// The drivers, in the order their outcomes are compared against the first.
 #[derive(Debug, Clone, Copy)]
 enum Driver {
@@ -55,13 +87,62 @@ enum Driver {
     Http,
     Mcp,
     Dns,
+    CallProtocol,
 }
 
-const DRIVERS: [Driver; 4] = [Driver::Local, Driver::Http, Driver::Mcp, Driver::Dns];
+const DRIVERS: [Driver; 5] = [
+    Driver::Local,
+    Driver::Http,
+    Driver::Mcp,
+    Driver::Dns,
+    Driver::CallProtocol,
+];
 
-async fn run(driver: Driver, env: &OperationEnv, cases: &[Case]) -> Vec<Outcome> {
+impl Driver {
+    /// Whether the driver's transport can present `caller`.
+    fn presents(self, caller: As) -> bool {
+        match self {
+            Driver::Dns => matches!(caller, As::Anonymous),
+            Driver::CallProtocol => !matches!(caller, As::Anonymous),
+            Driver::Local | Driver::Http | Driver::Mcp => true,
+        }
+    }
+}
+
+/// A call-protocol connection from a second endpoint to one serving `env`; the client's
+/// key is unknown to the server, so each call's `auth_token` names the caller.
+async fn call_protocol(env: &OperationEnv) -> Connection {
+    let loopback = "127.0.0.1:0".parse().unwrap();
+    let node = NodeIdentity::generate().unwrap();
+    let server = CallEndpoint::bind(loopback, &node, CallConfig::default()).unwrap();
+    server.serve(CallServer::new(env.clone(), identities()));
+    let client = CallEndpoint::bind(
+        loopback,
+        &NodeIdentity::generate().unwrap(),
+        CallConfig::default(),
+    )
+    .unwrap();
+    client
+        .connect(
+            server.local_addr(),
+            PeerKey::Pinned(node.fingerprint().to_string()),
+        )
+        .await
+        .unwrap()
+}
+
+async fn run(driver: Driver, caller: As, env: &OperationEnv, cases: &[Case]) -> Vec<Outcome> {
     match driver {
         Driver::Local => {
+            let mut with_caller = Caller::new();
+            if let Some(token) = caller.token() {
+                let identity = identities()
+                    .resolve(Credential::bearer(token))
+                    .await
+                    .unwrap();
+                with_caller = with_caller.identity(identity);
+            }
+            let env = env.with_caller(with_caller);
             let mut outcomes = Vec::new();
             for case in cases {
                 let spec = env.spec("echo", case.operation).unwrap();
@@ -93,7 +174,7 @@ async fn run(driver: Driver, env: &OperationEnv, cases: &[Case]) -> Vec<Outcome>
             let client = reqwest::Client::new();
             let mut outcomes = Vec::new();
             for case in cases {
-                let response = client
+                let mut request = client
                     .post(format!(
                         "http://{base}{}",
                         env.spec("echo", case.operation)
@@ -101,10 +182,11 @@ async fn run(driver: Driver, env: &OperationEnv, cases: &[Case]) -> Vec<Outcome>
                             .bindings()
                             .http_path
                     ))
-                    .json(&case.input)
-                    .send()
-                    .await
-                    .unwrap();
+                    .json(&case.input);
+                if let Some(token) = caller.token() {
+                    request = request.bearer_auth(token);
+                }
+                let response = request.send().await.unwrap();
                 let status = response.status();
                 let sse = response
                     .headers()
@@ -146,7 +228,7 @@ async fn run(driver: Driver, env: &OperationEnv, cases: &[Case]) -> Vec<Outcome>
                 .collect();
             let session = mcp_session(
                 &["--http", &format!("http://{base}/mcp")],
-                None,
+                caller.token(),
                 &json!(calls),
             )
             .await;
@@ -205,15 +287,45 @@ async fn run(driver: Driver, env: &OperationEnv, cases: &[Case]) -> Vec<Outcome>
             }
             outcomes
         }
+        Driver::CallProtocol => {
+            let connection = call_protocol(env).await;
+            let options = CallOptions::new().auth_token(caller.token().unwrap());
+            let mut outcomes = Vec::new();
+            for case in cases {
+                let spec = env.spec("echo", case.operation).unwrap();
+                let target = spec.bindings().call_protocol;
+                outcomes.push(if spec.is_subscription() {
+                    let items: Vec<_> = connection
+                        .subscribe_with(&target, case.input.clone(), &options)
+                        .await
+                        .collect()
+                        .await;
+                    match items.into_iter().collect::<Result<Vec<_>, _>>() {
+                        Ok(items) => Outcome::Items(items),
+                        Err(err) => Outcome::Error(err.code.to_string()),
+                    }
+                } else {
+                    match connection
+                        .call_with(&target, case.input.clone(), &options)
+                        .await
+                    {
+                        Ok(output) => Outcome::Output(output),
+                        Err(err) => Outcome::Error(err.code.to_string()),
+                    }
+                });
+            }
+            connection.close();
+            outcomes
+        }
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn every_adapter_agrees_with_a_local_call() {
-    let env = env();
+async fn every_adapter_agrees_with_a_local_call_for_every_caller() {
+    let specs = env();
     let cases = cases();
     let covered: BTreeSet<&str> = cases.iter().map(|c| c.operation).collect();
-    for op in env.operations().filter(|op| op.is_external()) {
+    for op in specs.operations().filter(|op| op.is_external()) {
         assert!(
             covered.contains(op.name.as_str()),
             "`{}` has no parity case: add one",
@@ -221,26 +333,44 @@ async fn every_adapter_agrees_with_a_local_call() {
         );
     }
 
-    let mut all = Vec::new();
-    for driver in DRIVERS {
-        all.push((driver, run(driver, &env, &cases).await));
-    }
-    let (_, local) = &all[0];
-    assert!(local.iter().any(|o| matches!(o, Outcome::Output(_))));
-    assert!(local.iter().any(|o| matches!(o, Outcome::Error(_))));
-    for (driver, outcomes) in &all[1..] {
-        let mut served = 0;
-        for ((case, expected), got) in cases.iter().zip(local).zip(outcomes) {
-            if *got == Outcome::NotServed {
-                continue;
+    let served = cases.iter().position(|c| c.operation == "served").unwrap();
+    let mut served_outcomes = Vec::new();
+    for caller in CALLERS {
+        let mut all = Vec::new();
+        for driver in DRIVERS.into_iter().filter(|d| d.presents(caller)) {
+            // A fresh node per run: `echo/served` answers how many calls it has served.
+            all.push((driver, run(driver, caller, &env(), &cases).await));
+        }
+        let (_, local) = &all[0];
+        assert!(local.iter().any(|o| matches!(o, Outcome::Output(_))));
+        assert!(local.iter().any(|o| matches!(o, Outcome::Error(_))));
+        served_outcomes.push(local[served].clone());
+        for (driver, outcomes) in &all[1..] {
+            let mut compared = 0;
+            for ((case, expected), got) in cases.iter().zip(local).zip(outcomes) {
+                if *got == Outcome::NotServed {
+                    continue;
+                }
+                compared += 1;
+                assert_eq!(
+                    got, expected,
+                    "{driver:?} as {caller:?}: echo/{} with {}",
+                    case.operation, case.input
+                );
             }
-            served += 1;
-            assert_eq!(
-                got, expected,
-                "{driver:?}: echo/{} with {}",
-                case.operation, case.input
+            assert!(
+                compared >= 6,
+                "{driver:?} as {caller:?} served only {compared} cases"
             );
         }
-        assert!(served >= 6, "{driver:?} served only {served} cases");
     }
+    // Access control is part of what the drivers agree on.
+    assert_eq!(
+        served_outcomes[..2],
+        [
+            Outcome::Error("UNAUTHENTICATED".into()),
+            Outcome::Error("FORBIDDEN".into())
+        ]
+    );
+    assert!(matches!(served_outcomes[2], Outcome::Output(_)));
 }

@@ -30,6 +30,7 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt};
 use serde_json::{Map, Value, json};
 
+use super::slots::CallSlots;
 use super::{bearer, error_body};
 use crate::{
     CallError, Caller, Identity, IdentityProvider, OperationEnv, OperationSpec, RequestId,
@@ -45,6 +46,11 @@ pub struct McpAdapter {
     env: OperationEnv,
     identities: Arc<dyn IdentityProvider>,
     timeout: Duration,
+    /// `None`: rmcp's loopback names.
+    allowed_hosts: Option<Vec<String>>,
+    max_body_bytes: Option<usize>,
+    /// `None`: tool calls are not limited.
+    slots: Option<CallSlots>,
 }
 
 impl McpAdapter {
@@ -54,6 +60,9 @@ impl McpAdapter {
             env,
             identities: Arc::new(StaticIdentities::new()),
             timeout: Duration::from_secs(30),
+            allowed_hosts: None,
+            max_body_bytes: None,
+            slots: None,
         }
     }
 
@@ -69,14 +78,48 @@ impl McpAdapter {
         self
     }
 
+    /// Answer streamable HTTP requests whose `Host` is one of `hosts` (`name` or
+    /// `name:port`) instead of only loopback names; others get `403`. The check guards a
+    /// node against DNS rebinding: a node reached by name must list that name.
+    pub fn allowed_hosts(mut self, hosts: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.allowed_hosts = Some(hosts.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Serve at most `calls` tool calls at once; one more is answered at once with an
+    /// `isError` result carrying `RESOURCE_EXHAUSTED` (retryable), never queued.
+    pub fn max_concurrent_calls(self, calls: usize) -> Self {
+        self.slots(CallSlots::new(calls))
+    }
+
+    /// Draw tool calls' slots from `slots`, shared with the HTTP adapter's routes.
+    pub(crate) fn slots(mut self, slots: CallSlots) -> Self {
+        self.slots = Some(slots);
+        self
+    }
+
+    /// The largest streamable HTTP request body accepted; a larger one is `413`.
+    pub fn max_body_bytes(mut self, bytes: usize) -> Self {
+        self.max_body_bytes = Some(bytes);
+        self
+    }
+
     /// The streamable HTTP transport as a tower service, for mounting on an axum router
-    /// (the HTTP adapter mounts it at `/mcp`). It answers only requests whose `Host` is a
-    /// loopback name, as rmcp does by default against DNS rebinding.
+    /// (the HTTP adapter mounts it at `/mcp`). By default it answers only requests whose
+    /// `Host` is a loopback name, as rmcp does against DNS rebinding
+    /// ([`McpAdapter::allowed_hosts`] widens that).
     pub fn streamable_http_service(self) -> StreamableHttpService<McpAdapter, LocalSessionManager> {
+        let mut config = StreamableHttpServerConfig::default();
+        if let Some(hosts) = &self.allowed_hosts {
+            config = config.with_allowed_hosts(hosts.clone());
+        }
+        if let Some(bytes) = self.max_body_bytes {
+            config.max_request_body_bytes = bytes;
+        }
         StreamableHttpService::new(
             move || Ok(self.clone()),
             Arc::new(LocalSessionManager::default()),
-            StreamableHttpServerConfig::default(),
+            config,
         )
     }
 
@@ -107,6 +150,10 @@ impl McpAdapter {
         request: CallToolRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> CallToolResult {
+        let _slot = match self.slots.as_ref().map(CallSlots::take) {
+            Some(Err(err)) => return failed(&err, RequestId::next()),
+            slot => slot,
+        };
         let (namespace, operation) = request.name.split_once('.').unwrap_or((&request.name, ""));
         let identity = match self.identity(&ctx).await {
             Ok(identity) => identity,

@@ -19,6 +19,8 @@ pub mod dns;
 pub mod http;
 #[cfg(feature = "mcp")]
 pub mod mcp;
+#[cfg(feature = "http")]
+mod slots;
 
 /// `{"error": {code, message, retryable, details, request_id}}`: how the HTTP adapter
 /// answers a failed call, and how MCP and DNS carry the error too.

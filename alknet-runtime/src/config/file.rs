@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::num::{NonZeroU64, NonZeroUsize};
 use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -54,6 +55,8 @@ struct File {
     #[serde(default)]
     dns: DnsSection,
     #[serde(default)]
+    http: HttpSettings,
+    #[serde(default)]
     auth: AuthSection,
     #[serde(default)]
     api_keys: Vec<Spanned<ApiKeyFile>>,
@@ -83,6 +86,22 @@ pub struct Listen {
     pub dns: Option<SocketAddr>,
     /// The irpc service path (QUIC), for other nodes of the cluster.
     pub irpc: Option<SocketAddr>,
+}
+
+/// The HTTP adapter's limits, and the `Host` names MCP answers at `/mcp`; an absent
+/// setting keeps the adapter's default.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    /// The largest request body accepted, in bytes (default 1 MiB).
+    pub max_body_bytes: Option<NonZeroUsize>,
+    /// How long a query or mutation may take, in milliseconds (default 30000).
+    pub request_timeout_ms: Option<NonZeroU64>,
+    /// How many calls are served at once; more are turned away (default 1024).
+    pub max_concurrent_requests: Option<NonZeroUsize>,
+    /// The `Host` names (`name` or `name:port`) MCP answers; default: loopback names only,
+    /// against DNS rebinding. A node reached by name must list it.
+    pub mcp_allowed_hosts: Option<Vec<String>>,
 }
 
 #[derive(Default, Deserialize)]
@@ -426,6 +445,7 @@ impl File {
             listen: self.listen,
             node_key: self.node.key,
             dns_zone: self.dns.zone.0,
+            http: self.http,
         };
         let dynamic = DynamicConfig {
             generation: 0,

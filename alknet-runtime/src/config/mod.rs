@@ -26,7 +26,7 @@ mod service;
 pub(crate) mod time;
 
 pub use dynamic::{ApiKeyEntry, DynamicConfig, Peer, Rate, RateLimits, TokenKey};
-pub use file::Listen;
+pub use file::{HttpSettings, Listen};
 pub use forwarding::{ForwardingAction, ForwardingPolicy, ForwardingRule};
 pub use service::{ConfigServiceImpl, ConfigSource, ConfigStatus, ReloadPart, ReloadReport};
 pub use time::parse_datetime;
@@ -34,7 +34,8 @@ pub use time::parse_datetime;
 /// The embedded default configuration: every transport on loopback, no credentials.
 pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
 
-/// Settings read once at start: listen addresses, the node's key, the DNS zone.
+/// Settings read once at start: listen addresses, the node's key, the DNS zone, the HTTP
+/// adapter's limits.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct StaticConfig {
     /// Where each transport listens.
@@ -43,6 +44,8 @@ pub struct StaticConfig {
     pub node_key: Option<PathBuf>,
     /// The zone the DNS adapter answers for.
     pub dns_zone: String,
+    /// The HTTP adapter's limits and MCP's allowed `Host` names.
+    pub http: HttpSettings,
 }
 
 /// Why a configuration was refused: where, on which line, and what is wrong.

@@ -48,9 +48,9 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
-use tokio::sync::Semaphore;
 
 use super::bearer;
+use super::slots::CallSlots;
 use crate::{CallError, Caller, IdentityProvider, OperationEnv, RequestId, StaticIdentities};
 
 /// The header a client may send to name its request; the adapter answers with it.
@@ -67,9 +67,10 @@ pub struct HttpLimits {
     /// How long a query or mutation may take; past it the call is cancelled and answered
     /// `504` with `TIMEOUT`. Subscriptions last as long as their client listens.
     pub request_timeout: Duration,
-    /// How many calls (`POST /v1/…`, `/mcp` requests) are served at once; one more is
+    /// How many calls (`POST /v1/…` and MCP tool calls) are served at once; one more is
     /// turned away at once with `429`, `RESOURCE_EXHAUSTED` (retryable) and
-    /// `Retry-After: 1`, never queued. A subscription holds its slot while it streams.
+    /// `Retry-After: 1` (over MCP, an `isError` result), never queued. A subscription
+    /// holds its slot while it streams.
     pub max_concurrent_requests: usize,
 }
 
@@ -89,6 +90,9 @@ pub struct HttpAdapter {
     env: OperationEnv,
     identities: Arc<dyn IdentityProvider>,
     limits: HttpLimits,
+    /// `None`: the MCP adapter's default (loopback names).
+    #[cfg(feature = "mcp")]
+    mcp_allowed_hosts: Option<Vec<String>>,
 }
 
 /// What every request handler shares.
@@ -97,8 +101,8 @@ struct Shared {
     identities: Arc<dyn IdentityProvider>,
     limits: HttpLimits,
     openapi: Bytes,
-    /// One permit per call in progress (`POST /v1/…` and `/mcp`), up to the limit.
-    permits: Arc<Semaphore>,
+    /// One per call in progress (`POST /v1/…` and MCP's tool calls), up to the limit.
+    slots: CallSlots,
 }
 
 impl HttpAdapter {
@@ -109,6 +113,8 @@ impl HttpAdapter {
             env,
             identities: Arc::new(StaticIdentities::new()),
             limits: HttpLimits::default(),
+            #[cfg(feature = "mcp")]
+            mcp_allowed_hosts: None,
         }
     }
 
@@ -124,18 +130,38 @@ impl HttpAdapter {
         self
     }
 
+    /// The `Host` names `/mcp` answers (see [`McpAdapter::allowed_hosts`]).
+    ///
+    /// [`McpAdapter::allowed_hosts`]: crate::adapters::mcp::McpAdapter::allowed_hosts
+    #[cfg(feature = "mcp")]
+    pub fn mcp_allowed_hosts(mut self, hosts: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.mcp_allowed_hosts = Some(hosts.into_iter().map(Into::into).collect());
+        self
+    }
+
     /// The axum router: every route of the adapter (and `/mcp` with the `mcp` feature).
     pub fn router(self) -> Router {
         let openapi = serde_json::to_vec(&crate::schema::openapi(self.env.services()))
             .expect("a JSON value always serializes");
-        let max_concurrent = self.limits.max_concurrent_requests;
-        let permits = Arc::new(Semaphore::new(max_concurrent));
+        let slots = CallSlots::new(self.limits.max_concurrent_requests);
+        #[cfg(feature = "mcp")]
+        let mcp = {
+            let mcp = super::mcp::McpAdapter::new(self.env.clone())
+                .identities(self.identities.clone())
+                .timeout(self.limits.request_timeout)
+                .max_body_bytes(self.limits.max_body_bytes)
+                .slots(slots.clone());
+            match self.mcp_allowed_hosts {
+                Some(hosts) => mcp.allowed_hosts(hosts),
+                None => mcp,
+            }
+        };
         let shared = Arc::new(Shared {
             env: self.env,
             identities: self.identities,
             limits: self.limits,
             openapi: Bytes::from(openapi),
-            permits: permits.clone(),
+            slots,
         });
         let router = Router::new()
             .route("/v1/operations", get(operations))
@@ -144,26 +170,8 @@ impl HttpAdapter {
             .route("/healthz", get(health))
             .fallback(no_route)
             .method_not_allowed_fallback(wrong_method);
-        // MCP shares the calls' permits; a tower layer takes them, as rmcp's service is
-        // not an axum handler.
         #[cfg(feature = "mcp")]
-        let router = router.nest_service(
-            "/mcp",
-            tower::ServiceBuilder::new()
-                .layer(axum::error_handling::HandleErrorLayer::new(
-                    move |_: tower::BoxError| std::future::ready(overloaded(max_concurrent)),
-                ))
-                .load_shed()
-                .layer(tower::limit::GlobalConcurrencyLimitLayer::with_semaphore(
-                    permits,
-                ))
-                .service(
-                    super::mcp::McpAdapter::new(shared.env.clone())
-                        .identities(shared.identities.clone())
-                        .timeout(shared.limits.request_timeout)
-                        .streamable_http_service(),
-                ),
-        );
+        let router = router.nest_service("/mcp", mcp.streamable_http_service());
         router.with_state(shared)
     }
 
@@ -187,12 +195,9 @@ async fn call(
     let (parts, body) = request.into_parts();
     let client_id = client_request_id(&parts.headers);
     // Taken before reading the body, so a flood of large bodies is turned away too.
-    let Ok(permit) = shared.permits.clone().try_acquire_owned() else {
-        return refuse(
-            StatusCode::TOO_MANY_REQUESTS,
-            &overloaded_error(shared.limits.max_concurrent_requests),
-            client_id,
-        );
+    let permit = match shared.slots.take() {
+        Ok(permit) => permit,
+        Err(err) => return refuse(StatusCode::TOO_MANY_REQUESTS, &err, client_id),
     };
     let input = match read_input(body, &parts.headers, shared.limits.max_body_bytes).await {
         Ok(input) => input,
@@ -372,20 +377,4 @@ fn echo(client_id: Option<HeaderValue>, request_id: RequestId) -> HeaderValue {
 fn refuse(status: StatusCode, err: &CallError, client_id: Option<HeaderValue>) -> Response {
     let id = RequestId::next();
     response::error(status, err, id, echo(client_id, id))
-}
-
-#[cfg(feature = "mcp")]
-fn overloaded(max_concurrent: usize) -> Response {
-    refuse(
-        StatusCode::TOO_MANY_REQUESTS,
-        &overloaded_error(max_concurrent),
-        None,
-    )
-}
-
-fn overloaded_error(max_concurrent: usize) -> CallError {
-    CallError::rate_limited(
-        format!("the node is serving its limit of {max_concurrent} concurrent calls"),
-        Duration::from_secs(1),
-    )
 }
