@@ -147,3 +147,67 @@ async fn websocket_calls_subscriptions_errors_and_aborts() {
     let still = call(&mut socket, "z", "/echo/say", json!({"text": "still"})).await;
     assert_eq!(still["payload"]["output"]["length"], 5);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_message_is_refused_with_its_id_and_the_socket_carries_on() {
+    let node = NodeProcess::start(
+        &NodeIdentity::generate().unwrap(),
+        &args([
+            "--serve",
+            "echo",
+            "--token",
+            "ws-token=user:browser",
+            "--ws",
+            "--max-frame",
+            "1024",
+        ]),
+    );
+    let url = format!("ws://{}/call", node.ws.unwrap()).into_client_request();
+    let mut request = url.unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", "Bearer ws-token".parse().unwrap());
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+
+    let refused = call(
+        &mut socket,
+        "big",
+        "/echo/say",
+        json!({"text": "x".repeat(1500)}),
+    )
+    .await;
+    assert_eq!(refused["type"], "call.error");
+    assert_eq!(refused["id"], "big");
+    assert_eq!(refused["payload"]["code"], "RESOURCE_EXHAUSTED");
+    assert!(
+        refused["payload"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("over the limit of 1024 bytes"),
+        "{refused}"
+    );
+
+    let said = call(&mut socket, "small", "/echo/say", json!({"text": "hi"})).await;
+    assert_eq!(
+        said["payload"]["output"],
+        json!({"text": "hi", "length": 2})
+    );
+
+    // Past twice the limit the message is not read to its end: the socket closes.
+    send(
+        &mut socket,
+        requested("huge", "/echo/say", json!({"text": "x".repeat(4000)})),
+    )
+    .await;
+    loop {
+        match socket.next().await {
+            Some(Ok(Message::Close(Some(frame)))) => {
+                assert_eq!(u16::from(frame.code), 1009);
+                break;
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            None | Some(Err(_)) => break,
+            Some(Ok(other)) => panic!("unexpected {other:?}"),
+        }
+    }
+}

@@ -15,14 +15,15 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
 use super::server::{CallServer, EventSink, Peer};
-use super::wire::{Event, EventEnvelope};
+use super::wire::{Event, EventEnvelope, FrameError};
 use crate::{CallError, Credential};
 
 /// An axum router serving the call protocol at `GET /call` (a WebSocket upgrade).
 ///
 /// Callers authenticate with `Authorization: Bearer <token>` on the upgrade request, or
-/// per call with `auth_token`. Messages larger than the server's frame limit close the
-/// socket (close code 1009).
+/// per call with `auth_token`. A message larger than the server's frame limit is refused
+/// with `call.error` (`RESOURCE_EXHAUSTED`, with the message's `id`) and the socket carries
+/// on; one over twice the limit is not read to its end: the socket closes (code 1009).
 ///
 /// ```
 /// use std::sync::Arc;
@@ -51,8 +52,10 @@ async fn upgrade(
     let peer = server
         .resolve_peer(token.as_deref().map(Credential::bearer))
         .await;
-    ws.max_message_size(server.frame_limit())
-        .max_frame_size(server.frame_limit())
+    // Up to twice the limit a message is read, so that its refusal can name its call.
+    let read_at_most = server.frame_limit().saturating_mul(2);
+    ws.max_message_size(read_at_most)
+        .max_frame_size(read_at_most)
         .on_upgrade(move |socket| serve_socket(socket, server, peer))
 }
 
@@ -92,6 +95,13 @@ async fn serve_socket(mut socket: WebSocket, server: CallServer, peer: Peer) {
                 None
             }
             message = socket.recv() => match message {
+                Some(Ok(Message::Text(text))) if text.len() > server.frame_limit() => {
+                    let too_large = FrameError::TooLarge {
+                        len: u32::try_from(text.len()).unwrap_or(u32::MAX),
+                        max: server.frame_limit(),
+                    };
+                    Some(EventEnvelope::new(oversized_id(text.as_bytes()), Event::Error(too_large.to_call_error())))
+                }
                 Some(Ok(Message::Text(text))) => {
                     match EventEnvelope::decode(text.as_bytes()) {
                         Ok(EventEnvelope { id, event: Event::Requested(request) }) => {
@@ -145,4 +155,16 @@ async fn serve_socket(mut socket: WebSocket, server: CallServer, peer: Peer) {
     for (_, (_, task)) in running.calls {
         task.abort();
     }
+}
+
+/// The `id` of an envelope too large to decode, read without keeping its payload, so the
+/// refusal reaches the call it belongs to; `""` if it has none.
+fn oversized_id(json: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct IdOnly {
+        id: String,
+    }
+    serde_json::from_slice::<IdOnly>(json)
+        .map(|envelope| envelope.id)
+        .unwrap_or_default()
 }
