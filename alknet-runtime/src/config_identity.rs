@@ -1,18 +1,26 @@
 //! [`ConfigIdentityProvider`]: credentials resolved against the live [`DynamicConfig`].
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use arc_swap::ArcSwap;
 use futures::future::BoxFuture;
+use rustc_hash::FxHashMap;
+use siphasher::sip128::SipHasher;
 use subtle::ConstantTimeEq;
 
-use crate::config::DynamicConfig;
+use crate::config::{ApiKeyEntry, DynamicConfig};
 use crate::credentials::{api_key_digest, parse_token, unix_now};
 use crate::{CallError, Credential, Identity, IdentityProvider};
 
 /// Resolves key fingerprints, API keys and signed tokens (formats in
 /// [`credentials`](crate::credentials)) against the dynamic configuration, loading the
 /// current snapshot lock-free on every lookup: a reload applies to the next lookup.
+///
+/// An API key that verified once is recognised again by a keyed SipHash-2-4 (128-bit, with
+/// a secret drawn at start) instead of its SHA-256, for as long as the configuration
+/// snapshot it was verified against is in force: the provider never keeps a key, only
+/// that MAC and which entry matched, and any reload starts over. Expiry is checked on
+/// every lookup.
 ///
 /// ```
 /// use alknet_runtime::config::ConfigServiceImpl;
@@ -38,12 +46,64 @@ use crate::{CallError, Credential, Identity, IdentityProvider};
 #[derive(Clone)]
 pub struct ConfigIdentityProvider {
     config: Arc<ArcSwap<DynamicConfig>>,
+    verified: Arc<VerifiedKeys>,
+}
+
+/// API keys that verified against one configuration snapshot, by their MAC.
+struct VerifiedKeys {
+    /// `None` without the OS's random source: a guessable secret would make the MAC
+    /// forgeable, so every lookup then pays for its SHA-256.
+    mac: Option<SipHasher>,
+    /// The snapshot the entries index into, held so that its address cannot be reused by
+    /// another snapshot while the entries point into it.
+    current: RwLock<Option<(Arc<DynamicConfig>, FxHashMap<u128, usize>)>>,
+}
+
+impl VerifiedKeys {
+    fn new() -> Self {
+        let mut secret = [0u8; 16];
+        let mac = getrandom::fill(&mut secret)
+            .is_ok()
+            .then(|| SipHasher::new_with_key(&secret));
+        VerifiedKeys {
+            mac,
+            current: RwLock::new(None),
+        }
+    }
+
+    /// The index in `config.api_keys` of the entry `key` matched when it was verified
+    /// against this very snapshot.
+    fn find(&self, config: &Arc<DynamicConfig>, key: &str) -> Option<usize> {
+        let mac = self.mac.as_ref()?.hash(key.as_bytes()).into();
+        let current = self.current.read().unwrap_or_else(|p| p.into_inner());
+        let (snapshot, keys) = current.as_ref()?;
+        Arc::ptr_eq(snapshot, config)
+            .then(|| keys.get(&mac).copied())
+            .flatten()
+    }
+
+    /// Remember that `key` matched entry `index` of `config`.
+    fn remember(&self, config: &Arc<DynamicConfig>, key: &str, index: usize) {
+        let Some(hasher) = &self.mac else { return };
+        let mac = hasher.hash(key.as_bytes()).into();
+        let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
+        match &mut *current {
+            Some((snapshot, keys)) if Arc::ptr_eq(snapshot, config) => {
+                keys.insert(mac, index);
+            }
+            // A newer snapshot starts over; the old one's entries are gone with it.
+            _ => *current = Some((config.clone(), FxHashMap::from_iter([(mac, index)]))),
+        }
+    }
 }
 
 impl ConfigIdentityProvider {
     /// A provider reading `config` (from [`ConfigServiceImpl::shared`](crate::config::ConfigServiceImpl::shared)).
     pub fn new(config: Arc<ArcSwap<DynamicConfig>>) -> Self {
-        ConfigIdentityProvider { config }
+        ConfigIdentityProvider {
+            config,
+            verified: Arc::new(VerifiedKeys::new()),
+        }
     }
 
     /// Resolve `credential` now, without a future.
@@ -62,7 +122,17 @@ impl ConfigIdentityProvider {
                     CallError::unauthenticated(format!("the key `{fingerprint}` is not allowed"))
                 })
             }
-            Credential::ApiKey(key) => api_key(&config, key),
+            Credential::ApiKey(key) => {
+                let index = match self.verified.find(&config, key) {
+                    Some(index) => index,
+                    None => {
+                        let index = verified_index(&config, key)?;
+                        self.verified.remember(&config, key, index);
+                        index
+                    }
+                };
+                unexpired(&config.api_keys[index])
+            }
             Credential::Token(token) => signed_token(&config, token),
         }
     }
@@ -77,18 +147,22 @@ impl IdentityProvider for ConfigIdentityProvider {
     }
 }
 
-fn api_key(config: &DynamicConfig, key: &str) -> Result<Arc<Identity>, CallError> {
+/// The index of the entry whose hash is `key`'s SHA-256.
+fn verified_index(config: &DynamicConfig, key: &str) -> Result<usize, CallError> {
     let digest = api_key_digest(key)?;
     // Every stored hash is compared, in constant time, so the time taken says nothing
     // about which key (or how much of a hash) matched.
     let digest = words(&digest);
     let mut found = None;
-    for entry in &config.api_keys {
+    for (index, entry) in config.api_keys.iter().enumerate() {
         if bool::from(words(&entry.hash).ct_eq(&digest)) {
-            found = Some(entry);
+            found = Some(index);
         }
     }
-    let entry = found.ok_or_else(|| CallError::unauthenticated("the API key is not valid"))?;
+    found.ok_or_else(|| CallError::unauthenticated("the API key is not valid"))
+}
+
+fn unexpired(entry: &ApiKeyEntry) -> Result<Arc<Identity>, CallError> {
     if let Some(expires_at) = entry.expires_at
         && unix_now() >= expires_at
     {

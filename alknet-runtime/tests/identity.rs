@@ -97,6 +97,54 @@ async fn an_api_key_resolves_to_its_identity_and_nothing_else_does() {
 }
 
 #[tokio::test]
+async fn a_key_verified_once_is_recognised_again_only_while_its_configuration_holds() {
+    let (first, second) = (new_api_key().unwrap(), new_api_key().unwrap());
+    let both = format!(
+        "{}{}",
+        api_key("first", &first, "\"a\"", None),
+        api_key("second", &second, "\"b\"", None)
+    );
+    let node = node(&both);
+    // Each resolves to its own entry, the first time (SHA-256) and again (its MAC).
+    for _ in 0..3 {
+        assert_eq!(
+            node.resolve(Credential::ApiKey(&first)).await.unwrap().id,
+            "svc:first"
+        );
+        assert_eq!(
+            node.resolve(Credential::ApiKey(&second)).await.unwrap().id,
+            "svc:second"
+        );
+    }
+
+    // A reload that drops a key refuses it at once; one that changes a key's scopes or
+    // expiry applies to the next lookup.
+    node.rewrite(&format!(
+        "{}{}",
+        api_key("second", &second, "\"c\"", None),
+        api_key("third", &new_api_key().unwrap(), "", None)
+    ));
+    refused(node.resolve(Credential::ApiKey(&first)).await, "not valid");
+    let second_now = node.resolve(Credential::ApiKey(&second)).await.unwrap();
+    assert!(second_now.has_scope("c") && !second_now.has_scope("b"));
+    node.rewrite(&api_key(
+        "second",
+        &second,
+        "",
+        Some("2001-01-01T00:00:00Z"),
+    ));
+    refused(
+        node.resolve(Credential::ApiKey(&second)).await,
+        "the API key `second` expired",
+    );
+    node.rewrite(&both);
+    assert_eq!(
+        node.resolve(Credential::ApiKey(&first)).await.unwrap().id,
+        "svc:first"
+    );
+}
+
+#[tokio::test]
 async fn the_prefix_alone_never_authenticates() {
     // Even a configuration that stores the hash of the bare prefix (or of a short key)
     // cannot be matched: the shape is checked before any lookup.
