@@ -54,10 +54,12 @@ struct VerifiedKeys {
     /// `None` without the OS's random source: a guessable secret would make the MAC
     /// forgeable, so every lookup then pays for its SHA-256.
     mac: Option<SipHasher>,
-    /// The snapshot the entries index into, held so that its address cannot be reused by
-    /// another snapshot while the entries point into it.
-    current: RwLock<Option<(Arc<DynamicConfig>, FxHashMap<u128, usize>)>>,
+    current: RwLock<Option<Verified>>,
 }
+
+/// The snapshot the indices point into (held, so that its address cannot be reused by
+/// another snapshot while they do), and each verified key's MAC with its entry's index.
+type Verified = (Arc<DynamicConfig>, FxHashMap<u128, usize>);
 
 impl VerifiedKeys {
     fn new() -> Self {
