@@ -108,15 +108,9 @@ impl ConfigIdentityProvider {
         }
     }
 
-    /// Resolve `credential` now, without a future.
-    pub fn resolve_now(&self, credential: Credential<'_>) -> Result<Identity, CallError> {
-        self.resolve_shared(credential)
-            .map(|identity| (*identity).clone())
-    }
-
-    /// Resolve `credential` now, sharing the configured identity rather than copying it:
-    /// what an adapter hands to [`Caller::identity`](crate::Caller::identity) per request.
-    pub fn resolve_shared(&self, credential: Credential<'_>) -> Result<Arc<Identity>, CallError> {
+    /// Resolve `credential` now, without a future, sharing the configured identity rather
+    /// than copying it.
+    pub fn resolve_now(&self, credential: Credential<'_>) -> Result<Arc<Identity>, CallError> {
         let config = self.config.load();
         match credential {
             Credential::KeyFingerprint(fingerprint) => {
@@ -144,7 +138,7 @@ impl IdentityProvider for ConfigIdentityProvider {
     fn resolve<'a>(
         &'a self,
         credential: Credential<'a>,
-    ) -> BoxFuture<'a, Result<Identity, CallError>> {
+    ) -> BoxFuture<'a, Result<Arc<Identity>, CallError>> {
         Box::pin(futures::future::ready(self.resolve_now(credential)))
     }
 }

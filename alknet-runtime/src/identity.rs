@@ -1,6 +1,7 @@
 //! Who is asking: [`Identity`], and how a credential becomes one: [`IdentityProvider`].
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use schemars::JsonSchema;
@@ -128,11 +129,12 @@ impl<'a> Credential<'a> {
 /// ask it once per connection or request; the answer is either an identity or an
 /// `UNAUTHENTICATED` error that says why.
 pub trait IdentityProvider: Send + Sync + 'static {
-    /// The identity `credential` proves.
+    /// The identity `credential` proves, shared rather than copied: adapters resolve once
+    /// per request, and the identity goes straight into the call's context.
     fn resolve<'a>(
         &'a self,
         credential: Credential<'a>,
-    ) -> BoxFuture<'a, Result<Identity, CallError>>;
+    ) -> BoxFuture<'a, Result<Arc<Identity>, CallError>>;
 }
 
 /// `ed25519:` and the SHA-256 of a raw Ed25519 public key, in lowercase hex: how alknet
@@ -164,8 +166,8 @@ pub fn key_fingerprint(public_key: &[u8]) -> String {
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct StaticIdentities {
-    keys: HashMap<String, Identity>,
-    token_hashes: HashMap<String, Identity>,
+    keys: HashMap<String, Arc<Identity>>,
+    token_hashes: HashMap<String, Arc<Identity>>,
 }
 
 impl StaticIdentities {
@@ -176,14 +178,14 @@ impl StaticIdentities {
 
     /// Allow the key with this fingerprint, as `identity`.
     pub fn with_key(mut self, fingerprint: impl Into<String>, identity: Identity) -> Self {
-        self.keys.insert(fingerprint.into(), identity);
+        self.keys.insert(fingerprint.into(), Arc::new(identity));
         self
     }
 
     /// Allow this token (API key or signed token), as `identity`. Only its hash is kept.
     pub fn with_token(mut self, token: &str, identity: Identity) -> Self {
         self.token_hashes
-            .insert(hex(&Sha256::digest(token.as_bytes())), identity);
+            .insert(hex(&Sha256::digest(token.as_bytes())), Arc::new(identity));
         self
     }
 }
@@ -192,7 +194,7 @@ impl IdentityProvider for StaticIdentities {
     fn resolve<'a>(
         &'a self,
         credential: Credential<'a>,
-    ) -> BoxFuture<'a, Result<Identity, CallError>> {
+    ) -> BoxFuture<'a, Result<Arc<Identity>, CallError>> {
         let found = match credential {
             Credential::KeyFingerprint(fingerprint) => {
                 self.keys.get(fingerprint).ok_or_else(|| {

@@ -1,6 +1,7 @@
 //! ConfigIdentityProvider and RateLimiter against a live configuration: API keys, key
 //! fingerprints, signed tokens, reloads, rate limits.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use alknet_runtime::config::{ConfigServiceImpl, ReloadPart};
@@ -39,7 +40,7 @@ impl Node {
         self.config.reload(ReloadPart::All).unwrap();
     }
 
-    async fn resolve(&self, credential: Credential<'_>) -> Result<Identity, CallError> {
+    async fn resolve(&self, credential: Credential<'_>) -> Result<Arc<Identity>, CallError> {
         self.provider.resolve(credential).await
     }
 }
@@ -54,7 +55,7 @@ fn api_key(id: &str, key: &str, scopes: &str, expires: Option<&str>) -> String {
     )
 }
 
-fn refused(result: Result<Identity, CallError>, why: &str) {
+fn refused(result: Result<Arc<Identity>, CallError>, why: &str) {
     let err = result.expect_err("the credential was accepted");
     assert_eq!(err.code, codes::UNAUTHENTICATED);
     assert!(

@@ -1,5 +1,7 @@
 //! `Authorization: Bearer <token>` -> the caller's identity, for the adapters that speak HTTP.
 
+use std::sync::Arc;
+
 use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 
@@ -11,7 +13,7 @@ use crate::{CallError, Credential, Identity, IdentityProvider};
 pub(crate) async fn identity(
     identities: &dyn IdentityProvider,
     headers: &HeaderMap,
-) -> Result<Option<Identity>, CallError> {
+) -> Result<Option<Arc<Identity>>, CallError> {
     let Some(value) = headers.get(AUTHORIZATION) else {
         return Ok(None);
     };

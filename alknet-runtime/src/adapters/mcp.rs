@@ -138,7 +138,7 @@ impl McpAdapter {
     async fn identity(
         &self,
         ctx: &RequestContext<RoleServer>,
-    ) -> Result<Option<Identity>, CallError> {
+    ) -> Result<Option<Arc<Identity>>, CallError> {
         match ctx.extensions.get::<axum::http::request::Parts>() {
             Some(parts) => bearer::identity(&*self.identities, &parts.headers).await,
             None => Ok(None),
@@ -209,7 +209,7 @@ impl ServerHandler for McpAdapter {
         let tools = self
             .env
             .operations()
-            .filter(|op| op.access.check(identity.as_ref(), &op.id).is_ok())
+            .filter(|op| op.access.check(identity.as_deref(), &op.id).is_ok())
             .filter_map(tool)
             .collect();
         Ok(ListToolsResult::with_all_items(tools))

@@ -146,7 +146,7 @@ impl CallServer {
         &self,
         peer: &Peer,
         request: &CallRequested,
-    ) -> Result<(Caller, Identity), CallError> {
+    ) -> Result<(Caller, Arc<Identity>), CallError> {
         let identity = match (&request.auth_token, peer) {
             (Some(token), _) => self
                 .inner
@@ -176,7 +176,7 @@ impl CallServer {
 /// A connection's peer, as its transport authenticated it.
 pub(crate) enum Peer {
     /// An identity the provider resolved.
-    Known(Identity),
+    Known(Arc<Identity>),
     /// No identity; calls need an `auth_token`. Holds the sentence that says why.
     Anonymous(String),
 }

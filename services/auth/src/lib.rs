@@ -121,7 +121,7 @@ impl AuthService {
         match self.provider.resolve_now(credential) {
             Ok(identity) => AuthResult {
                 valid: true,
-                identity: Some(identity),
+                identity: Some(Identity::clone(&identity)),
                 reason: None,
             },
             Err(err) => AuthResult {

@@ -251,7 +251,7 @@ async fn operations(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Re
                 "streams": op.is_subscription(),
                 "requires_auth": !op.access.is_open(),
                 "access": op.access,
-                "callable": op.access.check(identity.as_ref(), &op.id).is_ok(),
+                "callable": op.access.check(identity.as_deref(), &op.id).is_ok(),
             })
         })
         .collect();
