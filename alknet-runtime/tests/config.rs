@@ -112,6 +112,8 @@ fn every_invalid_file_is_refused_with_its_line_and_problem() {
         ("[forwarding]\n[[forwarding.rules]]\noperations = \"storage/*\"\naction = \"forward\"\npeer = \"ghost\"\n".into(), 2, "`ghost`, which is not a peer"),
         ("[forwarding]\n[[forwarding.rules]]\noperations = \"*/get\"\naction = \"deny\"\n".into(), 2, "only at its end"),
         ("[forwarding]\ndefault = \"maybe\"\n".into(), 2, "unknown variant `maybe`"),
+        ("[forwarding]\ndefault = \"forward\"\n".into(), 2, "cannot be `forward`"),
+        ("[[peers]]\nname = \"w\"\naddress = \"127.0.0.1:1\"\nfingerprint = \"ed25519:{}\"\n\n[[forwarding.rules]]\noperations = \"echo/*\"\naction = \"forward\"\n".replace("{}", &"0".repeat(64)), 6, "needs a `peer`"),
         ("\n\n[rate_limits]\nper_ip = { per_second = 0, burst = 1 }\n".into(), 3, "at least 1"),
         ("[auth]\ntoken_window_secs = 0\n".into(), 2, "between 1 and 86400"),
         ("[listen]\ncall = \"127.0.0.1:1\n".into(), 2, "invalid"),
