@@ -4,6 +4,8 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+#[cfg(feature = "call")]
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
@@ -138,9 +140,26 @@ impl NodePolicy {
     /// key: the peer must know its fingerprint). Connections are made on the first call
     /// forwarded to a peer and reused; when a reload changes a peer's address or
     /// fingerprint, the next forwarded call connects anew.
+    ///
+    /// A peer that does not complete the QUIC handshake within 1 s is unreachable
+    /// (`UNAVAILABLE`); [`NodePolicy::forward_as_within`] sets another limit.
     #[cfg(feature = "call")]
-    pub fn forward_as(mut self, identity: crate::quic::NodeIdentity) -> Self {
-        self.peers = Some(Arc::new(crate::call::PeerLinks::new(identity)));
+    pub fn forward_as(self, identity: crate::quic::NodeIdentity) -> Self {
+        self.forward_as_within(identity, Duration::from_secs(1))
+    }
+
+    /// [`NodePolicy::forward_as`], giving a peer `connect_timeout` to complete the
+    /// handshake: raise it for peers across slow or lossy links.
+    #[cfg(feature = "call")]
+    pub fn forward_as_within(
+        mut self,
+        identity: crate::quic::NodeIdentity,
+        connect_timeout: Duration,
+    ) -> Self {
+        self.peers = Some(Arc::new(crate::call::PeerLinks::new(
+            identity,
+            connect_timeout,
+        )));
         self
     }
 

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -20,6 +21,7 @@ use crate::{CallError, OperationContext};
 /// The node's connections to its peers, by peer name.
 pub(crate) struct PeerLinks {
     identity: NodeIdentity,
+    connect_timeout: Duration,
     /// Outgoing endpoints, one per kind of local address (see [`bind_address`]), bound on
     /// first use.
     endpoints: Mutex<HashMap<IpAddr, CallEndpoint>>,
@@ -34,9 +36,10 @@ struct Link {
 }
 
 impl PeerLinks {
-    pub(crate) fn new(identity: NodeIdentity) -> Self {
+    pub(crate) fn new(identity: NodeIdentity, connect_timeout: Duration) -> Self {
         PeerLinks {
             identity,
+            connect_timeout,
             endpoints: Mutex::new(HashMap::new()),
             links: Mutex::new(HashMap::new()),
         }
@@ -72,9 +75,17 @@ impl PeerLinks {
             .parse()
             .map_err(|_| unreachable("its address is not `host:port`".to_string()))?;
         let endpoint = self.endpoint(address).map_err(|e| unreachable(e.message))?;
-        let connection = endpoint
-            .connect(address, PeerKey::Pinned(peer.fingerprint.clone()))
+        // QUIC gives up on a silent address only after three probe timeouts (3 s or
+        // more); a peer of the cluster answers its handshake far sooner.
+        let connecting = endpoint.connect(address, PeerKey::Pinned(peer.fingerprint.clone()));
+        let connection = tokio::time::timeout(self.connect_timeout, connecting)
             .await
+            .map_err(|_| {
+                unreachable(format!(
+                    "no handshake within {} ms",
+                    self.connect_timeout.as_millis()
+                ))
+            })?
             .map_err(|e| unreachable(e.message))?;
         *slot = Some(connection.clone());
         Ok(connection)
