@@ -229,6 +229,39 @@ fn partial_reloads_apply_only_their_section_and_static_changes_need_a_restart() 
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn the_watcher_never_applies_a_file_caught_mid_save() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.toml");
+    std::fs::write(&path, key_entry("w", "svc:w", "")).unwrap();
+    let config = std::sync::Arc::new(ConfigServiceImpl::from_file(&path).unwrap());
+    // Checks at 50 ms, 100 ms, ...; a change must read the same 25 ms later.
+    let watcher = config.clone().watch(Duration::from_millis(50));
+
+    // A save in two writes: the file is truncated just before a check (an empty file is
+    // a valid configuration, without the key), and written whole while the watcher waits
+    // for it to settle.
+    tokio::time::sleep(Duration::from_millis(40)).await;
+    std::fs::write(&path, "").unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let whole = format!(
+        "{}{}",
+        key_entry("w", "svc:w", ""),
+        key_entry("x", "svc:x", "")
+    );
+    std::fs::write(&path, whole).unwrap();
+    tokio::time::sleep(Duration::from_millis(140)).await;
+
+    let snapshot = config.snapshot();
+    assert_eq!(
+        snapshot.generation, 2,
+        "one reload for one save, never the empty file"
+    );
+    assert_eq!(snapshot.api_keys.len(), 2);
+    assert_eq!(config.status().failed_reloads, 0);
+    watcher.abort();
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn the_watcher_reloads_when_the_file_content_changes() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("node.toml");
