@@ -45,7 +45,7 @@ use crate::{CallError, Identity, RateLimiter};
 ///     per_ip = { per_second = 1, burst = 1 }
 ///
 ///     [[forwarding.rules]]
-///     operations = "echo/served"
+///     operations = "echo/shout"
 ///     action = "deny"
 ///     "#,
 ///     "example",
@@ -63,7 +63,7 @@ use crate::{CallError, Identity, RateLimiter};
 /// assert_eq!(refused.code, codes::RESOURCE_EXHAUSTED);
 /// assert!(refused.details.unwrap()["retry_after_ms"].as_u64().unwrap() > 0);
 ///
-/// let denied = env.invoke("echo", "served", json!({})).await.result.unwrap_err();
+/// let denied = env.invoke("echo", "shout", json!({"text": "hi"})).await.result.unwrap_err();
 /// assert_eq!(denied.code, codes::FORBIDDEN);
 /// # }
 /// ```
