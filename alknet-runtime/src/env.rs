@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::net::IpAddr;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use serde_json::{Map, Value};
 use tokio::time::Instant;
 
 use crate::context::ContextParts;
+use crate::policy::{Admitting, Forward, NodePolicy, Route};
 use crate::service::{Backend, TypedBackend};
 use crate::{
     CallError, Identity, ItemStream, LocalService, OperationContext, OperationSpec, Protocol,
@@ -70,6 +72,7 @@ pub(crate) enum Origin {
 
 pub(crate) struct ExternalCaller {
     identity: Option<Arc<Identity>>,
+    peer_addr: Option<IpAddr>,
     forwarded_for: Option<Arc<str>>,
     metadata: Option<Arc<Map<String, Value>>>,
     deadline: Option<Instant>,
@@ -83,12 +86,13 @@ pub(crate) struct ExternalCaller {
 ///
 /// let caller = Caller::new()
 ///     .identity(Identity::new("user:ada").with_scopes(["orders:read"]))
-///     .forwarded_for("203.0.113.7")
+///     .peer_addr("203.0.113.7".parse().unwrap())
 ///     .timeout(Duration::from_secs(5));
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct Caller {
     identity: Option<Arc<Identity>>,
+    peer_addr: Option<IpAddr>,
     forwarded_for: Option<String>,
     metadata: Map<String, Value>,
     deadline: Option<Instant>,
@@ -107,7 +111,17 @@ impl Caller {
         self
     }
 
-    /// Who the call was forwarded for (audit only).
+    /// The network address the call came from, as the transport saw it (the TCP or QUIC
+    /// peer, the UDP source) — never a header the client wrote. The node's rate limits per
+    /// IP address count against it.
+    pub fn peer_addr(mut self, addr: IpAddr) -> Self {
+        self.peer_addr = Some(addr);
+        self
+    }
+
+    /// Who the call was forwarded for (audit only): set by the call protocol when another
+    /// node forwards a call. A forwarded call is never forwarded again
+    /// ([`NodePolicy`](crate::NodePolicy)).
     pub fn forwarded_for(mut self, forwarded_for: impl Into<String>) -> Self {
         self.forwarded_for = Some(forwarded_for.into());
         self
@@ -134,6 +148,8 @@ impl Caller {
 pub(crate) struct EnvShared {
     pub(crate) services: Vec<ServiceEntry>,
     by_namespace: FxHashMap<String, usize>,
+    /// Admits outside calls: forwarding policy and rate limits.
+    policy: Option<NodePolicy>,
 }
 
 pub(crate) struct ServiceEntry {
@@ -188,6 +204,7 @@ impl std::error::Error for BuildError {}
 pub struct OperationEnvBuilder {
     pub(crate) services: Vec<ServiceEntry>,
     pub(crate) errors: Vec<BuildError>,
+    policy: Option<NodePolicy>,
 }
 
 impl OperationEnvBuilder {
@@ -203,6 +220,14 @@ impl OperationEnvBuilder {
     #[cfg(feature = "irpc")]
     pub fn service(mut self, service: crate::service_path::IrpcService) -> Self {
         self.mount(service.0.spec, service.0.backend);
+        self
+    }
+
+    /// Admit every outside call with `policy` — the node's forwarding policy and rate
+    /// limits — after its identity and access are checked. Nested calls are not subject to
+    /// it. See [`NodePolicy`].
+    pub fn policy(mut self, policy: NodePolicy) -> Self {
+        self.policy = Some(policy);
         self
     }
 
@@ -251,11 +276,13 @@ impl OperationEnvBuilder {
         let shared = Arc::new(EnvShared {
             services: self.services,
             by_namespace,
+            policy: self.policy,
         });
         OperationEnv::from_parts(
             shared,
             Origin::External(Arc::new(ExternalCaller {
                 identity: None,
+                peer_addr: None,
                 forwarded_for: None,
                 metadata: None,
                 deadline: None,
@@ -289,6 +316,7 @@ impl OperationEnv {
             self.shared.clone(),
             Origin::External(Arc::new(ExternalCaller {
                 identity: caller.identity,
+                peer_addr: caller.peer_addr,
                 forwarded_for: caller.forwarded_for.map(Arc::from),
                 metadata,
                 deadline: caller.deadline,
@@ -343,10 +371,13 @@ impl OperationEnv {
                 "subscribe to it",
             ));
         }
-        let end = EndOnDrop(self.admit(request_id, service, index)?);
-        let call = entry
-            .backend
-            .invoke(end.0.clone(), index, no_input_as_empty(input));
+        let (ctx, route) = self.admit(request_id, service, index)?;
+        let end = EndOnDrop(ctx);
+        let input = no_input_as_empty(input);
+        let call = match route {
+            Route::Local => entry.backend.invoke(end.0.clone(), index, input),
+            Route::Forward(forward) => forward.invoke(end.0.clone(), input),
+        };
         Ok((end, call))
     }
 
@@ -380,11 +411,13 @@ impl OperationEnv {
                 "invoke it",
             ));
         }
-        let ctx = self.admit(request_id, service, index)?;
+        let (ctx, route) = self.admit(request_id, service, index)?;
         let end = EndOnDrop(ctx);
-        let subscription = entry
-            .backend
-            .subscribe(end.0.clone(), index, no_input_as_empty(input));
+        let input = no_input_as_empty(input);
+        let subscription = match route {
+            Route::Local => entry.backend.subscribe(end.0.clone(), index, input),
+            Route::Forward(forward) => forward.subscribe(end.0.clone(), input),
+        };
         let items = run(&end.0, subscription).await?;
         Ok(Guarded::new(end, items).boxed())
     }
@@ -395,9 +428,17 @@ impl OperationEnv {
         let request_id = RequestId::next();
         let service = self.resolve_namespace(<R::Protocol as Protocol>::NAMESPACE)?;
         if let Some(typed) = self.typed::<R::Protocol>(service) {
-            let ctx = self.admit(request_id, service, R::INDEX)?;
-            let response = run_call(typed, ctx, request.into()).await?;
-            return R::output(response).ok_or_else(|| mismatched_response(R::NAME));
+            let (ctx, route) = self.admit(request_id, service, R::INDEX)?;
+            let forward = match route {
+                Route::Local => {
+                    let response = run_call(typed, ctx, request.into()).await?;
+                    return R::output(response).ok_or_else(|| mismatched_response(R::NAME));
+                }
+                Route::Forward(forward) => forward,
+            };
+            let input = encode_request(&request)?;
+            let end = EndOnDrop(ctx);
+            return decode_output(run(&end.0, forward.invoke(end.0.clone(), input)).await?);
         }
         let input = encode_request(&request)?;
         let namespace = &self.shared.services[service].spec.namespace;
@@ -413,7 +454,15 @@ impl OperationEnv {
         let request_id = RequestId::next();
         let service = self.resolve_namespace(<R::Protocol as Protocol>::NAMESPACE)?;
         if let Some(typed) = self.typed::<R::Protocol>(service) {
-            let ctx = self.admit(request_id, service, R::INDEX)?;
+            let (ctx, route) = self.admit(request_id, service, R::INDEX)?;
+            let ctx = match route {
+                Route::Local => ctx,
+                Route::Forward(forward) => {
+                    let input = encode_request(&request)?;
+                    let items = forwarded_subscription(ctx, forward, input).await?;
+                    return Ok(Box::pin(items.map(|item| item.and_then(decode_output))));
+                }
+            };
             let items = run_subscription(typed, ctx, request.into()).await?;
             let items = items.map(|item| {
                 item.and_then(|r| R::output(r).ok_or_else(|| mismatched_response(R::NAME)))
@@ -518,7 +567,7 @@ impl OperationEnv {
     /// ```
     pub fn context(&self, namespace: &str, operation: &str) -> Result<OperationContext, CallError> {
         let (service, index) = self.resolve(namespace, operation)?;
-        self.admit(RequestId::next(), service, index)
+        Ok(self.admit(RequestId::next(), service, index)?.0)
     }
 
     fn lookup(&self, namespace: &str, operation: &str) -> Option<(usize, usize)> {
@@ -545,13 +594,14 @@ impl OperationEnv {
     }
 
     /// Decide whether this env's caller may call operation `index` of `service`, and if so
-    /// make the call's context.
+    /// make the call's context and say where it runs: here, or — for an outside caller
+    /// the node's policy forwards — on a peer.
     fn admit(
         &self,
         request_id: RequestId,
         service: usize,
         index: usize,
-    ) -> Result<OperationContext, CallError> {
+    ) -> Result<(OperationContext, Route), CallError> {
         let entry = &self.shared.services[service];
         let spec = &entry.spec.operations[index];
         let parts = match &self.origin {
@@ -589,17 +639,27 @@ impl OperationEnv {
             }
         };
         spec.access.check(parts.identity.as_deref(), &spec.id)?;
+        let route = match (&self.origin, &self.shared.policy) {
+            (Origin::External(caller), Some(policy)) => policy.admit(Admitting {
+                operation: &spec.id,
+                identity: parts.identity.as_deref(),
+                peer_addr: caller.peer_addr,
+                forwarded: parts.forwarded_for.is_some(),
+            })?,
+            _ => Route::Local,
+        };
         let deadline = match (parts.deadline, spec.timeout) {
             (deadline, None) => deadline,
             (None, Some(timeout)) => Some(Instant::now() + timeout),
             (Some(deadline), Some(timeout)) => Some(deadline.min(Instant::now() + timeout)),
         };
-        Ok(OperationContext::new(
+        let ctx = OperationContext::new(
             self.shared.clone(),
             service,
             index,
             ContextParts { deadline, ..parts },
-        ))
+        );
+        Ok((ctx, route))
     }
 }
 
@@ -689,6 +749,17 @@ async fn bounded<T>(
             }
         }
     }
+}
+
+/// A subscription a peer serves, under `ctx`; the call lasts as long as the stream.
+async fn forwarded_subscription(
+    ctx: OperationContext,
+    forward: Forward,
+    input: Value,
+) -> Result<Guarded<crate::service::ValueStream>, CallError> {
+    let end = EndOnDrop(ctx);
+    let items = run(&end.0, forward.subscribe(end.0.clone(), input)).await?;
+    Ok(Guarded::new(end, items))
 }
 
 /// Run a typed call under `ctx` on a typed backend.

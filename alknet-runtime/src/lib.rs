@@ -56,6 +56,7 @@ mod env;
 mod envelope;
 mod identity;
 mod json;
+mod policy;
 #[cfg(feature = "quic")]
 pub mod quic;
 mod rate_limit;
@@ -77,6 +78,7 @@ pub use identity::{
     Credential, Identity, IdentityProvider, ResourceGrant, StaticIdentities, key_fingerprint,
 };
 pub use json::Json;
+pub use policy::NodePolicy;
 pub use rate_limit::RateLimiter;
 pub use service::{
     Dispatch, ItemStream, LocalService, Operation, Protocol, ResponseStream, StreamingOperation,

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
-use crate::config::{DynamicConfig, Rate};
+use crate::config::{DynamicConfig, Rate, RateLimits};
 use crate::{CallError, Identity};
 
 /// Past this many buckets, full (idle) ones are forgotten: a full bucket is what a new
@@ -19,8 +19,9 @@ const PRUNE_ABOVE: usize = 10_000;
 /// (`[rate_limits] per_identity`, `per_ip`), read on every check, so a reload changes the
 /// limits of the next call.
 ///
-/// An adapter calls [`RateLimiter::check`] once per call, after resolving the identity;
-/// a refusal is `RESOURCE_EXHAUSTED`, retryable, with `details.retry_after_ms`.
+/// A node's [`NodePolicy`](crate::NodePolicy) checks it once per outside call, after the
+/// identity is resolved and access checked; a refusal is `RESOURCE_EXHAUSTED`, retryable,
+/// with `details.retry_after_ms`.
 ///
 /// ```
 /// use alknet_runtime::config::ConfigServiceImpl;
@@ -68,6 +69,20 @@ impl RateLimiter {
         self.check_at(identity, ip, Instant::now())
     }
 
+    /// [`RateLimiter::check`] against `limits`, read by the caller from the snapshot it
+    /// already holds.
+    pub(crate) fn check_limits(
+        &self,
+        limits: &RateLimits,
+        identity: Option<&Identity>,
+        ip: Option<IpAddr>,
+    ) -> Result<(), CallError> {
+        if limits.per_identity.is_none() && limits.per_ip.is_none() {
+            return Ok(());
+        }
+        self.check_limits_at(limits, identity, ip, Instant::now())
+    }
+
     fn check_at(
         &self,
         identity: Option<&Identity>,
@@ -75,6 +90,16 @@ impl RateLimiter {
         now: Instant,
     ) -> Result<(), CallError> {
         let limits = self.config.load().rate_limits;
+        self.check_limits_at(&limits, identity, ip, now)
+    }
+
+    fn check_limits_at(
+        &self,
+        limits: &RateLimits,
+        identity: Option<&Identity>,
+        ip: Option<IpAddr>,
+        now: Instant,
+    ) -> Result<(), CallError> {
         let mut wanted: Vec<(BucketKey, Rate, String)> = Vec::with_capacity(2);
         if let (Some(identity), Some(rate)) = (identity, limits.per_identity) {
             wanted.push((

@@ -120,6 +120,8 @@ fn every_invalid_file_is_refused_with_its_line_and_problem() {
         ("[forwarding]\n[[forwarding.rules]]\noperations = \"storage/*\"\naction = \"forward\"\npeer = \"ghost\"\n".into(), 2, "`ghost`, which is not a peer"),
         ("[forwarding]\n[[forwarding.rules]]\noperations = \"*/get\"\naction = \"deny\"\n".into(), 2, "only at its end"),
         ("[forwarding]\ndefault = \"maybe\"\n".into(), 2, "unknown variant `maybe`"),
+        ("[forwarding]\ndefault = \"forward\"\n".into(), 2, "cannot be `forward`"),
+        ("[[peers]]\nname = \"w\"\naddress = \"127.0.0.1:1\"\nfingerprint = \"ed25519:{}\"\n\n[[forwarding.rules]]\noperations = \"echo/*\"\naction = \"forward\"\n".replace("{}", &"0".repeat(64)), 6, "needs a `peer`"),
         ("\n\n[rate_limits]\nper_ip = { per_second = 0, burst = 1 }\n".into(), 3, "at least 1"),
         ("[auth]\ntoken_window_secs = 0\n".into(), 2, "between 1 and 86400"),
         ("[listen]\ncall = \"127.0.0.1:1\n".into(), 2, "invalid"),
@@ -235,6 +237,39 @@ fn partial_reloads_apply_only_their_section_and_static_changes_need_a_restart() 
         None,
         "static settings changed without a restart"
     );
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn the_watcher_never_applies_a_file_caught_mid_save() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.toml");
+    std::fs::write(&path, key_entry("w", "svc:w", "")).unwrap();
+    let config = std::sync::Arc::new(ConfigServiceImpl::from_file(&path).unwrap());
+    // Checks at 50 ms, 100 ms, ...; a change must read the same 25 ms later.
+    let watcher = config.clone().watch(Duration::from_millis(50));
+
+    // A save in two writes: the file is truncated just before a check (an empty file is
+    // a valid configuration, without the key), and written whole while the watcher waits
+    // for it to settle.
+    tokio::time::sleep(Duration::from_millis(40)).await;
+    std::fs::write(&path, "").unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let whole = format!(
+        "{}{}",
+        key_entry("w", "svc:w", ""),
+        key_entry("x", "svc:x", "")
+    );
+    std::fs::write(&path, whole).unwrap();
+    tokio::time::sleep(Duration::from_millis(140)).await;
+
+    let snapshot = config.snapshot();
+    assert_eq!(
+        snapshot.generation, 2,
+        "one reload for one save, never the empty file"
+    );
+    assert_eq!(snapshot.api_keys.len(), 2);
+    assert_eq!(config.status().failed_reloads, 0);
+    watcher.abort();
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]

@@ -48,7 +48,7 @@ pub fn run(request: CallRequest) -> Result<ExitCode, String> {
     }
     runtime.block_on(async {
         let config = Arc::new(load_config(request.config.as_deref())?);
-        let node = Node::new(config).map_err(|err| err.to_string())?;
+        let node = Node::new(config)?;
         let credential = match (&request.api_key, &request.token) {
             (Some(key), None) => Some(Credential::ApiKey(key)),
             (None, Some(token)) => Some(Credential::Token(token)),
@@ -62,9 +62,6 @@ pub fn run(request: CallRequest) -> Result<ExitCode, String> {
                 .resolve(credential)
                 .await
                 .map_err(|err| format!("the credential was refused: {}", err.message))?;
-            node.rate_limiter
-                .check(Some(&identity), None)
-                .map_err(|err| err.message)?;
             caller = caller.identity(identity);
         }
         let env = node.env.with_caller(caller);

@@ -28,7 +28,7 @@ pub fn mcp_stdio(config: Option<&Path>) -> Result<ExitCode, String> {
         .build()
         .map_err(|err| format!("cannot start a tokio runtime: {err}"))?;
     runtime.block_on(async {
-        let node = Node::new(Arc::new(load_config(config)?)).map_err(|err| err.to_string())?;
+        let node = Node::new(Arc::new(load_config(config)?))?;
         alknet_runtime::adapters::mcp::McpAdapter::new(node.env)
             .serve_stdio()
             .await
@@ -47,7 +47,7 @@ pub fn run(config: Option<&Path>, watch_interval: Duration) -> Result<ExitCode, 
 
 async fn serve(config: Option<&Path>, watch_interval: Duration) -> Result<ExitCode, String> {
     let config = Arc::new(load_config(config)?);
-    let node = Node::new(config.clone()).map_err(|err| err.to_string())?;
+    let node = Node::new(config.clone())?;
     let mut hangups =
         signal(SignalKind::hangup()).map_err(|err| format!("cannot watch for SIGHUP: {err}"))?;
     let mut terminate = signal(SignalKind::terminate())
@@ -83,17 +83,17 @@ async fn serve(config: Option<&Path>, watch_interval: Duration) -> Result<ExitCo
 /// Start every transport the configuration gives an address.
 async fn start(node: &Node) -> Result<Vec<Running>, String> {
     let listen = &node.config.static_config().listen;
-    let identity = transports::node_identity(node)?;
+    let identity = &node.identity;
     let server = transports::call_server(node);
     let mut running = Vec::new();
     if let Some(address) = listen.call {
-        running.push(transports::call(&identity, address, server.clone())?);
+        running.push(transports::call(identity, address, server.clone())?);
     }
     if let Some(address) = listen.websocket {
         running.push(transports::websocket(address, server.clone()).await?);
     }
     if let Some(address) = listen.irpc {
-        running.push(transports::irpc(node, &identity, address)?);
+        running.push(transports::irpc(node, identity, address)?);
     }
     if let Some(address) = listen.http {
         running.push(transports::http(node, address).await?);

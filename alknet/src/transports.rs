@@ -23,24 +23,6 @@ pub struct Running {
     _guard: Box<dyn Send>,
 }
 
-/// The node's key: from the configured file, or a fresh one each start.
-pub fn node_identity(node: &Node) -> Result<NodeIdentity, String> {
-    match &node.config.static_config().node_key {
-        Some(path) => {
-            let pem = std::fs::read_to_string(path)
-                .map_err(|err| format!("cannot read the node key {}: {err}", path.display()))?;
-            NodeIdentity::from_pem(&pem).map_err(|err| {
-                format!(
-                    "the node key {} is not usable: {}",
-                    path.display(),
-                    err.message
-                )
-            })
-        }
-        None => NodeIdentity::generate().map_err(|err| err.message),
-    }
-}
-
 /// The call protocol over QUIC (ALPN `alknet/call/1`).
 pub fn call(
     identity: &NodeIdentity,
@@ -66,6 +48,7 @@ pub async fn websocket(address: SocketAddr, server: CallServer) -> Result<Runnin
     let address = listener.local_addr().map_err(|err| err.to_string())?;
     let app = alknet_runtime::call::websocket_router(server);
     let serving = tokio::spawn(async move {
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         if let Err(err) = axum::serve(listener, app).await {
             tracing::error!(%err, "the WebSocket listener stopped");
         }

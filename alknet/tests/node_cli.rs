@@ -168,11 +168,12 @@ fn serve_reports_its_listeners_and_reloads_on_sighup_keeping_the_old_config_when
     )
     .unwrap();
     server.signal(libc::SIGHUP);
-    let line = server.expect("restart_required=true");
+    let line = server.expect("configuration reloaded");
     assert!(
-        line.contains("configuration reloaded") && line.contains("forwarding"),
-        "{line}"
+        line.contains("generation=3") && line.contains("changed=forwarding"),
+        "exactly one reload per SIGHUP that changes something: {line}"
     );
+    assert!(line.contains("restart_required=true"), "{line}");
     server.stop();
 }
 
@@ -192,6 +193,49 @@ fn serve_reloads_when_the_file_changes() {
         line.contains("file changed") && line.contains("changed=rate_limits"),
         "{line}"
     );
+    server.stop();
+}
+
+#[test]
+fn serve_enforces_its_rate_limits_and_forwarding_policy_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.toml");
+    std::fs::write(
+        &path,
+        "[listen]\nhttp = \"127.0.0.1:0\"\n\n[rate_limits]\nper_ip = { per_second = 1, burst = 1 }\n\n\
+         [[forwarding.rules]]\noperations = \"echo/shout\"\naction = \"deny\"\n",
+    )
+    .unwrap();
+    let server = Server::start(&path, 3_600_000);
+    let line = server.expect_output("  http");
+    let http_addr = line.split_whitespace().nth(1).unwrap().to_string();
+    // curl's status line and headers: `-i`, body discarded.
+    let post = |operation: &str| {
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "-i",
+                "-o",
+                "-",
+                "-X",
+                "POST",
+                "-d",
+                r#"{"text": "hi"}"#,
+            ])
+            .arg(format!("http://{http_addr}/v1/{operation}"))
+            .output()
+            .expect("curl runs");
+        String::from_utf8_lossy(&out.stdout).to_ascii_lowercase()
+    };
+    let denied = post("echo/shout");
+    assert!(denied.starts_with("http/1.1 403"), "{denied}");
+    assert!(denied.contains("rule 1 of [forwarding]"), "{denied}");
+    // The denied call spent no token: the next call passes, the one after is limited.
+    assert!(post("echo/say").starts_with("http/1.1 200"));
+    let limited = post("echo/say");
+    assert!(limited.starts_with("http/1.1 429"), "{limited}");
+    assert!(limited.contains("retry-after: 1"), "{limited}");
+    assert!(limited.contains("resource_exhausted"), "{limited}");
     server.stop();
 }
 

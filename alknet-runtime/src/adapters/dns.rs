@@ -14,7 +14,9 @@
 //! - A failed call is one TXT record with the error body
 //!   `{"error": {code, message, retryable, details, request_id}}` and the response code
 //!   `REFUSED` for `UNAUTHENTICATED` and `FORBIDDEN` (DNS carries no credentials: callers
-//!   are anonymous), `NXDOMAIN` for `NOT_FOUND`, `SERVFAIL` for every other code.
+//!   are anonymous) and for `RESOURCE_EXHAUSTED` (a rate limit: the body's
+//!   `details.retry_after_ms` says when to retry), `NXDOMAIN` for `NOT_FOUND`, `SERVFAIL`
+//!   for every other code.
 //! - An answer larger than the client's UDP size (512 bytes, or its EDNS size) is sent
 //!   without the record and with the truncation flag, so the client retries over TCP.
 
@@ -163,7 +165,7 @@ impl DnsAdapter {
         let result = match input.map(decode_input).transpose() {
             Ok(input) => {
                 let caller = Caller::new()
-                    .forwarded_for(request.src().ip().to_string())
+                    .peer_addr(request.src().ip().to_canonical())
                     .timeout(self.timeout);
                 let reply = self
                     .env
@@ -182,7 +184,9 @@ impl DnsAdapter {
             Err((err, request_id)) => {
                 let code = match err.code.as_ref() {
                     codes::NOT_FOUND => ResponseCode::NXDomain,
-                    codes::UNAUTHENTICATED | codes::FORBIDDEN => ResponseCode::Refused,
+                    codes::UNAUTHENTICATED | codes::FORBIDDEN | codes::RESOURCE_EXHAUSTED => {
+                        ResponseCode::Refused
+                    }
                     _ => ResponseCode::ServFail,
                 };
                 (

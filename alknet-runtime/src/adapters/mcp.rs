@@ -159,10 +159,13 @@ impl McpAdapter {
             Ok(identity) => identity,
             Err(err) => return failed(&err, RequestId::next()),
         };
-        let caller = identity
+        let mut caller = identity
             .into_iter()
             .fold(Caller::new(), Caller::identity)
             .timeout(self.timeout);
+        if let Some(address) = peer_addr(&ctx) {
+            caller = caller.peer_addr(address);
+        }
         let input = request.arguments.map_or(Value::Null, Value::Object);
         let env = self.env.with_caller(caller);
         let call = env.invoke(namespace, operation, input);
@@ -283,6 +286,16 @@ fn wrapped(schema: Value) -> JsonObject {
         root.insert("$defs".into(), defs);
     }
     root
+}
+
+/// The client's address, over streamable HTTP served with connect info (as the HTTP
+/// adapter serves it); stdio has none.
+fn peer_addr(ctx: &RequestContext<RoleServer>) -> Option<std::net::IpAddr> {
+    let parts = ctx.extensions.get::<axum::http::request::Parts>()?;
+    let axum::extract::ConnectInfo(addr) = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()?;
+    Some(addr.ip().to_canonical())
 }
 
 fn failed(err: &CallError, request_id: RequestId) -> CallToolResult {

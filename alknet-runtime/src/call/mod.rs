@@ -10,6 +10,7 @@
 //! `docs/call-protocol.md` is the wire specification.
 
 mod client;
+mod peers;
 mod quic;
 mod remote;
 mod server;
@@ -20,6 +21,7 @@ mod wire;
 /// Node identities and key pinning live in [`crate::quic`]; re-exported for the call protocol's users.
 pub use crate::quic::{NodeIdentity, PeerKey};
 pub use client::{CallOptions, Connection};
+pub(crate) use peers::{Forward, PeerLinks};
 pub use quic::{CallConfig, CallEndpoint};
 pub use remote::RemoteNode;
 pub use server::{CallServer, ListedOperation};

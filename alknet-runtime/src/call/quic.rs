@@ -167,9 +167,14 @@ impl CallEndpoint {
 pub(crate) async fn serve_connection(connection: Connection, server: CallServer) {
     let peer = Arc::new(
         server
-            .resolve_peer(Some(Credential::KeyFingerprint(
-                &connection.peer_fingerprint,
-            )))
+            .resolve_peer(
+                Some(Credential::KeyFingerprint(&connection.peer_fingerprint)),
+                connection
+                    .quic
+                    .path(noq::PathId::ZERO)
+                    .and_then(|path| path.remote_address().ok())
+                    .map(|addr| addr.ip().to_canonical()),
+            )
             .await,
     );
     while let Ok((send, recv)) = connection.quic.accept_bi().await {

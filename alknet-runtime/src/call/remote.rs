@@ -57,20 +57,21 @@ struct RemoteBackend {
     targets: Vec<String>,
 }
 
-impl RemoteBackend {
-    fn options(ctx: &OperationContext) -> CallOptions {
-        let mut options = CallOptions::new();
-        if let Some(remaining) = ctx.remaining() {
-            options = options.timeout(remaining);
-        }
-        let on_behalf_of = ctx
-            .forwarded_for()
-            .or_else(|| ctx.identity().map(|identity| identity.id.as_str()));
-        if let Some(who) = on_behalf_of {
-            options = options.forwarded_for(who);
-        }
-        options
+/// The options of a call this node makes to a peer on behalf of `ctx`'s caller: the
+/// call's remaining deadline, and in `forwarded_for` who it is for — the original caller
+/// if the call was already made for someone, else the caller's identity, else
+/// `anonymous`. Always set, so the peer knows the call was forwarded and never forwards
+/// it again.
+pub(crate) fn call_options(ctx: &OperationContext) -> CallOptions {
+    let mut options = CallOptions::new();
+    if let Some(remaining) = ctx.remaining() {
+        options = options.timeout(remaining);
     }
+    let on_behalf_of = ctx
+        .forwarded_for()
+        .or_else(|| ctx.identity().map(|identity| identity.id.as_str()))
+        .unwrap_or("anonymous");
+    options.forwarded_for(on_behalf_of)
 }
 
 impl Backend for RemoteBackend {
@@ -80,7 +81,7 @@ impl Backend for RemoteBackend {
         index: usize,
         input: Value,
     ) -> BoxFuture<'_, Result<Value, CallError>> {
-        let options = Self::options(&ctx);
+        let options = call_options(&ctx);
         let target = &self.targets[index];
         async move {
             self.node
@@ -97,7 +98,7 @@ impl Backend for RemoteBackend {
         index: usize,
         input: Value,
     ) -> BoxFuture<'_, Result<ValueStream, CallError>> {
-        let options = Self::options(&ctx);
+        let options = call_options(&ctx);
         let target = &self.targets[index];
         async move {
             Ok(self

@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::io;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -67,21 +68,26 @@ impl CallServer {
     }
 
     /// Who a connection's peer is, from what its transport proved (a TLS key's
-    /// fingerprint, a bearer token); asked once per connection.
-    pub(crate) async fn resolve_peer(&self, credential: Option<Credential<'_>>) -> Peer {
-        let Some(credential) = credential else {
-            return Peer::Anonymous(
+    /// fingerprint, a bearer token), and where it connects from; asked once per
+    /// connection.
+    pub(crate) async fn resolve_peer(
+        &self,
+        credential: Option<Credential<'_>>,
+        address: Option<IpAddr>,
+    ) -> Peer {
+        let identity = match credential {
+            None => Err(
                 "the connection presented no key and no token, and the call carried no `auth_token`"
                     .into(),
-            );
+            ),
+            Some(credential) => self
+                .inner
+                .identities
+                .resolve(credential)
+                .await
+                .map_err(|err| format!("{}, and the call carried no `auth_token`", err.message)),
         };
-        match self.inner.identities.resolve(credential).await {
-            Ok(identity) => Peer::Known(identity),
-            Err(err) => Peer::Anonymous(format!(
-                "{}, and the call carried no `auth_token`",
-                err.message
-            )),
-        }
+        Peer { identity, address }
     }
 
     /// Run one call and send its events to `sink`; dropping the future cancels the call
@@ -147,7 +153,7 @@ impl CallServer {
         peer: &Peer,
         request: &CallRequested,
     ) -> Result<(Caller, Arc<Identity>), CallError> {
-        let identity = match (&request.auth_token, peer) {
+        let identity = match (&request.auth_token, &peer.identity) {
             (Some(token), _) => self
                 .inner
                 .identities
@@ -159,10 +165,13 @@ impl CallServer {
                         err.message
                     ))
                 })?,
-            (None, Peer::Known(identity)) => identity.clone(),
-            (None, Peer::Anonymous(why)) => return Err(CallError::unauthenticated(why.clone())),
+            (None, Ok(identity)) => identity.clone(),
+            (None, Err(why)) => return Err(CallError::unauthenticated(why.clone())),
         };
         let mut caller = Caller::new().identity(identity.clone());
+        if let Some(address) = peer.address {
+            caller = caller.peer_addr(address);
+        }
         if let Some(forwarded_for) = &request.forwarded_for {
             caller = caller.forwarded_for(forwarded_for.clone());
         }
@@ -174,11 +183,12 @@ impl CallServer {
 }
 
 /// A connection's peer, as its transport authenticated it.
-pub(crate) enum Peer {
-    /// An identity the provider resolved.
-    Known(Arc<Identity>),
-    /// No identity; calls need an `auth_token`. Holds the sentence that says why.
-    Anonymous(String),
+pub(crate) struct Peer {
+    /// The identity the provider resolved; or none, and calls need an `auth_token` — the
+    /// sentence says why.
+    identity: Result<Arc<Identity>, String>,
+    /// The address it connects from.
+    address: Option<IpAddr>,
 }
 
 /// Where a transport sends a call's events.

@@ -2,13 +2,14 @@
 //! multiplexed by `id` on one socket. The same [`CallServer`] code serves them.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::http::HeaderMap;
+use axum::extract::{ConnectInfo, State};
 use axum::http::header::AUTHORIZATION;
+use axum::http::{Extensions, HeaderMap};
 use axum::response::Response;
 use axum::routing::get;
 use tokio::sync::mpsc;
@@ -21,9 +22,11 @@ use crate::{CallError, Credential};
 /// An axum router serving the call protocol at `GET /call` (a WebSocket upgrade).
 ///
 /// Callers authenticate with `Authorization: Bearer <token>` on the upgrade request, or
-/// per call with `auth_token`. A message larger than the server's frame limit is refused
-/// with `call.error` (`RESOURCE_EXHAUSTED`, with the message's `id`) and the socket carries
-/// on; one over twice the limit is not read to its end: the socket closes (code 1009).
+/// per call with `auth_token`. Serve it with
+/// `into_make_service_with_connect_info::<SocketAddr>()` so the node's rate limits per IP
+/// address see the client's address. A message larger than the server's frame limit is
+/// refused with `call.error` (`RESOURCE_EXHAUSTED`, with the message's `id`) and the socket
+/// carries on; one over twice the limit is not read to its end: the socket closes (code 1009).
 ///
 /// ```
 /// use std::sync::Arc;
@@ -42,15 +45,21 @@ pub fn router(server: CallServer) -> Router {
 async fn upgrade(
     State(server): State<CallServer>,
     headers: HeaderMap,
+    extensions: Extensions,
     ws: WebSocketUpgrade,
 ) -> Response {
+    // Present when the router is served with
+    // `into_make_service_with_connect_info::<SocketAddr>()`, as the node serves it.
+    let address = extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip().to_canonical());
     let token = headers
         .get(AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
         .map(str::to_string);
     let peer = server
-        .resolve_peer(token.as_deref().map(Credential::bearer))
+        .resolve_peer(token.as_deref().map(Credential::bearer), address)
         .await;
     // Up to twice the limit a message is read, so that its refusal can name its call.
     let read_at_most = server.frame_limit().saturating_mul(2);

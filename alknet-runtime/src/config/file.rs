@@ -217,7 +217,7 @@ struct PeerFile {
 #[serde(deny_unknown_fields)]
 struct ForwardingFile {
     #[serde(default)]
-    default: ForwardingAction,
+    default: Option<Spanned<ForwardingAction>>,
     #[serde(default)]
     rules: Vec<Spanned<ForwardingRule>>,
 }
@@ -417,6 +417,14 @@ impl File {
             let name = &peer.get_ref().name.0;
             check_unique(&mut peer_names, name, "the peer", &peer.span(), line)?;
         }
+        if let Some(default) = &self.forwarding.default
+            && *default.get_ref() == ForwardingAction::Forward
+        {
+            return Err((
+                default.span(),
+                "the default action cannot be `forward`: it names no peer; forward with a rule (`operations = \"*\"`, `peer = …`) instead".to_string(),
+            ));
+        }
         for rule in &self.forwarding.rules {
             validate_rule(rule.get_ref(), &peer_names).map_err(|msg| (rule.span(), msg))?;
         }
@@ -499,7 +507,11 @@ impl File {
                 })
                 .collect(),
             forwarding: ForwardingPolicy {
-                default: self.forwarding.default,
+                default: self
+                    .forwarding
+                    .default
+                    .map(Spanned::into_inner)
+                    .unwrap_or_default(),
                 rules: self
                     .forwarding
                     .rules

@@ -98,6 +98,10 @@ impl fmt::Debug for ConfigServiceImpl {
     }
 }
 
+/// How long a changed file must hold still before the watcher applies it (at most half
+/// the watch interval).
+const SETTLE: Duration = Duration::from_millis(100);
+
 struct ReloadState {
     /// SHA-256 of the source text last read, so the watcher reloads only on change.
     seen: [u8; 32],
@@ -195,11 +199,20 @@ impl ConfigServiceImpl {
 
     /// Reload everything if the source changed since it was last read; `None` if it did not.
     pub fn reload_if_changed(&self) -> Option<Result<ReloadReport, ConfigError>> {
+        self.reload_if_changed_to(None)
+    }
+
+    /// [`reload_if_changed`](Self::reload_if_changed); with `expected`, only if the source
+    /// still reads as the content of that digest.
+    fn reload_if_changed_to(
+        &self,
+        expected: Option<&[u8; 32]>,
+    ) -> Option<Result<ReloadReport, ConfigError>> {
         let mut state = self.state();
         let text = read(&self.source);
         if let Ok(text) = &text {
             let digest: [u8; 32] = Sha256::digest(text.as_bytes()).into();
-            if digest == state.seen {
+            if digest == state.seen || expected.is_some_and(|expected| *expected != digest) {
                 return None;
             }
             state.seen = digest;
@@ -207,15 +220,41 @@ impl ConfigServiceImpl {
         Some(self.apply(&mut state, text, ReloadPart::All))
     }
 
+    /// Whether the source reads differently from what was last read: `Some` with the
+    /// digest of what it reads now (`Some(None)` if it cannot be read), `None` if unchanged.
+    fn unseen_digest(&self) -> Option<Option<[u8; 32]>> {
+        match read(&self.source) {
+            Ok(text) => {
+                let digest: [u8; 32] = Sha256::digest(text.as_bytes()).into();
+                (digest != self.state().seen).then_some(Some(digest))
+            }
+            Err(_) => Some(None),
+        }
+    }
+
     /// Check the source every `every` and reload when it changed. Runs until the returned
     /// task is aborted. Outcomes are logged (`tracing`).
+    ///
+    /// The first check is one interval after the call (the source was just read). A
+    /// changed file is applied only once it holds still: it must read the same twice,
+    /// 100 ms (at most half the interval) apart. A save is often more than one write —
+    /// truncate, then write — and a file caught between them (empty, or cut short) parses
+    /// as a different, valid configuration; applying it would drop settings for a moment
+    /// and raise the generation twice for one save. A file still changing is looked at
+    /// again at the next check.
     pub fn watch(self: Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(every);
+            let start = tokio::time::Instant::now() + every;
+            let mut ticks = tokio::time::interval_at(start, every);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let settle = (every / 2).min(SETTLE);
             loop {
                 ticks.tick().await;
-                if let Some(outcome) = self.reload_if_changed() {
+                let Some(digest) = self.unseen_digest() else {
+                    continue;
+                };
+                tokio::time::sleep(settle).await;
+                if let Some(outcome) = self.reload_if_changed_to(digest.as_ref()) {
                     log_reload("file changed", &outcome);
                 }
             }

@@ -208,7 +208,7 @@ async fn call(
         Err(err) => return refuse(StatusCode::UNAUTHORIZED, &err, client_id),
     };
     if let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<SocketAddr>>() {
-        caller = caller.forwarded_for(peer.ip().to_string());
+        caller = caller.peer_addr(peer.ip().to_canonical());
     }
     if let Some(id) = client_id.as_ref().and_then(|id| id.to_str().ok()) {
         caller = caller.metadata(REQUEST_ID.as_str(), id);

@@ -1,0 +1,480 @@
+//! The node's policy for outside calls (`NodePolicy`): rate limits and the forwarding
+//! policy of the live configuration, enforced through every adapter over real transports
+//! (reqwest over HTTP, QUIC for the call protocol, `dig` for DNS, WebSocket), with nodes
+//! in this process on loopback.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use alknet_example::{EchoProtocol, EchoService};
+use alknet_runtime::adapters::dns::DnsAdapter;
+use alknet_runtime::adapters::http::HttpAdapter;
+use alknet_runtime::call::{
+    CallConfig, CallEndpoint, CallOptions, CallServer, Connection, NodeIdentity, PeerKey,
+};
+use alknet_runtime::config::{ConfigServiceImpl, ReloadPart};
+use alknet_runtime::credentials::api_key_hash;
+use alknet_runtime::{CallError, ConfigIdentityProvider, NodePolicy, OperationEnv, codes};
+use alknet_tests::adapters::dig;
+use alknet_tests::front::{Front, FrontProtocol};
+use alknet_tests::gate::{Gate, GateProtocol, Seen};
+use futures::{SinkExt, StreamExt};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+/// The API key of `user:ada`.
+const ADA: &str = "alk_ada-0123456789abcdef0123456789";
+/// The API key of `user:bob`.
+const BOB: &str = "alk_bob-0123456789abcdef0123456789";
+
+/// A node in this process: `echo`, `gate` and `front` behind a `NodePolicy` over its
+/// configuration file, served over the call protocol (QUIC), WebSocket, HTTP and DNS.
+struct Node {
+    config: Arc<ConfigServiceImpl>,
+    file: PathBuf,
+    identity: NodeIdentity,
+    call: SocketAddr,
+    ws: SocketAddr,
+    http: String,
+    dns: SocketAddr,
+    _endpoint: CallEndpoint,
+}
+
+/// A fresh config file path.
+fn config_file() -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    std::env::temp_dir().join(format!(
+        "alknet-policy-test-{}-{}.toml",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ))
+}
+
+/// The config sections every test node has: the keys of `user:ada` and `user:bob`.
+fn keys() -> String {
+    format!(
+        "[[api_keys]]\nid = \"ada\"\nhash = \"{}\"\nidentity = \"user:ada\"\n\n\
+         [[api_keys]]\nid = \"bob\"\nhash = \"{}\"\nidentity = \"user:bob\"\n\n",
+        api_key_hash(ADA),
+        api_key_hash(BOB)
+    )
+}
+
+/// `[[public_keys]]`: `identity` proves itself as `who`.
+fn allow(identity: &NodeIdentity, who: &str) -> String {
+    format!(
+        "[[public_keys]]\nfingerprint = \"{}\"\nidentity = \"{who}\"\n\n",
+        identity.fingerprint()
+    )
+}
+
+/// `[[peers]]`: the node `name` at `address` with `identity`'s key.
+fn peer(name: &str, address: SocketAddr, identity: &NodeIdentity) -> String {
+    format!(
+        "[[peers]]\nname = \"{name}\"\naddress = \"{address}\"\nfingerprint = \"{}\"\n\n",
+        identity.fingerprint()
+    )
+}
+
+impl Node {
+    async fn start(dynamic: &str) -> Node {
+        Node::start_as(NodeIdentity::generate().unwrap(), dynamic).await
+    }
+
+    async fn start_as(identity: NodeIdentity, dynamic: &str) -> Node {
+        let file = config_file();
+        std::fs::write(&file, format!("{}{dynamic}", keys())).unwrap();
+        let config = Arc::new(ConfigServiceImpl::from_file(&file).unwrap());
+        let policy = NodePolicy::new(config.shared()).forward_as(identity.clone());
+        let env = OperationEnv::builder()
+            .local(EchoProtocol::local(EchoService::default()))
+            .local(GateProtocol::local(Gate::default()))
+            .local(FrontProtocol::local(Front))
+            .policy(policy)
+            .build()
+            .unwrap();
+        let identities = Arc::new(ConfigIdentityProvider::new(config.shared()));
+        let server = CallServer::new(env.clone(), identities.clone());
+
+        let endpoint = CallEndpoint::bind(
+            "127.0.0.1:0".parse().unwrap(),
+            &identity,
+            CallConfig::default(),
+        )
+        .unwrap();
+        endpoint.serve(server.clone());
+
+        let ws_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let ws = ws_listener.local_addr().unwrap();
+        let app = alknet_runtime::call::websocket_router(server)
+            .into_make_service_with_connect_info::<SocketAddr>();
+        tokio::spawn(async move { axum::serve(ws_listener, app).await });
+
+        let http_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let http = format!("http://{}", http_listener.local_addr().unwrap());
+        tokio::spawn(
+            HttpAdapter::new(env.clone())
+                .identities(identities)
+                .serve(http_listener),
+        );
+
+        let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let dns = udp.local_addr().unwrap();
+        tokio::spawn(DnsAdapter::new(env).serve(udp, None));
+
+        Node {
+            config,
+            file,
+            call: endpoint.local_addr(),
+            identity,
+            ws,
+            http,
+            dns,
+            _endpoint: endpoint,
+        }
+    }
+
+    /// Replace the dynamic part of the file and reload it, as `config/reload` would.
+    fn reload(&self, dynamic: &str) {
+        std::fs::write(&self.file, format!("{}{dynamic}", keys())).unwrap();
+        self.config
+            .reload(ReloadPart::All)
+            .expect("the new configuration is valid");
+    }
+
+    async fn post(&self, path: &str, body: Value, key: Option<&str>) -> reqwest::Response {
+        let mut request = reqwest::Client::new()
+            .post(format!("{}{path}", self.http))
+            .json(&body);
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        request.send().await.expect("the node answers")
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        std::fs::remove_file(&self.file).ok();
+    }
+}
+
+/// A caller over the call protocol, with its own key.
+struct Client {
+    identity: NodeIdentity,
+    endpoint: CallEndpoint,
+}
+
+impl Client {
+    fn new() -> Client {
+        let identity = NodeIdentity::generate().unwrap();
+        let endpoint = CallEndpoint::bind(
+            "127.0.0.1:0".parse().unwrap(),
+            &identity,
+            CallConfig::default(),
+        )
+        .unwrap();
+        Client { identity, endpoint }
+    }
+
+    async fn connect(&self, node: &Node) -> Connection {
+        self.endpoint
+            .connect(
+                node.call,
+                PeerKey::Pinned(node.identity.fingerprint().to_string()),
+            )
+            .await
+            .unwrap()
+    }
+}
+
+/// A rate-limit refusal: `RESOURCE_EXHAUSTED`, retryable, with a positive retry hint.
+fn assert_rate_limited(err: &Value) -> u64 {
+    assert_eq!(err["code"], codes::RESOURCE_EXHAUSTED, "{err}");
+    assert_eq!(err["retryable"], true, "{err}");
+    let ms = err["details"]["retry_after_ms"]
+        .as_u64()
+        .expect("a retry hint");
+    assert!(ms > 0, "{err}");
+    ms
+}
+
+fn as_json(err: &CallError) -> Value {
+    serde_json::to_value(err).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_answers_429_with_retry_after_per_ip_and_a_reload_that_raises_the_limit_lets_calls_through()
+ {
+    let node = Node::start("[rate_limits]\nper_ip = { per_second = 1, burst = 2 }\n").await;
+    let say = json!({"text": "hi"});
+    for _ in 0..2 {
+        let response = node.post("/v1/echo/say", say.clone(), None).await;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    // Authenticated or not, the third call from the same address is over the limit.
+    let response = node.post("/v1/echo/say", say.clone(), Some(ADA)).await;
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let body: Value = response.json().await.unwrap();
+    let ms = assert_rate_limited(&body["error"]);
+    assert_eq!(retry_after, ms.div_ceil(1000), "whole seconds, rounded up");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("127.0.0.1"),
+        "{body}"
+    );
+
+    node.reload("[rate_limits]\nper_ip = { per_second = 1000, burst = 1000 }\n");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    for _ in 0..10 {
+        let response = node.post("/v1/echo/say", say.clone(), None).await;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_identity_has_its_own_bucket_over_http_and_the_call_protocol() {
+    let tester = Client::new();
+    let node = Node::start(&format!(
+        "{}[rate_limits]\nper_identity = {{ per_second = 1, burst = 1 }}\n",
+        allow(&tester.identity, "user:tester")
+    ))
+    .await;
+    let say = json!({"text": "hi"});
+
+    assert_eq!(
+        node.post("/v1/echo/say", say.clone(), Some(ADA))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    let refused = node.post("/v1/echo/say", say.clone(), Some(ADA)).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.headers().contains_key("retry-after"));
+    let body: Value = refused.json().await.unwrap();
+    assert_rate_limited(&body["error"]);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("user:ada"),
+        "{body}"
+    );
+    // An anonymous caller is not Ada.
+    let response = node.post("/v1/echo/say", say.clone(), None).await;
+    assert_eq!(response.status(), StatusCode::OK);
+
+    // The call protocol: the key's identity has its bucket too.
+    let connection = tester.connect(&node).await;
+    connection.call("/echo/say", say.clone()).await.unwrap();
+    let err = connection.call("/echo/say", say.clone()).await.unwrap_err();
+    assert_rate_limited(&as_json(&err));
+    // A per-call token is another identity (Bob), with its own bucket.
+    let as_bob = CallOptions::new().auth_token(BOB);
+    connection
+        .call_with("/echo/say", say.clone(), &as_bob)
+        .await
+        .unwrap();
+    // Listings are not calls.
+    connection
+        .call("/services/list", json!({}))
+        .await
+        .expect("listing is not rate limited");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_and_websocket_callers_are_limited_by_their_address() {
+    let node = Node::start("[rate_limits]\nper_ip = { per_second = 1, burst = 1 }\n").await;
+
+    let answer = dig(node.dns, "motd.gate.alk.dev", "TXT", &[]).await;
+    assert_eq!(answer.status, "NXDOMAIN", "gate has no motd: {answer:?}");
+    let name = format!(
+        "{}.say.echo.alk.dev",
+        alknet_tests::adapters::base64url(br#"{"text":"hi"}"#)
+    );
+    // NXDOMAIN above made no call, so the bucket is still full.
+    let answer = dig(node.dns, &name, "TXT", &[]).await;
+    assert_eq!(answer.status, "NOERROR", "{answer:?}");
+    let answer = dig(node.dns, &name, "TXT", &[]).await;
+    assert_eq!(answer.status, "REFUSED", "{answer:?}");
+    assert_rate_limited(&answer.json()["error"]);
+
+    // WebSocket: the upgrade's TCP peer is the address; the same loopback bucket is empty.
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{}/call", node.ws))
+        .await
+        .unwrap();
+    // Three calls at once: with a burst of 1, at most one gets through.
+    for id in ["1", "2", "3"] {
+        let request = json!({"type": "call.requested", "id": id, "payload": {
+            "operationId": "/echo/say", "input": {"text": "hi"}, "auth_token": ADA}});
+        socket
+            .send(Message::text(request.to_string()))
+            .await
+            .unwrap();
+    }
+    let mut refused = 0;
+    for _ in 0..3 {
+        let reply = loop {
+            if let Message::Text(text) = socket.next().await.unwrap().unwrap() {
+                break serde_json::from_str::<Value>(&text).unwrap();
+            }
+        };
+        if reply["type"] == "call.error" {
+            assert_rate_limited(&reply["payload"]);
+            refused += 1;
+        } else {
+            assert_eq!(reply["type"], "call.responded", "{reply}");
+        }
+    }
+    assert!(refused >= 2, "{refused} of 3 calls were refused");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deny_rule_is_forbidden_over_http_and_the_call_protocol_and_nested_calls_pass() {
+    let tester = Client::new();
+    let node = Node::start(&format!(
+        "{}[[forwarding.rules]]\noperations = \"front/*\"\naction = \"local\"\n\n\
+         [[forwarding.rules]]\noperations = \"gate/*\"\nidentities = \"user:*\"\naction = \"deny\"\n\n\
+         [rate_limits]\nper_identity = {{ per_second = 1, burst = 2 }}\n",
+        allow(&tester.identity, "user:tester")
+    ))
+    .await;
+
+    let response = node.post("/v1/gate/whoami", json!({}), Some(ADA)).await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], codes::FORBIDDEN);
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("gate/whoami") && message.contains("rule 2"),
+        "{message}"
+    );
+    // The rule names `user:*`; an anonymous caller is not matched.
+    let response = node.post("/v1/gate/whoami", json!({}), None).await;
+    assert_eq!(response.status(), StatusCode::OK);
+
+    let connection = tester.connect(&node).await;
+    let err = connection
+        .call("/gate/whoami", json!({}))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, codes::FORBIDDEN, "{err:?}");
+
+    // `front/whoami` calls `gate/whoami` as a nested call: neither denied nor counted.
+    // Denied calls spent no tokens, so the tester has both of its calls left.
+    for _ in 0..2 {
+        let seen: Seen =
+            serde_json::from_value(connection.call("/front/whoami", json!({})).await.unwrap())
+                .unwrap();
+        assert_eq!(seen.identity.as_deref(), Some("user:tester"));
+    }
+    let err = connection
+        .call("/front/whoami", json!({}))
+        .await
+        .unwrap_err();
+    assert_rate_limited(&as_json(&err));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forward_rule_sends_the_call_to_the_peer_once_follows_reloads_and_fails_fast_when_the_peer_is_gone()
+ {
+    let tester = Client::new();
+    let a_key = NodeIdentity::generate().unwrap();
+    let b_key = NodeIdentity::generate().unwrap();
+    let b_allows = format!(
+        "{}{}",
+        allow(&tester.identity, "user:tester"),
+        allow(&a_key, "node:a")
+    );
+    let b = Node::start_as(b_key.clone(), &b_allows).await;
+    let forwarding_to = |to: &Node| {
+        format!(
+            "{}{}{}[[forwarding.rules]]\noperations = \"gate/*\"\naction = \"forward\"\npeer = \"b\"\n\n\
+             [[forwarding.rules]]\noperations = \"echo/ticks\"\naction = \"forward\"\npeer = \"b\"\n",
+            allow(&tester.identity, "user:tester"),
+            allow(&b_key, "node:b"),
+            peer("b", to.call, &to.identity),
+        )
+    };
+    let a = Node::start_as(a_key.clone(), &forwarding_to(&b)).await;
+    let to_a = tester.connect(&a).await;
+
+    // B answers, seeing A's node key as the caller and the tester as who it is for.
+    let seen: Seen =
+        serde_json::from_value(to_a.call("/gate/whoami", json!({})).await.unwrap()).unwrap();
+    assert_eq!(seen.identity.as_deref(), Some("node:a"));
+    assert_eq!(seen.forwarded_for.as_deref(), Some("user:tester"));
+    // The same through HTTP, for an anonymous caller.
+    let response = a.post("/v1/gate/whoami", json!({}), None).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let seen: Seen = response.json().await.unwrap();
+    assert_eq!(seen.identity.as_deref(), Some("node:a"));
+    assert_eq!(seen.forwarded_for.as_deref(), Some("anonymous"));
+    // Subscriptions are forwarded too.
+    let ticks: Vec<Value> = to_a
+        .subscribe_with("/echo/ticks", json!({"count": 2}), &CallOptions::new())
+        .await
+        .map(Result::unwrap)
+        .collect()
+        .await;
+    assert_eq!(ticks, [json!({"n": 1}), json!({"n": 2})]);
+    // `echo/say` is not forwarded: A serves it.
+    to_a.call("/echo/say", json!({"text": "here"}))
+        .await
+        .unwrap();
+
+    // B forwards `gate/*` back to A: only the one-hop rule keeps the two from looping.
+    // A call to A lands on B and is served there; a call to B lands on A, served there.
+    b.reload(&format!(
+        "{b_allows}{}[[forwarding.rules]]\noperations = \"gate/*\"\naction = \"forward\"\npeer = \"a\"\n",
+        peer("a", a.call, &a_key),
+    ));
+    let seen: Seen =
+        serde_json::from_value(to_a.call("/gate/whoami", json!({})).await.unwrap()).unwrap();
+    assert_eq!(seen.identity.as_deref(), Some("node:a"));
+    let to_b = tester.connect(&b).await;
+    let seen: Seen =
+        serde_json::from_value(to_b.call("/gate/whoami", json!({})).await.unwrap()).unwrap();
+    assert_eq!(seen.identity.as_deref(), Some("node:b"));
+    assert_eq!(seen.forwarded_for.as_deref(), Some("user:tester"));
+
+    // A reload that points `b` at another node (another address and key): the next
+    // forwarded call goes there.
+    let c = Node::start(&allow(&a_key, "node:a@c")).await;
+    a.reload(&forwarding_to(&c));
+    let seen: Seen =
+        serde_json::from_value(to_a.call("/gate/whoami", json!({})).await.unwrap()).unwrap();
+    assert_eq!(seen.identity.as_deref(), Some("node:a@c"));
+
+    // A peer that is not there: UNAVAILABLE, naming the peer, within a second or so.
+    let nobody: SocketAddr = {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.local_addr().unwrap()
+    };
+    a.reload(&format!(
+        "{}{}[[forwarding.rules]]\noperations = \"gate/*\"\naction = \"forward\"\npeer = \"b\"\n",
+        allow(&tester.identity, "user:tester"),
+        peer("b", nobody, &b_key),
+    ));
+    let started = Instant::now();
+    let err = to_a.call("/gate/whoami", json!({})).await.unwrap_err();
+    assert_eq!(err.code, codes::UNAVAILABLE, "{err:?}");
+    assert!(err.retryable);
+    assert!(err.message.contains("`b`"), "{}", err.message);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}
