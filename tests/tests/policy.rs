@@ -478,3 +478,39 @@ async fn a_forward_rule_sends_the_call_to_the_peer_once_follows_reloads_and_fail
         started.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mcp_tool_call_over_the_limit_is_a_rate_limited_tool_result() {
+    let node = Node::start("[rate_limits]\nper_identity = { per_second = 1, burst = 2 }\n").await;
+    let say = json!({"name": "echo.say", "arguments": {"text": "hi"}});
+    let session = alknet_tests::adapters::mcp_session(
+        &["--http", &format!("{}/mcp", node.http)],
+        Some(ADA),
+        &json!([say, say, say]),
+    )
+    .await;
+    let results = session["results"].as_array().unwrap();
+    assert_eq!(results[0]["is_error"], false, "{}", results[0]);
+    assert_eq!(results[1]["is_error"], false, "{}", results[1]);
+    assert_eq!(results[2]["is_error"], true, "{}", results[2]);
+    assert_rate_limited(&results[2]["structured"]["error"]);
+    // Another identity has its own bucket.
+    let session = alknet_tests::adapters::mcp_session(
+        &["--http", &format!("{}/mcp", node.http)],
+        Some(BOB),
+        &json!([say]),
+    )
+    .await;
+    assert_eq!(session["results"][0]["is_error"], false);
+
+    // Per address: the client's address reaches the policy through MCP's HTTP requests.
+    let node = Node::start("[rate_limits]\nper_ip = { per_second = 1, burst = 1 }\n").await;
+    let session = alknet_tests::adapters::mcp_session(
+        &["--http", &format!("{}/mcp", node.http)],
+        None,
+        &json!([say, say]),
+    )
+    .await;
+    assert_eq!(session["results"][0]["is_error"], false);
+    assert_rate_limited(&session["results"][1]["structured"]["error"]);
+}
