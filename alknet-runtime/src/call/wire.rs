@@ -1,13 +1,11 @@
 //! The call protocol's wire format (SPEC §7): [`EventEnvelope`]s, JSON, each framed by a
 //! 4-byte big-endian length. `docs/call-protocol.md` is the byte-level specification.
 
-use std::borrow::Cow;
 use std::fmt;
 use std::io;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use serde_json::value::RawValue;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::CallError;
@@ -111,15 +109,13 @@ struct Output<'a> {
 #[derive(Serialize)]
 struct Empty {}
 
-/// An envelope as read: the payload stays unparsed text until the type says what it is,
-/// so it is parsed once, straight into its own type.
 #[derive(Deserialize)]
-struct Incoming<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: Cow<'a, str>,
+struct Incoming {
+    #[serde(rename = "type")]
+    kind: String,
     id: String,
-    #[serde(default, borrow)]
-    payload: Option<&'a RawValue>,
+    #[serde(default)]
+    payload: Value,
 }
 
 #[derive(Deserialize)]
@@ -191,42 +187,24 @@ impl EventEnvelope {
         let incoming: Incoming =
             serde_json::from_slice(json).map_err(|e| DecodeError::Malformed(e.to_string()))?;
         let Incoming { kind, id, payload } = incoming;
-        // An absent payload reads as `null`, which only the empty payloads accept.
-        let payload = payload.map_or("null", RawValue::get);
         let invalid = |reason: serde_json::Error| DecodeError::InvalidPayload {
             id: id.clone(),
-            kind: kind.to_string(),
-            reason: without_position(&reason),
+            kind: kind.clone(),
+            reason: reason.to_string(),
         };
-        let event = match &*kind {
-            "call.requested" => Event::Requested(serde_json::from_str(payload).map_err(invalid)?),
+        let event = match kind.as_str() {
+            "call.requested" => Event::Requested(serde_json::from_value(payload).map_err(invalid)?),
             "call.responded" => Event::Responded {
-                output: serde_json::from_str::<OutputIn>(payload)
+                output: serde_json::from_value::<OutputIn>(payload)
                     .map_err(invalid)?
                     .output,
             },
             "call.completed" => Event::Completed,
             "call.aborted" => Event::Aborted,
-            "call.error" => Event::Error(serde_json::from_str(payload).map_err(invalid)?),
-            _ => {
-                return Err(DecodeError::UnknownType {
-                    id,
-                    kind: kind.into_owned(),
-                });
-            }
+            "call.error" => Event::Error(serde_json::from_value(payload).map_err(invalid)?),
+            _ => return Err(DecodeError::UnknownType { id, kind }),
         };
         Ok(EventEnvelope { id, event })
-    }
-}
-
-/// serde_json's message without its "at line … column …": a position inside the payload
-/// would mislead, as the peer counts from the start of the envelope.
-fn without_position(err: &serde_json::Error) -> String {
-    let message = err.to_string();
-    let position = format!(" at line {} column {}", err.line(), err.column());
-    match message.strip_suffix(&position) {
-        Some(message) => message.to_string(),
-        None => message,
     }
 }
 
