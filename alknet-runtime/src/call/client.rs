@@ -3,14 +3,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use futures::stream::{self, BoxStream};
+use futures::{FutureExt, StreamExt};
 use serde_json::Value;
 use tokio::time::Instant;
 
 use super::quic::CallConfig;
 use super::server::CallServer;
-use super::wire::{CallRequested, Event, EventEnvelope, read_frame, write_frame};
+use super::wire::{CallRequested, Event, EventEnvelope, FrameReader, write_frame};
 use crate::{CallError, RequestId};
 
 /// A call-protocol connection to a peer node, for calling it — and, with
@@ -95,8 +95,8 @@ impl Connection {
             .await
     }
 
-    /// [`Connection::call`] with options. Dropping the future aborts the call: the peer
-    /// receives `call.aborted` and cancels it.
+    /// [`Connection::call`] with options. Dropping the future aborts the call: the peer is
+    /// told (STOP_SENDING on the call's stream) and cancels it.
     pub async fn call_with(
         &self,
         operation_id: &str,
@@ -183,7 +183,9 @@ impl Connection {
         .boxed()
     }
 
-    /// Open the call's stream and send `call.requested`.
+    /// Open the call's stream, send `call.requested` and finish this side of the stream: the
+    /// request, its end and the callee's answer are all the stream carries, and the callee
+    /// never has to stop a side the caller left open. Aborting stops the callee's side.
     async fn start(
         &self,
         operation_id: &str,
@@ -206,28 +208,26 @@ impl Connection {
         write_frame(&mut send, &request)
             .await
             .map_err(|e| lost(&e))?;
+        // Dropping the send side finishes it.
+        drop(send);
         Ok(ActiveCall {
             id,
-            send: Some(send),
-            recv,
-            max_frame_size: self.config.max_frame_size,
+            recv: FrameReader::new(recv, self.config.max_frame_size),
             finished: false,
         })
     }
 }
 
-/// One call in flight. Dropped before its last event, it sends `call.aborted`.
+/// One call in flight. Dropped before its last event, it aborts the call.
 struct ActiveCall {
     id: String,
-    send: Option<noq::SendStream>,
-    recv: noq::RecvStream,
-    max_frame_size: usize,
+    recv: FrameReader<noq::RecvStream>,
     finished: bool,
 }
 
 impl ActiveCall {
     async fn next_event(&mut self) -> Result<Event, CallError> {
-        let frame = match read_frame(&mut self.recv, self.max_frame_size).await {
+        let frame = match self.recv.next().await {
             Ok(Some(frame)) => frame,
             Ok(None) => {
                 return Err(CallError::unavailable(
@@ -236,7 +236,7 @@ impl ActiveCall {
             }
             Err(err) => return Err(err.to_call_error()),
         };
-        let envelope = EventEnvelope::decode(&frame).map_err(|err| {
+        let envelope = EventEnvelope::decode(frame).map_err(|err| {
             CallError::internal(format!(
                 "the peer sent an event this node cannot read: {err}"
             ))
@@ -259,37 +259,25 @@ impl ActiveCall {
         ))
     }
 
-    /// The callee sent its last event: nothing to abort.
+    /// The callee sent its last event: nothing to abort. If its end of the stream came
+    /// after that event, taking it now (without waiting) spares the callee a STOP_SENDING.
     fn done(&mut self) {
         self.finished = true;
+        let _ = self.recv.next().now_or_never();
     }
 }
 
 impl Drop for ActiveCall {
     fn drop(&mut self) {
-        let Some(mut send) = self.send.take() else {
-            return;
-        };
-        if self.finished {
-            let _ = send.finish();
-            return;
-        }
-        let aborted = EventEnvelope::new(std::mem::take(&mut self.id), Event::Aborted);
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                runtime.spawn(async move {
-                    if write_frame(&mut send, &aborted).await.is_ok() {
-                        let _ = send.finish();
-                    }
-                });
-            }
-            // Without a runtime to write on, resetting the stream still tells the peer.
-            Err(_) => {
-                let _ = send.reset(0u32.into());
-            }
+        if !self.finished {
+            // STOP_SENDING: the callee cancels the call.
+            let _ = self.recv.get_mut().stop(ABORTED);
         }
     }
 }
+
+/// The STOP_SENDING code of an aborted call.
+const ABORTED: noq::VarInt = noq::VarInt::from_u32(0);
 
 fn lost(err: &dyn std::fmt::Display) -> CallError {
     CallError::unavailable(format!("the connection to the peer is lost: {err}"))

@@ -29,7 +29,7 @@ pub use server::{CallServer, ListedOperation};
 pub use websocket::router as websocket_router;
 pub use wire::{
     ALPN, CallRequested, DEFAULT_MAX_FRAME_SIZE, DecodeError, Event, EventEnvelope, FrameError,
-    read_frame, write_frame,
+    FrameReader, read_frame, write_frame,
 };
 
 /// The QUIC implementation, for what [`Connection::quic`] exposes.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::client::Connection;
 use super::server::{CallServer, EventSink, Peer};
 use super::wire::{
-    ALPN, DEFAULT_MAX_FRAME_SIZE, Event, EventEnvelope, FrameError, read_frame, write_frame,
+    ALPN, DEFAULT_MAX_FRAME_SIZE, Event, EventEnvelope, FrameError, FrameReader, write_frame,
 };
 use crate::quic::{
     NodeIdentity, PeerKey, QuicConfig, client_config, peer_fingerprint, server_endpoint,
@@ -195,16 +195,16 @@ impl EventSink for StreamSink<'_> {
     }
 }
 
-/// One call: `call.requested`, then the outcome, unless `call.aborted` comes first.
+/// One call: `call.requested`, then the outcome, unless the caller aborts first.
 async fn serve_stream(
     server: CallServer,
     peer: Arc<Peer>,
     mut send: noq::SendStream,
-    mut recv: noq::RecvStream,
+    recv: noq::RecvStream,
 ) {
-    let limit = server.frame_limit();
-    let first = match read_frame(&mut recv, limit).await {
-        Ok(Some(frame)) => EventEnvelope::decode(&frame).map_err(|err| {
+    let mut recv = FrameReader::new(recv, server.frame_limit());
+    let first = match recv.next().await {
+        Ok(Some(frame)) => EventEnvelope::decode(frame).map_err(|err| {
             (
                 err.id().unwrap_or_default().to_string(),
                 err.to_call_error(),
@@ -224,34 +224,44 @@ async fn serve_stream(
                 "a call must start with `call.requested`, not `{}`",
                 event.type_name()
             ));
-            refuse(send, recv, id, err).await;
+            refuse(send, recv.get_mut(), id, err).await;
             return;
         }
         Err((id, err)) => {
-            refuse(send, recv, id, err).await;
+            refuse(send, recv.get_mut(), id, err).await;
             return;
         }
     };
+    // Made before the call borrows `send`: a caller that finished its side aborts by
+    // stopping ours (STOP_SENDING).
+    let stopped = send.stopped();
     let outcome = {
         let mut sink = StreamSink(&mut send);
         let call = server.run_call(&peer, &id, request, &mut sink);
         tokio::select! {
+            // The call first: one that is ready at once never watches the caller.
+            biased;
             () = call => None,
-            why = watch_for_abort(&mut recv, limit) => why,
+            why = watch_for_abort(&mut recv, stopped) => why,
         }
     };
     if let Some(err) = outcome {
         let _ = write_frame(&mut send, &EventEnvelope::new(id, Event::Error(err))).await;
     }
-    let _ = send.finish();
+    // Dropping `send` finishes it: one lock of the connection, where `finish` and the drop
+    // would take two.
 }
 
-/// Resolves when the caller aborts the call (`call.aborted`, a reset stream, a lost
-/// connection) — with an error to send back if it broke the protocol instead. A caller
-/// that finishes its side of the stream after the request is waiting, not aborting.
-async fn watch_for_abort(recv: &mut noq::RecvStream, limit: usize) -> Option<CallError> {
-    match read_frame(recv, limit).await {
-        Ok(Some(frame)) => match EventEnvelope::decode(&frame) {
+/// Resolves when the caller aborts the call (`call.aborted`, a reset stream, STOP_SENDING
+/// on the callee's side, a lost connection) — with an error to send back if it broke the
+/// protocol instead. A caller that finishes its side of the stream after the request is
+/// waiting, not aborting.
+async fn watch_for_abort(
+    recv: &mut FrameReader<noq::RecvStream>,
+    stopped: noq::Stopped,
+) -> Option<CallError> {
+    match recv.next().await {
+        Ok(Some(frame)) => match EventEnvelope::decode(frame) {
             Ok(EventEnvelope {
                 event: Event::Aborted,
                 ..
@@ -262,14 +272,17 @@ async fn watch_for_abort(recv: &mut noq::RecvStream, limit: usize) -> Option<Cal
             ))),
             Err(err) => Some(err.to_call_error()),
         },
-        Ok(None) => std::future::pending().await,
+        Ok(None) => {
+            let _ = stopped.await;
+            None
+        }
         Err(FrameError::Io(_)) => None,
         Err(err) => Some(err.to_call_error()),
     }
 }
 
 /// Answer a stream that did not start a call properly, and stop reading it.
-async fn refuse(mut send: noq::SendStream, mut recv: noq::RecvStream, id: String, err: CallError) {
+async fn refuse(mut send: noq::SendStream, recv: &mut noq::RecvStream, id: String, err: CallError) {
     let _ = recv.stop(0u32.into());
     let _ = write_frame(&mut send, &EventEnvelope::new(id, Event::Error(err))).await;
     let _ = send.finish();

@@ -309,35 +309,106 @@ impl fmt::Display for FrameError {
 
 impl std::error::Error for FrameError {}
 
-/// Read one frame's JSON. `Ok(None)`: the stream ended cleanly between frames. The length
-/// is checked against `max` before anything is allocated.
+/// Reads frames from one stream. Each read asks for as much as the stream has ready, so a
+/// small frame usually takes one read, and the stream's end arriving with it is seen
+/// at once (on QUIC, that spares the peer a STOP_SENDING); what a read brings beyond the
+/// current frame is kept for the next.
+pub struct FrameReader<R> {
+    reader: R,
+    max: usize,
+    /// `buf[start..end]` is read and not yet returned.
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// Read nothing beyond the current frame (for [`read_frame`]).
+    exact: bool,
+}
+
+/// How much a [`FrameReader`] asks for at least: room for a typical event and the
+/// stream's end.
+const READ_AHEAD: usize = 1024;
+
+impl<R: AsyncRead + Unpin> FrameReader<R> {
+    /// Frames of at most `max` bytes from `reader`.
+    pub fn new(reader: R, max: usize) -> Self {
+        FrameReader {
+            reader,
+            max,
+            buf: Vec::new(),
+            start: 0,
+            end: 0,
+            exact: false,
+        }
+    }
+
+    /// The stream it reads.
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.reader
+    }
+
+    /// The next frame's JSON. `Ok(None)`: the stream ended cleanly between frames. The
+    /// length is checked against the limit before anything is allocated for the frame.
+    pub async fn next(&mut self) -> Result<Option<&[u8]>, FrameError> {
+        if !self.fill(4).await? {
+            return if self.start == self.end {
+                Ok(None)
+            } else {
+                Err(FrameError::Truncated)
+            };
+        }
+        let prefix = &self.buf[self.start..self.start + 4];
+        let len = u32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]);
+        if len as usize > self.max {
+            return Err(FrameError::TooLarge { len, max: self.max });
+        }
+        let frame_end = self.start + 4 + len as usize;
+        if !self.fill(4 + len as usize).await? {
+            return Err(FrameError::Truncated);
+        }
+        let frame = self.start + 4..frame_end;
+        self.start = frame_end;
+        Ok(Some(&self.buf[frame]))
+    }
+
+    /// Have at least `wanted` unread bytes; `false` if the stream ended first.
+    async fn fill(&mut self, wanted: usize) -> Result<bool, FrameError> {
+        while self.end - self.start < wanted {
+            if self.buf.len() < self.start + wanted {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+                let size = if self.exact {
+                    wanted
+                } else {
+                    wanted.max(READ_AHEAD)
+                };
+                self.buf.resize(size.max(self.buf.len()), 0);
+            }
+            let limit = if self.exact {
+                self.start + wanted
+            } else {
+                self.buf.len()
+            };
+            match self.reader.read(&mut self.buf[self.end..limit]).await {
+                Ok(0) => return Ok(false),
+                Ok(read) => self.end += read,
+                Err(err) => return Err(FrameError::Io(err)),
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// Read one frame's JSON, and nothing of the stream beyond it. `Ok(None)`: the stream
+/// ended cleanly between frames. The length is checked against `max` before anything is
+/// allocated.
 pub async fn read_frame<R: AsyncRead + Unpin>(
     reader: &mut R,
     max: usize,
 ) -> Result<Option<Vec<u8>>, FrameError> {
-    let mut prefix = [0u8; 4];
-    let mut filled = 0;
-    while filled < prefix.len() {
-        match reader.read(&mut prefix[filled..]).await {
-            Ok(0) if filled == 0 => return Ok(None),
-            Ok(0) => return Err(FrameError::Truncated),
-            Ok(n) => filled += n,
-            Err(err) => return Err(FrameError::Io(err)),
-        }
-    }
-    let len = u32::from_be_bytes(prefix);
-    if len as usize > max {
-        return Err(FrameError::TooLarge { len, max });
-    }
-    let mut json = vec![0u8; len as usize];
-    reader
-        .read_exact(&mut json)
-        .await
-        .map_err(|err| match err.kind() {
-            io::ErrorKind::UnexpectedEof => FrameError::Truncated,
-            _ => FrameError::Io(err),
-        })?;
-    Ok(Some(json))
+    let mut frames = FrameReader::new(reader, max);
+    frames.exact = true;
+    Ok(frames.next().await?.map(<[u8]>::to_vec))
 }
 
 /// Write one envelope as a frame.
@@ -425,6 +496,53 @@ mod tests {
         let err = EventEnvelope::decode(br#"{"type":"call.requested","id":"3","payload":{}}"#)
             .unwrap_err();
         assert!(err.to_string().contains("operationId"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_frame_reader_keeps_what_it_read_ahead_for_the_next_frame() {
+        let events = every_event();
+        let bytes: Vec<u8> = events.iter().flat_map(EventEnvelope::to_frame).collect();
+        // Two frames and a half in the first read, the rest trickling in.
+        let (first, rest) = bytes.split_at(bytes.len() / 2);
+        let reader = reader_of(&[first, &rest[..3], &rest[3..]]);
+        let mut frames = FrameReader::new(reader, DEFAULT_MAX_FRAME_SIZE);
+        for event in &events {
+            let frame = frames.next().await.unwrap().unwrap();
+            assert_eq!(&EventEnvelope::decode(frame).unwrap(), event);
+        }
+        assert!(frames.next().await.unwrap().is_none());
+
+        // `read_frame` takes one frame and leaves the next in the stream.
+        let mut stream: &[u8] = &bytes;
+        let frame = read_frame(&mut stream, DEFAULT_MAX_FRAME_SIZE)
+            .await
+            .unwrap();
+        assert_eq!(EventEnvelope::decode(&frame.unwrap()).unwrap(), events[0]);
+        let first_frame = events[0].to_frame();
+        assert_eq!(stream, &bytes[first_frame.len()..]);
+    }
+
+    /// A reader that hands out `parts` one read at a time.
+    fn reader_of(parts: &[&[u8]]) -> impl AsyncRead + Unpin + use<> {
+        struct Parts(std::collections::VecDeque<Vec<u8>>);
+        impl AsyncRead for Parts {
+            fn poll_read(
+                mut self: std::pin::Pin<&mut Self>,
+                _: &mut std::task::Context<'_>,
+                buf: &mut tokio::io::ReadBuf<'_>,
+            ) -> std::task::Poll<io::Result<()>> {
+                if let Some(part) = self.0.front_mut() {
+                    let n = part.len().min(buf.remaining());
+                    buf.put_slice(&part[..n]);
+                    part.drain(..n);
+                    if part.is_empty() {
+                        self.0.pop_front();
+                    }
+                }
+                std::task::Poll::Ready(Ok(()))
+            }
+        }
+        Parts(parts.iter().map(|part| part.to_vec()).collect())
     }
 
     #[tokio::test]
