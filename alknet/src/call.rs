@@ -20,6 +20,8 @@ pub struct CallRequest {
     pub token: Option<String>,
     /// A running node to call over the call protocol (QUIC), and its key.
     pub node: Option<(std::net::SocketAddr, String)>,
+    /// A running node to call over HTTP, by its base URL.
+    pub http: Option<String>,
 }
 
 pub fn run(request: CallRequest) -> Result<ExitCode, String> {
@@ -38,13 +40,16 @@ pub fn run(request: CallRequest) -> Result<ExitCode, String> {
         .enable_all()
         .build()
         .map_err(|err| format!("cannot start a tokio runtime: {err}"))?;
+    let secret = match (&request.api_key, &request.token) {
+        (Some(_), Some(_)) => return Err("give --api-key or --token, not both".to_string()),
+        (key, token) => key.as_deref().or(token.as_deref()),
+    };
     if let Some((address, key)) = &request.node {
-        let secret = match (&request.api_key, &request.token) {
-            (Some(_), Some(_)) => return Err("give --api-key or --token, not both".to_string()),
-            (key, token) => key.as_deref().or(token.as_deref()),
-        };
         let operation_id = format!("/{namespace}/{operation}");
         return runtime.block_on(remote::call(*address, key, &operation_id, input, secret));
+    }
+    if let Some(base) = &request.http {
+        return runtime.block_on(http::call(base, namespace, operation, input, secret));
     }
     runtime.block_on(async {
         let config = Arc::new(load_config(request.config.as_deref())?);
@@ -183,6 +188,90 @@ mod remote {
         outcome
             .map(|()| ExitCode::SUCCESS)
             .map_err(|err| describe(&err))
+    }
+}
+
+/// `alknet call --http`: the same call, to a running node's HTTP adapter.
+mod http {
+    use std::process::ExitCode;
+
+    use alknet_runtime::CallError;
+    use alknet_runtime::futures::StreamExt;
+    use alknet_runtime::serde::Deserialize;
+    use serde_json::Value;
+
+    use super::pretty;
+
+    pub async fn call(
+        base: &str,
+        namespace: &str,
+        operation: &str,
+        input: Value,
+        secret: Option<&str>,
+    ) -> Result<ExitCode, String> {
+        let url = format!("{}/v1/{namespace}/{operation}", base.trim_end_matches('/'));
+        let mut request = reqwest::Client::new().post(&url).json(&input);
+        if let Some(secret) = secret {
+            request = request.bearer_auth(secret);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|err| format!("cannot reach {url}: {err}"))?;
+        let streams = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .is_some_and(|kind| kind.as_bytes().starts_with(b"text/event-stream"));
+        if !streams {
+            let status = response.status();
+            let body: Value = response
+                .json()
+                .await
+                .map_err(|err| format!("{url} answered {status} without a JSON body: {err}"))?;
+            return if status.is_success() {
+                println!("{}", pretty(&body));
+                Ok(ExitCode::SUCCESS)
+            } else {
+                Err(describe(&body))
+            };
+        }
+        // Server-Sent Events: an item per event, then `completed`, or an `error` event.
+        let mut bytes = response.bytes_stream();
+        let mut pending = String::new();
+        while let Some(chunk) = bytes.next().await {
+            let chunk = chunk.map_err(|err| format!("the event stream from {url} broke: {err}"))?;
+            pending.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = pending.find("\n\n") {
+                let event: String = pending.drain(..end + 2).collect();
+                let mut kind = "message";
+                let mut data = String::new();
+                for line in event.lines() {
+                    if let Some(name) = line.strip_prefix("event:") {
+                        kind = name.trim();
+                    } else if let Some(text) = line.strip_prefix("data:") {
+                        data.push_str(text.trim_start());
+                    }
+                }
+                let data: Value = serde_json::from_str(&data).unwrap_or(Value::String(data));
+                match kind {
+                    "completed" => return Ok(ExitCode::SUCCESS),
+                    "error" => return Err(describe(&data)),
+                    _ => println!("{}", pretty(&data)),
+                }
+            }
+        }
+        Err(format!(
+            "the event stream from {url} ended before `completed`"
+        ))
+    }
+
+    /// The adapter's error body, `{"error": {code, message, retryable, details, request_id}}`,
+    /// as one sentence.
+    fn describe(body: &Value) -> String {
+        match CallError::deserialize(&body["error"]) {
+            Ok(err) => super::describe(&err),
+            Err(_) => format!("the node answered an error this client cannot read: {body}"),
+        }
     }
 }
 

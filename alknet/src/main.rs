@@ -37,7 +37,8 @@ enum Command {
         #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..))]
         watch_interval_ms: u64,
     },
-    /// Call any operation of the node's services, in-process, and print the output.
+    /// Call any operation of the node's services and print the output: in-process, or on a
+    /// running node over the call protocol (`--node`) or HTTP (`--http`).
     Call {
         /// The operation, `namespace/operation` (for example `echo/say`).
         operation: String,
@@ -59,6 +60,10 @@ enum Command {
         /// The key of the node named by --node (`ed25519:…`, printed by `alknet serve`).
         #[arg(long, requires = "node")]
         node_key: Option<String>,
+        /// Call a running node over HTTP at this base URL, such as http://127.0.0.1:8080
+        /// (`POST /v1/{namespace}/{op}`; subscriptions as Server-Sent Events).
+        #[arg(long, conflicts_with = "node")]
+        http: Option<String>,
     },
     /// Make credentials.
     #[command(subcommand)]
@@ -170,6 +175,7 @@ fn main() -> ExitCode {
             token,
             node,
             node_key,
+            http,
         } => call::run(call::CallRequest {
             operation,
             input,
@@ -177,6 +183,7 @@ fn main() -> ExitCode {
             api_key,
             token,
             node: node.zip(node_key),
+            http,
         }),
         Command::Keys(KeysCommand::New {
             id,

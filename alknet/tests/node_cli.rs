@@ -527,6 +527,26 @@ fn serve_answers_over_its_transports_and_sighup_changes_what_a_key_may_do() {
 
     // HTTP, with the API key as a bearer token.
     assert_eq!(http("echo/served"), "200");
+    // `alknet call --http`: an output, a subscription's items, an error in one sentence.
+    let base = format!("http://{http_addr}");
+    let over_http = |args: &[&str]| {
+        let mut all = vec!["call", "--http", &base, "--api-key", &key];
+        all.extend_from_slice(args);
+        alknet(&all)
+    };
+    let out = over_http(&["echo/say", r#"{"text": "hi"}"#]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("\"length\": 2"), "{}", stdout(&out));
+    let out = over_http(&["echo/ticks", r#"{"count": 2}"#]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("\"n\": 1") && stdout(&out).contains("\"n\": 2"),
+        "{}",
+        stdout(&out)
+    );
+    let out = over_http(&["echo/shout", r#"{"text": " "}"#]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("EMPTY_TEXT"), "{}", stderr(&out));
     // DNS: `{"text":"hi"}` as a base64url label before `say.echo`.
     let dig = Command::new("dig")
         .args([
@@ -556,5 +576,7 @@ fn serve_answers_over_its_transports_and_sighup_changes_what_a_key_may_do() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("FORBIDDEN"), "{}", stderr(&out));
     assert_eq!(http("echo/served"), "403");
+    let out = alknet(&["call", "--http", &base, "--api-key", &key, "echo/served"]);
+    assert!(stderr(&out).contains("FORBIDDEN"), "{}", stderr(&out));
     server.stop();
 }
