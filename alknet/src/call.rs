@@ -22,6 +22,8 @@ pub struct CallRequest {
     pub node: Option<(std::net::SocketAddr, String)>,
     /// A running node to call over HTTP, by its base URL.
     pub http: Option<String>,
+    /// A running node to call over the call protocol on a WebSocket, by its URL.
+    pub ws: Option<String>,
 }
 
 pub fn run(request: CallRequest) -> Result<ExitCode, String> {
@@ -44,9 +46,12 @@ pub fn run(request: CallRequest) -> Result<ExitCode, String> {
         (Some(_), Some(_)) => return Err("give --api-key or --token, not both".to_string()),
         (key, token) => key.as_deref().or(token.as_deref()),
     };
+    let operation_id = format!("/{namespace}/{operation}");
     if let Some((address, key)) = &request.node {
-        let operation_id = format!("/{namespace}/{operation}");
         return runtime.block_on(remote::call(*address, key, &operation_id, input, secret));
+    }
+    if let Some(url) = &request.ws {
+        return runtime.block_on(websocket::call(url, &operation_id, input, secret));
     }
     if let Some(base) = &request.http {
         return runtime.block_on(http::call(base, namespace, operation, input, secret));
@@ -188,6 +193,94 @@ mod remote {
         outcome
             .map(|()| ExitCode::SUCCESS)
             .map_err(|err| describe(&err))
+    }
+}
+
+/// `alknet call --ws`: the same call, as call-protocol envelopes on a WebSocket.
+mod websocket {
+    use std::process::ExitCode;
+
+    use alknet_runtime::call::{CallRequested, Event, EventEnvelope};
+    use alknet_runtime::futures::{SinkExt, StreamExt};
+    use serde_json::{Value, json};
+    use tokio_tungstenite::tungstenite::Message;
+
+    use super::{describe, pretty};
+
+    type Socket = tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >;
+
+    pub async fn call(
+        url: &str,
+        operation_id: &str,
+        input: Value,
+        secret: Option<&str>,
+    ) -> Result<ExitCode, String> {
+        let (mut socket, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .map_err(|err| format!("cannot open a WebSocket to {url}: {err}"))?;
+        let request = |operation_id: &str, input| CallRequested {
+            operation_id: operation_id.to_string(),
+            input,
+            auth_token: secret.map(str::to_string),
+            forwarded_for: None,
+            deadline: None,
+        };
+        // The node's own catalog says whether this is a subscription, as over QUIC.
+        let schema = request("/services/schema", json!({ "operationId": operation_id }));
+        send(&mut socket, "schema", schema).await?;
+        let is_subscription = match next(&mut socket, url).await? {
+            Event::Responded { output } => output["kind"] == "subscription",
+            _ => false,
+        };
+        send(&mut socket, "call", request(operation_id, input)).await?;
+        loop {
+            match next(&mut socket, url).await? {
+                Event::Responded { output } => {
+                    println!("{}", pretty(&output));
+                    if !is_subscription {
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                }
+                Event::Completed => return Ok(ExitCode::SUCCESS),
+                Event::Error(err) => return Err(describe(&err)),
+                other => {
+                    return Err(format!(
+                        "the node sent `{}`, which a caller never receives",
+                        other.type_name()
+                    ));
+                }
+            }
+        }
+    }
+
+    async fn send(socket: &mut Socket, id: &str, request: CallRequested) -> Result<(), String> {
+        let envelope = EventEnvelope::new(id, Event::Requested(request));
+        socket
+            .send(Message::text(envelope.to_json()))
+            .await
+            .map_err(|err| format!("the WebSocket failed: {err}"))
+    }
+
+    /// The next event the node sends; this client has one call in flight at a time.
+    async fn next(socket: &mut Socket, url: &str) -> Result<Event, String> {
+        loop {
+            match socket.next().await {
+                Some(Ok(Message::Text(text))) => {
+                    return EventEnvelope::decode(text.as_bytes())
+                        .map(|envelope| envelope.event)
+                        .map_err(|err| {
+                            format!("the node sent an event this client cannot read: {err}")
+                        });
+                }
+                Some(Ok(Message::Close(_))) | None => {
+                    return Err(format!("{url} closed the socket before answering"));
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(err)) => return Err(format!("the WebSocket to {url} failed: {err}")),
+            }
+        }
     }
 }
 

@@ -38,7 +38,7 @@ enum Command {
         watch_interval_ms: u64,
     },
     /// Call any operation of the node's services and print the output: in-process, or on a
-    /// running node over the call protocol (`--node`) or HTTP (`--http`).
+    /// running node over the call protocol (`--node`), HTTP (`--http`) or WebSocket (`--ws`).
     Call {
         /// The operation, `namespace/operation` (for example `echo/say`).
         operation: String,
@@ -64,6 +64,10 @@ enum Command {
         /// (`POST /v1/{namespace}/{op}`; subscriptions as Server-Sent Events).
         #[arg(long, conflicts_with = "node")]
         http: Option<String>,
+        /// Call a running node over the call protocol on a WebSocket at this URL, such as
+        /// ws://127.0.0.1:4480/call.
+        #[arg(long, conflicts_with_all = ["node", "http"])]
+        ws: Option<String>,
     },
     /// Make credentials.
     #[command(subcommand)]
@@ -176,6 +180,7 @@ fn main() -> ExitCode {
             node,
             node_key,
             http,
+            ws,
         } => call::run(call::CallRequest {
             operation,
             input,
@@ -184,6 +189,7 @@ fn main() -> ExitCode {
             token,
             node: node.zip(node_key),
             http,
+            ws,
         }),
         Command::Keys(KeysCommand::New {
             id,

@@ -473,7 +473,7 @@ fn serve_answers_over_its_transports_and_sighup_changes_what_a_key_may_do() {
         let line = server.expect_output(&format!("  {name} "));
         line.split_whitespace().nth(1).unwrap().parse().unwrap()
     };
-    let (call_addr, _websocket, irpc_addr) =
+    let (call_addr, websocket_addr, irpc_addr) =
         (address("call"), address("websocket"), address("irpc"));
     let (http_addr, dns_addr) = (address("http"), address("dns"));
     let http = |operation: &str| {
@@ -546,6 +546,20 @@ fn serve_answers_over_its_transports_and_sighup_changes_what_a_key_may_do() {
     );
     let out = over_http(&["echo/shout", r#"{"text": " "}"#]);
     assert!(!out.status.success());
+    assert!(stderr(&out).contains("EMPTY_TEXT"), "{}", stderr(&out));
+    // `alknet call --ws`: the same over the call protocol on a WebSocket.
+    let ws = format!("ws://{websocket_addr}/call");
+    let over_ws = |args: &[&str]| {
+        let mut all = vec!["call", "--ws", &ws, "--api-key", &key];
+        all.extend_from_slice(args);
+        alknet(&all)
+    };
+    let out = over_ws(&["echo/served"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = over_ws(&["echo/ticks", r#"{"count": 2}"#]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("\"n\": 2"), "{}", stdout(&out));
+    let out = over_ws(&["echo/shout", r#"{"text": " "}"#]);
     assert!(stderr(&out).contains("EMPTY_TEXT"), "{}", stderr(&out));
     // DNS: `{"text":"hi"}` as a base64url label before `say.echo`.
     let dig = Command::new("dig")
