@@ -16,7 +16,7 @@ use alknet_runtime::call::{
     CallConfig, CallEndpoint, CallOptions, CallServer, Connection, NodeIdentity, PeerKey,
 };
 use alknet_runtime::futures::StreamExt;
-use alknet_runtime::{Caller, Credential, IdentityProvider, OperationEnv};
+use alknet_runtime::{CallError, Caller, Credential, IdentityProvider, OperationEnv};
 use alknet_tests::adapters::{
     ADMIN, READER, base64url, dig, identities, mcp_session, serve_dns, serve_http,
 };
@@ -30,6 +30,24 @@ enum Outcome {
     Error(String),
     /// The adapter does not serve the operation (its binding is absent).
     NotServed,
+}
+
+impl Outcome {
+    /// What a query or mutation came to, where the driver has it as a `Result`.
+    fn of_output(result: Result<Value, CallError>) -> Outcome {
+        match result {
+            Ok(output) => Outcome::Output(output),
+            Err(err) => Outcome::Error(err.code.to_string()),
+        }
+    }
+
+    /// What a subscription came to, from its items as a stream gave them.
+    fn of_items(items: Vec<Result<Value, CallError>>) -> Outcome {
+        match items.into_iter().collect::<Result<Vec<_>, _>>() {
+            Ok(items) => Outcome::Items(items),
+            Err(err) => Outcome::Error(err.code.to_string()),
+        }
+    }
 }
 
 /// One call of one operation.
@@ -147,24 +165,11 @@ async fn run(driver: Driver, caller: As, env: &OperationEnv, cases: &[Case]) -> 
             for case in cases {
                 let spec = env.spec("echo", case.operation).unwrap();
                 outcomes.push(if spec.is_subscription() {
-                    let items: Vec<_> = env
-                        .subscribe("echo", case.operation, case.input.clone())
-                        .await
-                        .collect()
-                        .await;
-                    match items.into_iter().collect::<Result<Vec<_>, _>>() {
-                        Ok(items) => Outcome::Items(items),
-                        Err(err) => Outcome::Error(err.code.to_string()),
-                    }
+                    let items = env.subscribe("echo", case.operation, case.input.clone());
+                    Outcome::of_items(items.await.collect().await)
                 } else {
-                    match env
-                        .invoke("echo", case.operation, case.input.clone())
-                        .await
-                        .result
-                    {
-                        Ok(output) => Outcome::Output(output),
-                        Err(err) => Outcome::Error(err.code.to_string()),
-                    }
+                    let reply = env.invoke("echo", case.operation, case.input.clone());
+                    Outcome::of_output(reply.await.result)
                 });
             }
             outcomes
@@ -295,23 +300,11 @@ async fn run(driver: Driver, caller: As, env: &OperationEnv, cases: &[Case]) -> 
                 let spec = env.spec("echo", case.operation).unwrap();
                 let target = spec.bindings().call_protocol;
                 outcomes.push(if spec.is_subscription() {
-                    let items: Vec<_> = connection
-                        .subscribe_with(&target, case.input.clone(), &options)
-                        .await
-                        .collect()
-                        .await;
-                    match items.into_iter().collect::<Result<Vec<_>, _>>() {
-                        Ok(items) => Outcome::Items(items),
-                        Err(err) => Outcome::Error(err.code.to_string()),
-                    }
+                    let items = connection.subscribe_with(&target, case.input.clone(), &options);
+                    Outcome::of_items(items.await.collect().await)
                 } else {
-                    match connection
-                        .call_with(&target, case.input.clone(), &options)
-                        .await
-                    {
-                        Ok(output) => Outcome::Output(output),
-                        Err(err) => Outcome::Error(err.code.to_string()),
-                    }
+                    let output = connection.call_with(&target, case.input.clone(), &options);
+                    Outcome::of_output(output.await)
                 });
             }
             connection.close();

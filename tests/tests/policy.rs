@@ -12,9 +12,7 @@ use std::time::{Duration, Instant};
 use alknet_example::{EchoProtocol, EchoService};
 use alknet_runtime::adapters::dns::DnsAdapter;
 use alknet_runtime::adapters::http::HttpAdapter;
-use alknet_runtime::call::{
-    CallConfig, CallEndpoint, CallOptions, CallServer, Connection, NodeIdentity, PeerKey,
-};
+use alknet_runtime::call::{CallConfig, CallEndpoint, CallOptions, CallServer, NodeIdentity};
 use alknet_runtime::config::{ConfigServiceImpl, ReloadPart};
 use alknet_runtime::credentials::api_key_hash;
 use alknet_runtime::{CallError, ConfigIdentityProvider, NodePolicy, OperationEnv, codes};
@@ -24,7 +22,10 @@ use alknet_tests::gate::{Gate, GateProtocol, Seen};
 use futures::{SinkExt, StreamExt};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use support::TestNode;
 use tokio_tungstenite::tungstenite::Message;
+
+mod support;
 
 /// The API key of `user:ada`.
 const ADA: &str = "alk_ada-0123456789abcdef0123456789";
@@ -163,35 +164,6 @@ impl Drop for Node {
     }
 }
 
-/// A caller over the call protocol, with its own key.
-struct Client {
-    identity: NodeIdentity,
-    endpoint: CallEndpoint,
-}
-
-impl Client {
-    fn new() -> Client {
-        let identity = NodeIdentity::generate().unwrap();
-        let endpoint = CallEndpoint::bind(
-            "127.0.0.1:0".parse().unwrap(),
-            &identity,
-            CallConfig::default(),
-        )
-        .unwrap();
-        Client { identity, endpoint }
-    }
-
-    async fn connect(&self, node: &Node) -> Connection {
-        self.endpoint
-            .connect(
-                node.call,
-                PeerKey::Pinned(node.identity.fingerprint().to_string()),
-            )
-            .await
-            .unwrap()
-    }
-}
-
 /// A rate-limit refusal: `RESOURCE_EXHAUSTED`, retryable, with a positive retry hint.
 fn assert_rate_limited(err: &Value) -> u64 {
     assert_eq!(err["code"], codes::RESOURCE_EXHAUSTED, "{err}");
@@ -245,7 +217,7 @@ async fn http_answers_429_with_retry_after_per_ip_and_a_reload_that_raises_the_l
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_identity_has_its_own_bucket_over_http_and_the_call_protocol() {
-    let tester = Client::new();
+    let tester = TestNode::new();
     let node = Node::start(&format!(
         "{}[rate_limits]\nper_identity = {{ per_second = 1, burst = 1 }}\n",
         allow(&tester.identity, "user:tester")
@@ -276,7 +248,9 @@ async fn each_identity_has_its_own_bucket_over_http_and_the_call_protocol() {
     assert_eq!(response.status(), StatusCode::OK);
 
     // The call protocol: the key's identity has its bucket too.
-    let connection = tester.connect(&node).await;
+    let connection = tester
+        .connect_to(node.call, node.identity.fingerprint())
+        .await;
     connection.call("/echo/say", say.clone()).await.unwrap();
     let err = connection.call("/echo/say", say.clone()).await.unwrap_err();
     assert_rate_limited(&as_json(&err));
@@ -342,7 +316,7 @@ async fn dns_and_websocket_callers_are_limited_by_their_address() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deny_rule_is_forbidden_over_http_and_the_call_protocol_and_nested_calls_pass() {
-    let tester = Client::new();
+    let tester = TestNode::new();
     let node = Node::start(&format!(
         "{}[[forwarding.rules]]\noperations = \"front/*\"\naction = \"local\"\n\n\
          [[forwarding.rules]]\noperations = \"gate/*\"\nidentities = \"user:*\"\naction = \"deny\"\n\n\
@@ -364,7 +338,9 @@ async fn a_deny_rule_is_forbidden_over_http_and_the_call_protocol_and_nested_cal
     let response = node.post("/v1/gate/whoami", json!({}), None).await;
     assert_eq!(response.status(), StatusCode::OK);
 
-    let connection = tester.connect(&node).await;
+    let connection = tester
+        .connect_to(node.call, node.identity.fingerprint())
+        .await;
     let err = connection
         .call("/gate/whoami", json!({}))
         .await
@@ -389,7 +365,7 @@ async fn a_deny_rule_is_forbidden_over_http_and_the_call_protocol_and_nested_cal
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forward_rule_sends_the_call_to_the_peer_once_follows_reloads_and_fails_fast_when_the_peer_is_gone()
  {
-    let tester = Client::new();
+    let tester = TestNode::new();
     let a_key = NodeIdentity::generate().unwrap();
     let b_key = NodeIdentity::generate().unwrap();
     let b_allows = format!(
@@ -408,7 +384,7 @@ async fn a_forward_rule_sends_the_call_to_the_peer_once_follows_reloads_and_fail
         )
     };
     let a = Node::start_as(a_key.clone(), &forwarding_to(&b)).await;
-    let to_a = tester.connect(&a).await;
+    let to_a = tester.connect_to(a.call, a.identity.fingerprint()).await;
 
     // B answers, seeing A's node key as the caller and the tester as who it is for.
     let seen: Seen =
@@ -443,7 +419,7 @@ async fn a_forward_rule_sends_the_call_to_the_peer_once_follows_reloads_and_fail
     let seen: Seen =
         serde_json::from_value(to_a.call("/gate/whoami", json!({})).await.unwrap()).unwrap();
     assert_eq!(seen.identity.as_deref(), Some("node:a"));
-    let to_b = tester.connect(&b).await;
+    let to_b = tester.connect_to(b.call, b.identity.fingerprint()).await;
     let seen: Seen =
         serde_json::from_value(to_b.call("/gate/whoami", json!({})).await.unwrap()).unwrap();
     assert_eq!(seen.identity.as_deref(), Some("node:b"));

@@ -102,8 +102,13 @@ impl TestNode {
     }
 
     pub async fn connect(&self, node: &NodeProcess) -> Connection {
+        self.connect_to(node.addr, &node.fingerprint).await
+    }
+
+    /// Connect to the node at `addr` whose key is `fingerprint`.
+    pub async fn connect_to(&self, addr: SocketAddr, fingerprint: &str) -> Connection {
         self.endpoint
-            .connect(node.addr, PeerKey::Pinned(node.fingerprint.clone()))
+            .connect(addr, PeerKey::Pinned(fingerprint.to_string()))
             .await
             .unwrap()
     }
