@@ -73,10 +73,22 @@ impl VerifiedKeys {
         }
     }
 
-    /// The index in `config.api_keys` of the entry `key` matched when it was verified
-    /// against this very snapshot.
-    fn find(&self, config: &Arc<DynamicConfig>, key: &str) -> Option<usize> {
-        let mac = self.mac.as_ref()?.hash(key.as_bytes()).into();
+    /// The index in `config.api_keys` of the entry `key` matches: the one remembered for
+    /// this very snapshot, else the one its SHA-256 finds, which is then remembered.
+    fn index(&self, config: &Arc<DynamicConfig>, key: &str) -> Result<usize, CallError> {
+        let Some(hasher) = &self.mac else {
+            return verified_index(config, key);
+        };
+        let mac = hasher.hash(key.as_bytes()).into();
+        if let Some(index) = self.find(config, mac) {
+            return Ok(index);
+        }
+        let index = verified_index(config, key)?;
+        self.remember(config, mac, index);
+        Ok(index)
+    }
+
+    fn find(&self, config: &Arc<DynamicConfig>, mac: u128) -> Option<usize> {
         let current = self.current.read().unwrap_or_else(|p| p.into_inner());
         let (snapshot, keys) = current.as_ref()?;
         Arc::ptr_eq(snapshot, config)
@@ -84,10 +96,7 @@ impl VerifiedKeys {
             .flatten()
     }
 
-    /// Remember that `key` matched entry `index` of `config`.
-    fn remember(&self, config: &Arc<DynamicConfig>, key: &str, index: usize) {
-        let Some(hasher) = &self.mac else { return };
-        let mac = hasher.hash(key.as_bytes()).into();
+    fn remember(&self, config: &Arc<DynamicConfig>, mac: u128, index: usize) {
         let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
         match &mut *current {
             Some((snapshot, keys)) if Arc::ptr_eq(snapshot, config) => {
@@ -119,15 +128,7 @@ impl ConfigIdentityProvider {
                 })
             }
             Credential::ApiKey(key) => {
-                let index = match self.verified.find(&config, key) {
-                    Some(index) => index,
-                    None => {
-                        let index = verified_index(&config, key)?;
-                        self.verified.remember(&config, key, index);
-                        index
-                    }
-                };
-                unexpired(&config.api_keys[index])
+                unexpired(&config.api_keys[self.verified.index(&config, key)?])
             }
             Credential::Token(token) => signed_token(&config, token),
         }

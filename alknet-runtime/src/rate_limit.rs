@@ -48,6 +48,16 @@ enum BucketKey {
     Ip(IpAddr),
 }
 
+/// Whose bucket it is, as a refusal names it.
+impl std::fmt::Display for BucketKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BucketKey::Identity(id) => write!(f, "`{id}`"),
+            BucketKey::Ip(ip) => write!(f, "the address {ip}"),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
     tokens: f64,
@@ -100,16 +110,12 @@ impl RateLimiter {
         ip: Option<IpAddr>,
         now: Instant,
     ) -> Result<(), CallError> {
-        let mut wanted: Vec<(BucketKey, Rate, String)> = Vec::with_capacity(2);
+        let mut wanted: Vec<(BucketKey, Rate)> = Vec::with_capacity(2);
         if let (Some(identity), Some(rate)) = (identity, limits.per_identity) {
-            wanted.push((
-                BucketKey::Identity(identity.id.clone()),
-                rate,
-                format!("`{}`", identity.id),
-            ));
+            wanted.push((BucketKey::Identity(identity.id.clone()), rate));
         }
         if let (Some(ip), Some(rate)) = (ip, limits.per_ip) {
-            wanted.push((BucketKey::Ip(ip), rate, format!("the address {ip}")));
+            wanted.push((BucketKey::Ip(ip), rate));
         }
         if wanted.is_empty() {
             return Ok(());
@@ -119,14 +125,14 @@ impl RateLimiter {
             buckets.retain(|_, bucket| bucket.tokens < 1.0);
         }
         let mut refills = Vec::with_capacity(wanted.len());
-        for (key, rate, who) in &wanted {
+        for (key, rate) in &wanted {
             let bucket = buckets.get(key).copied();
             let tokens = refill(bucket, *rate, now);
             if tokens < 1.0 {
                 let wait = Duration::from_secs_f64((1.0 - tokens) / f64::from(rate.per_second));
                 return Err(CallError::rate_limited(
                     format!(
-                        "{who} exceeded the rate limit of {} calls per second (burst {}); retry in {} ms",
+                        "{key} exceeded the rate limit of {} calls per second (burst {}); retry in {} ms",
                         rate.per_second,
                         rate.burst,
                         wait.as_millis().max(1)
@@ -136,7 +142,7 @@ impl RateLimiter {
             }
             refills.push(tokens);
         }
-        for ((key, _, _), tokens) in wanted.into_iter().zip(refills) {
+        for ((key, _), tokens) in wanted.into_iter().zip(refills) {
             buckets.insert(
                 key,
                 Bucket {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use alknet::node::Node;
-use alknet_runtime::futures::StreamExt;
+use alknet_runtime::futures::{Stream, StreamExt};
 use alknet_runtime::{CallError, Caller, Credential, OperationEnv};
 use serde_json::Value;
 
@@ -59,12 +59,9 @@ pub fn run(request: CallRequest) -> Result<ExitCode, String> {
     runtime.block_on(async {
         let config = Arc::new(load_config(request.config.as_deref())?);
         let node = Node::new(config)?;
-        let credential = match (&request.api_key, &request.token) {
-            (Some(key), None) => Some(Credential::ApiKey(key)),
-            (None, Some(token)) => Some(Credential::Token(token)),
-            (None, None) => None,
-            (Some(_), Some(_)) => return Err("give --api-key or --token, not both".to_string()),
-        };
+        // At most one of the two: both were refused above.
+        let credential = (request.api_key.as_deref().map(Credential::ApiKey))
+            .or(request.token.as_deref().map(Credential::Token));
         let mut caller = Caller::new();
         if let Some(credential) = credential {
             let identity = node
@@ -90,19 +87,9 @@ async fn call(
         .spec(namespace, operation)
         .is_some_and(|spec| spec.is_subscription());
     let (request_id, outcome) = if is_subscription {
-        let mut items = env.subscribe(namespace, operation, input).await;
+        let items = env.subscribe(namespace, operation, input).await;
         let request_id = items.request_id();
-        let mut outcome = Ok(());
-        while let Some(item) = items.next().await {
-            match item {
-                Ok(item) => println!("{}", pretty(&item)),
-                Err(err) => {
-                    outcome = Err(err);
-                    break;
-                }
-            }
-        }
-        (request_id, outcome)
+        (request_id, print_items(items).await)
     } else {
         let reply = env.invoke(namespace, operation, input).await;
         let outcome = reply.result.map(|output| println!("{}", pretty(&output)));
@@ -127,11 +114,10 @@ mod remote {
     use std::process::ExitCode;
 
     use alknet_runtime::call::{CallConfig, CallEndpoint, CallOptions, PeerKey};
-    use alknet_runtime::futures::StreamExt;
     use alknet_runtime::quic::NodeIdentity;
     use serde_json::Value;
 
-    use super::{describe, pretty};
+    use super::{describe, pretty, print_items};
 
     pub async fn call(
         address: SocketAddr,
@@ -169,20 +155,10 @@ mod remote {
             .await
             .is_ok_and(|spec| spec["kind"] == "subscription");
         let outcome = if is_subscription {
-            let mut items = connection
+            let items = connection
                 .subscribe_with(operation_id, input, &options)
                 .await;
-            let mut outcome = Ok(());
-            while let Some(item) = items.next().await {
-                match item {
-                    Ok(item) => println!("{}", pretty(&item)),
-                    Err(err) => {
-                        outcome = Err(err);
-                        break;
-                    }
-                }
-            }
-            outcome
+            print_items(items).await
         } else {
             connection
                 .call_with(operation_id, input, &options)
@@ -366,6 +342,16 @@ mod http {
             Err(_) => format!("the node answered an error this client cannot read: {body}"),
         }
     }
+}
+
+/// Print a subscription's items as they arrive, up to the first error.
+async fn print_items(
+    mut items: impl Stream<Item = Result<Value, CallError>> + Unpin,
+) -> Result<(), CallError> {
+    while let Some(item) = items.next().await {
+        println!("{}", pretty(&item?));
+    }
+    Ok(())
 }
 
 fn describe(err: &CallError) -> String {

@@ -173,13 +173,8 @@ impl<P: IrpcProtocol> Actor<P> {
         Call<R>:
             Channels<P::Rpc, Tx = oneshot::Sender<Result<R::Output, CallError>>, Rx = NoReceiver>,
     {
-        let env = self.env.clone();
+        let call = serve_unary::<P, R>(self.env.clone(), message.inner);
         Box::pin(async move {
-            let Call { meta, request } = message.inner;
-            let call = async {
-                let response = env.serve_call::<P>(meta, R::INDEX, request.into()).await?;
-                R::output(response).ok_or_else(|| mismatched(R::NAME))
-            };
             match tokio::sync::oneshot::Sender::try_from(message.tx) {
                 Ok(mut tx) => {
                     // The call first: one that is ready at once never watches the caller.
@@ -204,13 +199,8 @@ impl<P: IrpcProtocol> Actor<P> {
         R: Operation<Protocol = P>,
         Result<R::Output, CallError>: irpc::RpcMessage,
     {
-        let env = self.env.clone();
+        let call = serve_unary::<P, R>(self.env.clone(), call);
         Box::pin(async move {
-            let Call { meta, request } = call;
-            let call = async {
-                let response = env.serve_call::<P>(meta, R::INDEX, request.into()).await?;
-                R::output(response).ok_or_else(|| mismatched(R::NAME))
-            };
             let result = tokio::select! {
                 biased;
                 result = call => result,
@@ -280,6 +270,17 @@ impl<P: IrpcProtocol> Actor<P> {
             }
         })
     }
+}
+
+/// Run a query or mutation that reached the actor, under the context its caller sent.
+async fn serve_unary<P, R>(env: OperationEnv, call: Call<R>) -> Result<R::Output, CallError>
+where
+    P: IrpcProtocol,
+    R: Operation<Protocol = P>,
+{
+    let Call { meta, request } = call;
+    let response = env.serve_call::<P>(meta, R::INDEX, request.into()).await?;
+    R::output(response).ok_or_else(|| mismatched(R::NAME))
 }
 
 /// Send a query or mutation of operation `R` over irpc; `wrap` makes its output `P`'s response.
