@@ -352,6 +352,50 @@ async fn malformed_json_and_unknown_event_types_get_a_clear_error_and_the_connec
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_that_follows_its_request_with_anything_but_an_abort_is_answered_and_cancelled() {
+    let tester = TestNode::new();
+    let (_, node) = worker(&tester, &[]);
+    let peer = tester.connect(&node).await;
+    let request =
+        framed(r#"{"type":"call.requested","id":"1","payload":{"operationId":"/gate/hang"}}"#);
+    let again =
+        framed(r#"{"type":"call.requested","id":"1","payload":{"operationId":"/gate/hang"}}"#);
+    let is_the_violation = |envelope: EventEnvelope| {
+        assert_eq!(envelope.id, "1");
+        let err = error_of(envelope);
+        assert_eq!(err.code, codes::INVALID_INPUT);
+        assert!(
+            err.message
+                .contains("only `call.aborted` may follow `call.requested`"),
+            "{}",
+            err.message
+        );
+    };
+
+    // Both frames at once: the call is refused as it arrives.
+    is_the_violation(raw_exchange(&peer, &[request.clone(), again.clone()].concat()).await);
+
+    // The second frame while the call runs: the call is cancelled and the caller told why.
+    let before = counts(&peer).await;
+    let (mut send, mut recv) = peer.quic().open_bi().await.unwrap();
+    send.write_all(&request).await.unwrap();
+    until("the call runs", || async {
+        counts(&peer).await.started == before.started + 1
+    })
+    .await;
+    send.write_all(&again).await.unwrap();
+    let frame = read_frame(&mut recv, DEFAULT_MAX_FRAME_SIZE)
+        .await
+        .unwrap()
+        .unwrap();
+    is_the_violation(EventEnvelope::decode(&frame).unwrap());
+    until("the call is cancelled", || async {
+        counts(&peer).await.dropped == before.dropped + 1
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_peer_is_refused_unless_its_call_carries_a_valid_token() {
     let tester = TestNode::new();
     let (_, node) = worker(&tester, &args(["--token", "s3cret=user:token-holder"]));

@@ -2,8 +2,11 @@
 //! [`crate::quic`]) and the per-stream server loop.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::pin::{Pin, pin};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
+
+use futures::FutureExt;
 
 use super::client::Connection;
 use super::server::{CallServer, EventSink, Peer};
@@ -187,11 +190,26 @@ pub(crate) async fn serve_connection(connection: Connection, server: CallServer)
     }
 }
 
-struct StreamSink<'a>(&'a mut noq::SendStream);
+/// The call's send side, shared by the call (which writes events) and the watch for the
+/// caller's STOP_SENDING. Both run in one task, so the lock, held for one poll at a time,
+/// is never contended.
+struct StreamSink<'a>(&'a Mutex<noq::SendStream>);
+
+fn locked(send: &Mutex<noq::SendStream>) -> std::sync::MutexGuard<'_, noq::SendStream> {
+    send.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 impl EventSink for StreamSink<'_> {
     async fn send(&mut self, event: EventEnvelope) -> std::io::Result<()> {
-        write_frame(self.0, &event).await
+        let frame = event.to_frame();
+        let mut written = 0;
+        while written < frame.len() {
+            written += std::future::poll_fn(|cx| {
+                Pin::new(&mut *locked(self.0)).poll_write(cx, &frame[written..])
+            })
+            .await?;
+        }
+        Ok(())
     }
 }
 
@@ -232,19 +250,46 @@ async fn serve_stream(
             return;
         }
     };
-    // Made before the call borrows `send`: a caller that finished its side aborts by
-    // stopping ours (STOP_SENDING).
-    let stopped = send.stopped();
+    // A caller usually finishes its side along with the request; taking that end now
+    // leaves only STOP_SENDING to watch for, and a receive side that drops without a lock.
+    let caller_finished = match recv.next().now_or_never().map(caller_side) {
+        Some(CallerSide::Waiting) => true,
+        Some(CallerSide::Aborted(err)) => {
+            if let Some(err) = err {
+                let _ = write_frame(&mut send, &EventEnvelope::new(id, Event::Error(err))).await;
+            }
+            return;
+        }
+        None => false,
+    };
+    let send = Mutex::new(send);
     let outcome = {
-        let mut sink = StreamSink(&mut send);
-        let call = server.run_call(&peer, &id, request, &mut sink);
-        tokio::select! {
-            // The call first: one that is ready at once never watches the caller.
-            biased;
-            () = call => None,
-            why = watch_for_abort(&mut recv, stopped) => why,
+        let mut sink = StreamSink(&send);
+        let mut call = pin!(server.run_call(&peer, &id, request, &mut sink));
+        // A call that is done at its first poll never watches the caller: no STOP_SENDING
+        // registration (a lock and an allocation) for it.
+        if futures::poll!(call.as_mut()).is_ready() {
+            None
+        } else {
+            // Already stopped streams resolve at once: nothing sent before this is missed.
+            let stopped = locked(&send).stopped();
+            let aborted = async {
+                if !caller_finished {
+                    if let CallerSide::Aborted(err) = caller_side(recv.next().await) {
+                        return err;
+                    }
+                }
+                let _ = stopped.await;
+                None
+            };
+            tokio::select! {
+                biased;
+                () = call => None,
+                why = aborted => why,
+            }
         }
     };
+    let mut send = send.into_inner().unwrap_or_else(PoisonError::into_inner);
     if let Some(err) = outcome {
         let _ = write_frame(&mut send, &EventEnvelope::new(id, Event::Error(err))).await;
     }
@@ -252,16 +297,19 @@ async fn serve_stream(
     // would take two.
 }
 
-/// Resolves when the caller aborts the call (`call.aborted`, a reset stream, STOP_SENDING
-/// on the callee's side, a lost connection) — with an error to send back if it broke the
-/// protocol instead. A caller that finishes its side of the stream after the request is
-/// waiting, not aborting.
-async fn watch_for_abort(
-    recv: &mut FrameReader<noq::RecvStream>,
-    stopped: noq::Stopped,
-) -> Option<CallError> {
-    match recv.next().await {
-        Ok(Some(frame)) => match EventEnvelope::decode(frame) {
+/// What the caller's side of a call's stream says after `call.requested`.
+enum CallerSide {
+    /// It ended cleanly: the caller waits for the outcome (and aborts with STOP_SENDING).
+    Waiting,
+    /// `call.aborted`, a reset or a lost connection — with an error to send back if the
+    /// caller broke the protocol instead.
+    Aborted(Option<CallError>),
+}
+
+fn caller_side(next: Result<Option<&[u8]>, FrameError>) -> CallerSide {
+    match next {
+        Ok(None) => CallerSide::Waiting,
+        Ok(Some(frame)) => CallerSide::Aborted(match EventEnvelope::decode(frame) {
             Ok(EventEnvelope {
                 event: Event::Aborted,
                 ..
@@ -271,13 +319,9 @@ async fn watch_for_abort(
                 event.type_name()
             ))),
             Err(err) => Some(err.to_call_error()),
-        },
-        Ok(None) => {
-            let _ = stopped.await;
-            None
-        }
-        Err(FrameError::Io(_)) => None,
-        Err(err) => Some(err.to_call_error()),
+        }),
+        Err(FrameError::Io(_)) => CallerSide::Aborted(None),
+        Err(err) => CallerSide::Aborted(Some(err.to_call_error())),
     }
 }
 
