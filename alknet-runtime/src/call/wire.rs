@@ -1,13 +1,11 @@
 //! The call protocol's wire format (SPEC §7): [`EventEnvelope`]s, JSON, each framed by a
 //! 4-byte big-endian length. `docs/call-protocol.md` is the byte-level specification.
 
-use std::borrow::Cow;
 use std::fmt;
 use std::io;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use serde_json::value::RawValue;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::CallError;
@@ -111,15 +109,13 @@ struct Output<'a> {
 #[derive(Serialize)]
 struct Empty {}
 
-/// An envelope as read: the payload stays raw text until the type says what it holds, so
-/// it is parsed once, straight into that type.
 #[derive(Deserialize)]
-struct Incoming<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: Cow<'a, str>,
+struct Incoming {
+    #[serde(rename = "type")]
+    kind: String,
     id: String,
-    #[serde(borrow)]
-    payload: Option<&'a RawValue>,
+    #[serde(default)]
+    payload: Value,
 }
 
 #[derive(Deserialize)]
@@ -191,39 +187,23 @@ impl EventEnvelope {
         let incoming: Incoming =
             serde_json::from_slice(json).map_err(|e| DecodeError::Malformed(e.to_string()))?;
         let Incoming { kind, id, payload } = incoming;
-        // An absent payload reads as `null`, which only the payload-less events accept.
-        let payload = payload.map_or("null", RawValue::get);
-        fn parse<'de, T: Deserialize<'de>>(payload: &'de str) -> Result<T, String> {
-            serde_json::from_str(payload).map_err(|err| {
-                // The position would count from the payload's start, not the frame's.
-                let reason = err.to_string();
-                let position = format!(" at line {} column {}", err.line(), err.column());
-                reason
-                    .strip_suffix(&position)
-                    .unwrap_or(&reason)
-                    .to_string()
-            })
-        }
-        let parsed = match kind.as_ref() {
-            "call.requested" => parse(payload).map(Event::Requested),
-            "call.responded" => {
-                parse::<OutputIn>(payload).map(|p| Event::Responded { output: p.output })
-            }
-            "call.completed" => Ok(Event::Completed),
-            "call.aborted" => Ok(Event::Aborted),
-            "call.error" => parse(payload).map(Event::Error),
-            _ => {
-                return Err(DecodeError::UnknownType {
-                    id,
-                    kind: kind.into_owned(),
-                });
-            }
-        };
-        let event = parsed.map_err(|reason| DecodeError::InvalidPayload {
+        let invalid = |reason: serde_json::Error| DecodeError::InvalidPayload {
             id: id.clone(),
-            kind: kind.into_owned(),
-            reason,
-        })?;
+            kind: kind.clone(),
+            reason: reason.to_string(),
+        };
+        let event = match kind.as_str() {
+            "call.requested" => Event::Requested(serde_json::from_value(payload).map_err(invalid)?),
+            "call.responded" => Event::Responded {
+                output: serde_json::from_value::<OutputIn>(payload)
+                    .map_err(invalid)?
+                    .output,
+            },
+            "call.completed" => Event::Completed,
+            "call.aborted" => Event::Aborted,
+            "call.error" => Event::Error(serde_json::from_value(payload).map_err(invalid)?),
+            _ => return Err(DecodeError::UnknownType { id, kind }),
+        };
         Ok(EventEnvelope { id, event })
     }
 }
