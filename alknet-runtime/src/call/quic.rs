@@ -274,8 +274,7 @@ async fn serve_stream(
             // Already stopped streams resolve at once: nothing sent before this is missed.
             let stopped = locked(&send).stopped();
             let aborted = async {
-                if !caller_finished
-                    && let CallerSide::Aborted(err) = caller_side(recv.next().await)
+                if !caller_finished && let CallerSide::Aborted(err) = caller_side(recv.next().await)
                 {
                     return err;
                 }
