@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use futures::FutureExt;
 use futures::future::BoxFuture;
 use irpc::channel::oneshot;
 use irpc::rpc::noq;
@@ -257,6 +258,9 @@ async fn serve_stream<P: IrpcProtocol>(
         )
         .await;
     }
+    // The caller finishes its side with the request: taking that end now lets the receive
+    // side drop without a lock (and without a STOP_SENDING).
+    let _ = recv.read(&mut [0; 1]).now_or_never();
     match postcard::from_bytes::<P::Rpc>(&request) {
         Ok(request) => P::serve_remote(request, send, &actor).await,
         Err(err) => {

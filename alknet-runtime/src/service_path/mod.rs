@@ -201,10 +201,16 @@ impl<P: IrpcProtocol> Actor<P> {
     {
         let call = serve_unary::<P, R>(self.env.clone(), call);
         Box::pin(async move {
-            let result = tokio::select! {
-                biased;
-                result = call => result,
-                _ = send.stopped() => return,
+            let mut call = std::pin::pin!(call);
+            // A call that is done at its first poll never watches the caller: no
+            // STOP_SENDING registration (a lock and an allocation) for it.
+            let result = match futures::poll!(call.as_mut()) {
+                std::task::Poll::Ready(result) => result,
+                std::task::Poll::Pending => tokio::select! {
+                    biased;
+                    result = call => result,
+                    _ = send.stopped() => return,
+                },
             };
             let _ = oneshot::Sender::<Result<R::Output, CallError>>::from(send)
                 .send(result)
