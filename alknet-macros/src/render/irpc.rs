@@ -144,7 +144,7 @@ pub fn render(service: &Service) -> TokenStream {
                 type Rpc = #rpc;
 
                 fn send(
-                    client: &#irpc::Client<#rpc>,
+                    client: &#path::IrpcClient<#rpc>,
                     meta: #path::CallMeta,
                     request: Self,
                 ) -> #private::BoxFuture<'static, ::core::result::Result<#response, #rt::CallError>> {
@@ -154,7 +154,7 @@ pub fn render(service: &Service) -> TokenStream {
                 }
 
                 fn send_subscribe(
-                    client: &#irpc::Client<#rpc>,
+                    client: &#path::IrpcClient<#rpc>,
                     meta: #path::CallMeta,
                     request: Self,
                 ) -> #private::BoxFuture<'static, ::core::result::Result<#rt::ResponseStream<Self>, #rt::CallError>> {

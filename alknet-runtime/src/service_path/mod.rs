@@ -16,6 +16,7 @@
 //! ```
 
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
@@ -87,14 +88,14 @@ pub trait IrpcProtocol: Protocol {
 
     /// Send a query or mutation through `client`.
     fn send(
-        client: &irpc::Client<Self::Rpc>,
+        client: &IrpcClient<Self::Rpc>,
         meta: CallMeta,
         request: Self,
     ) -> BoxFuture<'static, Result<Self::Response, CallError>>;
 
     /// Start a subscription through `client`.
     fn send_subscribe(
-        client: &irpc::Client<Self::Rpc>,
+        client: &IrpcClient<Self::Rpc>,
         meta: CallMeta,
         request: Self,
     ) -> BoxFuture<'static, Result<ResponseStream<Self>, CallError>>;
@@ -291,7 +292,7 @@ where
 
 /// Send a query or mutation of operation `R` over irpc; `wrap` makes its output `P`'s response.
 pub fn send_unary<P, R>(
-    client: &irpc::Client<P::Rpc>,
+    client: &IrpcClient<P::Rpc>,
     call: Call<R>,
     wrap: fn(R::Output) -> P::Response,
 ) -> BoxFuture<'static, Result<P::Response, CallError>>
@@ -303,15 +304,26 @@ where
     <P::Rpc as irpc::Service>::Message: From<WithChannels<Call<R>, P::Rpc>>,
     Result<R::Output, CallError>: irpc::RpcMessage,
 {
-    client
-        .rpc(call)
-        .map(move |outcome| outcome.map_err(unreachable::<P>)?.map(wrap))
-        .boxed()
+    let Some(turns) = client.turns.clone() else {
+        return client
+            .client
+            .rpc(call)
+            .map(move |outcome| outcome.map_err(unreachable::<P>)?.map(wrap))
+            .boxed();
+    };
+    let client = client.client.clone();
+    Box::pin(async move {
+        let recv = send_remote::<P>(&client, &turns, call.into()).await?;
+        oneshot::Receiver::<Result<R::Output, CallError>>::from(recv)
+            .await
+            .map_err(unreachable::<P>)?
+            .map(wrap)
+    })
 }
 
 /// Start a subscription of operation `R` over irpc.
 pub fn send_streaming<P, R>(
-    client: &irpc::Client<P::Rpc>,
+    client: &IrpcClient<P::Rpc>,
     call: Call<R>,
     wrap: fn(R::Output) -> P::Response,
 ) -> BoxFuture<'static, Result<ResponseStream<P>, CallError>>
@@ -323,9 +335,22 @@ where
     <P::Rpc as irpc::Service>::Message: From<WithChannels<Call<R>, P::Rpc>>,
     Result<R::Output, CallError>: irpc::RpcMessage,
 {
-    let started = client.server_streaming(call, STREAM_BUFFER);
+    let started = match client.turns.clone() {
+        None => client
+            .client
+            .server_streaming(call, STREAM_BUFFER)
+            .map(|started| started.map_err(unreachable::<P>))
+            .boxed(),
+        Some(turns) => {
+            let client = client.client.clone();
+            Box::pin(async move {
+                let recv = send_remote::<P>(&client, &turns, call.into()).await?;
+                Ok(mpsc::Receiver::from(recv))
+            })
+        }
+    };
     Box::pin(async move {
-        let receiver = started.await.map_err(unreachable::<P>)?;
+        let receiver = started.await?;
         let items = futures::stream::unfold(Some(receiver), |receiver| async move {
             let mut receiver = receiver?;
             match receiver.recv().await {
@@ -338,9 +363,49 @@ where
     })
 }
 
+/// Open a stream to the remote actor and send `request` on it, in turn with the
+/// connection's other callers; the stream's receive side carries the answer.
+async fn send_remote<P: IrpcProtocol>(
+    client: &irpc::Client<P::Rpc>,
+    turns: &tokio::sync::Mutex<()>,
+    request: P::Rpc,
+) -> Result<noq::RecvStream, CallError> {
+    let turn = turns.lock().await;
+    let irpc::Request::Remote(sender) = client.request().await.map_err(unreachable::<P>)? else {
+        return Err(CallError::internal(format!(
+            "the `{}` service's QUIC client turned out to be in-process",
+            P::NAMESPACE
+        )));
+    };
+    let (send, recv) = sender.write(request).await.map_err(unreachable::<P>)?;
+    // Dropping the send side finishes it, still in turn.
+    drop(send);
+    drop(turn);
+    Ok(recv)
+}
+
+/// An irpc client as the service path sends through it.
+///
+/// Over QUIC, requests take turns (behind an async lock) to open their stream and send
+/// themselves: noq's connection lock is also held by its driver while it sends packets,
+/// and requests starting together would otherwise block worker threads on it, starving
+/// the tasks that carry the answers. In-process there is nothing to take turns for.
+pub struct IrpcClient<S: irpc::Service> {
+    client: irpc::Client<S>,
+    /// `Some` for a QUIC client.
+    turns: Option<Arc<tokio::sync::Mutex<()>>>,
+}
+
+impl<S: irpc::Service> IrpcClient<S> {
+    fn new(client: irpc::Client<S>) -> Self {
+        let turns = client.as_local().is_none().then(Default::default);
+        IrpcClient { client, turns }
+    }
+}
+
 /// A [`Dispatch`] that sends every request through an irpc client.
 struct IrpcDispatch<P: IrpcProtocol> {
-    client: irpc::Client<P::Rpc>,
+    client: IrpcClient<P::Rpc>,
 }
 
 impl<P: IrpcProtocol> Dispatch<P> for IrpcDispatch<P> {
@@ -369,7 +434,9 @@ pub struct IrpcService(pub(crate) LocalService);
 impl IrpcService {
     /// Reach protocol `P` through `client`: in-process channels or a QUIC connection.
     pub fn new<P: IrpcProtocol>(client: irpc::Client<P::Rpc>) -> Self {
-        IrpcService(LocalService::new::<P>(IrpcDispatch::<P> { client }))
+        IrpcService(LocalService::new::<P>(IrpcDispatch::<P> {
+            client: IrpcClient::new(client),
+        }))
     }
 }
 
