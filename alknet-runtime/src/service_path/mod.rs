@@ -370,14 +370,23 @@ async fn send_remote<P: IrpcProtocol>(
     turns: &tokio::sync::Mutex<()>,
     request: P::Rpc,
 ) -> Result<noq::RecvStream, CallError> {
-    let turn = turns.lock().await;
+    let mut turn = Some(turns.lock().await);
     let irpc::Request::Remote(sender) = client.request().await.map_err(unreachable::<P>)? else {
         return Err(CallError::internal(format!(
             "the `{}` service's QUIC client turned out to be in-process",
             P::NAMESPACE
         )));
     };
-    let (send, recv) = sender.write(request).await.map_err(unreachable::<P>)?;
+    let mut writing = std::pin::pin!(sender.write(request));
+    let written = match futures::poll!(writing.as_mut()) {
+        std::task::Poll::Ready(written) => written,
+        // A request that must wait for flow control lets the next one start.
+        std::task::Poll::Pending => {
+            turn = None;
+            writing.await
+        }
+    };
+    let (send, recv) = written.map_err(unreachable::<P>)?;
     // Dropping the send side finishes it, still in turn.
     drop(send);
     drop(turn);
