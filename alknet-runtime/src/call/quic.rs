@@ -162,7 +162,7 @@ impl CallEndpoint {
             quic,
             config: self.config.clone(),
             peer_fingerprint: fingerprint.into(),
-            opening: Default::default(),
+            turns: Default::default(),
         })
     }
 }

@@ -29,6 +29,7 @@ mod listener;
 
 pub use listener::{IrpcLimits, IrpcListener, IrpcListenerBuilder, alpn};
 
+use crate::quic::Turns;
 use crate::{
     CallError, Dispatch, Identity, LocalService, Operation, OperationContext, OperationEnv,
     Protocol, RequestId, ResponseStream,
@@ -311,10 +312,9 @@ where
             .map(move |outcome| outcome.map_err(unreachable::<P>)?.map(wrap))
             .boxed();
     };
-    let client = client.client.clone();
+    let sent = send_remote::<P>(client.client.clone(), turns, call.into());
     Box::pin(async move {
-        let recv = send_remote::<P>(&client, &turns, call.into()).await?;
-        oneshot::Receiver::<Result<R::Output, CallError>>::from(recv)
+        oneshot::Receiver::<Result<R::Output, CallError>>::from(sent.await?)
             .await
             .map_err(unreachable::<P>)?
             .map(wrap)
@@ -341,13 +341,9 @@ where
             .server_streaming(call, STREAM_BUFFER)
             .map(|started| started.map_err(unreachable::<P>))
             .boxed(),
-        Some(turns) => {
-            let client = client.client.clone();
-            Box::pin(async move {
-                let recv = send_remote::<P>(&client, &turns, call.into()).await?;
-                Ok(mpsc::Receiver::from(recv))
-            })
-        }
+        Some(turns) => send_remote::<P>(client.client.clone(), turns, call.into())
+            .map(|sent| sent.map(mpsc::Receiver::from))
+            .boxed(),
     };
     Box::pin(async move {
         let receiver = started.await?;
@@ -366,43 +362,34 @@ where
 /// Open a stream to the remote actor and send `request` on it, in turn with the
 /// connection's other callers; the stream's receive side carries the answer.
 async fn send_remote<P: IrpcProtocol>(
-    client: &irpc::Client<P::Rpc>,
-    turns: &tokio::sync::Mutex<()>,
+    client: irpc::Client<P::Rpc>,
+    turns: Arc<Turns>,
     request: P::Rpc,
 ) -> Result<noq::RecvStream, CallError> {
-    let mut turn = Some(turns.lock().await);
+    let mut turn = turns.take().await;
     let irpc::Request::Remote(sender) = client.request().await.map_err(unreachable::<P>)? else {
         return Err(CallError::internal(format!(
             "the `{}` service's QUIC client turned out to be in-process",
             P::NAMESPACE
         )));
     };
-    let mut writing = std::pin::pin!(sender.write(request));
-    let written = match futures::poll!(writing.as_mut()) {
-        std::task::Poll::Ready(written) => written,
-        // A request that must wait for flow control lets the next one start.
-        std::task::Poll::Pending => {
-            turn = None;
-            writing.await
-        }
-    };
-    let (send, recv) = written.map_err(unreachable::<P>)?;
+    let (send, recv) = turn
+        .write(sender.write(request))
+        .await
+        .map_err(unreachable::<P>)?;
     // Dropping the send side finishes it, still in turn.
     drop(send);
     drop(turn);
     Ok(recv)
 }
 
-/// An irpc client as the service path sends through it.
-///
-/// Over QUIC, requests take turns (behind an async lock) to open their stream and send
-/// themselves: noq's connection lock is also held by its driver while it sends packets,
-/// and requests starting together would otherwise block worker threads on it, starving
-/// the tasks that carry the answers. In-process there is nothing to take turns for.
+/// An irpc client as the service path sends through it: over QUIC, requests take
+/// turns (`quic::Turns`) to open their stream and send themselves (in irpc's format); in-process there
+/// is nothing to take turns for.
 pub struct IrpcClient<S: irpc::Service> {
     client: irpc::Client<S>,
     /// `Some` for a QUIC client.
-    turns: Option<Arc<tokio::sync::Mutex<()>>>,
+    turns: Option<Arc<Turns>>,
 }
 
 impl<S: irpc::Service> IrpcClient<S> {
