@@ -485,22 +485,25 @@ impl OperationEnv {
             .downcast_ref::<TypedBackend<P>>()
     }
 
-    /// Whether this env dispatches `P`'s namespace itself (to a handler or a client of `P`).
+    /// Where this env dispatches `P`'s namespace itself (to a handler or a client of `P`):
+    /// the namespace's index, which an actor keeps so that no call it serves looks it up.
     #[cfg(feature = "irpc")]
-    pub(crate) fn serves_locally<P: Protocol>(&self) -> bool {
-        self.resolve_namespace(P::NAMESPACE)
-            .is_ok_and(|service| self.typed::<P>(service).is_some())
+    pub(crate) fn local_service<P: Protocol>(&self) -> Option<usize> {
+        let service = self.resolve_namespace(P::NAMESPACE).ok()?;
+        self.typed::<P>(service).map(|_| service)
     }
 
-    /// Run a call that arrived over the irpc path, under the context its caller sent.
+    /// Run a call that arrived over the irpc path for namespace `service` (from
+    /// [`local_service`](Self::local_service)), under the context its caller sent.
     #[cfg(feature = "irpc")]
     pub(crate) async fn serve_call<P: Protocol>(
         &self,
+        service: usize,
         meta: crate::service_path::CallMeta,
         index: usize,
         request: P,
     ) -> Result<P::Response, CallError> {
-        let (typed, ctx) = self.adopt::<P>(meta, index)?;
+        let (typed, ctx) = self.adopt::<P>(service, meta, index)?;
         run_call(typed, ctx, request).await
     }
 
@@ -508,11 +511,12 @@ impl OperationEnv {
     #[cfg(feature = "irpc")]
     pub(crate) async fn serve_subscription<P: Protocol>(
         &self,
+        service: usize,
         meta: crate::service_path::CallMeta,
         index: usize,
         request: P,
     ) -> Result<BoxStream<'static, Result<P::Response, CallError>>, CallError> {
-        let (typed, ctx) = self.adopt::<P>(meta, index)?;
+        let (typed, ctx) = self.adopt::<P>(service, meta, index)?;
         Ok(run_subscription(typed, ctx, request).await?.boxed())
     }
 
@@ -520,10 +524,10 @@ impl OperationEnv {
     #[cfg(feature = "irpc")]
     fn adopt<P: Protocol>(
         &self,
+        service: usize,
         meta: crate::service_path::CallMeta,
         index: usize,
     ) -> Result<(&TypedBackend<P>, OperationContext), CallError> {
-        let service = self.resolve_namespace(P::NAMESPACE)?;
         let typed = self.typed::<P>(service).ok_or_else(|| {
             CallError::not_found(format!("`{}` is not served by this node", P::NAMESPACE))
         })?;
@@ -537,8 +541,8 @@ impl OperationEnv {
             request_id: meta.request_id,
             parent: None,
             parent_request_id: meta.parent_request_id,
-            identity: meta.identity.map(|identity| Arc::new(*identity)),
-            forwarded_for: meta.forwarded_for.map(Arc::from),
+            identity: meta.identity,
+            forwarded_for: meta.forwarded_for,
             metadata: None,
             deadline: meta
                 .timeout_ms

@@ -76,13 +76,13 @@ pub struct IrpcListenerBuilder {
 impl IrpcListenerBuilder {
     /// Serve `P`'s namespace, which `env` must serve in-process.
     pub fn serve<P: IrpcProtocol>(mut self) -> Result<Self, CallError> {
-        if !self.env.serves_locally::<P>() {
-            return Err(CallError::not_found(format!(
+        let actor = Actor::<P>::new(self.env.clone()).ok_or_else(|| {
+            CallError::not_found(format!(
                 "the namespace `{}` is not served in-process by this env, so it cannot be listened for",
                 P::NAMESPACE
-            )));
-        }
-        let actor = Arc::new(Actor::<P>::new(self.env.clone()));
+            ))
+        })?;
+        let actor = Arc::new(actor);
         let limit = self.limits.max_request_size;
         self.services.insert(
             alpn::<P>(),

@@ -59,10 +59,10 @@ pub struct CallMeta {
     pub request_id: RequestId,
     /// The id of the call that made this one, for a nested call.
     pub parent_request_id: Option<RequestId>,
-    /// The identity the call runs with (boxed: most calls move without one).
-    pub identity: Option<Box<Identity>>,
+    /// The identity the call runs with; in-process, the caller's own, shared.
+    pub identity: Option<Arc<Identity>>,
     /// Who the call was forwarded for (audit only).
-    pub forwarded_for: Option<String>,
+    pub forwarded_for: Option<Arc<str>>,
     /// How long the call had left when it was sent, in milliseconds.
     pub timeout_ms: Option<u64>,
 }
@@ -73,8 +73,8 @@ impl CallMeta {
         CallMeta {
             request_id: ctx.request_id(),
             parent_request_id: ctx.parent_request_id(),
-            identity: ctx.identity().cloned().map(Box::new),
-            forwarded_for: ctx.forwarded_for().map(str::to_string),
+            identity: ctx.identity_arc(),
+            forwarded_for: ctx.forwarded_for_arc(),
             timeout_ms: ctx.remaining().map(|d| d.as_millis() as u64),
         }
     }
@@ -123,20 +123,25 @@ pub trait IrpcProtocol: Protocol {
 ///
 /// Fails with `NOT_FOUND` unless `env` serves `P`'s namespace in-process.
 pub fn spawn<P: IrpcProtocol>(env: &OperationEnv) -> Result<irpc::Client<P::Rpc>, CallError> {
-    if !env.serves_locally::<P>() {
-        return Err(CallError::not_found(format!(
+    let actor = Actor::<P>::new(env.clone()).ok_or_else(|| {
+        CallError::not_found(format!(
             "the namespace `{}` is not served in-process by this env, so it cannot be spawned as an actor",
             P::NAMESPACE
-        )));
-    }
-    Ok(run_actor(Actor::<P>::new(env.clone())))
+        ))
+    })?;
+    Ok(run_actor(actor))
 }
 
 /// Serve `service` alone as an irpc actor; its handlers' nested calls reach only itself.
 /// Generated `spawn` functions use this; to give an actor a whole node's env for its nested
 /// calls, mount the service in that env and use [`spawn`].
 pub fn spawn_service<P: IrpcProtocol>(service: LocalService) -> irpc::Client<P::Rpc> {
-    run_actor(Actor::<P>::new(OperationEnv::single(service)))
+    // An env of the service alone serves its namespace, at index 0.
+    run_actor(Actor::<P> {
+        env: OperationEnv::single(service),
+        service: 0,
+        _protocol: PhantomData,
+    })
 }
 
 fn run_actor<P: IrpcProtocol>(actor: Actor<P>) -> irpc::Client<P::Rpc> {
@@ -157,15 +162,19 @@ fn run_actor<P: IrpcProtocol>(actor: Actor<P>) -> irpc::Client<P::Rpc> {
 /// The serving side of `P`'s irpc actor. Generated code hands it each message.
 pub struct Actor<P> {
     env: OperationEnv,
+    /// Where `env` serves `P`'s namespace.
+    service: usize,
     _protocol: PhantomData<fn() -> P>,
 }
 
 impl<P: IrpcProtocol> Actor<P> {
-    pub(crate) fn new(env: OperationEnv) -> Self {
-        Actor {
+    /// The actor of `P`'s namespace of `env`, unless `env` does not serve it in-process.
+    pub(crate) fn new(env: OperationEnv) -> Option<Self> {
+        Some(Actor {
+            service: env.local_service::<P>()?,
             env,
             _protocol: PhantomData,
-        }
+        })
     }
 
     /// Serve a query or mutation; a caller that stops waiting cancels the handler.
@@ -175,8 +184,9 @@ impl<P: IrpcProtocol> Actor<P> {
         Call<R>:
             Channels<P::Rpc, Tx = oneshot::Sender<Result<R::Output, CallError>>, Rx = NoReceiver>,
     {
-        let call = serve_unary::<P, R>(self.env.clone(), message.inner);
+        let (env, service) = (self.env.clone(), self.service);
         Box::pin(async move {
+            let call = serve_unary::<P, R>(env, service, message.inner);
             match tokio::sync::oneshot::Sender::try_from(message.tx) {
                 Ok(mut tx) => {
                     // The call first: one that is ready at once never watches the caller.
@@ -201,7 +211,7 @@ impl<P: IrpcProtocol> Actor<P> {
         R: Operation<Protocol = P>,
         Result<R::Output, CallError>: irpc::RpcMessage,
     {
-        let call = serve_unary::<P, R>(self.env.clone(), call);
+        let call = serve_unary::<P, R>(self.env.clone(), self.service, call);
         Box::pin(async move {
             let mut call = std::pin::pin!(call);
             // A call that is done at its first poll never watches the caller: no
@@ -250,12 +260,12 @@ impl<P: IrpcProtocol> Actor<P> {
     where
         R: Operation<Protocol = P>,
     {
-        let env = self.env.clone();
+        let (env, service) = (self.env.clone(), self.service);
         Box::pin(async move {
             let Call { meta, request } = call;
             let items = tokio::select! {
                 _ = tx.closed() => return,
-                items = env.serve_subscription::<P>(meta, R::INDEX, request.into()) => items,
+                items = env.serve_subscription::<P>(service, meta, R::INDEX, request.into()) => items,
             };
             let mut items = match items {
                 Ok(items) => items,
@@ -281,13 +291,19 @@ impl<P: IrpcProtocol> Actor<P> {
 }
 
 /// Run a query or mutation that reached the actor, under the context its caller sent.
-async fn serve_unary<P, R>(env: OperationEnv, call: Call<R>) -> Result<R::Output, CallError>
+async fn serve_unary<P, R>(
+    env: OperationEnv,
+    service: usize,
+    call: Call<R>,
+) -> Result<R::Output, CallError>
 where
     P: IrpcProtocol,
     R: Operation<Protocol = P>,
 {
     let Call { meta, request } = call;
-    let response = env.serve_call::<P>(meta, R::INDEX, request.into()).await?;
+    let response = env
+        .serve_call::<P>(service, meta, R::INDEX, request.into())
+        .await?;
     R::output(response).ok_or_else(|| mismatched(R::NAME))
 }
 
@@ -305,20 +321,27 @@ where
     <P::Rpc as irpc::Service>::Message: From<WithChannels<Call<R>, P::Rpc>>,
     Result<R::Output, CallError>: irpc::RpcMessage,
 {
-    let Some(turns) = client.turns.clone() else {
-        return client
-            .client
-            .rpc(call)
-            .map(move |outcome| outcome.map_err(unreachable::<P>)?.map(wrap))
-            .boxed();
-    };
-    let sent = send_remote::<P>(client.client.clone(), turns, call.into());
-    Box::pin(async move {
-        oneshot::Receiver::<Result<R::Output, CallError>>::from(sent.await?)
-            .await
-            .map_err(unreachable::<P>)?
-            .map(wrap)
-    })
+    match &client.0 {
+        // The future holds the sender and the call, not irpc's `rpc` future, which has room
+        // for a QUIC request: moving it into the box costs a call more than the rest.
+        ClientPath::Local(sender) => {
+            let sender = sender.clone();
+            Box::pin(async move {
+                let (tx, rx) = oneshot::channel();
+                sender.send((call, tx)).await.map_err(unreachable::<P>)?;
+                rx.await.map_err(unreachable::<P>)?.map(wrap)
+            })
+        }
+        ClientPath::Remote { client, turns } => {
+            let sent = send_remote::<P>(client.clone(), turns.clone(), call.into());
+            Box::pin(async move {
+                oneshot::Receiver::<Result<R::Output, CallError>>::from(sent.await?)
+                    .await
+                    .map_err(unreachable::<P>)?
+                    .map(wrap)
+            })
+        }
+    }
 }
 
 /// Start a subscription of operation `R` over irpc.
@@ -335,15 +358,21 @@ where
     <P::Rpc as irpc::Service>::Message: From<WithChannels<Call<R>, P::Rpc>>,
     Result<R::Output, CallError>: irpc::RpcMessage,
 {
-    let started = match client.turns.clone() {
-        None => client
-            .client
-            .server_streaming(call, STREAM_BUFFER)
-            .map(|started| started.map_err(unreachable::<P>))
-            .boxed(),
-        Some(turns) => send_remote::<P>(client.client.clone(), turns, call.into())
-            .map(|sent| sent.map(mpsc::Receiver::from))
-            .boxed(),
+    let started = match &client.0 {
+        ClientPath::Local(sender) => {
+            let sender = sender.clone();
+            async move {
+                let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+                sender.send((call, tx)).await.map_err(unreachable::<P>)?;
+                Ok(rx)
+            }
+            .boxed()
+        }
+        ClientPath::Remote { client, turns } => {
+            send_remote::<P>(client.clone(), turns.clone(), call.into())
+                .map(|sent| sent.map(mpsc::Receiver::from))
+                .boxed()
+        }
     };
     Box::pin(async move {
         let receiver = started.await?;
@@ -383,19 +412,29 @@ async fn send_remote<P: IrpcProtocol>(
     Ok(recv)
 }
 
-/// An irpc client as the service path sends through it: over QUIC, requests take
-/// turns (`quic::Turns`) to open their stream and send themselves (in irpc's format); in-process there
-/// is nothing to take turns for.
-pub struct IrpcClient<S: irpc::Service> {
-    client: irpc::Client<S>,
-    /// `Some` for a QUIC client.
-    turns: Option<Arc<Turns>>,
+/// An irpc client as the service path sends through it. Generated code only passes it on.
+pub struct IrpcClient<S: irpc::Service>(ClientPath<S>);
+
+enum ClientPath<S: irpc::Service> {
+    /// Tokio channels to an actor in this process.
+    Local(irpc::LocalSender<S>),
+    /// A QUIC connection to another node's listener; each request takes a turn
+    /// (`quic::Turns`) to open its stream and write itself in irpc's format.
+    Remote {
+        client: irpc::Client<S>,
+        turns: Arc<Turns>,
+    },
 }
 
 impl<S: irpc::Service> IrpcClient<S> {
     fn new(client: irpc::Client<S>) -> Self {
-        let turns = client.as_local().is_none().then(Default::default);
-        IrpcClient { client, turns }
+        IrpcClient(match client.as_local() {
+            Some(sender) => ClientPath::Local(sender),
+            None => ClientPath::Remote {
+                client,
+                turns: Arc::default(),
+            },
+        })
     }
 }
 
