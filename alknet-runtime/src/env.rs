@@ -493,18 +493,20 @@ impl OperationEnv {
         self.typed::<P>(service).map(|_| service)
     }
 
-    /// Run a call that arrived over the irpc path for namespace `service` (from
+    /// Dispatch a call that arrived over the irpc path for namespace `service` (from
     /// [`local_service`](Self::local_service)), under the context its caller sent.
     #[cfg(feature = "irpc")]
-    pub(crate) async fn serve_call<P: Protocol>(
+    pub(crate) fn serve_call<P: Protocol>(
         &self,
         service: usize,
         meta: crate::service_path::CallMeta,
         index: usize,
         request: P,
-    ) -> Result<P::Response, CallError> {
+    ) -> Result<ServedCall<P>, CallError> {
         let (typed, ctx) = self.adopt::<P>(service, meta, index)?;
-        run_call(typed, ctx, request).await
+        let end = EndOnDrop(ctx);
+        let call = typed.dispatch.call(end.0.clone(), request);
+        Ok(ServedCall { end, call })
     }
 
     /// Start a subscription that arrived over the irpc path.
@@ -723,9 +725,49 @@ async fn run<'a, T: Send + 'a>(
     } else {
         Box::pin(bounded(ctx, call))
     };
-    match AssertUnwindSafe(call).catch_unwind().await {
+    settle(ctx, AssertUnwindSafe(call).catch_unwind().await)
+}
+
+/// What a call's caller receives for its `outcome`: a panic and an undeclared error code
+/// become `INTERNAL`.
+fn settle<T>(
+    ctx: &OperationContext,
+    outcome: std::thread::Result<Result<T, CallError>>,
+) -> Result<T, CallError> {
+    match outcome {
         Ok(result) => result.map_err(|err| vet_error(ctx, err)),
         Err(panic) => Err(panicked(ctx, panic)),
+    }
+}
+
+/// A call that arrived over the irpc path, dispatched to its handler under its context.
+/// The actor polls it once where the request arrived and gives it a task of its own only
+/// if it has to wait: most calls are done at their first poll and never need one.
+#[cfg(feature = "irpc")]
+pub(crate) struct ServedCall<P: Protocol> {
+    end: EndOnDrop,
+    call: BoxFuture<'static, Result<P::Response, CallError>>,
+}
+
+#[cfg(feature = "irpc")]
+impl<P: Protocol> ServedCall<P> {
+    /// Poll the call once, guarded as [`run`] guards it. Its deadline only applies from
+    /// [`finish`](Self::finish) on: one poll cannot outlive it by more than the poll.
+    pub(crate) fn poll_once(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<P::Response, CallError>> {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| self.call.as_mut().poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(result)) => Poll::Ready(settle(&self.end.0, Ok(result))),
+            Err(panic) => Poll::Ready(settle(&self.end.0, Err(panic))),
+        }
+    }
+
+    /// Run the call to its end under its context, after a [`poll_once`](Self::poll_once)
+    /// that found it waiting (or without one).
+    pub(crate) async fn finish(self) -> Result<P::Response, CallError> {
+        run(&self.end.0, self.call).await
     }
 }
 

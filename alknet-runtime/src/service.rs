@@ -74,20 +74,23 @@ pub trait StreamingOperation: Operation {}
 
 /// Serves the requests of protocol `P`. `#[alk_service]` implements it over the service's
 /// handler trait; other dispatch paths (irpc, remote) implement it over their transport.
+///
+/// The futures own what they need (`'static`): a call that is not done at its first poll
+/// can move to a task of its own, as the irpc actor moves it.
 pub trait Dispatch<P: Protocol>: Send + Sync + 'static {
     /// Run a query or mutation.
     fn call(
         &self,
         ctx: OperationContext,
         request: P,
-    ) -> BoxFuture<'_, Result<P::Response, CallError>>;
+    ) -> BoxFuture<'static, Result<P::Response, CallError>>;
 
     /// Run a query or mutation and encode its output as JSON.
     fn call_json(
         &self,
         ctx: OperationContext,
         request: P,
-    ) -> BoxFuture<'_, Result<Value, CallError>> {
+    ) -> BoxFuture<'static, Result<Value, CallError>> {
         let call = self.call(ctx, request);
         Box::pin(async move { P::encode(call.await?) })
     }
@@ -97,12 +100,13 @@ pub trait Dispatch<P: Protocol>: Send + Sync + 'static {
         &self,
         ctx: OperationContext,
         request: P,
-    ) -> BoxFuture<'_, Result<ResponseStream<P>, CallError>>;
+    ) -> BoxFuture<'static, Result<ResponseStream<P>, CallError>>;
 }
 
-/// A service's handler, wrapped so that `#[alk_service]` can implement [`Dispatch`] for it.
+/// A service's handler, shared with its calls' futures, wrapped so that `#[alk_service]`
+/// can implement [`Dispatch`] for it.
 #[doc(hidden)]
-pub struct Local<H>(pub H);
+pub struct Local<H>(pub Arc<H>);
 
 /// A service ready to be mounted with [`OperationEnvBuilder::local`]: its spec and its
 /// dispatch entry. Made by the `local` function `#[alk_service]` generates.

@@ -86,7 +86,7 @@ pub fn render(service: &Service) -> TokenStream {
         } else {
             quote!(unary)
         };
-        quote!(#message::#variant(message) => actor.#serve(message))
+        quote!(#message::#variant(message) => actor.#serve(message, cx))
     });
     let serve_remote_arms = service.operations.iter().map(|op| {
         let variant = &op.variant;
@@ -163,7 +163,7 @@ pub fn render(service: &Service) -> TokenStream {
                     }
                 }
 
-                fn serve(message: #message, actor: &#path::Actor<Self>) -> #private::BoxFuture<'static, ()> {
+                fn serve(message: #message, actor: &#path::Actor<Self>, cx: &mut ::core::task::Context<'_>) {
                     match message {
                         #(#serve_arms,)*
                     }

@@ -49,7 +49,10 @@ pub fn render(service: &Service) -> TokenStream {
                 let id = format!("{namespace}/{}", op.name);
                 if op.is_subscription() != unary {
                     let call = body(variant, method);
-                    quote!(#protocol::#variant(request) => ::std::boxed::Box::pin(async move { #call }))
+                    quote!(#protocol::#variant(request) => {
+                        let handler = ::std::sync::Arc::clone(&self.0);
+                        ::std::boxed::Box::pin(async move { #call })
+                    })
                 } else {
                     quote!(#protocol::#variant(_) => #private::wrong_kind(#id))
                 }
@@ -58,15 +61,15 @@ pub fn render(service: &Service) -> TokenStream {
     };
     let call_arms = arms(
         true,
-        &|variant, method| quote!(self.0.#method(&ctx, request).await.map(#response::#variant)),
+        &|variant, method| quote!(handler.#method(&ctx, request).await.map(#response::#variant)),
     );
     let call_json_arms = arms(
         true,
-        &|_, method| quote!(#private::encode(self.0.#method(&ctx, request).await?)),
+        &|_, method| quote!(#private::encode(handler.#method(&ctx, request).await?)),
     );
     let subscribe_arms = arms(false, &|variant, method| {
         quote! {
-            let items = self.0.#method(&ctx, request).await?;
+            let items = handler.#method(&ctx, request).await?;
             ::core::result::Result::Ok(#private::StreamExt::boxed(#private::StreamExt::map(
                 items,
                 |item| item.map(#response::#variant),
@@ -121,7 +124,7 @@ pub fn render(service: &Service) -> TokenStream {
                 &self,
                 ctx: #rt::OperationContext,
                 request: #protocol,
-            ) -> #private::BoxFuture<'_, ::core::result::Result<#response, #rt::CallError>> {
+            ) -> #private::BoxFuture<'static, ::core::result::Result<#response, #rt::CallError>> {
                 match request {
                     #(#call_arms,)*
                 }
@@ -131,7 +134,7 @@ pub fn render(service: &Service) -> TokenStream {
                 &self,
                 ctx: #rt::OperationContext,
                 request: #protocol,
-            ) -> #private::BoxFuture<'_, ::core::result::Result<#private::Value, #rt::CallError>> {
+            ) -> #private::BoxFuture<'static, ::core::result::Result<#private::Value, #rt::CallError>> {
                 match request {
                     #(#call_json_arms,)*
                 }
@@ -142,7 +145,7 @@ pub fn render(service: &Service) -> TokenStream {
                 ctx: #rt::OperationContext,
                 request: #protocol,
             ) -> #private::BoxFuture<
-                '_,
+                'static,
                 ::core::result::Result<#rt::ResponseStream<#protocol>, #rt::CallError>,
             > {
                 match request {
@@ -154,7 +157,7 @@ pub fn render(service: &Service) -> TokenStream {
         impl #protocol {
             #[doc = #local_doc]
             pub fn local<H: #handler>(handler: H) -> #rt::LocalService {
-                #rt::LocalService::new::<#protocol>(#private::Local(handler))
+                #rt::LocalService::new::<#protocol>(#private::Local(::std::sync::Arc::new(handler)))
             }
         }
     }

@@ -17,6 +17,7 @@
 
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
@@ -101,11 +102,12 @@ pub trait IrpcProtocol: Protocol {
         request: Self,
     ) -> BoxFuture<'static, Result<ResponseStream<Self>, CallError>>;
 
-    /// Serve one message that reached the actor.
+    /// Serve one message that reached the actor, polling it first with the actor's `cx`.
     fn serve(
         message: <Self::Rpc as irpc::Service>::Message,
         actor: &Actor<Self>,
-    ) -> BoxFuture<'static, ()>;
+        cx: &mut Context<'_>,
+    );
 
     /// Serve one request read from a QUIC stream, answering on `send`.
     fn serve_remote(
@@ -148,12 +150,17 @@ fn run_actor<P: IrpcProtocol>(actor: Actor<P>) -> irpc::Client<P::Rpc> {
     let (tx, mut rx) = tokio::sync::mpsc::channel(ACTOR_QUEUE);
     tokio::spawn(async move {
         while let Some(message) = rx.recv().await {
-            // Poll each request once here: one that finishes at once costs no task; one
-            // that waits moves to a task of its own, so it never holds up the next.
-            let mut serving = P::serve(message, &actor);
-            if futures::poll!(&mut serving).is_pending() {
-                tokio::spawn(serving);
-            }
+            // Each request is polled once here: one that finishes at once costs no task
+            // (nor a box); one that waits moves to a task of its own, so it never holds
+            // up the next.
+            let mut message = Some(message);
+            std::future::poll_fn(|cx| {
+                if let Some(message) = message.take() {
+                    P::serve(message, &actor, cx);
+                }
+                Poll::Ready(())
+            })
+            .await;
         }
     });
     irpc::Client::local(tx)
@@ -178,30 +185,40 @@ impl<P: IrpcProtocol> Actor<P> {
     }
 
     /// Serve a query or mutation; a caller that stops waiting cancels the handler.
-    pub fn unary<R>(&self, message: WithChannels<Call<R>, P::Rpc>) -> BoxFuture<'static, ()>
+    pub fn unary<R>(&self, message: WithChannels<Call<R>, P::Rpc>, cx: &mut Context<'_>)
     where
         R: Operation<Protocol = P>,
         Call<R>:
             Channels<P::Rpc, Tx = oneshot::Sender<Result<R::Output, CallError>>, Rx = NoReceiver>,
     {
-        let (env, service) = (self.env.clone(), self.service);
-        Box::pin(async move {
-            let call = serve_unary::<P, R>(env, service, message.inner);
-            match tokio::sync::oneshot::Sender::try_from(message.tx) {
-                Ok(mut tx) => {
-                    // The call first: one that is ready at once never watches the caller.
-                    tokio::select! {
-                        biased;
-                        result = call => { let _ = tx.send(result); }
-                        // The caller is gone: dropping `call` cancels the handler.
-                        _ = tx.closed() => {}
-                    }
+        let WithChannels {
+            inner: Call { meta, request },
+            tx,
+            ..
+        } = message;
+        let served = self
+            .env
+            .serve_call::<P>(self.service, meta, R::INDEX, request.into());
+        let mut served = match served {
+            Ok(served) => served,
+            Err(err) => return answer(tx, Err(err)),
+        };
+        if let Poll::Ready(result) = served.poll_once(cx) {
+            return answer(tx, output::<R>(result));
+        }
+        match tokio::sync::oneshot::Sender::try_from(tx) {
+            Ok(mut tx) => tokio::spawn(async move {
+                tokio::select! {
+                    biased;
+                    result = served.finish() => { let _ = tx.send(output::<R>(result)); }
+                    // The caller is gone: dropping `served` cancels the handler.
+                    _ = tx.closed() => {}
                 }
-                Err(tx) => {
-                    let _ = tx.send(call.await).await;
-                }
-            }
-        })
+            }),
+            Err(tx) => tokio::spawn(async move {
+                let _ = tx.send(output::<R>(served.finish().await)).await;
+            }),
+        };
     }
 
     /// Serve a query or mutation that arrived on a QUIC stream; a caller that stops the
@@ -231,12 +248,15 @@ impl<P: IrpcProtocol> Actor<P> {
     }
 
     /// Serve a subscription; a consumer that goes away stops the producer.
-    pub fn streaming<R>(&self, message: WithChannels<Call<R>, P::Rpc>) -> BoxFuture<'static, ()>
+    pub fn streaming<R>(&self, message: WithChannels<Call<R>, P::Rpc>, cx: &mut Context<'_>)
     where
         R: Operation<Protocol = P>,
         Call<R>: Channels<P::Rpc, Tx = mpsc::Sender<Result<R::Output, CallError>>, Rx = NoReceiver>,
     {
-        self.stream_into(message.inner, message.tx)
+        let mut streaming = self.stream_into(message.inner, message.tx);
+        if streaming.as_mut().poll(cx).is_pending() {
+            tokio::spawn(streaming);
+        }
     }
 
     /// Serve a subscription that arrived on a QUIC stream.
@@ -301,10 +321,30 @@ where
     R: Operation<Protocol = P>,
 {
     let Call { meta, request } = call;
-    let response = env
-        .serve_call::<P>(service, meta, R::INDEX, request.into())
-        .await?;
-    R::output(response).ok_or_else(|| mismatched(R::NAME))
+    let served = env.serve_call::<P>(service, meta, R::INDEX, request.into())?;
+    output::<R>(served.finish().await)
+}
+
+/// Operation `R`'s output, out of its protocol's response.
+fn output<R: Operation>(
+    response: Result<<R::Protocol as Protocol>::Response, CallError>,
+) -> Result<R::Output, CallError> {
+    response.and_then(|response| R::output(response).ok_or_else(|| mismatched(R::NAME)))
+}
+
+/// Answer an in-process request on its channel `tx`.
+fn answer<T: Send + 'static>(tx: oneshot::Sender<T>, value: T) {
+    match tokio::sync::oneshot::Sender::try_from(tx) {
+        Ok(tx) => {
+            let _ = tx.send(value);
+        }
+        // A channel of irpc's own remote handling, which sends asynchronously.
+        Err(tx) => {
+            tokio::spawn(async move {
+                let _ = tx.send(value).await;
+            });
+        }
+    }
 }
 
 /// Send a query or mutation of operation `R` over irpc; `wrap` makes its output `P`'s response.
@@ -448,7 +488,7 @@ impl<P: IrpcProtocol> Dispatch<P> for IrpcDispatch<P> {
         &self,
         ctx: OperationContext,
         request: P,
-    ) -> BoxFuture<'_, Result<P::Response, CallError>> {
+    ) -> BoxFuture<'static, Result<P::Response, CallError>> {
         P::send(&self.client, CallMeta::of(&ctx), request)
     }
 
@@ -456,7 +496,7 @@ impl<P: IrpcProtocol> Dispatch<P> for IrpcDispatch<P> {
         &self,
         ctx: OperationContext,
         request: P,
-    ) -> BoxFuture<'_, Result<ResponseStream<P>, CallError>> {
+    ) -> BoxFuture<'static, Result<ResponseStream<P>, CallError>> {
         P::send_subscribe(&self.client, CallMeta::of(&ctx), request)
     }
 }
