@@ -751,8 +751,9 @@ pub(crate) struct ServedCall<P: Protocol> {
 
 #[cfg(feature = "irpc")]
 impl<P: Protocol> ServedCall<P> {
-    /// Poll the call once, guarded as [`run`] guards it. Its deadline only applies from
-    /// [`finish`](Self::finish) on: one poll cannot outlive it by more than the poll.
+    /// Poll the call once, guarded against panics and undeclared codes as [`run`] guards
+    /// it. As in `run`, a call that is done at its first poll answers whatever its
+    /// deadline; the deadline is watched from [`finish`](Self::finish) on.
     pub(crate) fn poll_once(
         &mut self,
         cx: &mut Context<'_>,

@@ -362,8 +362,8 @@ where
     Result<R::Output, CallError>: irpc::RpcMessage,
 {
     match &client.0 {
-        // The future holds the sender and the call, not irpc's `rpc` future, which has room
-        // for a QUIC request: moving it into the box costs a call more than the rest.
+        // The boxed future holds the sender and the call, not irpc's `rpc` future: that one
+        // has room for a QUIC request, and copying it into the box cost more than sending.
         ClientPath::Local(sender) => {
             let sender = sender.clone();
             Box::pin(async move {
