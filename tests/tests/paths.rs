@@ -1,5 +1,5 @@
-//! Every service's suite on every dispatch path: local, and irpc in-process. The paths must
-//! answer with the same envelopes, request ids aside.
+//! Every service's suite on every dispatch path: local, irpc in-process and irpc over
+//! loopback QUIC. The paths must answer with the same envelopes, request ids aside.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
