@@ -110,12 +110,16 @@ criterion_group! {
 fn main() {
     benches();
     Criterion::default().final_summary();
-    support::report(GROUP, "call_sequential", "irpc_sequential", "<= 1.5x", 1.5);
+    support::report(
+        GROUP,
+        "call_sequential",
+        "irpc_sequential",
+        Some(("<= 1.5x", 1.5)),
+    );
     support::report(
         GROUP,
         "call_64_in_flight",
         "irpc_64_in_flight",
-        "<= 1.0x (throughput at least irpc's)",
-        1.0,
+        Some(("<= 1.0x (throughput at least irpc's)", 1.0)),
     );
 }

@@ -97,15 +97,13 @@ fn main() {
         GROUP,
         "typed_local_call",
         "direct_handler_call",
-        "<= 10x",
-        10.0,
+        Some(("<= 10x", 10.0)),
     );
     support::report(
         GROUP,
         "json_invoke",
         "hand_written_json_dispatch",
-        "<= 1.3x",
-        1.3,
+        Some(("<= 1.3x", 1.3)),
     );
     if let Some(typed) = support::median_ns(GROUP, "typed_local_call") {
         let verdict = if typed < 200.0 { "meets" } else { "MISSES" };

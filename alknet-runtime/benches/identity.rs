@@ -132,6 +132,16 @@ criterion_group! {
 fn main() {
     benches();
     Criterion::default().final_summary();
-    support::report(GROUP, "connection_call", "anonymous_call", "<= 1.1x", 1.1);
-    support::report(GROUP, "api_key_call", "anonymous_call", "<= 1.1x", 1.1);
+    support::report(
+        GROUP,
+        "connection_call",
+        "anonymous_call",
+        Some(("<= 1.1x", 1.1)),
+    );
+    support::report(
+        GROUP,
+        "api_key_call",
+        "anonymous_call",
+        Some(("<= 1.1x", 1.1)),
+    );
 }

@@ -21,14 +21,19 @@ pub fn median_ns(group: &str, bench: &str) -> Option<f64> {
     estimates["median"]["point_estimate"].as_f64()
 }
 
-/// One line of the ratio table: `path / baseline` against a target, or why it is missing.
-pub fn report(group: &str, path: &str, baseline: &str, target: &str, within: f64) {
+/// One line of the ratio table: `path / baseline` against a target (its text, and the
+/// ratio it allows), or for reference only; or why it is missing.
+pub fn report(group: &str, path: &str, baseline: &str, target: Option<(&str, f64)>) {
     match (median_ns(group, path), median_ns(group, baseline)) {
         (Some(p), Some(b)) => {
             let ratio = p / b;
-            let verdict = if ratio <= within { "meets" } else { "MISSES" };
+            let verdict = match target {
+                Some((text, within)) if ratio <= within => format!("meets target {text}"),
+                Some((text, _)) => format!("MISSES target {text}"),
+                None => "for reference, no target".to_string(),
+            };
             println!(
-                "ratio {group}: {path} {p:.1} ns / {baseline} {b:.1} ns = {ratio:.2}x ({verdict} target {target})"
+                "ratio {group}: {path} {p:.1} ns / {baseline} {b:.1} ns = {ratio:.2}x ({verdict})"
             );
         }
         _ => {
