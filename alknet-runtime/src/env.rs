@@ -431,7 +431,9 @@ impl OperationEnv {
             let (ctx, route) = self.admit(request_id, service, R::INDEX)?;
             let forward = match route {
                 Route::Local => {
-                    let response = run_call(typed, ctx, request.into()).await?;
+                    let response = ServedCall::start(typed, ctx, request.into())
+                        .finish()
+                        .await?;
                     return R::output(response).ok_or_else(|| mismatched_response(R::NAME));
                 }
                 Route::Forward(forward) => forward,
@@ -504,9 +506,7 @@ impl OperationEnv {
         request: P,
     ) -> Result<ServedCall<P>, CallError> {
         let (typed, ctx) = self.adopt::<P>(service, meta, index)?;
-        let end = EndOnDrop(ctx);
-        let call = typed.dispatch.call(end.0.clone(), request);
-        Ok(ServedCall { end, call })
+        Ok(ServedCall::start(typed, ctx, request))
     }
 
     /// Start a subscription that arrived over the irpc path.
@@ -740,20 +740,27 @@ fn settle<T>(
     }
 }
 
-/// A call that arrived over the irpc path, dispatched to its handler under its context.
-/// The actor polls it once where the request arrived and gives it a task of its own only
-/// if it has to wait: most calls are done at their first poll and never need one.
-#[cfg(feature = "irpc")]
+/// A typed call dispatched under its context, the call ending when this is dropped.
+/// A local call runs it to its end at once; the irpc actor polls it once where the request
+/// arrived and gives it a task of its own only if it has to wait: most calls are done at
+/// their first poll and never need one.
 pub(crate) struct ServedCall<P: Protocol> {
     end: EndOnDrop,
     call: BoxFuture<'static, Result<P::Response, CallError>>,
 }
 
-#[cfg(feature = "irpc")]
 impl<P: Protocol> ServedCall<P> {
+    fn start(typed: &TypedBackend<P>, ctx: OperationContext, request: P) -> Self {
+        let end = EndOnDrop(ctx);
+        let call = typed.dispatch.call(end.0.clone(), request);
+        ServedCall { end, call }
+    }
+
     /// Poll the call once, guarded against panics and undeclared codes as [`run`] guards
     /// it. As in `run`, a call that is done at its first poll answers whatever its
-    /// deadline; the deadline is watched from [`finish`](Self::finish) on.
+    /// deadline; the deadline is watched from [`finish`](Self::finish) on. A call that
+    /// arrived over irpc has no parent in this process, so there is no parent to watch.
+    #[cfg(feature = "irpc")]
     pub(crate) fn poll_once(
         &mut self,
         cx: &mut Context<'_>,
@@ -765,8 +772,8 @@ impl<P: Protocol> ServedCall<P> {
         }
     }
 
-    /// Run the call to its end under its context, after a [`poll_once`](Self::poll_once)
-    /// that found it waiting (or without one).
+    /// Run the call to its end under its context (after a first poll that found it
+    /// waiting, or without one).
     pub(crate) async fn finish(self) -> Result<P::Response, CallError> {
         run(&self.end.0, self.call).await
     }
@@ -807,17 +814,6 @@ async fn forwarded_subscription(
     let end = EndOnDrop(ctx);
     let items = run(&end.0, forward.subscribe(end.0.clone(), input)).await?;
     Ok(Guarded::new(end, items))
-}
-
-/// Run a typed call under `ctx` on a typed backend.
-async fn run_call<P: Protocol>(
-    typed: &TypedBackend<P>,
-    ctx: OperationContext,
-    request: P,
-) -> Result<P::Response, CallError> {
-    let end = EndOnDrop(ctx);
-    let call = typed.dispatch.call(end.0.clone(), request);
-    run(&end.0, call).await
 }
 
 /// Start a typed subscription under `ctx`; the call lasts as long as the returned stream.

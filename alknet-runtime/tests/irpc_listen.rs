@@ -2,58 +2,86 @@
 //! `RemoteService`), as a plain irpc server would serve it. Its requests reach the actor
 //! with irpc's remote channels, which answer asynchronously rather than in place.
 
-use alknet_example::{EchoClient, EchoProtocol, EchoProtocolRpc, EchoService, Shout, Tick, Ticks};
-use alknet_runtime::OperationEnv;
-use futures::StreamExt;
+use std::time::Duration;
+
+use alknet_runtime::futures::{StreamExt, stream};
+use alknet_runtime::prelude::*;
 use irpc::rpc::RemoteService;
 
-/// An env that reaches `echo` over loopback QUIC, served by irpc's listener.
-fn behind_irpcs_listener() -> (OperationEnv, tokio::task::JoinHandle<()>) {
-    let actor = EchoProtocol::spawn(EchoService::default());
+/// Answers after a pause, so that its requests are not done at their first poll.
+#[alk_service(namespace = "naps", version = "1.0.0")]
+pub enum NapsProtocol {
+    /// Sleep `ms` milliseconds, then say how long.
+    #[alk_operation(
+        query,
+        output = u64,
+        error(code = "TOO_LONG", status = 422, description = "naps last at most a second")
+    )]
+    Nap { ms: u64 },
+
+    /// Count to `count`, napping `ms` milliseconds before each number.
+    #[alk_operation(subscription, item = u32)]
+    Count { count: u32, ms: u64 },
+}
+
+struct Naps;
+
+impl NapsHandler for Naps {
+    async fn nap(&self, _ctx: &OperationContext, request: Nap) -> Result<u64, CallError> {
+        if request.ms > 1_000 {
+            return Err(CallError::new("TOO_LONG", "that is not a nap"));
+        }
+        tokio::time::sleep(Duration::from_millis(request.ms)).await;
+        Ok(request.ms)
+    }
+
+    async fn count(
+        &self,
+        _ctx: &OperationContext,
+        request: Count,
+    ) -> Result<ItemStream<u32>, CallError> {
+        let pause = Duration::from_millis(request.ms);
+        Ok(Box::pin(stream::iter(1..=request.count).then(
+            move |n| async move {
+                tokio::time::sleep(pause).await;
+                Ok(n)
+            },
+        )))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_actor_answers_what_irpcs_own_listener_hands_it() {
+    let actor = NapsProtocol::spawn(Naps);
     let (server, certificate) =
         irpc::util::make_server_endpoint("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = server.local_addr().unwrap();
     let sender = actor.as_local().expect("a spawned actor is in-process");
     let listening = tokio::spawn(irpc::rpc::listen(
         server,
-        EchoProtocolRpc::remote_handler(sender),
+        NapsProtocolRpc::remote_handler(sender),
     ));
     let client =
         irpc::util::make_client_endpoint("127.0.0.1:0".parse().unwrap(), &[&certificate]).unwrap();
     let env = OperationEnv::builder()
-        .service(EchoProtocol::service(irpc::Client::noq(client, addr)))
+        .service(NapsProtocol::service(irpc::Client::noq(client, addr)))
         .build()
         .unwrap();
-    (env, listening)
-}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_actor_answers_what_irpcs_own_listener_hands_it() {
-    let (env, listening) = behind_irpcs_listener();
+    // Done at the first poll, and waiting first: both answer on irpc's channel.
+    assert_eq!(env.call(Nap { ms: 0 }).await.unwrap(), 0);
+    assert_eq!(env.call(Nap { ms: 20 }).await.unwrap(), 20);
+    let refused = env.call(Nap { ms: 5_000 }).await.unwrap_err();
+    assert_eq!(refused.code, "TOO_LONG");
 
-    let echo = EchoClient::new(env.clone());
-    assert_eq!(
-        echo.say("over irpc's listener".into())
-            .await
-            .unwrap()
-            .length,
-        20
-    );
-
-    let refused = env.call(Shout { text: "  ".into() }).await.unwrap_err();
-    assert_eq!(refused.code, "EMPTY_TEXT");
-
-    // Ticks that wait between items: the request is not done at its first poll.
-    let ticks = env
-        .stream(Ticks {
-            count: 3,
-            interval_ms: 5,
-        })
+    let counted = env
+        .stream(Count { count: 3, ms: 5 })
         .await
         .unwrap()
         .collect::<Vec<_>>()
         .await;
-    let ticks: Vec<Tick> = ticks.into_iter().map(Result::unwrap).collect();
-    assert_eq!(ticks, [Tick { n: 1 }, Tick { n: 2 }, Tick { n: 3 }]);
+    let counted: Vec<u32> = counted.into_iter().map(Result::unwrap).collect();
+    assert_eq!(counted, [1, 2, 3]);
+
     listening.abort();
 }

@@ -61,15 +61,15 @@ pub fn render(service: &Service) -> TokenStream {
     };
     let call_arms = arms(
         true,
-        &|variant, method| quote!(handler.#method(&ctx, request).await.map(#response::#variant)),
+        &|variant, method| quote!(<H as #handler>::#method(&handler, &ctx, request).await.map(#response::#variant)),
     );
     let call_json_arms = arms(
         true,
-        &|_, method| quote!(#private::encode(handler.#method(&ctx, request).await?)),
+        &|_, method| quote!(#private::encode(<H as #handler>::#method(&handler, &ctx, request).await?)),
     );
     let subscribe_arms = arms(false, &|variant, method| {
         quote! {
-            let items = handler.#method(&ctx, request).await?;
+            let items = <H as #handler>::#method(&handler, &ctx, request).await?;
             ::core::result::Result::Ok(#private::StreamExt::boxed(#private::StreamExt::map(
                 items,
                 |item| item.map(#response::#variant),

@@ -151,8 +151,8 @@ fn run_actor<P: IrpcProtocol>(actor: Actor<P>) -> irpc::Client<P::Rpc> {
     tokio::spawn(async move {
         while let Some(message) = rx.recv().await {
             // Each request is polled once here: one that finishes at once costs no task
-            // (nor a box); one that waits moves to a task of its own, so it never holds
-            // up the next.
+            // (nor a box beyond its handler's); one that waits moves to a task of its own,
+            // so it never holds up the next.
             let mut message = Some(message);
             std::future::poll_fn(|cx| {
                 if let Some(message) = message.take() {
@@ -234,8 +234,8 @@ impl<P: IrpcProtocol> Actor<P> {
             // A call that is done at its first poll never watches the caller: no
             // STOP_SENDING registration (a lock and an allocation) for it.
             let result = match futures::poll!(call.as_mut()) {
-                std::task::Poll::Ready(result) => result,
-                std::task::Poll::Pending => tokio::select! {
+                Poll::Ready(result) => result,
+                Poll::Pending => tokio::select! {
                     biased;
                     result = call => result,
                     _ = send.stopped() => return,
