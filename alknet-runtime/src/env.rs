@@ -431,9 +431,9 @@ impl OperationEnv {
             let (ctx, route) = self.admit(request_id, service, R::INDEX)?;
             let forward = match route {
                 Route::Local => {
-                    let response = ServedCall::start(typed, ctx, request.into())
-                        .finish()
-                        .await?;
+                    // Run in this future rather than `finish`'s: one future fewer to move.
+                    let ServedCall { end, call } = ServedCall::start(typed, ctx, request.into());
+                    let response = run(&end.0, call).await?;
                     return R::output(response).ok_or_else(|| mismatched_response(R::NAME));
                 }
                 Route::Forward(forward) => forward,
