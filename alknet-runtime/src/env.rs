@@ -21,8 +21,8 @@ use crate::context::ContextParts;
 use crate::policy::{Admitting, Forward, NodePolicy, Route};
 use crate::service::{Backend, TypedBackend};
 use crate::{
-    CallError, Identity, ItemStream, LocalService, OperationContext, OperationSpec, Protocol,
-    RequestId, ResponseEnvelope, ServiceSpec, StreamingOperation, UnaryOperation,
+    CallError, Identity, ItemStream, LocalService, Operation, OperationContext, OperationSpec,
+    Protocol, RequestId, ResponseEnvelope, ServiceSpec, StreamingOperation, UnaryOperation,
 };
 
 /// Namespaces the runtime keeps for its own operations.
@@ -433,8 +433,7 @@ impl OperationEnv {
                 Route::Local => {
                     // Run in this future rather than `finish`'s: one future fewer to move.
                     let ServedCall { end, call } = ServedCall::start(typed, ctx, request.into());
-                    let response = run(&end.0, call).await?;
-                    return R::output(response).ok_or_else(|| mismatched_response(R::NAME));
+                    return output::<R>(run(&end.0, call).await);
                 }
                 Route::Forward(forward) => forward,
             };
@@ -466,10 +465,7 @@ impl OperationEnv {
                 }
             };
             let items = run_subscription(typed, ctx, request.into()).await?;
-            let items = items.map(|item| {
-                item.and_then(|r| R::output(r).ok_or_else(|| mismatched_response(R::NAME)))
-            });
-            return Ok(Box::pin(items));
+            return Ok(Box::pin(items.map(output::<R>)));
         }
         let input = encode_request(&request)?;
         let namespace = &self.shared.services[service].spec.namespace;
@@ -960,10 +956,18 @@ fn wrong_kind(spec: &OperationSpec, done: &str, instead: &str) -> CallError {
     ))
 }
 
-fn mismatched_response(operation: &str) -> CallError {
-    CallError::internal(format!(
-        "the service answered `{operation}` with another operation's output"
-    ))
+/// Operation `R`'s output (or item), out of its protocol's response.
+pub(crate) fn output<R: Operation>(
+    response: Result<<R::Protocol as Protocol>::Response, CallError>,
+) -> Result<R::Output, CallError> {
+    response.and_then(|response| {
+        R::output(response).ok_or_else(|| {
+            CallError::internal(format!(
+                "the service answered `{}` with another operation's output",
+                R::NAME
+            ))
+        })
+    })
 }
 
 fn no_input_as_empty(input: Value) -> Value {

@@ -30,6 +30,7 @@ mod listener;
 
 pub use listener::{IrpcLimits, IrpcListener, IrpcListenerBuilder, alpn};
 
+use crate::env::output;
 use crate::quic::Turns;
 use crate::{
     CallError, Dispatch, Identity, LocalService, Operation, OperationContext, OperationEnv,
@@ -300,7 +301,7 @@ impl<P: IrpcProtocol> Actor<P> {
                     item = items.next() => item,
                 };
                 let Some(item) = item else { return };
-                let item = item.and_then(|r| R::output(r).ok_or_else(|| mismatched(R::NAME)));
+                let item = output::<R>(item);
                 let last = item.is_err();
                 if tx.send(item).await.is_err() || last {
                     return;
@@ -323,13 +324,6 @@ where
     let Call { meta, request } = call;
     let served = env.serve_call::<P>(service, meta, R::INDEX, request.into())?;
     output::<R>(served.finish().await)
-}
-
-/// Operation `R`'s output, out of its protocol's response.
-fn output<R: Operation>(
-    response: Result<<R::Protocol as Protocol>::Response, CallError>,
-) -> Result<R::Output, CallError> {
-    response.and_then(|response| R::output(response).ok_or_else(|| mismatched(R::NAME)))
 }
 
 /// Answer an in-process request on its channel `tx`.
@@ -549,11 +543,5 @@ fn unreachable<P: Protocol>(err: impl std::error::Error) -> CallError {
     CallError::unavailable(format!(
         "the `{}` service is unreachable: {reason}",
         P::NAMESPACE
-    ))
-}
-
-fn mismatched(operation: &str) -> CallError {
-    CallError::internal(format!(
-        "the service answered `{operation}` with another operation's output"
     ))
 }
