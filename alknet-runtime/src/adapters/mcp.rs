@@ -150,7 +150,7 @@ impl McpAdapter {
         request: CallToolRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> CallToolResult {
-        let _slot = match self.slots.as_ref().map(CallSlots::take) {
+        let slot = match self.slots.as_ref().map(CallSlots::take) {
             Some(Err(err)) => return failed(&err, RequestId::next()),
             slot => slot,
         };
@@ -169,10 +169,15 @@ impl McpAdapter {
         let input = request.arguments.map_or(Value::Null, Value::Object);
         let env = self.env.with_caller(caller);
         let call = env.invoke(namespace, operation, input);
+        tokio::pin!(call);
         // A client's `notifications/cancelled` drops the call, which cancels its handler.
+        // The slot is freed first: whoever sees the handler cancelled finds it free.
         let reply = tokio::select! {
-            reply = call => reply,
-            _ = ctx.ct.cancelled() => return failed(&CallError::aborted("the client cancelled the call"), RequestId::next()),
+            reply = &mut call => reply,
+            _ = ctx.ct.cancelled() => {
+                drop(slot);
+                return failed(&CallError::aborted("the client cancelled the call"), RequestId::next());
+            }
         };
         match reply.result {
             Ok(output) => {
