@@ -350,6 +350,7 @@ pub mod probe {
 }
 
 pub mod adapters;
+pub mod fuzz;
 
 /// Wait until `condition` holds, polling every 2 ms; panics, naming `what`, after 5 s.
 pub async fn until(what: &str, condition: impl Fn() -> bool) {

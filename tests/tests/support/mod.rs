@@ -62,6 +62,11 @@ impl NodeProcess {
         }
     }
 
+    /// The process id, for reading its memory from `/proc`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kill the process now.
     pub fn kill(&mut self) {
         self.child.kill().ok();
