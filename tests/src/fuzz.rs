@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use alknet_example::{EchoProtocol, EchoService};
 use alknet_runtime::adapters::dns::DnsAdapter;
-use alknet_runtime::call::EventEnvelope;
+use alknet_runtime::call::{EventEnvelope, FrameError, FrameReader};
 use alknet_runtime::config::ConfigServiceImpl;
 use alknet_runtime::service_path::IrpcProtocol;
 use alknet_runtime::{OperationEnv, codes};
@@ -26,6 +26,7 @@ use serde_json::Value;
 
 /// Every target, by the name its corpus folder has.
 pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+    ("frames", frames),
     ("envelope", envelope),
     ("config", config),
     ("request_json", request_json),
@@ -57,6 +58,116 @@ pub fn config(data: &[u8]) {
             );
         }
         assert!(!err.message.is_empty(), "an error without a sentence");
+    }
+}
+
+/// The largest frame [`frames`] accepts: small, so inputs reach past it.
+const FRAME_LIMIT: usize = 1024;
+
+/// The call protocol's frame reader, reading the input (after its first byte) in reads whose
+/// sizes the first byte chooses: the same frames as a reference decoder of the whole input,
+/// and the same error where that one fails.
+pub fn frames(data: &[u8]) {
+    let Some((&seed, stream)) = data.split_first() else {
+        return;
+    };
+    let (expected, expected_end) = reference_frames(stream);
+    let reader = Reads::new(stream, seed);
+    let mut frames = FrameReader::new(reader, FRAME_LIMIT);
+    let mut read = Vec::new();
+    let end = LOCAL.with(|(runtime, _)| {
+        runtime.block_on(async {
+            loop {
+                match frames.next().await {
+                    Ok(Some(frame)) => read.push(frame.to_vec()),
+                    Ok(None) => return FrameEnd::Clean,
+                    Err(FrameError::TooLarge { .. }) => return FrameEnd::TooLarge,
+                    Err(FrameError::Truncated) => return FrameEnd::Truncated,
+                    Err(err) => panic!("reading bytes in memory failed: {err}"),
+                }
+            }
+        })
+    });
+    assert_eq!(
+        read, expected,
+        "the reader's frames differ from the reference's"
+    );
+    assert_eq!(
+        end, expected_end,
+        "the reader ended otherwise than the reference"
+    );
+}
+
+/// How a stream of frames ends.
+#[derive(Debug, PartialEq, Eq)]
+enum FrameEnd {
+    Clean,
+    TooLarge,
+    Truncated,
+}
+
+/// The frames of a whole stream, decoded at once, and how it ends.
+fn reference_frames(mut stream: &[u8]) -> (Vec<Vec<u8>>, FrameEnd) {
+    let mut frames = Vec::new();
+    loop {
+        let Some((prefix, rest)) = stream.split_first_chunk::<4>() else {
+            let end = match stream.is_empty() {
+                true => FrameEnd::Clean,
+                false => FrameEnd::Truncated,
+            };
+            return (frames, end);
+        };
+        let len = u32::from_be_bytes(*prefix) as usize;
+        if len > FRAME_LIMIT {
+            return (frames, FrameEnd::TooLarge);
+        }
+        if rest.len() < len {
+            return (frames, FrameEnd::Truncated);
+        }
+        frames.push(rest[..len].to_vec());
+        stream = &rest[len..];
+    }
+}
+
+/// Bytes handed out in reads of sizes a seed chooses: 1 byte to 64 KiB, some at the read
+/// buffer's edges.
+struct Reads<'a> {
+    rest: &'a [u8],
+    state: u32,
+}
+
+impl<'a> Reads<'a> {
+    fn new(bytes: &'a [u8], seed: u8) -> Self {
+        Reads {
+            rest: bytes,
+            state: u32::from(seed) | 1,
+        }
+    }
+
+    fn next_size(&mut self) -> usize {
+        // xorshift: cheap, and the same sizes for the same seed, so a crash replays.
+        self.state ^= self.state << 13;
+        self.state ^= self.state >> 17;
+        self.state ^= self.state << 5;
+        const SIZES: [usize; 8] = [1, 3, 4, 5, 1023, 1024, 1025, 65536];
+        match self.state % 4 {
+            0 => SIZES[(self.state >> 8) as usize % SIZES.len()],
+            _ => 1 + (self.state >> 8) as usize % 64,
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for Reads<'_> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let size = self.next_size().min(buf.remaining()).min(self.rest.len());
+        let (now, later) = self.rest.split_at(size);
+        buf.put_slice(now);
+        self.rest = later;
+        std::task::Poll::Ready(Ok(()))
     }
 }
 
