@@ -94,10 +94,12 @@ pub struct RateLimits {
     /// How many leading bits of an IPv4 address name its bucket (0 to 32; default 32: each
     /// address its own).
     #[serde(default = "default_ipv4_prefix")]
+    #[schemars(range(max = 32))]
     pub ipv4_prefix: u8,
     /// How many leading bits of an IPv6 address name its bucket (0 to 128; default 64: one
     /// bucket per /64, the block one host is commonly given).
     #[serde(default = "default_ipv6_prefix")]
+    #[schemars(range(max = 128))]
     pub ipv6_prefix: u8,
     /// The reverse proxies whose word on the client's address is taken: addresses or CIDR
     /// networks. Only a request whose TCP peer is one of them is counted against the
