@@ -144,3 +144,22 @@ fn report(node: &Node, running: &[Running], watch_interval: Duration) {
         None => println!("try: alknet call echo/say '{{\"text\": \"hello\"}}'"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn workers(text: &str) -> usize {
+        let config = ConfigServiceImpl::from_text(text, "test").unwrap();
+        runtime(&config).unwrap().metrics().num_workers()
+    }
+
+    #[test]
+    fn the_node_runs_on_the_threads_the_configuration_asks_for_else_one_per_core() {
+        assert_eq!(workers("[node]\nworker_threads = 3\n"), 3);
+        if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
+            let cores = std::thread::available_parallelism().unwrap().get();
+            assert_eq!(workers(""), cores);
+        }
+    }
+}
