@@ -334,6 +334,12 @@ impl OperationEnv {
         self.services().flat_map(|s| s.operations.iter())
     }
 
+    /// The policy that admits this env's outside calls, if it has one.
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    pub(crate) fn policy(&self) -> Option<&NodePolicy> {
+        self.shared.policy.as_ref()
+    }
+
     /// The spec of `namespace/operation`, if it is mounted.
     pub fn spec(&self, namespace: &str, operation: &str) -> Option<&OperationSpec> {
         let (service, index) = self.lookup(namespace, operation)?;

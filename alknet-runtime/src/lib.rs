@@ -47,6 +47,8 @@ mod access;
 pub mod adapters;
 #[cfg(feature = "call")]
 pub mod call;
+#[cfg(feature = "http")]
+mod client_addr;
 pub mod config;
 mod config_identity;
 mod context;

@@ -163,6 +163,13 @@ impl NodePolicy {
         self
     }
 
+    /// The configuration snapshot in force, for adapters that key calls as the limits
+    /// say (which address a request behind a proxy counts against).
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    pub(crate) fn config(&self) -> arc_swap::Guard<Arc<DynamicConfig>> {
+        self.config.load()
+    }
+
     /// Admit one outside call: refuse it, or say where it goes. One load of the
     /// configuration serves both the policy and the limits.
     pub(crate) fn admit(&self, call: Admitting<'_>) -> Result<Route, CallError> {

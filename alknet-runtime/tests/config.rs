@@ -5,7 +5,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use alknet_runtime::config::{ConfigServiceImpl, ForwardingAction, Rate, ReloadPart, parse};
+use alknet_runtime::config::{
+    ConfigServiceImpl, ForwardingAction, ProxyHeader, Rate, RateLimits, ReloadPart, parse,
+};
 use alknet_runtime::{ResourceGrant, credentials};
 
 fn documented_example() -> String {
@@ -40,6 +42,7 @@ fn the_documented_example_is_valid_and_means_what_its_comments_say() {
         static_config.node_key.as_deref(),
         Some(Path::new("/etc/alknet/node.key"))
     );
+    assert_eq!(static_config.worker_threads.map(|n| n.get()), Some(4));
 
     assert_eq!(dynamic.token_window, Duration::from_secs(300));
     let ci = &dynamic.api_keys[0];
@@ -84,6 +87,65 @@ fn the_documented_example_is_valid_and_means_what_its_comments_say() {
             burst: 200
         })
     );
+    // The example shows the keying settings at their defaults.
+    let defaults = RateLimits::default();
+    let limits = &dynamic.rate_limits;
+    assert_eq!(
+        (limits.ipv4_prefix, limits.ipv6_prefix),
+        (defaults.ipv4_prefix, defaults.ipv6_prefix)
+    );
+    assert_eq!((limits.ipv4_prefix, limits.ipv6_prefix), (32, 64));
+    assert!(limits.trusted_proxies.is_empty());
+    assert_eq!(limits.proxy_header, ProxyHeader::XForwardedFor);
+}
+
+#[test]
+fn limits_and_threads_are_accepted_at_their_bounds_and_refused_past_them() {
+    let accepted = [
+        "[node]\nworker_threads = 1\n",
+        "[node]\nworker_threads = 1024\n",
+        "[rate_limits]\nipv4_prefix = 0\nipv6_prefix = 0\n",
+        "[rate_limits]\nipv4_prefix = 32\nipv6_prefix = 128\n",
+        "[rate_limits]\ntrusted_proxies = [\"192.0.2.10\", \"10.0.0.0/8\", \"2001:db8::/32\"]\n",
+    ];
+    for text in accepted {
+        parse(text, "node.toml").unwrap_or_else(|err| panic!("{text}\n=> {err}"));
+    }
+    // The line of the setting, or of its section when the problem is across settings.
+    let refused = [
+        ("[node]\nworker_threads = 0\n", 2, "between 1 and 1024"),
+        ("[node]\nworker_threads = 1025\n", 2, "between 1 and 1024"),
+        (
+            "[rate_limits]\nipv4_prefix = 33\n",
+            1,
+            "rate_limits.ipv4_prefix is 33",
+        ),
+        (
+            "[rate_limits]\nipv6_prefix = 129\n",
+            1,
+            "rate_limits.ipv6_prefix is 129",
+        ),
+        (
+            "[rate_limits]\ntrusted_proxies = [\"10.0.0.0/33\"]\n",
+            2,
+            "not an IP address or CIDR",
+        ),
+        (
+            "[rate_limits]\ntrusted_proxies = [\"proxy.local\"]\n",
+            2,
+            "not an IP address or CIDR",
+        ),
+        (
+            "[rate_limits]\nproxy_header = \"x-real-ip\"\n",
+            2,
+            "unknown variant `x-real-ip`",
+        ),
+    ];
+    for (text, line, problem) in refused {
+        let err = parse(text, "node.toml").expect_err(text);
+        assert_eq!(err.line, Some(line), "{text}\n=> {err}");
+        assert!(err.message.contains(problem), "{text}\n=> {err}");
+    }
 }
 
 #[test]

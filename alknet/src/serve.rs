@@ -23,12 +23,9 @@ pub fn load_config(path: Option<&Path>) -> Result<ConfigServiceImpl, String> {
 /// Serve the node's services as MCP tools over stdin/stdout, for an MCP client that spawns
 /// the node; callers are anonymous (stdio carries no credentials).
 pub fn mcp_stdio(config: Option<&Path>) -> Result<ExitCode, String> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|err| format!("cannot start a tokio runtime: {err}"))?;
-    runtime.block_on(async {
-        let node = Node::new(Arc::new(load_config(config)?))?;
+    let config = Arc::new(load_config(config)?);
+    runtime(&config)?.block_on(async {
+        let node = Node::new(config)?;
         alknet_runtime::adapters::mcp::McpAdapter::new(node.env)
             .serve_stdio()
             .await
@@ -38,15 +35,27 @@ pub fn mcp_stdio(config: Option<&Path>) -> Result<ExitCode, String> {
 }
 
 pub fn run(config: Option<&Path>, watch_interval: Duration) -> Result<ExitCode, String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|err| format!("cannot start a tokio runtime: {err}"))?;
-    runtime.block_on(serve(config, watch_interval))
+    let config = Arc::new(load_config(config)?);
+    runtime(&config)?.block_on(serve(config, watch_interval))
 }
 
-async fn serve(config: Option<&Path>, watch_interval: Duration) -> Result<ExitCode, String> {
-    let config = Arc::new(load_config(config)?);
+/// The runtime a node runs on: threads for every core (or `[node] worker_threads`), so
+/// connections are served in parallel and no one long step stalls the others.
+fn runtime(config: &ConfigServiceImpl) -> Result<tokio::runtime::Runtime, String> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = config.static_config().worker_threads {
+        builder.worker_threads(threads.get());
+    }
+    builder
+        .enable_all()
+        .build()
+        .map_err(|err| format!("cannot start a tokio runtime: {err}"))
+}
+
+async fn serve(
+    config: Arc<ConfigServiceImpl>,
+    watch_interval: Duration,
+) -> Result<ExitCode, String> {
     let node = Node::new(config.clone())?;
     let mut hangups =
         signal(SignalKind::hangup()).map_err(|err| format!("cannot watch for SIGHUP: {err}"))?;
@@ -133,5 +142,24 @@ fn report(node: &Node, running: &[Running], watch_interval: Duration) {
             http.address
         ),
         None => println!("try: alknet call echo/say '{{\"text\": \"hello\"}}'"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn workers(text: &str) -> usize {
+        let config = ConfigServiceImpl::from_text(text, "test").unwrap();
+        runtime(&config).unwrap().metrics().num_workers()
+    }
+
+    #[test]
+    fn the_node_runs_on_the_threads_the_configuration_asks_for_else_one_per_core() {
+        assert_eq!(workers("[node]\nworker_threads = 3\n"), 3);
+        if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
+            let cores = std::thread::available_parallelism().unwrap().get();
+            assert_eq!(workers(""), cores);
+        }
     }
 }

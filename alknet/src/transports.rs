@@ -116,13 +116,10 @@ pub async fn http(node: &Node, address: SocketAddr) -> Result<Running, String> {
 
 /// DNS TXT queries under the configured zone, on UDP and TCP at one address.
 pub async fn dns(node: &Node, address: SocketAddr) -> Result<Running, String> {
-    let udp = tokio::net::UdpSocket::bind(address)
+    let (udp, tcp) = DnsAdapter::bind(address)
         .await
-        .map_err(|err| format!("cannot listen for DNS on {address}: {err}"))?;
+        .map_err(|err| format!("cannot listen for DNS (UDP and TCP) on {address}: {err}"))?;
     let address = udp.local_addr().map_err(|err| err.to_string())?;
-    let tcp = tokio::net::TcpListener::bind(address)
-        .await
-        .map_err(|err| format!("cannot listen for DNS over TCP on {address}: {err}"))?;
     let adapter = DnsAdapter::new(node.env.clone())
         .zone(&node.config.static_config().dns_zone)
         .map_err(|err| format!("the DNS zone is not usable: {err}"))?;

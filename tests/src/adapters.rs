@@ -60,13 +60,10 @@ pub async fn serve_http(env: OperationEnv, limits: HttpLimits) -> SocketAddr {
 
 /// Serve `env` over DNS (UDP and TCP on one loopback port) under `alk.dev`.
 pub async fn serve_dns(env: OperationEnv) -> SocketAddr {
-    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0")
+    let (udp, tcp) = DnsAdapter::bind(([127, 0, 0, 1], 0).into())
         .await
-        .expect("bind a loopback UDP port");
+        .expect("bind a loopback port for UDP and TCP");
     let addr = udp.local_addr().expect("a bound address");
-    let tcp = tokio::net::TcpListener::bind(addr)
-        .await
-        .expect("bind the same TCP port");
     tokio::spawn(DnsAdapter::new(env).serve(udp, Some(tcp)));
     addr
 }

@@ -1,5 +1,6 @@
 //! The DNS adapter answering `dig`.
 
+use alknet_runtime::adapters::dns::DnsAdapter;
 use alknet_runtime::codes;
 use alknet_tests::adapters::{base64url, dig, env, serve_dns};
 use alknet_tests::probe::Probe;
@@ -159,4 +160,17 @@ async fn answers_too_large_for_udp_are_truncated_and_complete_over_tcp() {
     let answer = dig(server, &name(2000), "TXT", &["+tcp"]).await;
     assert_eq!(answer.status, "NOERROR");
     assert_eq!(answer.json().as_str().map(str::len), Some(2000));
+}
+
+#[tokio::test]
+async fn udp_and_tcp_share_one_port_and_a_taken_fixed_port_fails_at_once() {
+    let (udp, tcp) = DnsAdapter::bind(([127, 0, 0, 1], 0).into()).await.unwrap();
+    assert_eq!(udp.local_addr().unwrap(), tcp.local_addr().unwrap());
+
+    // Someone else's TCP listener on the port asked for: no retry on another port.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let err = DnsAdapter::bind(taken.local_addr().unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse, "{err}");
 }

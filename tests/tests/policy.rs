@@ -215,6 +215,41 @@ async fn http_answers_429_with_retry_after_per_ip_and_a_reload_that_raises_the_l
     }
 }
 
+/// `POST /v1/echo/say` from this test (127.0.0.1) claiming to be for `client`.
+async fn say_for(node: &Node, client: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{}/v1/echo/say", node.http))
+        .header("x-forwarded-for", client)
+        .json(&json!({"text": "hi"}))
+        .send()
+        .await
+        .expect("the node answers")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn x_forwarded_for_names_the_client_only_when_the_peer_is_a_trusted_proxy() {
+    // 127.0.0.1 is no proxy: whatever it claims, its calls count against 127.0.0.1.
+    let node = Node::start("[rate_limits]\nper_ip = { per_second = 1, burst = 1 }\n").await;
+    assert_eq!(say_for(&node, "203.0.113.1").await.status(), StatusCode::OK);
+    let response = say_for(&node, "203.0.113.2").await;
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let body: Value = response.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.starts_with("the address 127.0.0.1 "), "{message}");
+
+    // Once it is a trusted proxy, each client it names has its own bucket.
+    node.reload(
+        "[rate_limits]\nper_ip = { per_second = 1, burst = 1 }\ntrusted_proxies = [\"127.0.0.0/8\"]\n",
+    );
+    assert_eq!(say_for(&node, "203.0.113.1").await.status(), StatusCode::OK);
+    assert_eq!(say_for(&node, "203.0.113.2").await.status(), StatusCode::OK);
+    let response = say_for(&node, "203.0.113.1").await;
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let body: Value = response.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.starts_with("the address 203.0.113.1 "), "{message}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_identity_has_its_own_bucket_over_http_and_the_call_protocol() {
     let tester = TestNode::new();
@@ -433,11 +468,11 @@ async fn a_forward_rule_sends_the_call_to_the_peer_once_follows_reloads_and_fail
         serde_json::from_value(to_a.call("/gate/whoami", json!({})).await.unwrap()).unwrap();
     assert_eq!(seen.identity.as_deref(), Some("node:a@c"));
 
-    // A peer that is not there: UNAVAILABLE, naming the peer, within a second or so.
-    let nobody: SocketAddr = {
-        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        socket.local_addr().unwrap()
-    };
+    // A peer that never answers: UNAVAILABLE, naming the peer, within a second or so. The
+    // socket stays bound (and silent) until the end, so no other process can take its port
+    // and answer in its place.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let nobody = silent.local_addr().unwrap();
     a.reload(&format!(
         "{}{}[[forwarding.rules]]\noperations = \"gate/*\"\naction = \"forward\"\npeer = \"b\"\n",
         allow(&tester.identity, "user:tester"),

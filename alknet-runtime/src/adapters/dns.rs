@@ -112,6 +112,32 @@ impl DnsAdapter {
         self
     }
 
+    /// A UDP socket and a TCP listener on one address, as DNS clients expect (they retry a
+    /// truncated answer over TCP at the same port).
+    ///
+    /// With port 0 the system picks the UDP port, which another process may already hold
+    /// for TCP: then another UDP port is tried, up to 16 times, instead of failing with
+    /// `AddrInUse`. A fixed port that is taken fails at once.
+    pub async fn bind(
+        address: std::net::SocketAddr,
+    ) -> io::Result<(tokio::net::UdpSocket, tokio::net::TcpListener)> {
+        let mut attempts = 0;
+        loop {
+            let udp = tokio::net::UdpSocket::bind(address).await?;
+            match tokio::net::TcpListener::bind(udp.local_addr()?).await {
+                Ok(tcp) => return Ok((udp, tcp)),
+                Err(err)
+                    if address.port() == 0
+                        && err.kind() == io::ErrorKind::AddrInUse
+                        && attempts < 16 =>
+                {
+                    attempts += 1;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
     /// Answer queries on `udp` (and on `tcp`, if given) until the process ends.
     pub async fn serve(
         self,

@@ -163,7 +163,7 @@ impl McpAdapter {
             .into_iter()
             .fold(Caller::new(), Caller::identity)
             .timeout(self.timeout);
-        if let Some(address) = peer_addr(&ctx) {
+        if let Some(address) = peer_addr(&self.env, &ctx) {
             caller = caller.peer_addr(address);
         }
         let input = request.arguments.map_or(Value::Null, Value::Object);
@@ -294,13 +294,13 @@ fn wrapped(schema: Value) -> JsonObject {
 }
 
 /// The client's address, over streamable HTTP served with connect info (as the HTTP
-/// adapter serves it); stdio has none.
-fn peer_addr(ctx: &RequestContext<RoleServer>) -> Option<std::net::IpAddr> {
+/// adapter serves it, and behind trusted proxies as it reads them); stdio has none.
+fn peer_addr(env: &OperationEnv, ctx: &RequestContext<RoleServer>) -> Option<std::net::IpAddr> {
     let parts = ctx.extensions.get::<axum::http::request::Parts>()?;
     let axum::extract::ConnectInfo(addr) = parts
         .extensions
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()?;
-    Some(addr.ip().to_canonical())
+    Some(crate::client_addr::resolve(env, addr.ip(), &parts.headers))
 }
 
 fn failed(err: &CallError, request_id: RequestId) -> CallToolResult {

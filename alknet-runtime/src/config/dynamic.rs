@@ -1,10 +1,12 @@
 //! The settings a node applies without restarting: [`DynamicConfig`].
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ed25519_dalek::VerifyingKey;
+use ipnet::IpNet;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -79,15 +81,101 @@ pub struct Rate {
 }
 
 /// The rate limits adapters enforce; an absent limit does not limit.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimits {
     /// Per authenticated identity.
     #[serde(default)]
     pub per_identity: Option<Rate>,
-    /// Per client IP address.
+    /// Per client network: an IPv4 address's first `ipv4_prefix` bits, an IPv6 address's
+    /// first `ipv6_prefix` bits.
     #[serde(default)]
     pub per_ip: Option<Rate>,
+    /// How many leading bits of an IPv4 address name its bucket (0 to 32; default 32: each
+    /// address its own).
+    #[serde(default = "default_ipv4_prefix")]
+    #[schemars(range(max = 32))]
+    pub ipv4_prefix: u8,
+    /// How many leading bits of an IPv6 address name its bucket (0 to 128; default 64: one
+    /// bucket per /64, the block one host is commonly given).
+    #[serde(default = "default_ipv6_prefix")]
+    #[schemars(range(max = 128))]
+    pub ipv6_prefix: u8,
+    /// The reverse proxies whose word on the client's address is taken: addresses or CIDR
+    /// networks. Only a request whose TCP peer is one of them is counted against the
+    /// address its `proxy_header` names; every other request against its TCP peer.
+    #[serde(default)]
+    pub trusted_proxies: Vec<ProxyNetwork>,
+    /// The header the trusted proxies record the client's address in.
+    #[serde(default)]
+    pub proxy_header: ProxyHeader,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits {
+            per_identity: None,
+            per_ip: None,
+            ipv4_prefix: default_ipv4_prefix(),
+            ipv6_prefix: default_ipv6_prefix(),
+            trusted_proxies: Vec::new(),
+            proxy_header: ProxyHeader::default(),
+        }
+    }
+}
+
+fn default_ipv4_prefix() -> u8 {
+    32
+}
+
+fn default_ipv6_prefix() -> u8 {
+    64
+}
+
+/// An address or a CIDR network of trusted proxies: `192.0.2.10`, `10.0.0.0/8`,
+/// `2001:db8::/32`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(try_from = "String", into = "String")]
+#[schemars(with = "String")]
+pub struct ProxyNetwork(IpNet);
+
+impl ProxyNetwork {
+    /// Whether `address` is in the network.
+    pub fn contains(&self, address: &IpAddr) -> bool {
+        self.0.contains(address)
+    }
+}
+
+impl TryFrom<String> for ProxyNetwork {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        text.parse::<IpNet>()
+            .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
+            .map(|network| ProxyNetwork(network.trunc()))
+            .map_err(|_| {
+                format!(
+                    "`{text}` is not an IP address or CIDR network (such as `192.0.2.10` or `10.0.0.0/8`)"
+                )
+            })
+    }
+}
+
+impl From<ProxyNetwork> for String {
+    fn from(network: ProxyNetwork) -> String {
+        network.0.to_string()
+    }
+}
+
+/// Where a reverse proxy records the client's address.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ProxyHeader {
+    /// `X-Forwarded-For: client, proxy1, proxy2`.
+    #[default]
+    #[serde(rename = "x-forwarded-for")]
+    XForwardedFor,
+    /// RFC 7239's `Forwarded: for=client, for=proxy1`.
+    #[serde(rename = "forwarded")]
+    Forwarded,
 }
 
 impl DynamicConfig {

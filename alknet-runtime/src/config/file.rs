@@ -15,7 +15,10 @@ use toml::Spanned;
 
 use super::dynamic::{ApiKeyEntry, DynamicConfig, Peer, RateLimits, TokenKey};
 use super::time::unix_seconds;
-use super::{ConfigError, ForwardingAction, ForwardingPolicy, ForwardingRule, StaticConfig};
+use super::{
+    ConfigError, ForwardingAction, ForwardingPolicy, ForwardingRule, MAX_WORKER_THREADS,
+    StaticConfig,
+};
 use crate::encoding::from_hex;
 use crate::{Identity, ResourceGrant};
 
@@ -108,6 +111,27 @@ pub struct HttpSettings {
 #[serde(deny_unknown_fields)]
 struct NodeSection {
     key: Option<PathBuf>,
+    worker_threads: Option<WorkerThreads>,
+}
+
+#[derive(Deserialize)]
+#[serde(try_from = "u64")]
+struct WorkerThreads(NonZeroUsize);
+
+impl TryFrom<u64> for WorkerThreads {
+    type Error = String;
+    fn try_from(threads: u64) -> Result<Self, String> {
+        usize::try_from(threads)
+            .ok()
+            .filter(|&threads| threads <= MAX_WORKER_THREADS)
+            .and_then(NonZeroUsize::new)
+            .map(WorkerThreads)
+            .ok_or_else(|| {
+                format!(
+                    "worker_threads is {threads}: it must be between 1 and {MAX_WORKER_THREADS} (leave it out for one per CPU core)"
+                )
+            })
+    }
 }
 
 #[derive(Deserialize)]
@@ -444,6 +468,16 @@ impl File {
                     ),
                 ));
             }
+            let prefixes = [
+                ("ipv4_prefix", limits.get_ref().ipv4_prefix, 32),
+                ("ipv6_prefix", limits.get_ref().ipv6_prefix, 128),
+            ];
+            if let Some((name, bits, most)) = prefixes.iter().find(|(_, bits, most)| bits > most) {
+                return Err((
+                    limits.span(),
+                    format!("rate_limits.{name} is {bits}: an address has only {most} bits"),
+                ));
+            }
         }
         Ok(self.into_configs())
     }
@@ -452,6 +486,7 @@ impl File {
         let static_config = StaticConfig {
             listen: self.listen,
             node_key: self.node.key,
+            worker_threads: self.node.worker_threads.map(|threads| threads.0),
             dns_zone: self.dns.zone.0,
             http: self.http,
         };

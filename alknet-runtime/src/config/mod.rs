@@ -17,6 +17,7 @@
 //! `docs/configuration.md` describes every setting.
 
 use std::fmt;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 
 mod dynamic;
@@ -25,7 +26,9 @@ mod forwarding;
 mod service;
 pub(crate) mod time;
 
-pub use dynamic::{ApiKeyEntry, DynamicConfig, Peer, Rate, RateLimits, TokenKey};
+pub use dynamic::{
+    ApiKeyEntry, DynamicConfig, Peer, ProxyHeader, ProxyNetwork, Rate, RateLimits, TokenKey,
+};
 pub use file::{HttpSettings, Listen};
 pub use forwarding::{ForwardingAction, ForwardingPolicy, ForwardingRule};
 pub use service::{ConfigServiceImpl, ConfigSource, ConfigStatus, ReloadPart, ReloadReport};
@@ -33,6 +36,9 @@ pub use time::parse_datetime;
 
 /// The embedded default configuration: every transport on loopback, no credentials.
 pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
+
+/// The most threads `[node] worker_threads` may ask for.
+pub const MAX_WORKER_THREADS: usize = 1024;
 
 /// Settings read once at start: listen addresses, the node's key, the DNS zone, the HTTP
 /// adapter's limits.
@@ -42,6 +48,10 @@ pub struct StaticConfig {
     pub listen: Listen,
     /// The file holding the node's Ed25519 secret key; absent: a fresh key each start.
     pub node_key: Option<PathBuf>,
+    /// How many threads run the node's tasks; absent: tokio's default (the environment
+    /// variable `TOKIO_WORKER_THREADS`, else one per CPU core). At most
+    /// [`MAX_WORKER_THREADS`].
+    pub worker_threads: Option<NonZeroUsize>,
     /// The zone the DNS adapter answers for.
     pub dns_zone: String,
     /// The HTTP adapter's limits and MCP's allowed `Host` names.

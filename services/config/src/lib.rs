@@ -104,7 +104,7 @@ impl ConfigHandler for ConfigService {
         _ctx: &OperationContext,
         _request: GetRateLimits,
     ) -> Result<RateLimits, CallError> {
-        Ok(self.config.snapshot().rate_limits)
+        Ok(self.config.snapshot().rate_limits.clone())
     }
 
     async fn status(

@@ -208,7 +208,11 @@ async fn call(
         Err(err) => return refuse(StatusCode::UNAUTHORIZED, &err, client_id),
     };
     if let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<SocketAddr>>() {
-        caller = caller.peer_addr(peer.ip().to_canonical());
+        caller = caller.peer_addr(crate::client_addr::resolve(
+            &shared.env,
+            peer.ip(),
+            &parts.headers,
+        ));
     }
     if let Some(id) = client_id.as_ref().and_then(|id| id.to_str().ok()) {
         caller = caller.metadata(REQUEST_ID.as_str(), id);
