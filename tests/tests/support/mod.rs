@@ -62,6 +62,17 @@ impl NodeProcess {
         }
     }
 
+    /// The process's resident memory, from `/proc`.
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let kib: u64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/PID/status");
+        kib * 1024
+    }
+
     /// Kill the process now.
     pub fn kill(&mut self) {
         self.child.kill().ok();
@@ -83,13 +94,16 @@ pub struct TestNode {
 
 impl TestNode {
     pub fn new() -> TestNode {
-        let identity = NodeIdentity::generate().unwrap();
-        let endpoint = CallEndpoint::bind(
-            "127.0.0.1:0".parse().unwrap(),
-            &identity,
-            CallConfig::default(),
-        )
-        .unwrap();
+        TestNode::with_identity(NodeIdentity::generate().unwrap())
+    }
+
+    pub fn with_identity(identity: NodeIdentity) -> TestNode {
+        TestNode::with_config(identity, CallConfig::default())
+    }
+
+    pub fn with_config(identity: NodeIdentity, config: CallConfig) -> TestNode {
+        let endpoint =
+            CallEndpoint::bind("127.0.0.1:0".parse().unwrap(), &identity, config).unwrap();
         TestNode { identity, endpoint }
     }
 
