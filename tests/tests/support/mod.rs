@@ -35,7 +35,13 @@ impl NodeProcess {
     /// Start a node with `identity` and these flags; returns once it serves.
     pub fn start(identity: &NodeIdentity, args: &[String]) -> NodeProcess {
         let key = key_file(identity);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_call-node"))
+        // `ALKNET_CALL_NODE` runs the tests against another build of the node (an older
+        // commit's, to see a test fail before its fix).
+        let binary = std::env::var_os("ALKNET_CALL_NODE").map_or_else(
+            || PathBuf::from(env!("CARGO_BIN_EXE_call-node")),
+            PathBuf::from,
+        );
+        let mut child = Command::new(binary)
             .arg("--key")
             .arg(&key)
             .args(args)
