@@ -38,6 +38,29 @@ fn the_documented_example_is_valid_and_means_what_its_comments_say() {
         http.mcp_allowed_hosts.as_deref(),
         Some(&["localhost".to_string(), "127.0.0.1".into(), "::1".into()][..])
     );
+    let call = &static_config.call;
+    assert_eq!(call.max_frame_bytes.map(|n| n.get()), Some(16 << 20));
+    assert_eq!(
+        call.unauthenticated_max_frame_bytes.map(|n| n.get()),
+        Some(1 << 20)
+    );
+    assert_eq!(call.max_concurrent_calls.map(|n| n.get()), Some(1024));
+    assert_eq!(
+        call.unauthenticated_max_concurrent_calls.map(|n| n.get()),
+        Some(16)
+    );
+    assert_eq!(
+        call.connection_buffer_bytes.map(|n| n.get()),
+        Some(64 << 20)
+    );
+    assert_eq!(call.node_buffer_bytes.map(|n| n.get()), Some(1 << 30));
+    assert_eq!(
+        call.unauthenticated_buffer_bytes.map(|n| n.get()),
+        Some(64 << 20)
+    );
+    assert_eq!(call.max_connections.map(|n| n.get()), Some(4096));
+    assert_eq!(call.max_connections_per_address.map(|n| n.get()), Some(64));
+    assert_eq!(call.handshake_timeout_ms.map(|n| n.get()), Some(1000));
     assert_eq!(
         static_config.node_key.as_deref(),
         Some(Path::new("/etc/alknet/node.key"))
@@ -190,6 +213,8 @@ fn every_invalid_file_is_refused_with_its_line_and_problem() {
         ("[http]\nmax_concurrent_requests = 0\n".into(), 2, "nonzero"),
         ("[http]\nrequest_timeout_ms = -5\n".into(), 2, "invalid value"),
         ("[http]\nmcp_allowed_host = []\n".into(), 2, "unknown field `mcp_allowed_host`"),
+        ("[call]\nmax_connections = 0\n".into(), 2, "nonzero"),
+        ("[call]\nmax_frame_size = 10\n".into(), 2, "unknown field `max_frame_size`"),
     ];
     for (text, line, problem) in cases {
         let err = parse(&text, "node.toml").expect_err(&text);

@@ -96,7 +96,7 @@ async fn start(node: &Node) -> Result<Vec<Running>, String> {
     let server = transports::call_server(node);
     let mut running = Vec::new();
     if let Some(address) = listen.call {
-        running.push(transports::call(identity, address, server.clone())?);
+        running.push(transports::call(node, identity, address, server.clone())?);
     }
     if let Some(address) = listen.websocket {
         running.push(transports::websocket(address, server.clone()).await?);

@@ -2,7 +2,7 @@
 //! identity provider. Each returns what keeps it running and the address it listens on.
 
 use std::net::SocketAddr;
-use std::num::NonZeroUsize;
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +13,7 @@ use alknet_example::EchoProtocol;
 use alknet_runtime::adapters::dns::DnsAdapter;
 use alknet_runtime::adapters::http::{HttpAdapter, HttpLimits};
 use alknet_runtime::call::{CallConfig, CallEndpoint, CallServer};
+use alknet_runtime::config::CallSettings;
 use alknet_runtime::quic::{NodeIdentity, QuicConfig};
 use alknet_runtime::service_path::IrpcListener;
 
@@ -23,14 +24,15 @@ pub struct Running {
     _guard: Box<dyn Send>,
 }
 
-/// The call protocol over QUIC (ALPN `alknet/call/1`).
+/// The call protocol over QUIC (ALPN `alknet/call/1`), with the limits of `[call]`.
 pub fn call(
+    node: &Node,
     identity: &NodeIdentity,
     address: SocketAddr,
     server: CallServer,
 ) -> Result<Running, String> {
-    let endpoint =
-        CallEndpoint::bind(address, identity, CallConfig::default()).map_err(|err| err.message)?;
+    let config = call_config(&node.config.static_config().call);
+    let endpoint = CallEndpoint::bind(address, identity, config).map_err(|err| err.message)?;
     let address = endpoint.local_addr();
     let serving = endpoint.serve(server);
     Ok(Running {
@@ -38,6 +40,44 @@ pub fn call(
         address,
         _guard: Box::new(AbortOnDrop(serving)),
     })
+}
+
+/// The QUIC endpoint's limits: `[call]`, each absent setting at its default.
+fn call_config(settings: &CallSettings) -> CallConfig {
+    let defaults = CallConfig::default();
+    CallConfig {
+        max_frame_size: settings
+            .max_frame_bytes
+            .map_or(defaults.max_frame_size, NonZeroUsize::get),
+        max_concurrent_calls: settings
+            .max_concurrent_calls
+            .map_or(defaults.max_concurrent_calls, NonZeroU32::get),
+        unauthenticated_max_concurrent_calls: settings.unauthenticated_max_concurrent_calls.map_or(
+            defaults.unauthenticated_max_concurrent_calls,
+            NonZeroU32::get,
+        ),
+        connection_buffer: settings
+            .connection_buffer_bytes
+            .map_or(defaults.connection_buffer, NonZeroUsize::get),
+        endpoint_buffer: settings
+            .node_buffer_bytes
+            .map_or(defaults.endpoint_buffer, NonZeroUsize::get),
+        unauthenticated_buffer: settings
+            .unauthenticated_buffer_bytes
+            .map_or(defaults.unauthenticated_buffer, NonZeroUsize::get),
+        max_connections: settings
+            .max_connections
+            .map_or(defaults.max_connections, NonZeroUsize::get),
+        max_connections_per_address: settings
+            .max_connections_per_address
+            .map_or(defaults.max_connections_per_address, NonZeroUsize::get),
+        handshake_timeout: settings
+            .handshake_timeout_ms
+            .map_or(defaults.handshake_timeout, |ms| {
+                Duration::from_millis(ms.get())
+            }),
+        ..defaults
+    }
 }
 
 /// The call protocol's envelopes over WebSocket, for browsers.
@@ -135,9 +175,18 @@ pub async fn dns(node: &Node, address: SocketAddr) -> Result<Running, String> {
     })
 }
 
-/// A server for the call protocol, shared by QUIC and WebSocket.
+/// A server for the call protocol, shared by QUIC and WebSocket, with the frame limits of
+/// `[call]`.
 pub fn call_server(node: &Node) -> CallServer {
-    CallServer::new(node.env.clone(), Arc::clone(&node.identities))
+    let settings = &node.config.static_config().call;
+    let mut server = CallServer::new(node.env.clone(), Arc::clone(&node.identities));
+    if let Some(bytes) = settings.max_frame_bytes {
+        server = server.max_frame_size(bytes.get());
+    }
+    if let Some(bytes) = settings.unauthenticated_max_frame_bytes {
+        server = server.unauthenticated_max_frame_size(bytes.get());
+    }
+    server
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);

@@ -5,7 +5,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use alknet_runtime::call::{
-    CallOptions, Connection, DEFAULT_MAX_FRAME_SIZE, Event, EventEnvelope, read_frame,
+    CallOptions, Connection, DEFAULT_MAX_FRAME_SIZE, Event, EventEnvelope, FrameReader,
 };
 use alknet_runtime::codes;
 use alknet_tests::gate::{HangCounts as Counts, Seen};
@@ -231,9 +231,10 @@ async fn a_killed_peer_fails_every_call_in_flight_with_unavailable_within_a_seco
 
 /// Send raw bytes on a new stream of `connection` and read the first answer.
 async fn raw_exchange(connection: &Connection, bytes: &[u8]) -> EventEnvelope {
-    let (mut send, mut recv) = connection.quic().open_bi().await.unwrap();
+    let (mut send, recv) = connection.quic().open_bi().await.unwrap();
     send.write_all(bytes).await.unwrap();
-    let frame = read_frame(&mut recv, DEFAULT_MAX_FRAME_SIZE)
+    let frame = FrameReader::new(recv, DEFAULT_MAX_FRAME_SIZE)
+        .next()
         .await
         .unwrap()
         .unwrap();
@@ -407,7 +408,8 @@ async fn a_caller_that_follows_its_request_with_anything_but_an_abort_is_answere
     })
     .await;
     send.write_all(&again).await.unwrap();
-    let frame = read_frame(&mut recv, DEFAULT_MAX_FRAME_SIZE)
+    let frame = FrameReader::new(&mut recv, DEFAULT_MAX_FRAME_SIZE)
+        .next()
         .await
         .unwrap()
         .unwrap();

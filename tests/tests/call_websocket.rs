@@ -193,21 +193,38 @@ async fn an_oversized_message_is_refused_with_its_id_and_the_socket_carries_on()
         json!({"text": "hi", "length": 2})
     );
 
-    // Past twice the limit the message is not read to its end: the socket closes.
+    // At twice the limit the message is still read and refused by its id.
+    let at_twice = requested("twice", "/echo/say", json!({"text": ""}));
+    let padding = 2048 - at_twice.to_string().len();
+    let at_twice = requested("twice", "/echo/say", json!({"text": "x".repeat(padding)}));
+    assert_eq!(at_twice.to_string().len(), 2048);
+    let refused = call(
+        &mut socket,
+        "twice",
+        "/echo/say",
+        json!({"text": "x".repeat(padding)}),
+    )
+    .await;
+    assert_eq!(refused["id"], "twice");
+    assert_eq!(refused["payload"]["code"], "RESOURCE_EXHAUSTED");
+    assert_eq!(refused["payload"]["retryable"], false);
+
+    // One byte more is not read to its end: the socket closes with 1009 (message too big),
+    // saying why.
     send(
         &mut socket,
-        requested("huge", "/echo/say", json!({"text": "x".repeat(4000)})),
+        requested("toobig", "/echo/say", json!({"text": "x".repeat(padding)})),
     )
     .await;
     loop {
         match socket.next().await {
             Some(Ok(Message::Close(Some(frame)))) => {
-                assert_eq!(u16::from(frame.code), 1009);
+                assert_eq!(u16::from(frame.code), 1009, "{frame:?}");
+                assert!(frame.reason.contains("2049"), "{frame:?}");
                 break;
             }
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-            None | Some(Err(_)) => break,
-            Some(Ok(other)) => panic!("unexpected {other:?}"),
+            other => panic!("expected a close frame with 1009, got {other:?}"),
         }
     }
 }

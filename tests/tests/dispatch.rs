@@ -96,7 +96,16 @@ async fn subscriptions_stream_typed_and_json() {
 fn specs_describe_every_operation() {
     let env = env();
     let ids: Vec<_> = env.operations().map(|op| op.id.as_str()).collect();
-    assert_eq!(ids, ["echo/say", "echo/shout", "echo/ticks", "echo/served"]);
+    assert_eq!(
+        ids,
+        [
+            "echo/say",
+            "echo/shout",
+            "echo/ticks",
+            "echo/served",
+            "echo/blobs"
+        ]
+    );
     let say = env.spec("echo", "say").unwrap();
     assert_eq!(say.kind, OperationKind::Query);
     assert_eq!(say.visibility, Visibility::External);

@@ -38,7 +38,7 @@ async fn ten_thousand_concurrent_calls_are_all_answered_and_the_node_gives_its_m
             .await
             .unwrap();
     }
-    let before = rss_kib(&node);
+    let before = node.rss_bytes() / 1024;
 
     let mut calls: FuturesUnordered<_> = (0..CALLS)
         .map(|n| {
@@ -66,14 +66,14 @@ async fn ten_thousand_concurrent_calls_are_all_answered_and_the_node_gives_its_m
         .await
         .expect("10,000 calls are answered within 2 minutes");
     assert_eq!(answered.len(), CALLS, "every call is answered");
-    let peak = peak_kib(&node);
+    let peak = node.peak_rss_bytes() / 1024;
 
     // The node still serves, and has let go of what the load needed.
     connections[0]
         .call("/echo/say", json!({"text": "after"}))
         .await
         .unwrap();
-    let after = rss_kib(&node);
+    let after = node.rss_bytes() / 1024;
     eprintln!(
         "load: {CALLS} calls over {CONNECTIONS} connections; node RSS before {before} KiB, \
          peak {peak} KiB, after {after} KiB"
@@ -83,22 +83,4 @@ async fn ten_thousand_concurrent_calls_are_all_answered_and_the_node_gives_its_m
         "the node kept {} KiB after the load (before {before} KiB, after {after} KiB)",
         after.saturating_sub(before)
     );
-}
-
-fn rss_kib(node: &NodeProcess) -> u64 {
-    status_kib(node, "VmRSS:")
-}
-
-fn peak_kib(node: &NodeProcess) -> u64 {
-    status_kib(node, "VmHWM:")
-}
-
-/// A `/proc/PID/status` line in KiB.
-fn status_kib(node: &NodeProcess, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", node.pid())).unwrap();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(field))
-        .and_then(|value| value.trim().trim_end_matches(" kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("{field} in /proc/{}/status", node.pid()))
 }

@@ -8,7 +8,8 @@ use futures::{FutureExt, StreamExt};
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::quic::CallConfig;
+use super::budget::Budget;
+use super::quic::EndpointShared;
 use super::server::CallServer;
 use super::wire::{CallRequested, Event, EventEnvelope, FrameReader};
 use crate::quic::Turns;
@@ -22,7 +23,10 @@ use crate::{CallError, RequestId};
 #[derive(Clone)]
 pub struct Connection {
     pub(crate) quic: noq::Connection,
-    pub(crate) config: Arc<CallConfig>,
+    /// The endpoint's limits and budgets.
+    pub(crate) endpoint: Arc<EndpointShared>,
+    /// Frames in transit on this connection, both ways.
+    pub(crate) budget: Budget,
     pub(crate) peer_fingerprint: Arc<str>,
     /// Calls take turns to open their stream and send their request.
     pub(crate) turns: Arc<Turns>,
@@ -50,7 +54,7 @@ impl CallOptions {
     }
 
     /// Give up after `timeout` (sent to the callee as `deadline`); queries and mutations
-    /// default to the connection's [`CallConfig::default_timeout`], subscriptions to none.
+    /// default to the connection's [`CallConfig::default_timeout`](super::CallConfig::default_timeout), subscriptions to none.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
@@ -106,7 +110,9 @@ impl Connection {
         input: Value,
         options: &CallOptions,
     ) -> Result<Value, CallError> {
-        let timeout = options.timeout.unwrap_or(self.config.default_timeout);
+        let timeout = options
+            .timeout
+            .unwrap_or(self.endpoint.config.default_timeout);
         let deadline = Instant::now() + timeout;
         let call = async {
             let mut call = self
@@ -218,7 +224,11 @@ impl Connection {
         drop(turn);
         Ok(ActiveCall {
             id,
-            recv: FrameReader::new(recv, self.config.max_frame_size),
+            recv: FrameReader::charged(
+                recv,
+                self.endpoint.config.max_frame_size,
+                self.endpoint.charge(&self.budget, true),
+            ),
             finished: false,
         })
     }
@@ -242,7 +252,7 @@ impl ActiveCall {
             }
             Err(err) => return Err(err.to_call_error()),
         };
-        let envelope = EventEnvelope::decode(frame).map_err(|err| {
+        let envelope = EventEnvelope::decode(&frame).map_err(|err| {
             CallError::internal(format!(
                 "the peer sent an event this node cannot read: {err}"
             ))

@@ -9,6 +9,7 @@
 //!
 //! `docs/call-protocol.md` is the wire specification.
 
+mod budget;
 mod client;
 mod peers;
 mod quic;
@@ -24,12 +25,12 @@ pub use client::{CallOptions, Connection};
 pub(crate) use peers::{Forward, PeerLinks};
 pub use quic::{CallConfig, CallEndpoint};
 pub use remote::RemoteNode;
-pub use server::{CallServer, ListedOperation};
+pub use server::{CallServer, DEFAULT_UNAUTHENTICATED_MAX_FRAME_SIZE, ListedOperation};
 #[cfg(feature = "websocket")]
 pub use websocket::router as websocket_router;
 pub use wire::{
     ALPN, CallRequested, DEFAULT_MAX_FRAME_SIZE, DecodeError, Event, EventEnvelope, FrameError,
-    FrameReader, read_frame, write_frame,
+    FrameReader, write_frame,
 };
 
 /// The QUIC implementation, for what [`Connection::quic`] exposes.

@@ -75,17 +75,9 @@ impl PeerLinks {
             .parse()
             .map_err(|_| unreachable("its address is not `host:port`".to_string()))?;
         let endpoint = self.endpoint(address).map_err(|e| unreachable(e.message))?;
-        // QUIC gives up on a silent address only after three probe timeouts (3 s or
-        // more); a peer of the cluster answers its handshake far sooner.
-        let connecting = endpoint.connect(address, PeerKey::Pinned(peer.fingerprint.clone()));
-        let connection = tokio::time::timeout(self.connect_timeout, connecting)
+        let connection = endpoint
+            .connect(address, PeerKey::Pinned(peer.fingerprint.clone()))
             .await
-            .map_err(|_| {
-                unreachable(format!(
-                    "no handshake within {} ms",
-                    self.connect_timeout.as_millis()
-                ))
-            })?
             .map_err(|e| unreachable(e.message))?;
         *slot = Some(connection.clone());
         Ok(connection)
@@ -97,11 +89,11 @@ impl PeerLinks {
         if let Some(endpoint) = endpoints.get(&local) {
             return Ok(endpoint.clone());
         }
-        let endpoint = CallEndpoint::bind(
-            SocketAddr::new(local, 0),
-            &self.identity,
-            CallConfig::default(),
-        )?;
+        let config = CallConfig {
+            handshake_timeout: self.connect_timeout,
+            ..CallConfig::default()
+        };
+        let endpoint = CallEndpoint::bind(SocketAddr::new(local, 0), &self.identity, config)?;
         endpoints.insert(local, endpoint.clone());
         Ok(endpoint)
     }

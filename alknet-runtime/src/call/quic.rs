@@ -1,13 +1,16 @@
 //! The call protocol over QUIC: the endpoint (ALPN `alknet/call/1`, the key-pinned TLS of
 //! [`crate::quic`]) and the per-stream server loop.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::{Pin, pin};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use bytes::BytesMut;
 use futures::FutureExt;
 
+use super::budget::{Budget, Charge};
 use super::client::Connection;
 use super::server::{CallServer, EventSink, Peer};
 use super::wire::{
@@ -23,9 +26,14 @@ use crate::{CallError, Credential};
 /// A vanished peer is detected within `idle_timeout + keep_alive` (QUIC restarts the idle
 /// timer on the last keep-alive sent): 800 ms with the defaults, right for a cluster on
 /// one network; raise both on lossy links.
+///
+/// A peer is *authenticated* once the identity provider knows its key, or once one of its
+/// calls carried an `auth_token` that it accepted; until then it has the `unauthenticated_`
+/// limits (and the [`CallServer`]'s smaller frame limit).
 #[derive(Debug, Clone)]
 pub struct CallConfig {
-    /// The largest frame read or written (default 16 MiB).
+    /// The largest frame this node reads as a caller, from the peers it calls (default
+    /// 16 MiB); what it reads as a callee is the [`CallServer`]'s limit.
     pub max_frame_size: usize,
     /// How long a query or mutation may take when the caller sets no timeout (30 s).
     pub default_timeout: Duration,
@@ -33,8 +41,28 @@ pub struct CallConfig {
     pub keep_alive: Duration,
     /// How long without a packet from the peer before the connection is declared lost (600 ms).
     pub idle_timeout: Duration,
-    /// How many calls a peer may have open on one connection at once (1024).
+    /// How long a connection's handshake may take, either way (1 s): connecting to an
+    /// address that never answers fails with `UNAVAILABLE` after it.
+    pub handshake_timeout: Duration,
+    /// How many calls an authenticated peer may have open on one connection at once (1024).
     pub max_concurrent_calls: u32,
+    /// How many calls an unauthenticated peer may have open on one connection at once (16).
+    pub unauthenticated_max_concurrent_calls: u32,
+    /// The bytes of frames in transit (begun, not yet whole) one connection may hold, both
+    /// ways (64 MiB); a frame that would need more fails with `RESOURCE_EXHAUSTED`
+    /// (retryable).
+    pub connection_buffer: usize,
+    /// The bytes of frames in transit all authenticated peers' connections, and this node's
+    /// own calls, may hold together (1 GiB).
+    pub endpoint_buffer: usize,
+    /// The bytes of frames in transit all unauthenticated peers' connections may hold
+    /// together (64 MiB): they cannot take what authenticated peers need.
+    pub unauthenticated_buffer: usize,
+    /// How many peers' connections the endpoint accepts at once (4096); more are refused
+    /// during their handshake.
+    pub max_connections: usize,
+    /// How many of those may come from one IP address (64).
+    pub max_connections_per_address: usize,
 }
 
 impl CallConfig {
@@ -42,7 +70,8 @@ impl CallConfig {
         QuicConfig {
             keep_alive: self.keep_alive,
             idle_timeout: self.idle_timeout,
-            max_concurrent_streams: self.max_concurrent_calls,
+            // Every connection starts unauthenticated; `serve_connection` raises it.
+            max_concurrent_streams: self.unauthenticated_max_concurrent_calls,
         }
     }
 }
@@ -54,7 +83,107 @@ impl Default for CallConfig {
             default_timeout: Duration::from_secs(30),
             keep_alive: Duration::from_millis(200),
             idle_timeout: Duration::from_millis(600),
+            handshake_timeout: Duration::from_secs(1),
             max_concurrent_calls: 1024,
+            unauthenticated_max_concurrent_calls: 16,
+            connection_buffer: 64 << 20,
+            endpoint_buffer: 1 << 30,
+            unauthenticated_buffer: 64 << 20,
+            max_connections: 4096,
+            max_connections_per_address: 64,
+        }
+    }
+}
+
+/// What the connections of one endpoint share: its limits, its budgets for frames in
+/// transit, and the count of peers' connections.
+#[derive(Debug)]
+pub(crate) struct EndpointShared {
+    pub(crate) config: CallConfig,
+    /// Frames in transit from authenticated peers, and answers to this node's own calls.
+    authenticated: Budget,
+    /// Frames in transit from unauthenticated peers.
+    unauthenticated: Budget,
+    admitted: Mutex<Admitted>,
+}
+
+/// The peers' connections an endpoint holds, in all and by address.
+#[derive(Debug, Default)]
+struct Admitted {
+    total: usize,
+    by_address: HashMap<IpAddr, usize>,
+}
+
+/// One accepted connection's place among its endpoint's; given back when dropped.
+struct Admission {
+    endpoint: Arc<EndpointShared>,
+    address: IpAddr,
+}
+
+impl EndpointShared {
+    fn new(config: CallConfig) -> Self {
+        EndpointShared {
+            authenticated: Budget::new("the node", config.endpoint_buffer),
+            unauthenticated: Budget::new(
+                "the node's room for unauthenticated peers",
+                config.unauthenticated_buffer,
+            ),
+            config,
+            admitted: Mutex::default(),
+        }
+    }
+
+    /// A place for one more connection from `address`, if both limits allow it.
+    fn admit(self: &Arc<Self>, address: IpAddr) -> Result<Admission, CallError> {
+        let mut admitted = self.admitted.lock().unwrap_or_else(PoisonError::into_inner);
+        let from_address = admitted.by_address.get(&address).copied().unwrap_or(0);
+        if admitted.total >= self.config.max_connections {
+            return Err(CallError::resource_exhausted(format!(
+                "the node holds its limit of {} connections",
+                self.config.max_connections
+            ))
+            .retryable(true));
+        }
+        if from_address >= self.config.max_connections_per_address {
+            return Err(CallError::resource_exhausted(format!(
+                "{address} holds its limit of {} connections to the node",
+                self.config.max_connections_per_address
+            ))
+            .retryable(true));
+        }
+        admitted.total += 1;
+        admitted.by_address.insert(address, from_address + 1);
+        Ok(Admission {
+            endpoint: self.clone(),
+            address,
+        })
+    }
+
+    /// A reader's charge on a connection with budget `connection`: against the node's
+    /// budget for authenticated peers or for the others.
+    pub(crate) fn charge(&self, connection: &Budget, authenticated: bool) -> Charge {
+        let endpoint = if authenticated {
+            &self.authenticated
+        } else {
+            &self.unauthenticated
+        };
+        Charge::new(connection.clone(), endpoint.clone())
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        let mut admitted = self
+            .endpoint
+            .admitted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        admitted.total -= 1;
+        if let Some(count) = admitted.by_address.get_mut(&self.address) {
+            *count -= 1;
+            if *count == 0 {
+                admitted.by_address.remove(&self.address);
+            }
         }
     }
 }
@@ -80,7 +209,7 @@ impl Default for CallConfig {
 pub struct CallEndpoint {
     endpoint: noq::Endpoint,
     identity: NodeIdentity,
-    config: Arc<CallConfig>,
+    shared: Arc<EndpointShared>,
 }
 
 impl CallEndpoint {
@@ -94,7 +223,7 @@ impl CallEndpoint {
         Ok(CallEndpoint {
             endpoint,
             identity: identity.clone(),
-            config: Arc::new(config),
+            shared: Arc::new(EndpointShared::new(config)),
         })
     }
 
@@ -110,45 +239,76 @@ impl CallEndpoint {
         &self.identity
     }
 
-    /// Connect to the node at `addr`, accepting its key as `peer` says.
+    /// Connect to the node at `addr`, accepting its key as `peer` says; `UNAVAILABLE` if
+    /// the handshake does not complete within [`CallConfig::handshake_timeout`].
     pub async fn connect(&self, addr: SocketAddr, peer: PeerKey) -> Result<Connection, CallError> {
-        let client = client_config(&self.identity, peer, ALPN, &self.config.quic())?;
+        let config = &self.shared.config;
+        let client = client_config(&self.identity, peer, ALPN, &config.quic())?;
+        let failed = |why: &dyn std::fmt::Display| {
+            CallError::unavailable(format!("could not connect to {addr}: {why}"))
+        };
         let connecting = self
             .endpoint
             .connect_with(client, addr, "alknet-node")
-            .map_err(|e| CallError::unavailable(format!("could not connect to {addr}: {e}")))?;
-        let quic = connecting
+            .map_err(|e| failed(&e))?;
+        // QUIC gives up on a silent address only after several probe timeouts (3 s or
+        // more); a node answers its handshake far sooner.
+        let quic = tokio::time::timeout(config.handshake_timeout, connecting)
             .await
-            .map_err(|e| CallError::unavailable(format!("could not connect to {addr}: {e}")))?;
+            .map_err(|_| failed(&handshake_timed_out(config.handshake_timeout)))?
+            .map_err(|e| failed(&e))?;
         self.connection(quic)
     }
 
     /// The next peer that connects, once its TLS handshake (and key) checked out; `None`
-    /// once the endpoint is closed.
+    /// once the endpoint is closed. A peer over the connection limits is refused
+    /// (`RESOURCE_EXHAUSTED`), one whose handshake takes longer than
+    /// [`CallConfig::handshake_timeout`] dropped (`UNAVAILABLE`).
     pub async fn accept(&self) -> Option<Result<Connection, CallError>> {
         let incoming = self.endpoint.accept().await?;
-        let addr = incoming.remote_address();
-        Some(match incoming.await {
-            Ok(quic) => self.connection(quic),
-            Err(e) => Err(CallError::unavailable(format!(
-                "the connection from {addr} failed: {e}"
-            ))),
-        })
+        Some(self.handshake(incoming).await)
     }
 
-    /// Accept every peer and serve `server` to each, on a task of its own.
+    /// Accept every peer and serve `server` to each, on a task of its own (handshakes
+    /// included: a slow one holds up no other).
     pub fn serve(&self, server: CallServer) -> tokio::task::JoinHandle<()> {
         let endpoint = self.clone();
         tokio::spawn(async move {
-            while let Some(accepted) = endpoint.accept().await {
-                match accepted {
-                    Ok(connection) => {
-                        connection.serve(server.clone());
+            while let Some(incoming) = endpoint.endpoint.accept().await {
+                let (endpoint, server) = (endpoint.clone(), server.clone());
+                tokio::spawn(async move {
+                    match endpoint.handshake(incoming).await {
+                        Ok(connection) => serve_connection(connection, server).await,
+                        Err(err) => tracing::debug!(%err, "a peer failed to connect"),
                     }
-                    Err(err) => tracing::debug!(%err, "a peer failed to connect"),
-                }
+                });
             }
         })
+    }
+
+    async fn handshake(&self, incoming: noq::Incoming) -> Result<Connection, CallError> {
+        let addr = incoming.remote_address();
+        let admission = match self.shared.admit(addr.ip().to_canonical()) {
+            Ok(admission) => admission,
+            Err(err) => {
+                incoming.refuse();
+                return Err(err);
+            }
+        };
+        let timeout = self.shared.config.handshake_timeout;
+        let failed = |why: &dyn std::fmt::Display| {
+            CallError::unavailable(format!("the connection from {addr} failed: {why}"))
+        };
+        let quic = tokio::time::timeout(timeout, incoming)
+            .await
+            .map_err(|_| failed(&handshake_timed_out(timeout)))?
+            .map_err(|e| failed(&e))?;
+        let closed = quic.on_closed();
+        tokio::spawn(async move {
+            closed.await;
+            drop(admission);
+        });
+        self.connection(quic)
     }
 
     /// Close every connection and stop accepting.
@@ -160,7 +320,8 @@ impl CallEndpoint {
         let fingerprint = peer_fingerprint(&quic)?;
         Ok(Connection {
             quic,
-            config: self.config.clone(),
+            budget: Budget::new("the connection", self.shared.config.connection_buffer),
+            endpoint: self.shared.clone(),
             peer_fingerprint: fingerprint.into(),
             turns: Default::default(),
         })
@@ -181,7 +342,27 @@ pub(crate) async fn serve_connection(connection: Connection, server: CallServer)
             )
             .await,
     );
-    while let Ok((send, recv)) = connection.quic.accept_bi().await {
+    let endpoint = &connection.endpoint;
+    let mut raised = false;
+    loop {
+        if !raised && peer.is_authenticated() {
+            let calls = endpoint.config.max_concurrent_calls;
+            connection.quic.set_max_concurrent_bi_streams(calls.into());
+            raised = true;
+        }
+        let (send, recv) = tokio::select! {
+            accepted = connection.quic.accept_bi() => match accepted {
+                Ok(stream) => stream,
+                Err(_) => break,
+            },
+            () = peer.authenticated(), if !raised => continue,
+        };
+        let authenticated = peer.is_authenticated();
+        let recv = FrameReader::charged(
+            recv,
+            server.frame_limit(authenticated),
+            endpoint.charge(&connection.budget, authenticated),
+        );
         // Polled once here: a call that finishes at once costs no task; one that has to
         // wait continues on a task of its own.
         let mut serving = Box::pin(serve_stream(server.clone(), peer.clone(), send, recv));
@@ -202,6 +383,9 @@ fn locked(send: &Mutex<noq::SendStream>) -> std::sync::MutexGuard<'_, noq::SendS
 
 impl EventSink for StreamSink<'_> {
     async fn send(&mut self, event: EventEnvelope) -> std::io::Result<()> {
+        // A subscription's items go out without waiting until flow control stops them: the
+        // budget lets the connection's driver, which it woke, send them meanwhile.
+        tokio::task::consume_budget().await;
         let frame = event.to_frame();
         let mut written = 0;
         while written < frame.len() {
@@ -219,11 +403,10 @@ async fn serve_stream(
     server: CallServer,
     peer: Arc<Peer>,
     mut send: noq::SendStream,
-    recv: noq::RecvStream,
+    mut recv: FrameReader<noq::RecvStream>,
 ) {
-    let mut recv = FrameReader::new(recv, server.frame_limit());
     let first = match recv.next().await {
-        Ok(Some(frame)) => EventEnvelope::decode(frame).map_err(|err| {
+        Ok(Some(frame)) => EventEnvelope::decode(&frame).map_err(|err| {
             (
                 err.id().unwrap_or_default().to_string(),
                 err.to_call_error(),
@@ -306,10 +489,10 @@ enum CallerSide {
     Aborted(Option<CallError>),
 }
 
-fn caller_side(next: Result<Option<&[u8]>, FrameError>) -> CallerSide {
+fn caller_side(next: Result<Option<BytesMut>, FrameError>) -> CallerSide {
     match next {
         Ok(None) => CallerSide::Waiting,
-        Ok(Some(frame)) => CallerSide::Aborted(match EventEnvelope::decode(frame) {
+        Ok(Some(frame)) => CallerSide::Aborted(match EventEnvelope::decode(&frame) {
             Ok(EventEnvelope {
                 event: Event::Aborted,
                 ..
@@ -332,4 +515,8 @@ async fn refuse(mut send: noq::SendStream, recv: &mut noq::RecvStream, id: Strin
     let _ = send.finish();
     // Let the error reach the peer before the stream is dropped.
     let _ = send.stopped().await;
+}
+
+fn handshake_timed_out(timeout: Duration) -> String {
+    format!("no handshake within {} ms", timeout.as_millis())
 }

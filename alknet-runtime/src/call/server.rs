@@ -10,6 +10,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tokio::sync::watch;
 
 use super::wire::{CallRequested, DEFAULT_MAX_FRAME_SIZE, Event, EventEnvelope};
 use crate::{
@@ -36,8 +37,20 @@ pub struct CallServer {
 struct ServerInner {
     env: OperationEnv,
     identities: Arc<dyn IdentityProvider>,
-    max_frame_size: usize,
+    limits: FrameLimits,
 }
+
+/// The largest frame (or WebSocket message) read from a peer, by whether it is
+/// authenticated.
+#[derive(Debug, Clone, Copy)]
+struct FrameLimits {
+    authenticated: usize,
+    unauthenticated: usize,
+}
+
+/// The largest frame read from an unauthenticated peer by default: 1 MiB, as much as the
+/// HTTP adapter's body limit for any caller.
+pub const DEFAULT_UNAUTHENTICATED_MAX_FRAME_SIZE: usize = 1024 * 1024;
 
 impl CallServer {
     /// Serve `env`, resolving peers' keys and tokens with `identities`.
@@ -46,25 +59,47 @@ impl CallServer {
             inner: Arc::new(ServerInner {
                 env,
                 identities,
-                max_frame_size: DEFAULT_MAX_FRAME_SIZE,
+                limits: FrameLimits {
+                    authenticated: DEFAULT_MAX_FRAME_SIZE,
+                    unauthenticated: DEFAULT_UNAUTHENTICATED_MAX_FRAME_SIZE,
+                },
             }),
         }
     }
 
-    /// Refuse frames (or WebSocket messages) larger than `bytes`; default 16 MiB.
+    /// Refuse frames (or WebSocket messages) larger than `bytes` from authenticated peers;
+    /// default 16 MiB.
     pub fn max_frame_size(self, bytes: usize) -> Self {
+        self.with_limits(|limits| limits.authenticated = bytes)
+    }
+
+    /// Refuse frames (or WebSocket messages) larger than `bytes` from peers that are not
+    /// authenticated (their key unknown, no call of theirs carrying a valid `auth_token`
+    /// yet; on WebSocket, no valid bearer token on the upgrade); default 1 MiB.
+    pub fn unauthenticated_max_frame_size(self, bytes: usize) -> Self {
+        self.with_limits(|limits| limits.unauthenticated = bytes)
+    }
+
+    fn with_limits(self, change: impl FnOnce(&mut FrameLimits)) -> Self {
         let inner = &self.inner;
+        let mut limits = inner.limits;
+        change(&mut limits);
         CallServer {
             inner: Arc::new(ServerInner {
                 env: inner.env.clone(),
                 identities: inner.identities.clone(),
-                max_frame_size: bytes,
+                limits,
             }),
         }
     }
 
-    pub(crate) fn frame_limit(&self) -> usize {
-        self.inner.max_frame_size
+    /// The largest frame read from a peer that is `authenticated`, or not.
+    pub(crate) fn frame_limit(&self, authenticated: bool) -> usize {
+        if authenticated {
+            self.inner.limits.authenticated
+        } else {
+            self.inner.limits.unauthenticated
+        }
     }
 
     /// Who a connection's peer is, from what its transport proved (a TLS key's
@@ -87,7 +122,11 @@ impl CallServer {
                 .await
                 .map_err(|err| format!("{}, and the call carried no `auth_token`", err.message)),
         };
-        Peer { identity, address }
+        Peer {
+            authenticated: watch::Sender::new(identity.is_ok()),
+            identity,
+            address,
+        }
     }
 
     /// Run one call and send its events to `sink`; dropping the future cancels the call
@@ -154,17 +193,22 @@ impl CallServer {
         request: &CallRequested,
     ) -> Result<(Caller, Arc<Identity>), CallError> {
         let identity = match (&request.auth_token, &peer.identity) {
-            (Some(token), _) => self
-                .inner
-                .identities
-                .resolve(Credential::bearer(token))
-                .await
-                .map_err(|err| {
-                    CallError::unauthenticated(format!(
-                        "the `auth_token` was refused: {}",
-                        err.message
-                    ))
-                })?,
+            (Some(token), _) => {
+                let identity = self
+                    .inner
+                    .identities
+                    .resolve(Credential::bearer(token))
+                    .await
+                    .map_err(|err| {
+                        CallError::unauthenticated(format!(
+                            "the `auth_token` was refused: {}",
+                            err.message
+                        ))
+                    })?;
+                peer.authenticated
+                    .send_if_modified(|authenticated| !std::mem::replace(authenticated, true));
+                identity
+            }
             (None, Ok(identity)) => identity.clone(),
             (None, Err(why)) => return Err(CallError::unauthenticated(why.clone())),
         };
@@ -189,6 +233,21 @@ pub(crate) struct Peer {
     identity: Result<Arc<Identity>, String>,
     /// The address it connects from.
     address: Option<IpAddr>,
+    /// Whether it proved who it is: its credential resolved, or since then the
+    /// `auth_token` of one of its calls did. Until then it has the smaller limits.
+    authenticated: watch::Sender<bool>,
+}
+
+impl Peer {
+    /// Whether the peer is authenticated.
+    pub(crate) fn is_authenticated(&self) -> bool {
+        *self.authenticated.borrow()
+    }
+
+    /// Wait until the peer is authenticated.
+    pub(crate) async fn authenticated(&self) {
+        let _ = self.authenticated.subscribe().wait_for(|yes| *yes).await;
+    }
 }
 
 /// Where a transport sends a call's events.

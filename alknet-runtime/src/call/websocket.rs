@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{ConnectInfo, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::{Extensions, HeaderMap};
@@ -61,8 +61,12 @@ async fn upgrade(
     let peer = server
         .resolve_peer(token.as_deref().map(Credential::bearer), address)
         .await;
-    // Up to twice the limit a message is read, so that its refusal can name its call.
-    let read_at_most = server.frame_limit().saturating_mul(2);
+    // Up to twice the limit a message is read, so that its refusal can name its call. The
+    // socket's reads are sized once: a per-call `auth_token` raises the limit a message is
+    // refused at, not what the socket reads.
+    let read_at_most = server
+        .frame_limit(peer.is_authenticated())
+        .saturating_mul(2);
     ws.max_message_size(read_at_most)
         .max_frame_size(read_at_most)
         .on_upgrade(move |socket| serve_socket(socket, server, peer))
@@ -104,10 +108,10 @@ async fn serve_socket(mut socket: WebSocket, server: CallServer, peer: Peer) {
                 None
             }
             message = socket.recv() => match message {
-                Some(Ok(Message::Text(text))) if text.len() > server.frame_limit() => {
+                Some(Ok(Message::Text(text))) if text.len() > server.frame_limit(peer.is_authenticated()) => {
                     let too_large = FrameError::TooLarge {
                         len: u32::try_from(text.len()).unwrap_or(u32::MAX),
-                        max: server.frame_limit(),
+                        max: server.frame_limit(peer.is_authenticated()),
                     };
                     Some(EventEnvelope::new(oversized_id(text.as_bytes()), Event::Error(too_large.to_call_error())))
                 }
@@ -149,7 +153,13 @@ async fn serve_socket(mut socket: WebSocket, server: CallServer, peer: Peer) {
                     "events are text messages; a binary message is not part of the call protocol",
                 )))),
                 Some(Ok(_)) => None,
-                Some(Err(_)) | None => break,
+                Some(Err(err)) => {
+                    if let Some(close) = close_for(err) {
+                        let _ = socket.send(Message::Close(Some(close))).await;
+                    }
+                    break;
+                }
+                None => break,
             },
         };
         if let Some(reply) = reply
@@ -163,6 +173,22 @@ async fn serve_socket(mut socket: WebSocket, server: CallServer, peer: Peer) {
     }
     for (_, (_, task)) in running.calls {
         task.abort();
+    }
+}
+
+/// The close frame a failed read deserves: 1009 for a message over what the socket reads
+/// (the rest of it is not read, so the socket cannot carry on), none when the socket broke.
+fn close_for(err: axum::Error) -> Option<CloseFrame> {
+    let err = err.into_inner();
+    match err.downcast_ref::<tungstenite::Error>()? {
+        tungstenite::Error::Capacity(too_large) => Some(CloseFrame {
+            code: close_code::SIZE,
+            reason: format!(
+                "{too_large}; the socket reads messages of at most twice the frame limit"
+            )
+            .into(),
+        }),
+        _ => None,
     }
 }
 

@@ -4,10 +4,14 @@
 use std::fmt;
 use std::io;
 
+use bytes::{Buf, BytesMut};
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio_util::codec::{Decoder, FramedRead};
 
+use super::budget::Charge;
 use crate::CallError;
 
 /// The ALPN protocol name of the call protocol over QUIC.
@@ -277,6 +281,14 @@ pub enum FrameError {
         /// The limit.
         max: usize,
     },
+    /// The frame's bytes would not fit the memory set aside for frames still arriving, on
+    /// the connection or on the whole endpoint.
+    OverBudget {
+        /// Whose budget is full: "the connection", "the node", …
+        owner: &'static str,
+        /// Its size in bytes.
+        limit: usize,
+    },
     /// The stream ended inside a frame.
     Truncated,
     /// The stream failed (reset, connection lost).
@@ -284,11 +296,15 @@ pub enum FrameError {
 }
 
 impl FrameError {
-    /// The `call.error` this becomes: `RESOURCE_EXHAUSTED` (not retryable) for a frame over
-    /// the limit, `INVALID_INPUT` for a truncated one, `UNAVAILABLE` for a failed stream.
+    /// The `call.error` this becomes: `RESOURCE_EXHAUSTED` for a frame over the limit (not
+    /// retryable) or over a budget (retryable: the room comes back as other frames arrive),
+    /// `INVALID_INPUT` for a truncated one, `UNAVAILABLE` for a failed stream.
     pub fn to_call_error(&self) -> CallError {
         match self {
             FrameError::TooLarge { .. } => CallError::resource_exhausted(self.to_string()),
+            FrameError::OverBudget { .. } => {
+                CallError::resource_exhausted(self.to_string()).retryable(true)
+            }
             FrameError::Truncated => CallError::invalid_input(self.to_string()),
             FrameError::Io(_) => CallError::unavailable(self.to_string()),
         }
@@ -301,6 +317,10 @@ impl fmt::Display for FrameError {
             FrameError::TooLarge { len, max } => {
                 write!(f, "a frame of {len} bytes is over the limit of {max} bytes")
             }
+            FrameError::OverBudget { owner, limit } => write!(
+                f,
+                "{owner} has no room for more frames in transit: its {limit} bytes for them are in use"
+            ),
             FrameError::Truncated => write!(f, "the stream ended in the middle of a frame"),
             FrameError::Io(err) => write!(f, "the connection to the peer failed: {err}"),
         }
@@ -309,106 +329,142 @@ impl fmt::Display for FrameError {
 
 impl std::error::Error for FrameError {}
 
-/// Reads frames from one stream. Each read asks for as much as the stream has ready, so a
-/// small frame usually takes one read, and the stream's end arriving with it is seen
-/// at once (on QUIC, that spares the peer a STOP_SENDING); what a read brings beyond the
-/// current frame is kept for the next.
-pub struct FrameReader<R> {
-    reader: R,
-    max: usize,
-    /// `buf[start..end]` is read and not yet returned.
-    buf: Vec<u8>,
-    start: usize,
-    end: usize,
-    /// Read nothing beyond the current frame (for [`read_frame`]).
-    exact: bool,
+impl From<io::Error> for FrameError {
+    fn from(err: io::Error) -> Self {
+        FrameError::Io(err)
+    }
 }
 
-/// How much a [`FrameReader`] asks for at least: room for a typical event and the
-/// stream's end.
-const READ_AHEAD: usize = 1024;
+/// The frame format as a [`Decoder`]: a 4-byte big-endian length, then that many bytes.
+///
+/// The length is checked against the limit as soon as its 4 bytes are in; nothing is
+/// reserved for the body: the buffer grows only as bytes arrive (tokio-util's
+/// `LengthDelimitedCodec` reserves the announced length at once, which would let a peer
+/// make the node allocate 16 MiB for each 4 bytes it sends).
+struct FrameCodec {
+    max: usize,
+    /// The bytes of the frame in transit, held against the connection's and the
+    /// endpoint's budgets.
+    charge: Option<Charge>,
+}
+
+/// The length prefix's size.
+const PREFIX: usize = 4;
+
+impl Decoder for FrameCodec {
+    type Item = BytesMut;
+    type Error = FrameError;
+
+    fn decode(&mut self, buffer: &mut BytesMut) -> Result<Option<BytesMut>, FrameError> {
+        self.decode_frame(buffer)
+            .map_err(|err| self.give_up(buffer, err))
+    }
+
+    fn decode_eof(&mut self, buffer: &mut BytesMut) -> Result<Option<BytesMut>, FrameError> {
+        match self.decode(buffer)? {
+            None if !buffer.is_empty() => Err(self.give_up(buffer, FrameError::Truncated)),
+            frame => Ok(frame),
+        }
+    }
+}
+
+impl FrameCodec {
+    /// After an error the reader yields nothing more: what it holds goes back at once, not
+    /// when the stream is dropped.
+    fn give_up(&mut self, buffer: &mut BytesMut, err: FrameError) -> FrameError {
+        *buffer = BytesMut::new();
+        if let Some(charge) = &mut self.charge {
+            let _ = charge.hold(0);
+        }
+        err
+    }
+
+    fn decode_frame(&mut self, buffer: &mut BytesMut) -> Result<Option<BytesMut>, FrameError> {
+        let frame_end = match buffer.get(..PREFIX) {
+            Some(prefix) => {
+                let len = u32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]);
+                if len as usize > self.max {
+                    return Err(FrameError::TooLarge { len, max: self.max });
+                }
+                PREFIX + len as usize
+            }
+            None => usize::MAX,
+        };
+        let frame = (buffer.len() >= frame_end).then(|| {
+            let mut frame = buffer.split_to(frame_end);
+            frame.advance(PREFIX);
+            frame
+        });
+        // What is left is the start of the next frame, in transit.
+        if let Some(charge) = &mut self.charge {
+            charge.hold(buffer.len())?;
+        }
+        Ok(frame)
+    }
+}
+
+/// Reads frames from any [`AsyncRead`]: a QUIC stream, a socket, bytes in memory.
+///
+/// Each read takes as much as the stream has ready (what comes beyond the current frame is
+/// kept for the next), so a small frame usually takes one read, and the stream's end
+/// arriving with it is seen at once (on QUIC, that spares the peer a STOP_SENDING). The
+/// buffer grows with the bytes that arrived, at most twice them, never with the length a
+/// frame announced.
+///
+/// ```
+/// use alknet_runtime::call::{Event, EventEnvelope, FrameReader};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let bytes = [
+///     EventEnvelope::new("1", Event::Completed).to_frame(),
+///     EventEnvelope::new("2", Event::Aborted).to_frame(),
+/// ]
+/// .concat();
+/// let mut frames = FrameReader::new(&bytes[..], 1024);
+/// let first = frames.next().await.unwrap().unwrap();
+/// assert_eq!(EventEnvelope::decode(&first).unwrap().id, "1");
+/// let second = frames.next().await.unwrap().unwrap();
+/// assert_eq!(EventEnvelope::decode(&second).unwrap().event, Event::Aborted);
+/// assert!(frames.next().await.unwrap().is_none());
+/// # }
+/// ```
+pub struct FrameReader<R> {
+    frames: FramedRead<R, FrameCodec>,
+}
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// Frames of at most `max` bytes from `reader`.
     pub fn new(reader: R, max: usize) -> Self {
+        Self::with_charge(reader, max, None)
+    }
+
+    /// Frames of at most `max` bytes, whose bytes in transit are held against `charge`'s
+    /// budgets.
+    pub(crate) fn charged(reader: R, max: usize, charge: Charge) -> Self {
+        Self::with_charge(reader, max, Some(charge))
+    }
+
+    fn with_charge(reader: R, max: usize, charge: Option<Charge>) -> Self {
         FrameReader {
-            reader,
-            max,
-            buf: Vec::new(),
-            start: 0,
-            end: 0,
-            exact: false,
+            frames: FramedRead::new(reader, FrameCodec { max, charge }),
         }
     }
 
     /// The stream it reads.
     pub fn get_mut(&mut self) -> &mut R {
-        &mut self.reader
+        self.frames.get_mut()
     }
 
     /// The next frame's JSON. `Ok(None)`: the stream ended cleanly between frames. The
     /// length is checked against the limit before anything is allocated for the frame.
-    pub async fn next(&mut self) -> Result<Option<&[u8]>, FrameError> {
-        if !self.fill(4).await? {
-            return if self.start == self.end {
-                Ok(None)
-            } else {
-                Err(FrameError::Truncated)
-            };
-        }
-        let prefix = &self.buf[self.start..self.start + 4];
-        let len = u32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]);
-        if len as usize > self.max {
-            return Err(FrameError::TooLarge { len, max: self.max });
-        }
-        let frame_end = self.start + 4 + len as usize;
-        if !self.fill(4 + len as usize).await? {
-            return Err(FrameError::Truncated);
-        }
-        let frame = self.start + 4..frame_end;
-        self.start = frame_end;
-        Ok(Some(&self.buf[frame]))
+    /// After an error the reader yields nothing more.
+    pub async fn next(&mut self) -> Result<Option<BytesMut>, FrameError> {
+        // Frames already read come without waiting: a reader working through thousands of
+        // them would otherwise keep its thread from the tasks it woke, such as the QUIC
+        // connection's driver, for as long as the idle timeout.
+        tokio::task::consume_budget().await;
+        self.frames.next().await.transpose()
     }
-
-    /// Have at least `wanted` unread bytes; `false` if the stream ended first.
-    async fn fill(&mut self, wanted: usize) -> Result<bool, FrameError> {
-        while self.end - self.start < wanted {
-            if self.buf.len() < self.start + wanted {
-                self.buf.copy_within(self.start..self.end, 0);
-                self.end -= self.start;
-                self.start = 0;
-                let size = if self.exact {
-                    wanted
-                } else {
-                    wanted.max(READ_AHEAD)
-                };
-                self.buf.resize(size.max(self.buf.len()), 0);
-            }
-            let limit = if self.exact {
-                self.start + wanted
-            } else {
-                self.buf.len()
-            };
-            match self.reader.read(&mut self.buf[self.end..limit]).await {
-                Ok(0) => return Ok(false),
-                Ok(read) => self.end += read,
-                Err(err) => return Err(FrameError::Io(err)),
-            }
-        }
-        Ok(true)
-    }
-}
-
-/// Read one frame's JSON, and nothing of the stream beyond it. `Ok(None)`: the stream
-/// ended cleanly between frames. The length is checked against `max` before anything is
-/// allocated.
-pub async fn read_frame<R: AsyncRead + Unpin>(
-    reader: &mut R,
-    max: usize,
-) -> Result<Option<Vec<u8>>, FrameError> {
-    let mut frames = FrameReader::new(reader, max);
-    frames.exact = true;
-    Ok(frames.next().await?.map(<[u8]>::to_vec))
 }
 
 /// Write one envelope as a frame.
@@ -527,18 +583,31 @@ mod tests {
         let mut frames = FrameReader::new(reader, DEFAULT_MAX_FRAME_SIZE);
         for event in &events {
             let frame = frames.next().await.unwrap().unwrap();
-            assert_eq!(&EventEnvelope::decode(frame).unwrap(), event);
+            assert_eq!(&EventEnvelope::decode(&frame).unwrap(), event);
         }
         assert!(frames.next().await.unwrap().is_none());
+    }
 
-        // `read_frame` takes one frame and leaves the next in the stream.
-        let mut stream: &[u8] = &bytes;
-        let frame = read_frame(&mut stream, DEFAULT_MAX_FRAME_SIZE)
-            .await
-            .unwrap();
-        assert_eq!(EventEnvelope::decode(&frame.unwrap()).unwrap(), events[0]);
-        let first_frame = events[0].to_frame();
-        assert_eq!(stream, &bytes[first_frame.len()..]);
+    #[tokio::test]
+    async fn a_frame_that_straddles_a_read_arrives_whole() {
+        // The subscription of issue #13: small items, then one that does not fit what the
+        // first read brought. Main's reader panicked here ("range end index 1063 out of
+        // range for slice of length 1024").
+        let small = EventEnvelope::new("1", Event::Completed).to_frame();
+        let large = EventEnvelope::new(
+            "1",
+            Event::Responded {
+                output: json!("x".repeat(1030)),
+            },
+        )
+        .to_frame();
+        let bytes = [small.clone(), large.clone(), small.clone()].concat();
+        let (first, rest) = bytes.split_at(1024);
+        let mut frames = FrameReader::new(reader_of(&[first, rest]), DEFAULT_MAX_FRAME_SIZE);
+        for expected in [&small, &large, &small] {
+            assert_eq!(frames.next().await.unwrap().unwrap(), &expected[4..]);
+        }
+        assert!(frames.next().await.unwrap().is_none());
     }
 
     /// A reader that hands out `parts` one read at a time.
@@ -564,19 +633,182 @@ mod tests {
         Parts(parts.iter().map(|part| part.to_vec()).collect())
     }
 
+    fn frame_of(len: usize) -> Vec<u8> {
+        let mut frame = (len as u32).to_be_bytes().to_vec();
+        frame.extend((0..len).map(|i| (i % 251) as u8));
+        frame
+    }
+
     #[tokio::test]
-    async fn frames_over_the_limit_are_refused_before_allocating() {
-        let mut bytes: &[u8] = &[0xff, 0xff, 0xff, 0xff];
-        match read_frame(&mut bytes, DEFAULT_MAX_FRAME_SIZE).await {
-            Err(FrameError::TooLarge { len, .. }) => assert_eq!(len, u32::MAX),
+    async fn frames_at_the_limit_pass_and_one_byte_over_is_refused_before_allocating() {
+        let (at_the_limit, over_it) = (frame_of(100), frame_of(101));
+        let mut frames = FrameReader::new(&at_the_limit[..], 100);
+        assert_eq!(frames.next().await.unwrap().unwrap().len(), 100);
+        let mut frames = FrameReader::new(&over_it[..], 100);
+        match frames.next().await {
+            Err(FrameError::TooLarge { len: 101, max: 100 }) => {}
             other => panic!("{other:?}"),
         }
-        let mut truncated: &[u8] = &[0, 0, 0, 5, b'{'];
+        // The prefix alone is enough to refuse; the body never comes.
+        let mut frames = FrameReader::new(&[0xff, 0xff, 0xff, 0xff][..], DEFAULT_MAX_FRAME_SIZE);
+        match frames.next().await {
+            Err(err @ FrameError::TooLarge { len: u32::MAX, .. }) => {
+                let err = err.to_call_error();
+                assert_eq!(err.code, crate::codes::RESOURCE_EXHAUSTED);
+                assert!(!err.retryable);
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut truncated = FrameReader::new(&[0, 0, 0, 5, b'{'][..], 100);
+        assert!(matches!(truncated.next().await, Err(FrameError::Truncated)));
+        let mut half_a_prefix = FrameReader::new(&[0, 0][..], 100);
         assert!(matches!(
-            read_frame(&mut truncated, 100).await,
+            half_a_prefix.next().await,
             Err(FrameError::Truncated)
         ));
-        let mut empty: &[u8] = &[];
-        assert!(matches!(read_frame(&mut empty, 100).await, Ok(None)));
+        let mut empty = FrameReader::new(&[][..], 100);
+        assert!(matches!(empty.next().await, Ok(None)));
+    }
+
+    #[tokio::test]
+    async fn a_frame_in_transit_holds_what_arrived_against_its_budgets() {
+        use crate::call::budget::{Budget, Charge};
+
+        let connection = Budget::new("the connection", 1000);
+        let endpoint = Budget::new("the node", 10_000);
+        // A frame announcing 900 bytes, of which 300 arrived.
+        let (mut writer, reader) = tokio::io::duplex(64 * 1024);
+        let mut frames = FrameReader::charged(
+            reader,
+            DEFAULT_MAX_FRAME_SIZE,
+            Charge::new(connection.clone(), endpoint.clone()),
+        );
+        let frame = frame_of(900);
+        writer.write_all(&frame[..304]).await.unwrap();
+        let pending = tokio::time::timeout(std::time::Duration::from_millis(50), frames.next());
+        assert!(pending.await.is_err(), "the frame is not whole yet");
+        assert_eq!((connection.used(), endpoint.used()), (304, 304));
+        writer.write_all(&frame[304..]).await.unwrap();
+        assert_eq!(frames.next().await.unwrap().unwrap().len(), 900);
+        assert_eq!(
+            (connection.used(), endpoint.used()),
+            (0, 0),
+            "a whole frame holds nothing"
+        );
+
+        // Past the connection's budget the frame is refused, and what it held given back.
+        // (A frame that arrives whole in one read is never in transit.)
+        writer.write_all(&frame_of(1200)[..1001]).await.unwrap();
+        let err = frames.next().await.unwrap_err();
+        assert!(
+            matches!(err, FrameError::OverBudget { limit: 1000, .. }),
+            "{err}"
+        );
+        drop(frames);
+        assert_eq!((connection.used(), endpoint.used()), (0, 0));
+    }
+
+    /// How a stream of bytes decodes, read all at once: the frames, then how it ends.
+    fn reference_decode(mut bytes: &[u8], max: usize) -> (Vec<Vec<u8>>, Result<(), String>) {
+        let mut frames = Vec::new();
+        loop {
+            if bytes.is_empty() {
+                return (frames, Ok(()));
+            }
+            if bytes.len() < 4 {
+                return (frames, Err("truncated".into()));
+            }
+            let len = u32::from_be_bytes(bytes[..4].try_into().unwrap()) as usize;
+            if len > max {
+                return (frames, Err(format!("too large: {len}")));
+            }
+            if bytes.len() < 4 + len {
+                return (frames, Err("truncated".into()));
+            }
+            frames.push(bytes[4..4 + len].to_vec());
+            bytes = &bytes[4 + len..];
+        }
+    }
+
+    mod property {
+        use super::*;
+        use proptest::prelude::*;
+
+        const MAX: usize = 100_000;
+
+        /// Body lengths that cross every boundary: tiny, around 1 KiB and 64 KiB, up to
+        /// past the limit.
+        fn body_len() -> impl Strategy<Value = usize> {
+            prop_oneof![0..8usize, 1020..1030usize, 65530..65542usize, 0..(MAX + 50),]
+        }
+
+        /// How the stream ends: cleanly, cut short, or with a prefix over the limit.
+        #[derive(Debug, Clone)]
+        enum Tail {
+            Clean,
+            Cut(usize),
+            Oversized(u32),
+        }
+
+        fn tail() -> impl Strategy<Value = Tail> {
+            prop_oneof![
+                Just(Tail::Clean),
+                (1..70_000usize).prop_map(Tail::Cut),
+                ((MAX as u32 + 1)..=u32::MAX).prop_map(Tail::Oversized),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(96))]
+
+            #[test]
+            fn frames_in_any_chunking_decode_as_the_reference_does(
+                lens in prop::collection::vec(body_len(), 0..8),
+                tail in tail(),
+                chunks in prop::collection::vec(1..=65_536usize, 1..16),
+            ) {
+                let mut bytes: Vec<u8> = lens.iter().flat_map(|&len| frame_of(len)).collect();
+                match tail {
+                    Tail::Clean => {}
+                    // Anywhere: inside a prefix, inside a body, or on a boundary.
+                    Tail::Cut(cut) => bytes.truncate(cut % (bytes.len() + 1)),
+                    Tail::Oversized(len) => {
+                        bytes.extend_from_slice(&len.to_be_bytes());
+                        bytes.extend_from_slice(b"{\"type\"");
+                    }
+                }
+                let (expected, ending) = reference_decode(&bytes, MAX);
+
+                let mut parts: Vec<&[u8]> = Vec::new();
+                let mut rest = &bytes[..];
+                for size in chunks.iter().cycle() {
+                    if rest.is_empty() {
+                        break;
+                    }
+                    let (part, after) = rest.split_at((*size).min(rest.len()));
+                    parts.push(part);
+                    rest = after;
+                }
+                let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+                let (frames, outcome) = runtime.block_on(async {
+                    let mut reader = FrameReader::new(reader_of(&parts), MAX);
+                    let mut frames = Vec::new();
+                    loop {
+                        match reader.next().await {
+                            Ok(Some(frame)) => frames.push(frame.to_vec()),
+                            Ok(None) => return (frames, Ok(())),
+                            Err(FrameError::Truncated) => return (frames, Err("truncated".to_string())),
+                            Err(FrameError::TooLarge { len, .. }) => {
+                                return (frames, Err(format!("too large: {len}")));
+                            }
+                            Err(other) => return (frames, Err(other.to_string())),
+                        }
+                    }
+                });
+                prop_assert_eq!(frames.len(), expected.len());
+                prop_assert!(frames == expected, "the frames differ");
+                prop_assert_eq!(outcome, ending);
+            }
+        }
     }
 }

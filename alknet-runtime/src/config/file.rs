@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::num::{NonZeroU64, NonZeroUsize};
+use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
 use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -60,6 +60,8 @@ struct File {
     #[serde(default)]
     http: HttpSettings,
     #[serde(default)]
+    call: CallSettings,
+    #[serde(default)]
     auth: AuthSection,
     #[serde(default)]
     api_keys: Vec<Spanned<ApiKeyFile>>,
@@ -105,6 +107,40 @@ pub struct HttpSettings {
     /// The `Host` names (`name` or `name:port`) MCP answers; default: loopback names only,
     /// against DNS rebinding. A node reached by name must list it.
     pub mcp_allowed_hosts: Option<Vec<String>>,
+}
+
+/// The call protocol's limits (QUIC and WebSocket); an absent setting keeps the default.
+/// A peer is *unauthenticated* while the identity provider does not know its key (or, on
+/// WebSocket, its bearer token) and none of its calls carried an `auth_token` it accepted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallSettings {
+    /// The largest frame (or WebSocket message) read from an authenticated peer, and from
+    /// the peers this node calls (default 16 MiB).
+    pub max_frame_bytes: Option<NonZeroUsize>,
+    /// The largest frame (or WebSocket message) read from an unauthenticated peer
+    /// (default 1 MiB).
+    pub unauthenticated_max_frame_bytes: Option<NonZeroUsize>,
+    /// How many calls an authenticated peer may have open on one QUIC connection
+    /// (default 1024).
+    pub max_concurrent_calls: Option<NonZeroU32>,
+    /// How many calls an unauthenticated peer may have open on one QUIC connection
+    /// (default 16).
+    pub unauthenticated_max_concurrent_calls: Option<NonZeroU32>,
+    /// The bytes of frames in transit one QUIC connection may hold (default 64 MiB).
+    pub connection_buffer_bytes: Option<NonZeroUsize>,
+    /// The bytes of frames in transit all authenticated peers (and this node's own calls)
+    /// may hold together (default 1 GiB).
+    pub node_buffer_bytes: Option<NonZeroUsize>,
+    /// The bytes of frames in transit all unauthenticated peers may hold together
+    /// (default 64 MiB).
+    pub unauthenticated_buffer_bytes: Option<NonZeroUsize>,
+    /// How many peers' QUIC connections the node accepts at once (default 4096).
+    pub max_connections: Option<NonZeroUsize>,
+    /// How many of those may come from one IP address (default 64).
+    pub max_connections_per_address: Option<NonZeroUsize>,
+    /// How long a QUIC handshake may take, either way, in milliseconds (default 1000).
+    pub handshake_timeout_ms: Option<NonZeroU64>,
 }
 
 #[derive(Default, Deserialize)]
@@ -489,6 +525,7 @@ impl File {
             worker_threads: self.node.worker_threads.map(|threads| threads.0),
             dns_zone: self.dns.zone.0,
             http: self.http,
+            call: self.call,
         };
         let dynamic = DynamicConfig {
             generation: 0,

@@ -41,6 +41,19 @@ pub struct Tick {
     pub n: u32,
 }
 
+/// One item of `echo/blobs`.
+#[alk_type]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blob {
+    /// Counts from 1.
+    pub n: u32,
+    /// `size` bytes of text.
+    pub text: String,
+}
+
+/// The largest item `echo/blobs` sends: 4 MiB, well within the call protocol's frame limit.
+pub const MAX_BLOB_SIZE: u32 = 4 * 1024 * 1024;
+
 /// Why `echo/shout` refused.
 #[alk_type]
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,6 +96,16 @@ pub enum EchoProtocol {
     /// How many calls this service has served.
     #[alk_operation(query, output = u64, scopes = ["echo:admin"])]
     Served,
+
+    /// Send `count` items of `size` bytes of text each (at most 4 MiB): large items, to
+    /// see that they cross every transport whole.
+    #[alk_operation(subscription, item = Blob)]
+    Blobs {
+        /// How many items to send.
+        count: u32,
+        /// The length of each item's text, in bytes; at most 4194304.
+        size: u32,
+    },
 }
 
 /// The `echo` service.
@@ -135,5 +158,29 @@ impl EchoHandler for EchoService {
 
     async fn served(&self, _ctx: &OperationContext, _request: Served) -> Result<u64, CallError> {
         Ok(self.count())
+    }
+
+    async fn blobs(
+        &self,
+        _ctx: &OperationContext,
+        request: Blobs,
+    ) -> Result<ItemStream<Blob>, CallError> {
+        self.count();
+        if request.size > MAX_BLOB_SIZE {
+            return Err(CallError::invalid_input(format!(
+                "size is {}: an item is at most {MAX_BLOB_SIZE} bytes",
+                request.size
+            )));
+        }
+        let size = request.size as usize;
+        // Each item's text differs from the next, so a reader that mixed up items would show.
+        let blobs = stream::iter(1..=request.count).map(move |n| {
+            let letter = char::from(b'a' + (n % 26) as u8);
+            Ok(Blob {
+                n,
+                text: letter.to_string().repeat(size),
+            })
+        });
+        Ok(Box::pin(blobs))
     }
 }

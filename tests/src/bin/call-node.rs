@@ -3,8 +3,13 @@
 //! ```text
 //! call-node --key FILE [--serve echo,gate,front] [--allow FINGERPRINT=ID[#SCOPE,..]]
 //!           [--token TOKEN=ID[#SCOPE,..]] [--peer NAME=ADDR@FINGERPRINT] [--route NS=NAME]
-//!           [--max-frame BYTES] [--ws]
+//!           [--max-frame BYTES] [--unauthenticated-max-frame BYTES] [--limit NAME=VALUE] [--ws]
 //! ```
+//!
+//! `--limit` sets a field of `CallConfig`: `unauthenticated_max_concurrent_calls`,
+//! `connection_buffer`, `endpoint_buffer`, `unauthenticated_buffer`, `max_connections`,
+//! `max_connections_per_address`, `idle_timeout_ms` (the keep-alive a quarter of it) or
+//! `handshake_timeout_ms`.
 //!
 //! Prints `listening <addr> <fingerprint>` (and `ws <addr>` with `--ws`) once it serves,
 //! then runs until killed.
@@ -39,6 +44,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut peers = Vec::new();
     let mut routes = Vec::new();
     let mut max_frame = None;
+    let mut unauthenticated_max_frame = None;
+    let mut config = CallConfig::default();
     let mut ws = false;
     while let Some(flag) = args.next() {
         let mut value = || {
@@ -61,12 +68,36 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--peer" => peers.push(value()),
             "--route" => routes.push(value()),
             "--max-frame" => max_frame = Some(value().parse()?),
+            "--unauthenticated-max-frame" => unauthenticated_max_frame = Some(value().parse()?),
+            "--limit" => {
+                let arg = value();
+                let (name, number) = pair(&arg);
+                let number: usize = number.parse()?;
+                match name {
+                    "unauthenticated_max_concurrent_calls" => {
+                        config.unauthenticated_max_concurrent_calls = number.try_into()?;
+                    }
+                    "connection_buffer" => config.connection_buffer = number,
+                    "endpoint_buffer" => config.endpoint_buffer = number,
+                    "unauthenticated_buffer" => config.unauthenticated_buffer = number,
+                    "max_connections" => config.max_connections = number,
+                    "max_connections_per_address" => config.max_connections_per_address = number,
+                    "idle_timeout_ms" => {
+                        config.idle_timeout = std::time::Duration::from_millis(number as u64);
+                        config.keep_alive = config.idle_timeout / 4;
+                    }
+                    "handshake_timeout_ms" => {
+                        config.handshake_timeout = std::time::Duration::from_millis(number as u64);
+                    }
+                    other => panic!("unknown limit {other}"),
+                }
+            }
             "--ws" => ws = true,
             other => panic!("unknown flag {other}"),
         }
     }
     let node = NodeIdentity::from_pem(&key.expect("--key is required"))?;
-    let endpoint = CallEndpoint::bind("127.0.0.1:0".parse()?, &node, CallConfig::default())?;
+    let endpoint = CallEndpoint::bind("127.0.0.1:0".parse()?, &node, config)?;
 
     let mut builder = OperationEnv::builder();
     for name in &serve {
@@ -97,6 +128,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(max_frame) = max_frame {
         server = server.max_frame_size(max_frame);
     }
+    if let Some(max_frame) = unauthenticated_max_frame {
+        server = server.unauthenticated_max_frame_size(max_frame);
+    }
     // Peers this node dialled may call it back on the same connection.
     for connection in &connections {
         connection.serve(server.clone());
@@ -107,6 +141,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         println!("ws {}", listener.local_addr()?);
         let app = alknet_runtime::call::websocket_router(server);
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         tokio::spawn(async move { axum::serve(listener, app).await });
     }
     serving.await?;

@@ -35,7 +35,13 @@ impl NodeProcess {
     /// Start a node with `identity` and these flags; returns once it serves.
     pub fn start(identity: &NodeIdentity, args: &[String]) -> NodeProcess {
         let key = key_file(identity);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_call-node"))
+        // `ALKNET_CALL_NODE` runs the tests against another build of the node (an older
+        // commit's, to see a test fail before its fix).
+        let binary = std::env::var_os("ALKNET_CALL_NODE").map_or_else(
+            || PathBuf::from(env!("CARGO_BIN_EXE_call-node")),
+            PathBuf::from,
+        );
+        let mut child = Command::new(binary)
             .arg("--key")
             .arg(&key)
             .args(args)
@@ -62,9 +68,25 @@ impl NodeProcess {
         }
     }
 
-    /// The process id, for reading its memory from `/proc`.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
+    /// The process's resident memory, from `/proc`.
+    pub fn rss_bytes(&self) -> u64 {
+        self.status_bytes("VmRSS:")
+    }
+
+    /// The most resident memory the process has had, from `/proc`.
+    pub fn peak_rss_bytes(&self) -> u64 {
+        self.status_bytes("VmHWM:")
+    }
+
+    /// A line of `/proc/PID/status` given in kB, in bytes.
+    fn status_bytes(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let kib: u64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix(field))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("{field} in /proc/PID/status"));
+        kib * 1024
     }
 
     /// Kill the process now.
@@ -88,13 +110,16 @@ pub struct TestNode {
 
 impl TestNode {
     pub fn new() -> TestNode {
-        let identity = NodeIdentity::generate().unwrap();
-        let endpoint = CallEndpoint::bind(
-            "127.0.0.1:0".parse().unwrap(),
-            &identity,
-            CallConfig::default(),
-        )
-        .unwrap();
+        TestNode::with_identity(NodeIdentity::generate().unwrap())
+    }
+
+    pub fn with_identity(identity: NodeIdentity) -> TestNode {
+        TestNode::with_config(identity, CallConfig::default())
+    }
+
+    pub fn with_config(identity: NodeIdentity, config: CallConfig) -> TestNode {
+        let endpoint =
+            CallEndpoint::bind("127.0.0.1:0".parse().unwrap(), &identity, config).unwrap();
         TestNode { identity, endpoint }
     }
 

@@ -1,0 +1,258 @@
+//! Long subscriptions and large items over every call-protocol path: QUIC, WebSocket, a
+//! node that forwards by its policy, and a mounted (`.remote`) or routed (`.route`) node.
+//! Item sizes cross every buffer: 1 byte, 1 KiB ± 1, 64 KiB, 1 MiB.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use alknet_example::{EchoProtocol, EchoService};
+use alknet_runtime::call::{CallConfig, CallOptions, CallServer, Connection, NodeIdentity};
+use alknet_runtime::config::ConfigServiceImpl;
+use alknet_runtime::{ConfigIdentityProvider, NodePolicy, OperationEnv};
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use support::{NodeProcess, TestNode, args};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+const SIZES: [u64; 6] = [1, 1023, 1024, 1025, 64 * 1024, 1024 * 1024];
+const TICKS: u64 = 10_000;
+
+/// Megabytes of JSON in debug builds on a loaded machine can stall a process for longer
+/// than the default idle timeout (600 ms); these tests are about framing, not liveness.
+const IDLE_TIMEOUT: &str = "idle_timeout_ms=10000";
+
+fn patient_config() -> CallConfig {
+    CallConfig {
+        idle_timeout: Duration::from_secs(10),
+        keep_alive: Duration::from_millis(2500),
+        ..CallConfig::default()
+    }
+}
+
+/// A tester whose connections wait out a stalled peer.
+fn patient_tester() -> TestNode {
+    TestNode::with_config(NodeIdentity::generate().unwrap(), patient_config())
+}
+
+/// `echo/ticks` counted to 10,000, in order.
+fn check_ticks(items: &[Value]) {
+    assert_eq!(items.len() as u64, TICKS);
+    for (i, item) in items.iter().enumerate() {
+        assert_eq!(item, &json!({"n": i + 1}));
+    }
+}
+
+/// Three items of `echo/blobs` of `size` bytes, each whole and in its place.
+fn check_blobs(size: u64, items: &[Value]) {
+    assert_eq!(items.len(), 3, "size {size}");
+    for (i, item) in items.iter().enumerate() {
+        let n = i as u64 + 1;
+        assert_eq!(item["n"], n);
+        let text = item["text"].as_str().unwrap();
+        let letter = char::from(b'a' + (n % 26) as u8);
+        assert_eq!(text.len() as u64, size);
+        assert!(
+            text.chars().all(|c| c == letter),
+            "item {n} of size {size} is mixed up"
+        );
+    }
+}
+
+/// Every subscription of the test over `connection`, calling `prefix` + `/echo/…`, with
+/// items of `sizes`.
+async fn check_over_quic(connection: &Connection, prefix: &str, sizes: &[u64]) {
+    let subscribe = |operation: &str, input: Value| {
+        let operation = format!("{prefix}/echo/{operation}");
+        async move {
+            connection
+                .subscribe_with(&operation, input, &CallOptions::new())
+                .await
+                .map(|item| item.unwrap_or_else(|err| panic!("{operation}: {err}")))
+                .collect::<Vec<Value>>()
+                .await
+        }
+    };
+    check_ticks(&subscribe("ticks", json!({"count": TICKS})).await);
+    for &size in sizes {
+        check_blobs(
+            size,
+            &subscribe("blobs", json!({"count": 3, "size": size})).await,
+        );
+    }
+}
+
+fn echo_worker(tester: &TestNode, extra: &[String]) -> NodeProcess {
+    let mut flags = args(["--serve", "echo", "--limit", IDLE_TIMEOUT]);
+    flags.extend(tester.allow("user:tester"));
+    flags.extend_from_slice(extra);
+    NodeProcess::start(&NodeIdentity::generate().unwrap(), &flags)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_subscriptions_and_large_items_arrive_whole_over_quic() {
+    let tester = patient_tester();
+    let node = echo_worker(&tester, &[]);
+    check_over_quic(&tester.connect(&node).await, "", &SIZES).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_subscriptions_and_large_items_arrive_whole_through_a_mounted_and_a_routed_node() {
+    let tester = patient_tester();
+    let front_identity = NodeIdentity::generate().unwrap();
+    let back = echo_worker(
+        &tester,
+        &args([
+            "--allow",
+            &format!("{}=node:front", front_identity.fingerprint()),
+        ]),
+    );
+    let mut flags = args(["--serve", "front", "--limit", IDLE_TIMEOUT]);
+    flags.extend(tester.allow("user:tester"));
+    flags.extend(args([
+        "--peer",
+        &format!("worker-1={}@{}", back.addr, back.fingerprint),
+        "--route",
+        "echo=worker-1",
+    ]));
+    let front = NodeProcess::start(&front_identity, &flags);
+    let connection = tester.connect(&front).await;
+    // `.route`: the front serves `echo` from the worker; `.remote`: `/worker-1/echo/…`.
+    check_over_quic(&connection, "", &SIZES).await;
+    check_over_quic(&connection, "/worker-1", &SIZES).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_subscriptions_and_large_items_arrive_whole_through_a_forwarding_node() {
+    let back_identity = NodeIdentity::generate().unwrap();
+    let front_identity = NodeIdentity::generate().unwrap();
+    let config_of = |name: &str, text: String| {
+        let file =
+            std::env::temp_dir().join(format!("alknet-streams-{}-{name}.toml", std::process::id()));
+        std::fs::write(&file, text).unwrap();
+        let config = Arc::new(ConfigServiceImpl::from_file(&file).unwrap());
+        std::fs::remove_file(file).ok();
+        config
+    };
+    let serve = |config: Arc<ConfigServiceImpl>, identity: &NodeIdentity| {
+        let policy = NodePolicy::new(config.shared()).forward_as(identity.clone());
+        let env = OperationEnv::builder()
+            .local(EchoProtocol::local(EchoService::default()))
+            .policy(policy)
+            .build()
+            .unwrap();
+        let server = CallServer::new(env, Arc::new(ConfigIdentityProvider::new(config.shared())));
+        let node = TestNode::with_config(identity.clone(), patient_config());
+        node.endpoint.serve(server);
+        node
+    };
+    let back = serve(
+        config_of(
+            "back",
+            format!(
+                "[[public_keys]]\nfingerprint = \"{}\"\nidentity = \"node:front\"\n",
+                front_identity.fingerprint()
+            ),
+        ),
+        &back_identity,
+    );
+    let tester = patient_tester();
+    let front = serve(
+        config_of(
+            "front",
+            format!(
+                "[[public_keys]]\nfingerprint = \"{}\"\nidentity = \"user:tester\"\n\n\
+                 [[peers]]\nname = \"back\"\naddress = \"{}\"\nfingerprint = \"{}\"\n\n\
+                 [[forwarding.rules]]\noperations = \"echo/*\"\naction = \"forward\"\npeer = \"back\"\n",
+                tester.identity.fingerprint(),
+                back.endpoint.local_addr(),
+                back_identity.fingerprint()
+            ),
+        ),
+        &front_identity,
+    );
+    let connection = tester
+        .connect_to(front.endpoint.local_addr(), front_identity.fingerprint())
+        .await;
+    // Not 1 MiB: the forwarder's link to its peer has the default idle timeout (600 ms),
+    // which a debug build re-encoding megabytes on a loaded machine can outlast.
+    check_over_quic(&connection, "", &SIZES[..5]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_subscriptions_and_large_items_arrive_whole_over_websocket() {
+    let node = NodeProcess::start(
+        &NodeIdentity::generate().unwrap(),
+        &args([
+            "--serve",
+            "echo",
+            "--token",
+            "ws-token=user:browser",
+            "--ws",
+        ]),
+    );
+    let mut request = format!("ws://{}/call", node.ws.unwrap())
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", "Bearer ws-token".parse().unwrap());
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let mut subscribe = async |id: &str, operation: &str, input: Value| {
+        let request = json!({"type": "call.requested", "id": id,
+            "payload": {"operationId": format!("/echo/{operation}"), "input": input}});
+        socket
+            .send(Message::text(request.to_string()))
+            .await
+            .unwrap();
+        let mut items = Vec::new();
+        loop {
+            let Message::Text(text) = socket.next().await.unwrap().unwrap() else {
+                continue;
+            };
+            let event: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(event["id"], id);
+            match event["type"].as_str().unwrap() {
+                "call.responded" => items.push(event["payload"]["output"].clone()),
+                "call.completed" => return items,
+                _ => panic!("{event}"),
+            }
+        }
+    };
+    check_ticks(&subscribe("t", "ticks", json!({"count": TICKS})).await);
+    for size in SIZES {
+        let items = subscribe(
+            &format!("b{size}"),
+            "blobs",
+            json!({"count": 3, "size": size}),
+        )
+        .await;
+        check_blobs(size, &items);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_item_over_the_bound_of_echo_blobs_is_invalid_input() {
+    let tester = patient_tester();
+    let node = echo_worker(&tester, &[]);
+    let connection = tester.connect(&node).await;
+    let at_the_bound = json!({"count": 1, "size": alknet_example::MAX_BLOB_SIZE});
+    let items: Vec<_> = connection
+        .subscribe_with("/echo/blobs", at_the_bound, &CallOptions::new())
+        .await
+        .collect()
+        .await;
+    assert_eq!(items.len(), 1);
+    assert!(items[0].is_ok(), "{:?}", items[0].as_ref().err());
+    let over = json!({"count": 1, "size": alknet_example::MAX_BLOB_SIZE + 1});
+    let items: Vec<_> = connection
+        .subscribe_with("/echo/blobs", over, &CallOptions::new())
+        .await
+        .collect()
+        .await;
+    let err = items[0].as_ref().unwrap_err();
+    assert_eq!(err.code, alknet_runtime::codes::INVALID_INPUT);
+    assert!(err.message.contains("at most 4194304 bytes"), "{err}");
+}
