@@ -3,7 +3,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use alknet::node::Node;
 use alknet_auth::AuthProtocol;
