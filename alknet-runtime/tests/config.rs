@@ -34,6 +34,12 @@ fn the_documented_example_is_valid_and_means_what_its_comments_say() {
     assert_eq!(http.max_body_bytes.map(|n| n.get()), Some(1024 * 1024));
     assert_eq!(http.request_timeout_ms.map(|n| n.get()), Some(30_000));
     assert_eq!(http.max_concurrent_requests.map(|n| n.get()), Some(1024));
+    // Every other number in [http] is shown with its default, so the limits they give are
+    // the defaults.
+    assert_eq!(
+        alknet_runtime::adapters::http::HttpLimits::from_settings(http),
+        alknet_runtime::adapters::http::HttpLimits::default()
+    );
     assert_eq!(
         http.mcp_allowed_hosts.as_deref(),
         Some(&["localhost".to_string(), "127.0.0.1".into(), "::1".into()][..])

@@ -10,6 +10,7 @@ use alknet::node::Node;
 use alknet_auth::AuthProtocol;
 use alknet_config::ConfigProtocol;
 use alknet_example::EchoProtocol;
+use alknet_runtime::RateLimiter;
 use alknet_runtime::adapters::dns::DnsAdapter;
 use alknet_runtime::adapters::http::{HttpAdapter, HttpLimits};
 use alknet_runtime::call::{CallConfig, CallEndpoint, CallServer};
@@ -122,23 +123,10 @@ pub async fn http(node: &Node, address: SocketAddr) -> Result<Running, String> {
         .map_err(|err| format!("cannot listen for HTTP on {address}: {err}"))?;
     let address = listener.local_addr().map_err(|err| err.to_string())?;
     let settings = &node.config.static_config().http;
-    let defaults = HttpLimits::default();
-    let limits = HttpLimits {
-        max_body_bytes: settings
-            .max_body_bytes
-            .map_or(defaults.max_body_bytes, NonZeroUsize::get),
-        request_timeout: settings
-            .request_timeout_ms
-            .map_or(defaults.request_timeout, |ms| {
-                Duration::from_millis(ms.get())
-            }),
-        max_concurrent_requests: settings
-            .max_concurrent_requests
-            .map_or(defaults.max_concurrent_requests, NonZeroUsize::get),
-    };
     let mut adapter = HttpAdapter::new(node.env.clone())
         .identities(Arc::clone(&node.identities))
-        .limits(limits);
+        .limits(HttpLimits::from_settings(settings))
+        .mcp_session_rate_limits(Arc::new(RateLimiter::new(node.config.shared())));
     if let Some(hosts) = &settings.mcp_allowed_hosts {
         adapter = adapter.mcp_allowed_hosts(hosts.clone());
     }

@@ -199,6 +199,7 @@ async fn limits_are_enforced_with_the_documented_errors() {
         max_body_bytes: 64,
         request_timeout: Duration::from_millis(300),
         max_concurrent_requests: 1,
+        ..HttpLimits::default()
     };
     let (base, probe) = node(limits).await;
 
@@ -482,4 +483,385 @@ async fn curl_calls_streams_and_fails_as_documented() {
     .await;
     assert_eq!(status, "200");
     assert_eq!(events(&body).len(), 3, "two items and the end: {body}");
+}
+
+/// A client that connects from `source`, another loopback address than the default
+/// 127.0.0.1, so the per-address limits see two callers.
+fn client_from(source: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(source.parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap()
+}
+
+/// A raw TCP connection from `source` to `addr`.
+async fn connect_from(source: &str, addr: &str) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    socket.connect(addr.parse().unwrap()).await.unwrap()
+}
+
+/// Everything the server sends until it closes the connection (or resets it).
+async fn read_to_close(stream: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut seen = Vec::new();
+    let mut buffer = [0; 1024];
+    loop {
+        match stream.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => seen.extend_from_slice(&buffer[..n]),
+        }
+    }
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+/// Sends `head`, then `trickle` one byte at a time every 100 ms, until the server closes
+/// the connection; returns what it answered and when it closed.
+async fn trickle(addr: String, head: &str, trickle: &'static [u8]) -> (String, Duration) {
+    use tokio::io::AsyncWriteExt;
+    let started = std::time::Instant::now();
+    let stream = connect_from("127.0.0.1", &addr).await;
+    let (mut reader, mut writer) = stream.into_split();
+    writer.write_all(head.as_bytes()).await.unwrap();
+    let writing = tokio::spawn(async move {
+        for byte in trickle {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if writer.write_all(&[*byte]).await.is_err() {
+                break;
+            }
+        }
+        // Stay connected without sending anything more.
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    });
+    let mut seen = Vec::new();
+    let _ = tokio::io::AsyncReadExt::read_to_end(&mut reader, &mut seen).await;
+    writing.abort();
+    (
+        String::from_utf8_lossy(&seen).into_owned(),
+        started.elapsed(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_clients_hold_no_call_slot_and_are_closed_after_the_timeouts() {
+    let limits = HttpLimits {
+        header_read_timeout: Duration::from_millis(600),
+        body_read_timeout: Duration::from_millis(600),
+        max_concurrent_requests: 1,
+        ..HttpLimits::default()
+    };
+    let (base, _) = node(limits).await;
+    let addr = base.trim_start_matches("http://").to_string();
+    let many = b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
+
+    // One client trickles its headers, another its body to `/v1`, a third its body to
+    // `/mcp`, each a byte every 100 ms for far longer than the timeouts.
+    let headers = tokio::spawn(trickle(
+        addr.clone(),
+        "POST /v1/echo/say HTTP/1.1\r\nhost: localhost\r\n",
+        many,
+    ));
+    let body = tokio::spawn(trickle(
+        addr.clone(),
+        "POST /v1/echo/say HTTP/1.1\r\nhost: localhost\r\ncontent-length: 200\r\n\r\n",
+        many,
+    ));
+    let mcp = tokio::spawn(trickle(
+        addr.clone(),
+        "POST /mcp HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\naccept: application/json, text/event-stream\r\ncontent-length: 200\r\n\r\n",
+        many,
+    ));
+
+    // Meanwhile the only call slot is free for a caller who sends its request whole.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let (status, body_of_say) = post(&base, "/v1/echo/say", r#"{"text": "hi"}"#, None).await;
+    assert_eq!(status, StatusCode::OK, "{body_of_say}");
+    // A body that arrives in pieces, all within the timeout, is read.
+    let pieces = alknet_runtime::futures::stream::iter([r#"{"text""#, r#": "hi"}"#]).then(
+        |piece| async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Ok::<_, std::io::Error>(piece)
+        },
+    );
+    let response = reqwest::Client::new()
+        .post(format!("{base}/v1/echo/say"))
+        .body(reqwest::Body::wrap_stream(pieces))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+
+    // The header trickler is cut off without an answer; the body tricklers are told.
+    let (answer, after) = headers.await.unwrap();
+    assert_eq!(answer, "", "no request, no answer");
+    assert!(after < Duration::from_secs(3), "closed after {after:?}");
+    for (route, trickler) in [("/v1", body), ("/mcp", mcp)] {
+        let (answer, after) = trickler.await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 408"), "{route}: {answer}");
+        let error_body: Value =
+            serde_json::from_str(&answer[answer.find("\r\n\r\n").unwrap() + 4..]).unwrap();
+        let err = error(&error_body, "TIMEOUT");
+        assert!(err["message"].as_str().unwrap().contains("600 ms"), "{err}");
+        assert!(
+            after < Duration::from_secs(3),
+            "{route}: closed after {after:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn calls_are_capped_per_address() {
+    let probe = Probe::default();
+    let state = probe.0.clone();
+    let limits = HttpLimits {
+        max_concurrent_requests_per_address: 1,
+        ..HttpLimits::default()
+    };
+    let addr = alknet_tests::adapters::serve_http(env(probe), limits).await;
+    let base = format!("http://{addr}");
+    let hanging = tokio::spawn({
+        let base = base.clone();
+        async move { post(&base, "/v1/probe/hang", r#"{"depth": 0}"#, None).await }
+    });
+    alknet_tests::until("the handler started", || {
+        state.started.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    let say = |from: &str| {
+        client_from(from)
+            .post(format!("{base}/v1/echo/say"))
+            .body(r#"{"text": "hi"}"#)
+            .send()
+    };
+    let refused = say("127.0.0.1").await.unwrap();
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let body: Value = refused.json().await.unwrap();
+    let err = error(&body, "RESOURCE_EXHAUSTED");
+    assert!(
+        err["message"].as_str().unwrap().contains("127.0.0.1"),
+        "{err}"
+    );
+    assert_eq!(say("127.0.0.2").await.unwrap().status(), StatusCode::OK);
+    hanging.abort();
+    alknet_tests::until("the handler was cancelled", || {
+        state.dropped.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    assert_eq!(say("127.0.0.1").await.unwrap().status(), StatusCode::OK);
+}
+
+/// Opens `echo/ticks` with a tick a minute: a subscription that stays open and quiet.
+async fn quiet_subscription(base: &str, from: &str, token: Option<&str>) -> reqwest::Response {
+    let mut request = client_from(from)
+        .post(format!("{base}/v1/echo/ticks"))
+        .body(r#"{"count": 2, "interval_ms": 60000}"#);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn open_subscriptions_are_capped_per_address_and_per_identity() {
+    let limits = HttpLimits {
+        max_concurrent_requests: 1,
+        max_open_subscriptions: 5,
+        max_open_subscriptions_per_address: 2,
+        max_open_subscriptions_per_identity: 1,
+        ..HttpLimits::default()
+    };
+    let (base, _) = node(limits).await;
+
+    // Up to the address's limit, subscriptions open; one more is turned away.
+    let first = quiet_subscription(&base, "127.0.0.1", None).await;
+    let _second = quiet_subscription(&base, "127.0.0.1", None).await;
+    assert_eq!(
+        (first.status(), _second.status()),
+        (StatusCode::OK, StatusCode::OK)
+    );
+    let refused = quiet_subscription(&base, "127.0.0.1", None).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let err = error(&refused.json().await.unwrap(), "RESOURCE_EXHAUSTED");
+    let message = err["message"].as_str().unwrap();
+    assert!(
+        message.contains("127.0.0.1") && message.contains("2 open subscriptions"),
+        "{err}"
+    );
+
+    // Another address still gets through, and the subscriptions hold no call slot.
+    assert_eq!(
+        quiet_subscription(&base, "127.0.0.2", None).await.status(),
+        StatusCode::OK
+    );
+    let (status, _) = post(&base, "/v1/echo/say", r#"{"text": "hi"}"#, None).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // One identity gets its own limit, from any address.
+    let reader = quiet_subscription(&base, "127.0.0.3", Some(READER)).await;
+    assert_eq!(reader.status(), StatusCode::OK);
+    let refused = quiet_subscription(&base, "127.0.0.4", Some(READER)).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    let err = error(&refused.json().await.unwrap(), "RESOURCE_EXHAUSTED");
+    assert!(
+        err["message"].as_str().unwrap().contains("`user:reader`"),
+        "{err}"
+    );
+
+    // A subscription whose client goes away frees its slot.
+    drop(first);
+    let mut reopened = quiet_subscription(&base, "127.0.0.1", None).await;
+    for _ in 0..50 {
+        if reopened.status() == StatusCode::OK {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        reopened = quiet_subscription(&base, "127.0.0.1", None).await;
+    }
+    assert_eq!(reopened.status(), StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_quiet_subscription_is_closed_after_the_idle_timeout_and_a_slow_one_is_not() {
+    let limits = HttpLimits {
+        subscription_idle_timeout: Duration::from_millis(500),
+        max_open_subscriptions_per_address: 1,
+        ..HttpLimits::default()
+    };
+    let (base, _) = node(limits).await;
+
+    let started = std::time::Instant::now();
+    let quiet = quiet_subscription(&base, "127.0.0.1", None).await;
+    assert_eq!(quiet.status(), StatusCode::OK);
+    let text = quiet.text().await.unwrap();
+    let after = started.elapsed();
+    let seen = events(&text);
+    assert_eq!(seen.len(), 1, "{text}");
+    assert_eq!(seen[0].0, "error");
+    let err = error(&serde_json::from_str(&seen[0].1).unwrap(), "TIMEOUT");
+    assert_eq!(err["retryable"], true);
+    assert!(err["message"].as_str().unwrap().contains("500 ms"), "{err}");
+    assert!(
+        after >= Duration::from_millis(500) && after < Duration::from_secs(5),
+        "closed after {after:?}"
+    );
+
+    // Its slot is free again; a subscription with an item every 200 ms lasts longer than
+    // the idle timeout and ends normally.
+    let slow = client_from("127.0.0.1")
+        .post(format!("{base}/v1/echo/ticks"))
+        .body(r#"{"count": 4, "interval_ms": 200}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(slow.status(), StatusCode::OK);
+    let text = slow.text().await.unwrap();
+    let names: Vec<_> = events(&text).into_iter().map(|(name, _)| name).collect();
+    assert_eq!(
+        names,
+        ["message", "message", "message", "message", "completed"],
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_are_capped_per_address() {
+    use tokio::io::AsyncWriteExt;
+    let limits = HttpLimits {
+        max_connections_per_address: 2,
+        ..HttpLimits::default()
+    };
+    let (base, _) = node(limits).await;
+    let addr = base.trim_start_matches("http://").to_string();
+
+    let mut first = connect_from("127.0.0.1", &addr).await;
+    let mut second = connect_from("127.0.0.1", &addr).await;
+    let mut third = connect_from("127.0.0.1", &addr).await;
+    let answer = read_to_close(&mut third).await;
+    assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
+    let body: Value =
+        serde_json::from_str(&answer[answer.find("\r\n\r\n").unwrap() + 4..]).unwrap();
+    let err = error(&body, "RESOURCE_EXHAUSTED");
+    assert!(
+        err["message"].as_str().unwrap().contains("2 connections"),
+        "{err}"
+    );
+
+    // The two within the limit are served; another address is too.
+    second
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(read_to_close(&mut second).await.starts_with("HTTP/1.1 200"));
+    let health = client_from("127.0.0.2")
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    first.shutdown().await.unwrap();
+    drop(first);
+    let mut served = None;
+    for _ in 0..50 {
+        let mut again = connect_from("127.0.0.1", &addr).await;
+        again
+            .write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let answer = read_to_close(&mut again).await;
+        if answer.starts_with("HTTP/1.1 200") {
+            served = Some(answer);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(served.is_some(), "a closed connection frees its place");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn graceful_shutdown_answers_calls_in_progress_and_ends_subscriptions() {
+    let limits = HttpLimits {
+        request_timeout: Duration::from_millis(800),
+        ..HttpLimits::default()
+    };
+    let probe = Probe::default();
+    let state = probe.0.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let base = format!("http://{addr}");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let adapter = alknet_runtime::adapters::http::HttpAdapter::new(env(probe)).limits(limits);
+    let serving = tokio::spawn(adapter.serve_with_shutdown(listener, async {
+        let _ = stopped.await;
+    }));
+
+    let subscription = quiet_subscription(&base, "127.0.0.1", None).await;
+    assert_eq!(subscription.status(), StatusCode::OK);
+    let hanging = tokio::spawn({
+        let base = base.clone();
+        async move { post(&base, "/v1/probe/hang", r#"{"depth": 0}"#, None).await }
+    });
+    alknet_tests::until("the handler started", || {
+        state.started.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    stop.send(()).unwrap();
+
+    let text = subscription.text().await.unwrap();
+    let seen = events(&text);
+    assert_eq!(seen.len(), 1, "{text}");
+    error(&serde_json::from_str(&seen[0].1).unwrap(), "UNAVAILABLE");
+    // The call in progress still gets its answer (its timeout, here).
+    let (status, body) = hanging.await.unwrap();
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
+    tokio::time::timeout(Duration::from_secs(5), serving)
+        .await
+        .expect("the server stops once its connections have closed")
+        .unwrap()
+        .unwrap();
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "no more connections are accepted"
+    );
 }

@@ -1,8 +1,11 @@
 //! The MCP adapter over streamable HTTP, with the official MCP Python SDK as the client.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering::SeqCst;
 
+use alknet_runtime::RateLimiter;
 use alknet_runtime::adapters::http::{HttpAdapter, HttpLimits};
+use alknet_runtime::adapters::mcp::McpSessionLimits;
 use alknet_tests::adapters::{ADMIN, env, mcp_session, serve_http};
 use alknet_tests::probe::Probe;
 use alknet_tests::until;
@@ -123,24 +126,37 @@ struct RawSession {
     session: String,
 }
 
+/// An `initialize` request, from `client`.
+async fn initialize(client: &reqwest::Client, url: &str) -> reqwest::Response {
+    let initialize = json!({
+        "jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "alknet-tests", "version": "0"}
+        }
+    });
+    client
+        .post(url)
+        .header("accept", "application/json, text/event-stream")
+        .json(&initialize)
+        .send()
+        .await
+        .unwrap()
+}
+
 impl RawSession {
     async fn open(url: &str) -> RawSession {
-        let client = reqwest::Client::new();
-        let initialize = json!({
-            "jsonrpc": "2.0", "id": 1, "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-06-18",
-                "capabilities": {},
-                "clientInfo": {"name": "alknet-tests", "version": "0"}
-            }
-        });
-        let response = client
-            .post(url)
-            .header("accept", "application/json, text/event-stream")
-            .json(&initialize)
-            .send()
-            .await
+        RawSession::open_from(url, "127.0.0.1").await
+    }
+
+    /// A session opened from the loopback address `source`.
+    async fn open_from(url: &str, source: &str) -> RawSession {
+        let client = reqwest::Client::builder()
+            .local_address(source.parse::<std::net::IpAddr>().unwrap())
+            .build()
             .unwrap();
+        let response = initialize(&client, url).await;
         assert!(response.status().is_success(), "{}", response.status());
         let session = response.headers()["mcp-session-id"]
             .to_str()
@@ -158,6 +174,18 @@ impl RawSession {
             .await;
         assert_eq!(initialized.status(), 202);
         raw
+    }
+
+    /// Close the session (`DELETE`).
+    async fn close(&self) {
+        let closed = self
+            .client
+            .delete(&self.url)
+            .header("mcp-session-id", &self.session)
+            .send()
+            .await
+            .unwrap();
+        assert!(closed.status().is_success(), "{}", closed.status());
     }
 
     async fn send(&self, message: Value) -> reqwest::Response {
@@ -342,4 +370,115 @@ async fn only_allowed_host_names_reach_mcp() {
     assert!(allowed.status().is_success(), "{}", allowed.status());
     let refused = initialize("localhost", named).await.unwrap();
     assert_eq!(refused.status(), 403);
+}
+
+/// An `initialize` from `source` that the node turns away: its error body.
+async fn refused_initialize(url: &str, source: &str) -> Value {
+    let client = reqwest::Client::builder()
+        .local_address(source.parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap();
+    let response = initialize(&client, url).await;
+    assert_eq!(response.status(), 429);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "RESOURCE_EXHAUSTED", "{body}");
+    assert_eq!(body["error"]["retryable"], true, "{body}");
+    body
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sessions_are_capped_in_all_and_per_address() {
+    let limits = HttpLimits {
+        mcp_sessions: McpSessionLimits {
+            max_sessions: 3,
+            max_sessions_per_address: 2,
+            ..McpSessionLimits::default()
+        },
+        ..HttpLimits::default()
+    };
+    let addr = serve_http(env(Probe::default()), limits).await;
+    let url = format!("http://{addr}/mcp");
+
+    let first = RawSession::open_from(&url, "127.0.0.1").await;
+    let _second = RawSession::open_from(&url, "127.0.0.1").await;
+    let body = refused_initialize(&url, "127.0.0.1").await;
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("127.0.0.1") && message.contains("2 open MCP sessions"),
+        "{body}"
+    );
+
+    // Another address still gets through, up to the total.
+    let other = RawSession::open_from(&url, "127.0.0.2").await;
+    let listed = other
+        .send(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(listed.contains("echo.say"), "{listed}");
+    let body = refused_initialize(&url, "127.0.0.3").await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("limit of 3"),
+        "{body}"
+    );
+
+    // A closed session frees its place.
+    first.close().await;
+    RawSession::open_from(&url, "127.0.0.1").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_session_expires_and_frees_its_place() {
+    let limits = HttpLimits {
+        mcp_sessions: McpSessionLimits {
+            max_sessions_per_address: 1,
+            idle_timeout: std::time::Duration::from_millis(500),
+            ..McpSessionLimits::default()
+        },
+        ..HttpLimits::default()
+    };
+    let addr = serve_http(env(Probe::default()), limits).await;
+    let url = format!("http://{addr}/mcp");
+
+    let session = RawSession::open(&url).await;
+    refused_initialize(&url, "127.0.0.1").await;
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let expired = session
+        .send(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}))
+        .await;
+    assert_eq!(expired.status(), 404, "the session is gone");
+    // Its place is free: a new session opens and works.
+    let renewed = RawSession::open(&url).await;
+    let listed = renewed
+        .send(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}))
+        .await;
+    assert!(listed.status().is_success(), "{}", listed.status());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn opening_sessions_is_rate_limited_per_address() {
+    let config = alknet_runtime::config::ConfigServiceImpl::from_text(
+        "[rate_limits]\nper_ip = { per_second = 1, burst = 2 }\n",
+        "test",
+    )
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    let adapter = HttpAdapter::new(env(Probe::default()))
+        .mcp_session_rate_limits(Arc::new(RateLimiter::new(config.shared())));
+    tokio::spawn(adapter.serve(listener));
+
+    RawSession::open_from(&url, "127.0.0.1").await;
+    RawSession::open_from(&url, "127.0.0.1").await;
+    let body = refused_initialize(&url, "127.0.0.1").await;
+    assert!(
+        body["error"]["details"]["retry_after_ms"].as_u64().unwrap() > 0,
+        "{body}"
+    );
+    RawSession::open_from(&url, "127.0.0.2").await;
 }

@@ -15,6 +15,13 @@
 //!
 //! Served over streamable HTTP at `/mcp` on the HTTP adapter's router (the bearer token of
 //! each request picks the caller), and over stdio ([`McpAdapter::serve_stdio`], anonymous).
+//!
+//! Over streamable HTTP each client holds a session, from `initialize` until it closes it
+//! (`DELETE`) or leaves it unused for the idle timeout; sessions are capped in all and per
+//! address ([`McpSessionLimits`]), and opening them may be rate limited
+//! ([`McpAdapter::session_rate_limits`]).
+
+mod sessions;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,20 +32,44 @@ use rmcp::model::{
     ToolAnnotations,
 };
 use rmcp::service::RequestContext;
-use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
-use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt};
 use serde_json::{Map, Value, json};
+use tokio_util::sync::CancellationToken;
 
-use super::slots::CallSlots;
+use super::slots::{SlotLimits, Slots};
 use super::{bearer, error_body};
 use crate::{
-    CallError, Caller, Identity, IdentityProvider, OperationEnv, OperationSpec, RequestId,
-    StaticIdentities,
+    CallError, Caller, Identity, IdentityProvider, OperationEnv, OperationSpec, RateLimiter,
+    RequestId, StaticIdentities,
 };
 
 /// The key a non-object output is wrapped under in `structuredContent`.
 const WRAPPED: &str = "result";
+
+/// How many MCP sessions over streamable HTTP may be open, and how long one lives unused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct McpSessionLimits {
+    /// Sessions open at once, in all; one more `initialize` is answered `429` with
+    /// `RESOURCE_EXHAUSTED` (retryable) and `Retry-After: 1`.
+    pub max_sessions: usize,
+    /// Sessions open at once from one address; one more is turned away the same way.
+    pub max_sessions_per_address: usize,
+    /// A session that exchanges no message for this long is closed and its memory freed
+    /// (rmcp's session keep-alive); its client's next request gets `404` and it starts a
+    /// new session. Keep it longer than the request timeout: a session waiting on a tool
+    /// call exchanges nothing meanwhile.
+    pub idle_timeout: Duration,
+}
+
+impl Default for McpSessionLimits {
+    fn default() -> Self {
+        McpSessionLimits {
+            max_sessions: 1024,
+            max_sessions_per_address: 16,
+            idle_timeout: Duration::from_secs(300),
+        }
+    }
+}
 
 /// Serves an [`OperationEnv`] as MCP tools. See the [module docs](self).
 #[derive(Clone)]
@@ -48,21 +79,33 @@ pub struct McpAdapter {
     timeout: Duration,
     /// `None`: rmcp's loopback names.
     allowed_hosts: Option<Vec<String>>,
-    max_body_bytes: Option<usize>,
+    max_body_bytes: usize,
+    body_read_timeout: Duration,
+    sessions: McpSessionLimits,
+    /// `None`: opening sessions is limited only by their counts.
+    session_rate: Option<Arc<RateLimiter>>,
     /// `None`: tool calls are not limited.
-    slots: Option<CallSlots>,
+    slots: Option<Slots>,
+    /// Cancelled when the server shuts down: every session ends.
+    stopping: CancellationToken,
 }
 
 impl McpAdapter {
-    /// An adapter for `env`: calls time out after 30 s, every bearer token is refused.
+    /// An adapter for `env`: calls time out after 30 s, every bearer token is refused;
+    /// over streamable HTTP, bodies up to 1 MiB arriving within 30 s, and sessions as
+    /// [`McpSessionLimits::default`] says.
     pub fn new(env: OperationEnv) -> Self {
         McpAdapter {
             env,
             identities: Arc::new(StaticIdentities::new()),
             timeout: Duration::from_secs(30),
             allowed_hosts: None,
-            max_body_bytes: None,
+            max_body_bytes: 1024 * 1024,
+            body_read_timeout: Duration::from_secs(30),
+            sessions: McpSessionLimits::default(),
+            session_rate: None,
             slots: None,
+            stopping: CancellationToken::new(),
         }
     }
 
@@ -89,38 +132,65 @@ impl McpAdapter {
     /// Serve at most `calls` tool calls at once; one more is answered at once with an
     /// `isError` result carrying `RESOURCE_EXHAUSTED` (retryable), never queued.
     pub fn max_concurrent_calls(self, calls: usize) -> Self {
-        self.slots(CallSlots::new(calls))
+        self.slots(Slots::new(
+            "concurrent calls",
+            SlotLimits {
+                total: calls,
+                per_identity: calls,
+                per_address: calls,
+            },
+        ))
     }
 
     /// Draw tool calls' slots from `slots`, shared with the HTTP adapter's routes.
-    pub(crate) fn slots(mut self, slots: CallSlots) -> Self {
+    pub(crate) fn slots(mut self, slots: Slots) -> Self {
         self.slots = Some(slots);
         self
     }
 
-    /// The largest streamable HTTP request body accepted; a larger one is `413`.
+    /// The largest streamable HTTP request body accepted; a larger one is `413` with
+    /// `RESOURCE_EXHAUSTED`.
     pub fn max_body_bytes(mut self, bytes: usize) -> Self {
-        self.max_body_bytes = Some(bytes);
+        self.max_body_bytes = bytes;
         self
     }
 
-    /// The streamable HTTP transport as a tower service, for mounting on an axum router
-    /// (the HTTP adapter mounts it at `/mcp`). By default it answers only requests whose
-    /// `Host` is a loopback name, as rmcp does against DNS rebinding
-    /// ([`McpAdapter::allowed_hosts`] widens that).
-    pub fn streamable_http_service(self) -> StreamableHttpService<McpAdapter, LocalSessionManager> {
-        let mut config = StreamableHttpServerConfig::default();
-        if let Some(hosts) = &self.allowed_hosts {
-            config = config.with_allowed_hosts(hosts.clone());
-        }
-        if let Some(bytes) = self.max_body_bytes {
-            config.max_request_body_bytes = bytes;
-        }
-        StreamableHttpService::new(
-            move || Ok(self.clone()),
-            Arc::new(LocalSessionManager::default()),
-            config,
-        )
+    /// How long a streamable HTTP request's body may take to arrive; a slower one is `408`
+    /// with `TIMEOUT`.
+    pub fn body_read_timeout(mut self, timeout: Duration) -> Self {
+        self.body_read_timeout = timeout;
+        self
+    }
+
+    /// Cap and expire streamable HTTP sessions with `limits`.
+    pub fn sessions(mut self, limits: McpSessionLimits) -> Self {
+        self.sessions = limits;
+        self
+    }
+
+    /// Count every session opened (an `initialize`, or any `POST` without
+    /// `Mcp-Session-Id`) against `limiter`'s per-address rate (`[rate_limits] per_ip`),
+    /// in buckets of its own; over it, `429` with `RESOURCE_EXHAUSTED` and `Retry-After`.
+    pub fn session_rate_limits(mut self, limiter: Arc<RateLimiter>) -> Self {
+        self.session_rate = Some(limiter);
+        self
+    }
+
+    /// End every session, and refuse new ones, once `stopping` is cancelled.
+    pub(crate) fn stop_with(mut self, stopping: CancellationToken) -> Self {
+        self.stopping = stopping;
+        self
+    }
+
+    /// The streamable HTTP transport as an axum router, for nesting on another (the HTTP
+    /// adapter nests it at `/mcp`): it reads each body within the body limits, admits new
+    /// sessions within the session limits, and hands the request to rmcp. By default it
+    /// answers only requests whose `Host` is a loopback name, as rmcp does against DNS
+    /// rebinding ([`McpAdapter::allowed_hosts`] widens that). The per-address limits need
+    /// the router served with `into_make_service_with_connect_info::<SocketAddr>()`, as
+    /// [`HttpAdapter::serve`](crate::adapters::http::HttpAdapter::serve) does.
+    pub fn router(self) -> axum::Router {
+        sessions::router(self)
     }
 
     /// Serve MCP over this process's stdin and stdout until the client closes them. The
@@ -150,20 +220,22 @@ impl McpAdapter {
         request: CallToolRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> CallToolResult {
-        let slot = match self.slots.as_ref().map(CallSlots::take) {
-            Some(Err(err)) => return failed(&err, RequestId::next()),
-            slot => slot,
-        };
         let (namespace, operation) = request.name.split_once('.').unwrap_or((&request.name, ""));
         let identity = match self.identity(&ctx).await {
             Ok(identity) => identity,
             Err(err) => return failed(&err, RequestId::next()),
         };
+        let address = peer_addr(&self.env, &ctx);
+        let holder = identity.as_ref().map(|identity| identity.id.as_str());
+        let slot = match self.slots.as_ref().map(|slots| slots.take(holder, address)) {
+            Some(Err(err)) => return failed(&err, RequestId::next()),
+            slot => slot,
+        };
         let mut caller = identity
             .into_iter()
             .fold(Caller::new(), Caller::identity)
             .timeout(self.timeout);
-        if let Some(address) = peer_addr(&self.env, &ctx) {
+        if let Some(address) = address {
             caller = caller.peer_addr(address);
         }
         let input = request.arguments.map_or(Value::Null, Value::Object);
@@ -297,10 +369,7 @@ fn wrapped(schema: Value) -> JsonObject {
 /// adapter serves it, and behind trusted proxies as it reads them); stdio has none.
 fn peer_addr(env: &OperationEnv, ctx: &RequestContext<RoleServer>) -> Option<std::net::IpAddr> {
     let parts = ctx.extensions.get::<axum::http::request::Parts>()?;
-    let axum::extract::ConnectInfo(addr) = parts
-        .extensions
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()?;
-    Some(crate::client_addr::resolve(env, addr.ip(), &parts.headers))
+    super::http::peer_addr(env, &parts.extensions, &parts.headers)
 }
 
 fn failed(err: &CallError, request_id: RequestId) -> CallToolResult {

@@ -93,8 +93,8 @@ pub struct Listen {
     pub irpc: Option<SocketAddr>,
 }
 
-/// The HTTP adapter's limits, and the `Host` names MCP answers at `/mcp`; an absent
-/// setting keeps the adapter's default.
+/// The HTTP adapter's limits, MCP's session limits and the `Host` names MCP answers at
+/// `/mcp`; an absent setting keeps the adapter's default (`HttpLimits::default`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpSettings {
@@ -102,8 +102,36 @@ pub struct HttpSettings {
     pub max_body_bytes: Option<NonZeroUsize>,
     /// How long a query or mutation may take, in milliseconds (default 30000).
     pub request_timeout_ms: Option<NonZeroU64>,
+    /// How long a client has to send a request's headers, and how long an idle keep-alive
+    /// connection stays open, in milliseconds (default 10000).
+    pub header_read_timeout_ms: Option<NonZeroU64>,
+    /// How long a client has to send a request's body, in milliseconds (default 30000).
+    pub body_read_timeout_ms: Option<NonZeroU64>,
+    /// How many connections are open at once (default 4096).
+    pub max_connections: Option<NonZeroUsize>,
+    /// How many connections one address may hold open (default 256).
+    pub max_connections_per_address: Option<NonZeroUsize>,
     /// How many calls are served at once; more are turned away (default 1024).
     pub max_concurrent_requests: Option<NonZeroUsize>,
+    /// How many calls one identity may have in progress (default 128).
+    pub max_concurrent_requests_per_identity: Option<NonZeroUsize>,
+    /// How many calls one address may have in progress (default 128).
+    pub max_concurrent_requests_per_address: Option<NonZeroUsize>,
+    /// How many subscriptions stream at once (default 1024).
+    pub max_open_subscriptions: Option<NonZeroUsize>,
+    /// How many subscriptions one identity may hold open (default 32).
+    pub max_open_subscriptions_per_identity: Option<NonZeroUsize>,
+    /// How many subscriptions one address may hold open (default 32).
+    pub max_open_subscriptions_per_address: Option<NonZeroUsize>,
+    /// How long a subscription may send nothing before it is closed, in milliseconds
+    /// (default 300000).
+    pub subscription_idle_timeout_ms: Option<NonZeroU64>,
+    /// How many MCP sessions are open at once (default 1024).
+    pub mcp_max_sessions: Option<NonZeroUsize>,
+    /// How many MCP sessions one address may hold open (default 16).
+    pub mcp_max_sessions_per_address: Option<NonZeroUsize>,
+    /// How long an unused MCP session lives, in milliseconds (default 300000).
+    pub mcp_session_idle_timeout_ms: Option<NonZeroU64>,
     /// The `Host` names (`name` or `name:port`) MCP answers; default: loopback names only,
     /// against DNS rebinding. A node reached by name must list it.
     pub mcp_allowed_hosts: Option<Vec<String>>,

@@ -36,7 +36,8 @@
 mod response;
 mod sse;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::num::{NonZeroU64, NonZeroUsize};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,10 +48,20 @@ use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
 use serde_json::{Value, json};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tower_service::Service as _;
 
 use super::bearer;
-use super::slots::CallSlots;
+use super::error_body;
+#[cfg(feature = "mcp")]
+use super::mcp::McpSessionLimits;
+use super::slots::{SlotLimits, Slots};
+use crate::config::HttpSettings;
 use crate::{CallError, Caller, IdentityProvider, OperationEnv, RequestId, StaticIdentities};
 
 /// The header a client may send to name its request; the adapter answers with it.
@@ -59,7 +70,9 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The longest client request id the adapter accepts; a longer or non-ASCII one is ignored.
 const MAX_CLIENT_REQUEST_ID: usize = 128;
 
-/// The HTTP adapter's limits. Each has a default that suits a small node.
+/// The HTTP adapter's limits. Each has a default that suits a small node; every count is
+/// enforced in all and, where it names one, per identity (the bearer token's) and per
+/// address (the TCP peer's), so no one caller can hold what the others need.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpLimits {
     /// The largest request body accepted; a larger one is `413` with `RESOURCE_EXHAUSTED`.
@@ -67,11 +80,43 @@ pub struct HttpLimits {
     /// How long a query or mutation may take; past it the call is cancelled and answered
     /// `504` with `TIMEOUT`. Subscriptions last as long as their client listens.
     pub request_timeout: Duration,
+    /// How long a client has to send a request's line and headers, counted from when the
+    /// connection is ready for the next request — so also how long an idle keep-alive
+    /// connection stays open. Past it the connection is closed without an answer (there is
+    /// no request to answer).
+    pub header_read_timeout: Duration,
+    /// How long a client has to send a request's whole body, counted from when its headers
+    /// arrived; past it `408` with `TIMEOUT`. A body is read before the request takes a
+    /// call slot, so a slow client holds only its own connection.
+    pub body_read_timeout: Duration,
+    /// How many connections are open at once; one more is answered `429` with
+    /// `RESOURCE_EXHAUSTED` and closed before its request is read.
+    pub max_connections: usize,
+    /// How many connections one address may hold open at once; one more is turned away
+    /// like one over [`HttpLimits::max_connections`].
+    pub max_connections_per_address: usize,
     /// How many calls (`POST /v1/…` and MCP tool calls) are served at once; one more is
     /// turned away at once with `429`, `RESOURCE_EXHAUSTED` (retryable) and
-    /// `Retry-After: 1` (over MCP, an `isError` result), never queued. A subscription
-    /// holds its slot while it streams.
+    /// `Retry-After: 1` (over MCP, an `isError` result), never queued.
     pub max_concurrent_requests: usize,
+    /// How many of those one identity may have in progress at once.
+    pub max_concurrent_requests_per_identity: usize,
+    /// How many of those one address may have in progress at once.
+    pub max_concurrent_requests_per_address: usize,
+    /// How many subscriptions stream at once; one more is turned away like a call over
+    /// its limit. Subscriptions draw on their own slots, not the calls'.
+    pub max_open_subscriptions: usize,
+    /// How many subscriptions one identity may hold open at once.
+    pub max_open_subscriptions_per_identity: usize,
+    /// How many subscriptions one address may hold open at once.
+    pub max_open_subscriptions_per_address: usize,
+    /// A subscription that sends no item for this long is ended with an `error` event
+    /// (`TIMEOUT`, retryable) and its slot freed. SSE keep-alive comments, sent every
+    /// 15 s, do not count as items: they only keep proxies from closing a quiet stream.
+    pub subscription_idle_timeout: Duration,
+    /// MCP's sessions over streamable HTTP at `/mcp`.
+    #[cfg(feature = "mcp")]
+    pub mcp_sessions: McpSessionLimits,
 }
 
 impl Default for HttpLimits {
@@ -79,7 +124,89 @@ impl Default for HttpLimits {
         HttpLimits {
             max_body_bytes: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            max_connections: 4096,
+            max_connections_per_address: 256,
             max_concurrent_requests: 1024,
+            max_concurrent_requests_per_identity: 128,
+            max_concurrent_requests_per_address: 128,
+            max_open_subscriptions: 1024,
+            max_open_subscriptions_per_identity: 32,
+            max_open_subscriptions_per_address: 32,
+            subscription_idle_timeout: Duration::from_secs(300),
+            #[cfg(feature = "mcp")]
+            mcp_sessions: McpSessionLimits::default(),
+        }
+    }
+}
+
+impl HttpLimits {
+    /// The limits a node's `[http]` settings give: each setting present, the default for
+    /// each one absent.
+    pub fn from_settings(settings: &HttpSettings) -> HttpLimits {
+        let defaults = HttpLimits::default();
+        let count =
+            |setting: Option<NonZeroUsize>, default| setting.map_or(default, NonZeroUsize::get);
+        let millis = |setting: Option<NonZeroU64>, default| {
+            setting.map_or(default, |ms| Duration::from_millis(ms.get()))
+        };
+        HttpLimits {
+            max_body_bytes: count(settings.max_body_bytes, defaults.max_body_bytes),
+            request_timeout: millis(settings.request_timeout_ms, defaults.request_timeout),
+            header_read_timeout: millis(
+                settings.header_read_timeout_ms,
+                defaults.header_read_timeout,
+            ),
+            body_read_timeout: millis(settings.body_read_timeout_ms, defaults.body_read_timeout),
+            max_connections: count(settings.max_connections, defaults.max_connections),
+            max_connections_per_address: count(
+                settings.max_connections_per_address,
+                defaults.max_connections_per_address,
+            ),
+            max_concurrent_requests: count(
+                settings.max_concurrent_requests,
+                defaults.max_concurrent_requests,
+            ),
+            max_concurrent_requests_per_identity: count(
+                settings.max_concurrent_requests_per_identity,
+                defaults.max_concurrent_requests_per_identity,
+            ),
+            max_concurrent_requests_per_address: count(
+                settings.max_concurrent_requests_per_address,
+                defaults.max_concurrent_requests_per_address,
+            ),
+            max_open_subscriptions: count(
+                settings.max_open_subscriptions,
+                defaults.max_open_subscriptions,
+            ),
+            max_open_subscriptions_per_identity: count(
+                settings.max_open_subscriptions_per_identity,
+                defaults.max_open_subscriptions_per_identity,
+            ),
+            max_open_subscriptions_per_address: count(
+                settings.max_open_subscriptions_per_address,
+                defaults.max_open_subscriptions_per_address,
+            ),
+            subscription_idle_timeout: millis(
+                settings.subscription_idle_timeout_ms,
+                defaults.subscription_idle_timeout,
+            ),
+            #[cfg(feature = "mcp")]
+            mcp_sessions: McpSessionLimits {
+                max_sessions: count(
+                    settings.mcp_max_sessions,
+                    defaults.mcp_sessions.max_sessions,
+                ),
+                max_sessions_per_address: count(
+                    settings.mcp_max_sessions_per_address,
+                    defaults.mcp_sessions.max_sessions_per_address,
+                ),
+                idle_timeout: millis(
+                    settings.mcp_session_idle_timeout_ms,
+                    defaults.mcp_sessions.idle_timeout,
+                ),
+            },
         }
     }
 }
@@ -93,6 +220,9 @@ pub struct HttpAdapter {
     /// `None`: the MCP adapter's default (loopback names).
     #[cfg(feature = "mcp")]
     mcp_allowed_hosts: Option<Vec<String>>,
+    /// `None`: opening MCP sessions is limited only by their counts.
+    #[cfg(feature = "mcp")]
+    mcp_session_rate: Option<Arc<crate::RateLimiter>>,
 }
 
 /// What every request handler shares.
@@ -101,8 +231,12 @@ struct Shared {
     identities: Arc<dyn IdentityProvider>,
     limits: HttpLimits,
     openapi: Bytes,
-    /// One per call in progress (`POST /v1/…` and MCP's tool calls), up to the limit.
-    slots: CallSlots,
+    /// One per call in progress (`POST /v1/…` and MCP's tool calls), up to the limits.
+    calls: Slots,
+    /// One per subscription streaming, up to the limits.
+    subscriptions: Slots,
+    /// Cancelled when the server shuts down: open subscriptions end.
+    stopping: CancellationToken,
 }
 
 impl HttpAdapter {
@@ -115,6 +249,8 @@ impl HttpAdapter {
             limits: HttpLimits::default(),
             #[cfg(feature = "mcp")]
             mcp_allowed_hosts: None,
+            #[cfg(feature = "mcp")]
+            mcp_session_rate: None,
         }
     }
 
@@ -139,29 +275,69 @@ impl HttpAdapter {
         self
     }
 
+    /// Limit how fast `/mcp` sessions are opened (see [`McpAdapter::session_rate_limits`]).
+    ///
+    /// [`McpAdapter::session_rate_limits`]: crate::adapters::mcp::McpAdapter::session_rate_limits
+    #[cfg(feature = "mcp")]
+    pub fn mcp_session_rate_limits(mut self, limiter: Arc<crate::RateLimiter>) -> Self {
+        self.mcp_session_rate = Some(limiter);
+        self
+    }
+
     /// The axum router: every route of the adapter (and `/mcp` with the `mcp` feature).
+    /// Served by [`HttpAdapter::serve`], it also gets the connection limits and the header
+    /// timeout, which only the server can enforce; served otherwise, it needs
+    /// `into_make_service_with_connect_info::<SocketAddr>()` for the per-address limits.
     pub fn router(self) -> Router {
+        self.router_stopping(CancellationToken::new())
+    }
+
+    fn router_stopping(self, stopping: CancellationToken) -> Router {
         let openapi = serde_json::to_vec(&crate::schema::openapi(self.env.services()))
             .expect("a JSON value always serializes");
-        let slots = CallSlots::new(self.limits.max_concurrent_requests);
+        let limits = &self.limits;
+        let calls = Slots::new(
+            "concurrent calls",
+            SlotLimits {
+                total: limits.max_concurrent_requests,
+                per_identity: limits.max_concurrent_requests_per_identity,
+                per_address: limits.max_concurrent_requests_per_address,
+            },
+        );
+        let subscriptions = Slots::new(
+            "open subscriptions",
+            SlotLimits {
+                total: limits.max_open_subscriptions,
+                per_identity: limits.max_open_subscriptions_per_identity,
+                per_address: limits.max_open_subscriptions_per_address,
+            },
+        );
         #[cfg(feature = "mcp")]
         let mcp = {
-            let mcp = super::mcp::McpAdapter::new(self.env.clone())
+            let mut mcp = super::mcp::McpAdapter::new(self.env.clone())
                 .identities(self.identities.clone())
-                .timeout(self.limits.request_timeout)
-                .max_body_bytes(self.limits.max_body_bytes)
-                .slots(slots.clone());
-            match self.mcp_allowed_hosts {
-                Some(hosts) => mcp.allowed_hosts(hosts),
-                None => mcp,
+                .timeout(limits.request_timeout)
+                .max_body_bytes(limits.max_body_bytes)
+                .body_read_timeout(limits.body_read_timeout)
+                .sessions(limits.mcp_sessions.clone())
+                .slots(calls.clone())
+                .stop_with(stopping.clone());
+            if let Some(hosts) = self.mcp_allowed_hosts {
+                mcp = mcp.allowed_hosts(hosts);
             }
+            if let Some(limiter) = self.mcp_session_rate {
+                mcp = mcp.session_rate_limits(limiter);
+            }
+            mcp
         };
         let shared = Arc::new(Shared {
             env: self.env,
             identities: self.identities,
             limits: self.limits,
             openapi: Bytes::from(openapi),
-            slots,
+            calls,
+            subscriptions,
+            stopping,
         });
         let router = Router::new()
             .route("/v1/operations", get(operations))
@@ -171,18 +347,108 @@ impl HttpAdapter {
             .fallback(no_route)
             .method_not_allowed_fallback(wrong_method);
         #[cfg(feature = "mcp")]
-        let router = router.nest_service("/mcp", mcp.streamable_http_service());
+        let router = router.nest_service("/mcp", mcp.router());
         router.with_state(shared)
     }
 
     /// Serve on `listener` until the process ends.
-    pub async fn serve(self, listener: tokio::net::TcpListener) -> std::io::Result<()> {
-        axum::serve(
-            listener,
-            self.router()
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
+    pub async fn serve(self, listener: TcpListener) -> std::io::Result<()> {
+        self.serve_with_shutdown(listener, std::future::pending())
+            .await
+    }
+
+    /// Serve on `listener` until `shutdown` completes, then stop gracefully: accept no more
+    /// connections, end open subscriptions (with an `error` event, `UNAVAILABLE`) and MCP
+    /// sessions, let calls in progress finish and answer, and return once every
+    /// connection has closed.
+    ///
+    /// Each connection is HTTP/1.1 with the header timeout and the connection limits of
+    /// [`HttpLimits`].
+    pub async fn serve_with_shutdown(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        let stopping = CancellationToken::new();
+        let connections = Slots::new(
+            "connections",
+            SlotLimits {
+                total: self.limits.max_connections,
+                per_identity: usize::MAX,
+                per_address: self.limits.max_connections_per_address,
+            },
+        );
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(self.limits.header_read_timeout);
+        let router = self.router_stopping(stopping.clone());
+        let graceful = GracefulShutdown::new();
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(err) => {
+                        wait_after_accept_error(err).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let slot = match connections.take(None, Some(peer.ip().to_canonical())) {
+                Ok(slot) => slot,
+                Err(err) => {
+                    turn_away(stream, &err);
+                    continue;
+                }
+            };
+            let router = router.clone();
+            let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                let mut request = request.map(Body::new);
+                request.extensions_mut().insert(ConnectInfo(peer));
+                router.clone().call(request)
+            });
+            let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+            tokio::spawn(async move {
+                if let Err(err) = connection.await {
+                    tracing::debug!(%peer, %err, "an HTTP connection ended with an error");
+                }
+                drop(slot);
+            });
+        }
+        drop(listener);
+        stopping.cancel();
+        graceful.shutdown().await;
+        Ok(())
+    }
+}
+
+/// After a failed `accept`: go on at once when only that connection failed, or pause when
+/// the listener itself is in trouble (out of file descriptors), rather than spin.
+async fn wait_after_accept_error(err: std::io::Error) {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if matches!(
+        err.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!(%err, "accepting an HTTP connection failed; pausing for a second");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+}
+
+/// Answers a connection over a connection limit with `429` and the error body, then closes
+/// it, without reading its request or spending a task on it: the answer fits a new
+/// socket's send buffer, and a client that cannot take it at once gets only the close.
+fn turn_away(stream: TcpStream, err: &CallError) {
+    use std::io::Write as _;
+    let body = error_body(err, RequestId::next()).to_string();
+    let answer = format!(
+        "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    if let Ok(mut stream) = stream.into_std() {
+        let _ = stream.write_all(answer.as_bytes());
     }
 }
 
@@ -194,33 +460,50 @@ async fn call(
 ) -> Response {
     let (parts, body) = request.into_parts();
     let client_id = client_request_id(&parts.headers);
-    // Taken before reading the body, so a flood of large bodies is turned away too.
-    let permit = match shared.slots.take() {
-        Ok(permit) => permit,
-        Err(err) => return refuse(StatusCode::TOO_MANY_REQUESTS, &err, client_id),
-    };
-    let input = match read_input(body, &parts.headers, shared.limits.max_body_bytes).await {
+    let limits = &shared.limits;
+    let body = read_body(
+        body,
+        &parts.headers,
+        limits.max_body_bytes,
+        limits.body_read_timeout,
+    );
+    let input = match body.await.and_then(parse_input) {
         Ok(input) => input,
         Err((status, err)) => return refuse(status, &err, client_id),
     };
-    let mut caller = match caller(&shared, &parts.headers).await {
-        Ok(caller) => caller,
+    let identity = match bearer::identity(&*shared.identities, &parts.headers).await {
+        Ok(identity) => identity,
         Err(err) => return refuse(StatusCode::UNAUTHORIZED, &err, client_id),
     };
-    if let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<SocketAddr>>() {
-        caller = caller.peer_addr(crate::client_addr::resolve(
-            &shared.env,
-            peer.ip(),
-            &parts.headers,
-        ));
+    let address = peer_addr(&shared.env, &parts.extensions, &parts.headers);
+    let spec = shared.env.spec(&namespace, &operation);
+    let subscription = spec.is_some_and(|spec| spec.is_subscription() && spec.is_external());
+    // Taken only now, with the request read and its caller known: a slow or anonymous
+    // client cannot hold a slot it has not earned, and the slot counts against its caller.
+    let slots = if subscription {
+        &shared.subscriptions
+    } else {
+        &shared.calls
+    };
+    let slot = match slots.take(identity.as_ref().map(|id| id.id.as_str()), address) {
+        Ok(slot) => slot,
+        Err(err) => return refuse(StatusCode::TOO_MANY_REQUESTS, &err, client_id),
+    };
+    let mut caller = identity.into_iter().fold(Caller::new(), Caller::identity);
+    if let Some(address) = address {
+        caller = caller.peer_addr(address);
     }
     if let Some(id) = client_id.as_ref().and_then(|id| id.to_str().ok()) {
         caller = caller.metadata(REQUEST_ID.as_str(), id);
     }
-    let spec = shared.env.spec(&namespace, &operation);
-    if spec.is_some_and(|spec| spec.is_subscription() && spec.is_external()) {
+    if subscription {
         let env = shared.env.with_caller(caller);
-        return sse::subscribe(&env, spec, &namespace, &operation, input, client_id, permit).await;
+        let stream = sse::Streaming {
+            slot,
+            idle_timeout: limits.subscription_idle_timeout,
+            stopping: shared.stopping.clone(),
+        };
+        return sse::subscribe(&env, spec, &namespace, &operation, input, client_id, stream).await;
     }
     let env = shared
         .env
@@ -301,18 +584,15 @@ async fn wrong_method(method: Method, uri: Uri, headers: HeaderMap) -> Response 
     )
 }
 
-/// The caller as the request's bearer token proves it (anonymous without one).
-async fn caller(shared: &Shared, headers: &HeaderMap) -> Result<Caller, CallError> {
-    let identity = bearer::identity(&*shared.identities, headers).await?;
-    Ok(identity.into_iter().fold(Caller::new(), Caller::identity))
-}
-
-/// The body as JSON input; an empty body is no input.
-async fn read_input(
+/// The request body, up to `limit` bytes and within `timeout` of the call; a larger body is
+/// `413`, a slower one `408` with `TIMEOUT`. Both the `/v1` routes and `/mcp` read bodies
+/// through it.
+pub(crate) async fn read_body(
     body: Body,
     headers: &HeaderMap,
     limit: usize,
-) -> Result<Value, (StatusCode, CallError)> {
+    timeout: Duration,
+) -> Result<Bytes, (StatusCode, CallError)> {
     let too_large = || {
         (
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -328,7 +608,17 @@ async fn read_input(
     if declared.is_some_and(|length| length > limit as u64) {
         return Err(too_large());
     }
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|err| {
+    let read = tokio::time::timeout(timeout, axum::body::to_bytes(body, limit));
+    let Ok(read) = read.await else {
+        return Err((
+            StatusCode::REQUEST_TIMEOUT,
+            CallError::timeout(format!(
+                "the request body did not arrive within {} ms",
+                timeout.as_millis()
+            )),
+        ));
+    };
+    read.map_err(|err| {
         let over_limit = err
             .into_inner()
             .downcast_ref::<http_body_util::LengthLimitError>()
@@ -341,7 +631,11 @@ async fn read_input(
                 CallError::invalid_input("the request body could not be read to its end"),
             )
         }
-    })?;
+    })
+}
+
+/// The body as JSON input; an empty body is no input.
+fn parse_input(bytes: Bytes) -> Result<Value, (StatusCode, CallError)> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Value::Null);
     }
@@ -350,6 +644,17 @@ async fn read_input(
             .with_details(json!({ "line": e.line(), "column": e.column() }));
         (StatusCode::BAD_REQUEST, err)
     })
+}
+
+/// The client's address: the connection's peer as the server recorded it, or behind
+/// trusted proxies the client they name.
+pub(crate) fn peer_addr(
+    env: &OperationEnv,
+    extensions: &axum::http::Extensions,
+    headers: &HeaderMap,
+) -> Option<IpAddr> {
+    let ConnectInfo(peer) = extensions.get::<ConnectInfo<SocketAddr>>()?;
+    Some(crate::client_addr::resolve(env, peer.ip(), headers))
 }
 
 /// The `x-request-id` the client sent, if it is short visible ASCII.
@@ -378,7 +683,11 @@ fn echo(client_id: Option<HeaderValue>, request_id: RequestId) -> HeaderValue {
 }
 
 /// An error found before any call was made, under a fresh request id.
-fn refuse(status: StatusCode, err: &CallError, client_id: Option<HeaderValue>) -> Response {
+pub(crate) fn refuse(
+    status: StatusCode,
+    err: &CallError,
+    client_id: Option<HeaderValue>,
+) -> Response {
     let id = RequestId::next();
     response::error(status, err, id, echo(client_id, id))
 }

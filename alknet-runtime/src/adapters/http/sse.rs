@@ -1,22 +1,39 @@
 //! Subscriptions as Server-Sent Events.
 
 use std::convert::Infallible;
+use std::time::Duration;
 
 use axum::http::HeaderValue;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::{FutureExt, StreamExt, stream};
 use serde_json::Value;
-use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::sync::CancellationToken;
 
 use super::{REQUEST_ID, echo, response};
 use crate::adapters::error_body;
-use crate::{OperationEnv, OperationSpec};
+use crate::adapters::slots::Slot;
+use crate::{CallError, OperationEnv, OperationSpec, RequestId};
+
+/// What a subscription's stream holds and obeys while it is open.
+pub(super) struct Streaming {
+    /// Its subscription slot, freed when the stream ends.
+    pub(super) slot: Slot,
+    /// How long it may go without an item.
+    pub(super) idle_timeout: Duration,
+    /// Cancelled when the server shuts down.
+    pub(super) stopping: CancellationToken,
+}
 
 /// Subscribe and stream the items: each as an event with the item's JSON as data; a failure
 /// as an `error` event with the error body, after which the stream closes; the end as a
-/// `completed` event (data `{"request_id": …}`), after which the stream closes. A client that disconnects drops the
-/// subscription, which cancels its handler.
+/// `completed` event (data `{"request_id": …}`), after which the stream closes. A client that
+/// disconnects drops the subscription, which cancels its handler.
+///
+/// A subscription that sends no item for the idle timeout ends with an `error` event
+/// (`TIMEOUT`, retryable: subscribe again), one open when the server shuts down with an
+/// `error` event (`UNAVAILABLE`); either way its handler is cancelled and its slot freed.
+/// Keep-alive comments do not count as items.
 ///
 /// A failure found before the subscription started (unknown operation, access, input) is
 /// answered like any failed call: its status and the error body, no stream.
@@ -27,7 +44,7 @@ pub(super) async fn subscribe(
     operation: &str,
     input: Value,
     client_id: Option<HeaderValue>,
-    permit: OwnedSemaphorePermit,
+    streaming: Streaming,
 ) -> Response {
     let mut subscription = env.subscribe(namespace, operation, input).await;
     let request_id = subscription.request_id();
@@ -41,30 +58,55 @@ pub(super) async fn subscribe(
         Some(None) => stream::empty().boxed(),
         None => subscription.boxed(),
     };
-    // The permit goes with the stream: the subscription holds its slot while it streams.
+    let Streaming {
+        slot,
+        idle_timeout,
+        stopping,
+    } = streaming;
+    // The slot goes with the stream: the subscription holds it while it streams.
     let items = items.map(move |item| {
-        let _slot = &permit;
+        let _slot = &slot;
         item
     });
-    let events = stream::unfold(Some(items.boxed()), move |items| async move {
-        let mut items = items?;
-        let (event, rest) = match items.next().await {
-            Some(Ok(item)) => (Event::default().data(item.to_string()), Some(items)),
-            Some(Err(err)) => {
-                let body = error_body(&err, request_id).to_string();
-                (Event::default().event("error").data(body), None)
-            }
-            // EventSource dispatches no event without data, so the end carries the id.
-            None => {
-                let data = serde_json::json!({ "request_id": request_id }).to_string();
-                (Event::default().event("completed").data(data), None)
-            }
-        };
-        Some((Ok::<_, Infallible>(event), rest))
+    let events = stream::unfold(Some(items.boxed()), move |items| {
+        let stopping = stopping.clone();
+        async move {
+            let mut items = items?;
+            let next = tokio::select! {
+                next = tokio::time::timeout(idle_timeout, items.next()) => next,
+                () = stopping.cancelled() => {
+                    let err = CallError::unavailable("the node is shutting down; subscribe again to another node or later");
+                    return Some((Ok(error_event(&err, request_id)), None));
+                }
+            };
+            let (event, rest) = match next {
+                Ok(Some(Ok(item))) => (Event::default().data(item.to_string()), Some(items)),
+                Ok(Some(Err(err))) => (error_event(&err, request_id), None),
+                // EventSource dispatches no event without data, so the end carries the id.
+                Ok(None) => {
+                    let data = serde_json::json!({ "request_id": request_id }).to_string();
+                    (Event::default().event("completed").data(data), None)
+                }
+                Err(_) => {
+                    let err = CallError::timeout(format!(
+                        "the subscription sent nothing for {} ms and was closed; subscribe again",
+                        idle_timeout.as_millis()
+                    ));
+                    (error_event(&err, request_id), None)
+                }
+            };
+            Some((Ok::<_, Infallible>(event), rest))
+        }
     });
     let mut response = Sse::new(events)
         .keep_alive(KeepAlive::default())
         .into_response();
     response.headers_mut().insert(REQUEST_ID, echo);
     response
+}
+
+fn error_event(err: &CallError, request_id: RequestId) -> Event {
+    Event::default()
+        .event("error")
+        .data(error_body(err, request_id).to_string())
 }
