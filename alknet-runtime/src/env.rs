@@ -518,7 +518,8 @@ impl OperationEnv {
         Ok(run_subscription(typed, ctx, request).await?.boxed())
     }
 
-    /// The context of a call whose caller admitted it elsewhere and sent `meta` along.
+    /// The context of a call whose caller admitted it elsewhere and sent `meta` along. The
+    /// operation's access control is checked again, against the identity `meta` carries.
     #[cfg(feature = "irpc")]
     fn adopt<P: Protocol>(
         &self,
@@ -535,6 +536,8 @@ impl OperationEnv {
                 P::NAMESPACE
             )));
         }
+        let spec = &self.shared.services[service].spec.operations[index];
+        spec.access.check(meta.identity.as_deref(), &spec.id)?;
         let parts = ContextParts {
             request_id: meta.request_id,
             parent: None,

@@ -62,7 +62,11 @@ fn the_documented_example_is_valid_and_means_what_its_comments_say() {
         )
     );
     let worker_key = alknet_runtime::key_fingerprint(&[9u8; 32]);
-    assert_eq!(dynamic.public_keys[&worker_key].id, "node:worker-1");
+    assert_eq!(
+        dynamic.public_keys[&worker_key].identity.id,
+        "node:worker-1"
+    );
+    assert!(dynamic.public_keys[&worker_key].cluster);
     assert_eq!(dynamic.token_keys["deploy"].identity.id, "user:deploy");
     assert_eq!(dynamic.peers[0].name, "worker-1");
 

@@ -17,7 +17,7 @@ use super::dynamic::{ApiKeyEntry, DynamicConfig, Peer, RateLimits, TokenKey};
 use super::time::unix_seconds;
 use super::{ConfigError, ForwardingAction, ForwardingPolicy, ForwardingRule, StaticConfig};
 use crate::encoding::from_hex;
-use crate::{Identity, ResourceGrant};
+use crate::{Identity, KeyHolder, ResourceGrant};
 
 /// Parse and validate a whole file. `origin` names it in errors.
 pub(crate) fn parse(
@@ -191,6 +191,8 @@ struct PublicKeyFile {
     scopes: Vec<Name>,
     #[serde(default)]
     resources: Vec<Grant>,
+    #[serde(default)]
+    cluster: bool,
 }
 
 #[derive(Deserialize)]
@@ -476,10 +478,11 @@ impl File {
                 .into_iter()
                 .map(|key| {
                     let key = key.into_inner();
-                    (
-                        key.fingerprint.0,
-                        identity(key.identity, key.scopes, key.resources),
-                    )
+                    let holder = KeyHolder {
+                        identity: identity(key.identity, key.scopes, key.resources),
+                        cluster: key.cluster,
+                    };
+                    (key.fingerprint.0, holder)
                 })
                 .collect(),
             token_keys: self
