@@ -121,7 +121,9 @@ impl Caller {
 
     /// Who the call was forwarded for (audit only): set by the call protocol when another
     /// node forwards a call. A forwarded call is never forwarded again
-    /// ([`NodePolicy`](crate::NodePolicy)).
+    /// ([`NodePolicy`](crate::NodePolicy)), so an adapter sets it only for a peer whose key
+    /// is a cluster node ([`KeyHolder::cluster`](crate::KeyHolder::cluster)) — never for
+    /// what an outside caller claims.
     pub fn forwarded_for(mut self, forwarded_for: impl Into<String>) -> Self {
         self.forwarded_for = Some(forwarded_for.into());
         self

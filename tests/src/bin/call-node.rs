@@ -2,9 +2,12 @@
 //!
 //! ```text
 //! call-node --key FILE [--serve echo,gate,front] [--allow FINGERPRINT=ID[#SCOPE,..]]
-//!           [--token TOKEN=ID[#SCOPE,..]] [--peer NAME=ADDR@FINGERPRINT] [--route NS=NAME]
-//!           [--max-frame BYTES] [--ws]
+//!           [--cluster FINGERPRINT=ID[#SCOPE,..]] [--token TOKEN=ID[#SCOPE,..]]
+//!           [--peer NAME=ADDR@FINGERPRINT] [--route NS=NAME] [--max-frame BYTES] [--ws]
 //! ```
+//!
+//! `--allow` admits an outside caller's key, `--cluster` a cluster node's (whose
+//! `forwarded_for` is believed).
 //!
 //! Prints `listening <addr> <fingerprint>` (and `ws <addr>` with `--ws`) once it serves,
 //! then runs until killed.
@@ -52,6 +55,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let arg = value();
                 let (fingerprint, who) = pair(&arg);
                 identities = identities.with_key(fingerprint, identity(who));
+            }
+            "--cluster" => {
+                let arg = value();
+                let (fingerprint, who) = pair(&arg);
+                identities = identities.with_cluster_key(fingerprint, identity(who));
             }
             "--token" => {
                 let arg = value();
