@@ -65,7 +65,8 @@ type StreamServer = Arc<
 ///
 /// # async fn demo(head_node_key: String) -> Result<(), alknet_runtime::CallError> {
 /// let env = OperationEnv::builder().local(EchoProtocol::local(EchoService::default())).build().unwrap();
-/// let peers = StaticIdentities::new().with_key(head_node_key, Identity::new("node:head"));
+/// // The head node admitted its callers: its requests run as the identities they carry.
+/// let peers = StaticIdentities::new().with_cluster_key(head_node_key, Identity::new("node:head"));
 /// let listener = IrpcListener::builder(env, Arc::new(peers))
 ///     .serve::<EchoProtocol>()?
 ///     .bind("127.0.0.1:0".parse().unwrap(), &NodeIdentity::generate()?, QuicConfig::default())?;
