@@ -213,6 +213,81 @@ async fn an_undecodable_request_gets_invalid_input_on_its_own_stream() {
     );
 }
 
+/// The node process's virtual memory, in bytes.
+#[cfg(target_os = "linux")]
+fn virtual_memory(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status
+        .lines()
+        .find(|line| line.starts_with("VmSize:"))
+        .expect("a VmSize line");
+    let kib: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|kib| kib.parse().ok())
+        .expect("VmSize in kB");
+    kib * 1024
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_that_announce_the_limit_and_send_a_few_bytes_cost_what_arrived() {
+    let client = NodeIdentity::generate().unwrap();
+    let node = Node::start(&client, &[]);
+    let connection = alknet_runtime::quic::connect(
+        node.addr,
+        &node.fingerprint,
+        &client,
+        &alknet_runtime::service_path::alpn::<EchoProtocol>(),
+        &QuicConfig::default(),
+    )
+    .await
+    .unwrap();
+    let echo = EchoClient::new(node.env(&client));
+    echo.say("warm".into()).await.unwrap();
+    let before = virtual_memory(node.child.id());
+    // 32 requests that each announce 16 MiB, the limit, and send three bytes of it: a
+    // buffer of the announced size would be 512 MiB.
+    let announced = postcard::to_stdvec(&(16u64 << 20)).unwrap();
+    let mut streams = Vec::new();
+    for _ in 0..32 {
+        let (mut send, recv) = connection.open_bi().await.unwrap();
+        send.write_all(&announced).await.unwrap();
+        send.write_all(b"abc").await.unwrap();
+        streams.push((send, recv));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        echo.say("meanwhile".into()).await.is_ok(),
+        "the node serves others"
+    );
+    let grown = virtual_memory(node.child.id()).saturating_sub(before);
+    assert!(
+        grown < 64 << 20,
+        "the node's memory grew by {} MiB for 96 bytes",
+        grown >> 20
+    );
+    // A request that ends early says how much of it arrived.
+    let (mut send, recv) = streams.pop().unwrap();
+    send.finish().unwrap();
+    let err = refusal(recv).await;
+    assert_eq!(err.code, codes::INVALID_INPUT, "{err}");
+    assert!(
+        err.message.contains("3 of the 16777216 bytes"),
+        "{}",
+        err.message
+    );
+}
+
+/// The error a listener answered a stream with.
+async fn refusal(mut recv: alknet_runtime::irpc::rpc::noq::RecvStream) -> CallError {
+    let answer = recv.read_to_end(64 * 1024).await.unwrap();
+    let (length, body) = postcard::take_from_bytes::<u64>(&answer).unwrap();
+    assert_eq!(length as usize, body.len());
+    let refused: Result<(), CallError> = postcard::from_bytes(body).unwrap();
+    refused.unwrap_err()
+}
+
 // ---- who a peer is: its key decides (SPEC §5), tested against a listener in this process ----
 
 /// A node in this process: `echo`, `gate`, `vault` and `config` behind a `NodePolicy` over
