@@ -36,6 +36,9 @@ fn the_documented_example_is_valid_and_means_what_its_comments_say() {
         http.mcp_allowed_hosts.as_deref(),
         Some(&["localhost".to_string(), "127.0.0.1".into(), "::1".into()][..])
     );
+    let irpc = &static_config.irpc;
+    assert_eq!(irpc.max_request_bytes.map(|n| n.get()), Some(16 << 20));
+    assert_eq!(irpc.max_concurrent_streams.map(|n| n.get()), Some(1024));
     assert_eq!(
         static_config.node_key.as_deref(),
         Some(Path::new("/etc/alknet/node.key"))

@@ -288,6 +288,71 @@ async fn refusal(mut recv: alknet_runtime::irpc::rpc::noq::RecvStream) -> CallEr
     refused.unwrap_err()
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_has_as_many_requests_in_flight_as_its_stream_limit_and_the_next_waits() {
+    let key = NodeIdentity::generate().unwrap();
+    let gate = Gate::default();
+    let served = OperationEnv::builder()
+        .local(GateProtocol::local(gate.clone()))
+        .build()
+        .unwrap();
+    let allowed = StaticIdentities::new().with_key(key.fingerprint(), Identity::new("app:busy"));
+    let quic = QuicConfig {
+        max_concurrent_streams: 2,
+        ..QuicConfig::default()
+    };
+    let listener = IrpcListener::builder(served.clone(), Arc::new(allowed))
+        .serve::<GateProtocol>()
+        .unwrap()
+        .bind("127.0.0.1:0".parse().unwrap(), node_key(), quic)
+        .unwrap();
+    let client = connect::<GateProtocol>(
+        listener.local_addr(),
+        listener.fingerprint(),
+        &key,
+        &QuicConfig::default(),
+    )
+    .unwrap();
+    let remote = GateClient::new(
+        OperationEnv::builder()
+            .service(GateProtocol::service(client))
+            .build()
+            .unwrap(),
+    );
+    let here = GateClient::new(served);
+    let started = || {
+        let here = here.clone();
+        async move { here.counts().await.unwrap().started }
+    };
+
+    // At the limit: both requests are in flight.
+    let hang = || {
+        let remote = remote.clone();
+        tokio::spawn(async move { remote.hang().await })
+    };
+    let first = hang();
+    let _second = hang();
+    until_async("two requests run", || async { started().await == 2 }).await;
+    // One over: it waits for a stream rather than reaching the node.
+    let _third = hang();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(started().await, 2, "the third request waits for a stream");
+    // When one ends, the waiting one runs.
+    first.abort();
+    until_async("the third request runs", || async { started().await == 3 }).await;
+}
+
+/// Wait until `condition` holds, failing after 5 s.
+async fn until_async<F: std::future::Future<Output = bool>>(what: &str, condition: impl Fn() -> F) {
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while !condition().await {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out waiting until {what}"));
+}
+
 // ---- who a peer is: its key decides (SPEC §5), tested against a listener in this process ----
 
 /// A node in this process: `echo`, `gate`, `vault` and `config` behind a `NodePolicy` over

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::num::{NonZeroU64, NonZeroUsize};
+use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
 use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -57,6 +57,8 @@ struct File {
     #[serde(default)]
     http: HttpSettings,
     #[serde(default)]
+    irpc: IrpcSettings,
+    #[serde(default)]
     auth: AuthSection,
     #[serde(default)]
     api_keys: Vec<Spanned<ApiKeyFile>>,
@@ -102,6 +104,18 @@ pub struct HttpSettings {
     /// The `Host` names (`name` or `name:port`) MCP answers; default: loopback names only,
     /// against DNS rebinding. A node reached by name must list it.
     pub mcp_allowed_hosts: Option<Vec<String>>,
+}
+
+/// The irpc listener's limits; an absent setting keeps the listener's default.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IrpcSettings {
+    /// The largest request accepted, in bytes (default 16 MiB); a larger one is refused
+    /// with `RESOURCE_EXHAUSTED` before it is read.
+    pub max_request_bytes: Option<NonZeroU64>,
+    /// How many requests one connection may have in flight at once (default 1024): QUIC's
+    /// stream limit, so a peer's further requests wait until one of them is done.
+    pub max_concurrent_streams: Option<NonZeroU32>,
 }
 
 #[derive(Default, Deserialize)]
@@ -456,6 +470,7 @@ impl File {
             node_key: self.node.key,
             dns_zone: self.dns.zone.0,
             http: self.http,
+            irpc: self.irpc,
         };
         let dynamic = DynamicConfig {
             generation: 0,

@@ -26,7 +26,7 @@ mod service;
 pub(crate) mod time;
 
 pub use dynamic::{ApiKeyEntry, DynamicConfig, Peer, Rate, RateLimits, TokenKey};
-pub use file::{HttpSettings, Listen};
+pub use file::{HttpSettings, IrpcSettings, Listen};
 pub use forwarding::{ForwardingAction, ForwardingPolicy, ForwardingRule};
 pub use service::{ConfigServiceImpl, ConfigSource, ConfigStatus, ReloadPart, ReloadReport};
 pub use time::parse_datetime;
@@ -35,7 +35,7 @@ pub use time::parse_datetime;
 pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
 
 /// Settings read once at start: listen addresses, the node's key, the DNS zone, the HTTP
-/// adapter's limits.
+/// adapter's and the irpc listener's limits.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct StaticConfig {
     /// Where each transport listens.
@@ -46,6 +46,8 @@ pub struct StaticConfig {
     pub dns_zone: String,
     /// The HTTP adapter's limits and MCP's allowed `Host` names.
     pub http: HttpSettings,
+    /// The irpc listener's limits.
+    pub irpc: IrpcSettings,
 }
 
 /// Why a configuration was refused: where, on which line, and what is wrong.
