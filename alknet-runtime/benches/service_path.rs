@@ -29,7 +29,9 @@ fn over_quic() -> (IrpcListener, OperationEnv) {
         .local(EchoProtocol::local(EchoService::default()))
         .build()
         .unwrap();
-    let peers = StaticIdentities::new().with_key(client.fingerprint(), Identity::new("node:bench"));
+    // A cluster node's key: the in-cluster path, whose calls run under the context they carry.
+    let peers =
+        StaticIdentities::new().with_cluster_key(client.fingerprint(), Identity::new("node:bench"));
     let listener = IrpcListener::builder(serving, Arc::new(peers))
         .serve::<EchoProtocol>()
         .unwrap()

@@ -10,7 +10,7 @@ use subtle::ConstantTimeEq;
 
 use crate::config::{ApiKeyEntry, DynamicConfig};
 use crate::credentials::{api_key_digest, parse_token, unix_now};
-use crate::{CallError, Credential, Identity, IdentityProvider};
+use crate::{CallError, Credential, Identity, IdentityProvider, KeyHolder};
 
 /// Resolves key fingerprints, API keys and signed tokens (formats in
 /// [`credentials`](crate::credentials)) against the dynamic configuration, loading the
@@ -123,9 +123,7 @@ impl ConfigIdentityProvider {
         let config = self.config.load();
         match credential {
             Credential::KeyFingerprint(fingerprint) => {
-                config.public_keys.get(fingerprint).cloned().ok_or_else(|| {
-                    CallError::unauthenticated(format!("the key `{fingerprint}` is not allowed"))
-                })
+                key_holder(&config, fingerprint).map(|holder| holder.identity.clone())
             }
             Credential::ApiKey(key) => {
                 unexpired(&config.api_keys[self.verified.index(&config, key)?])
@@ -142,6 +140,26 @@ impl IdentityProvider for ConfigIdentityProvider {
     ) -> BoxFuture<'a, Result<Arc<Identity>, CallError>> {
         Box::pin(futures::future::ready(self.resolve_now(credential)))
     }
+
+    /// The `[[public_keys]]` entry of `fingerprint`, with its `cluster` marker, from the
+    /// snapshot in force now: a reload that adds or removes the marker applies to the
+    /// next lookup.
+    fn resolve_key<'a>(
+        &'a self,
+        fingerprint: &'a str,
+    ) -> BoxFuture<'a, Result<KeyHolder, CallError>> {
+        let holder = key_holder(&self.config.load(), fingerprint).cloned();
+        Box::pin(futures::future::ready(holder))
+    }
+}
+
+fn key_holder<'a>(
+    config: &'a DynamicConfig,
+    fingerprint: &str,
+) -> Result<&'a KeyHolder, CallError> {
+    config.public_keys.get(fingerprint).ok_or_else(|| {
+        CallError::unauthenticated(format!("the key `{fingerprint}` is not allowed"))
+    })
 }
 
 /// The index of the entry whose hash is `key`'s SHA-256.

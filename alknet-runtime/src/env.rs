@@ -121,7 +121,9 @@ impl Caller {
 
     /// Who the call was forwarded for (audit only): set by the call protocol when another
     /// node forwards a call. A forwarded call is never forwarded again
-    /// ([`NodePolicy`](crate::NodePolicy)).
+    /// ([`NodePolicy`](crate::NodePolicy)), so an adapter sets it only for a peer whose key
+    /// is a cluster node ([`KeyHolder::cluster`](crate::KeyHolder::cluster)) — never for
+    /// what an outside caller claims.
     pub fn forwarded_for(mut self, forwarded_for: impl Into<String>) -> Self {
         self.forwarded_for = Some(forwarded_for.into());
         self
@@ -524,7 +526,8 @@ impl OperationEnv {
         Ok(run_subscription(typed, ctx, request).await?.boxed())
     }
 
-    /// The context of a call whose caller admitted it elsewhere and sent `meta` along.
+    /// The context of a call whose caller admitted it elsewhere and sent `meta` along. The
+    /// operation's access control is checked again, against the identity `meta` carries.
     #[cfg(feature = "irpc")]
     fn adopt<P: Protocol>(
         &self,
@@ -541,6 +544,8 @@ impl OperationEnv {
                 P::NAMESPACE
             )));
         }
+        let spec = &self.shared.services[service].spec.operations[index];
+        spec.access.check(meta.identity.as_deref(), &spec.id)?;
         let parts = ContextParts {
             request_id: meta.request_id,
             parent: None,

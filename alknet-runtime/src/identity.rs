@@ -135,6 +135,57 @@ pub trait IdentityProvider: Send + Sync + 'static {
         &'a self,
         credential: Credential<'a>,
     ) -> BoxFuture<'a, Result<Arc<Identity>, CallError>>;
+
+    /// Who holds the key with this fingerprint, and whether it is a cluster node
+    /// ([`KeyHolder`]). Peers are trusted by what their key is, never by what they send:
+    /// this answer alone decides whether a peer's asserted identities and `forwarded_for`
+    /// are believed.
+    ///
+    /// The default resolves the fingerprint with [`resolve`](Self::resolve) and makes no
+    /// key a cluster node, so a provider that knows nothing of clusters never lets a peer
+    /// speak for others.
+    fn resolve_key<'a>(
+        &'a self,
+        fingerprint: &'a str,
+    ) -> BoxFuture<'a, Result<KeyHolder, CallError>> {
+        Box::pin(async move {
+            let identity = self
+                .resolve(Credential::KeyFingerprint(fingerprint))
+                .await?;
+            Ok(KeyHolder::outside(identity))
+        })
+    }
+}
+
+/// What a node makes of a key a peer proved it holds ([`IdentityProvider::resolve_key`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyHolder {
+    /// The key's identity: what the holder's own calls run as.
+    pub identity: Arc<Identity>,
+    /// Whether the configuration marks the holder as a cluster node. A cluster node
+    /// admitted its callers where they entered the cluster, so its calls may run as the
+    /// identities it asserts and its `forwarded_for` is honoured; access is still checked
+    /// against whatever identity a call runs as. Any other key is an outside caller.
+    pub cluster: bool,
+}
+
+impl KeyHolder {
+    /// An outside caller holding a key: its calls run as `identity`, and what it asserts
+    /// about anyone else is ignored.
+    pub fn outside(identity: Arc<Identity>) -> Self {
+        KeyHolder {
+            identity,
+            cluster: false,
+        }
+    }
+
+    /// A cluster node holding a key, known as `identity`.
+    pub fn cluster_node(identity: Arc<Identity>) -> Self {
+        KeyHolder {
+            identity,
+            cluster: true,
+        }
+    }
 }
 
 /// `ed25519:` and the SHA-256 of a raw Ed25519 public key, in lowercase hex: how alknet
@@ -157,16 +208,19 @@ pub fn key_fingerprint(public_key: &[u8]) -> String {
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let identities = StaticIdentities::new()
-///     .with_key("ed25519:ab12", Identity::new("node:worker-1"))
+///     .with_cluster_key("ed25519:ab12", Identity::new("node:worker-1"))
+///     .with_key("ed25519:cd34", Identity::new("app:reporting"))
 ///     .with_token("s3cret", Identity::new("user:ada"));
 /// let ada = identities.resolve(Credential::Token("s3cret")).await.unwrap();
 /// assert_eq!(ada.id, "user:ada");
 /// assert!(identities.resolve(Credential::Token("guess")).await.is_err());
+/// assert!(identities.resolve_key("ed25519:ab12").await.unwrap().cluster);
+/// assert!(!identities.resolve_key("ed25519:cd34").await.unwrap().cluster);
 /// # }
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct StaticIdentities {
-    keys: HashMap<String, Arc<Identity>>,
+    keys: HashMap<String, KeyHolder>,
     token_hashes: HashMap<String, Arc<Identity>>,
 }
 
@@ -176,9 +230,20 @@ impl StaticIdentities {
         Self::default()
     }
 
-    /// Allow the key with this fingerprint, as `identity`.
+    /// Allow the key with this fingerprint, as `identity`: an outside caller.
     pub fn with_key(mut self, fingerprint: impl Into<String>, identity: Identity) -> Self {
-        self.keys.insert(fingerprint.into(), Arc::new(identity));
+        self.keys
+            .insert(fingerprint.into(), KeyHolder::outside(Arc::new(identity)));
+        self
+    }
+
+    /// Allow the key with this fingerprint as a cluster node known as `identity`
+    /// ([`KeyHolder::cluster`]).
+    pub fn with_cluster_key(mut self, fingerprint: impl Into<String>, identity: Identity) -> Self {
+        self.keys.insert(
+            fingerprint.into(),
+            KeyHolder::cluster_node(Arc::new(identity)),
+        );
         self
     }
 
@@ -187,6 +252,12 @@ impl StaticIdentities {
         self.token_hashes
             .insert(hex(&Sha256::digest(token.as_bytes())), Arc::new(identity));
         self
+    }
+
+    fn key(&self, fingerprint: &str) -> Result<&KeyHolder, CallError> {
+        self.keys.get(fingerprint).ok_or_else(|| {
+            CallError::unauthenticated(format!("the key `{fingerprint}` is not allowed"))
+        })
     }
 }
 
@@ -197,9 +268,7 @@ impl IdentityProvider for StaticIdentities {
     ) -> BoxFuture<'a, Result<Arc<Identity>, CallError>> {
         let found = match credential {
             Credential::KeyFingerprint(fingerprint) => {
-                self.keys.get(fingerprint).ok_or_else(|| {
-                    CallError::unauthenticated(format!("the key `{fingerprint}` is not allowed"))
-                })
+                self.key(fingerprint).map(|holder| &holder.identity)
             }
             // Looking up the hash, never the token, keeps lookup timing independent of it.
             Credential::ApiKey(token) | Credential::Token(token) => self
@@ -208,5 +277,12 @@ impl IdentityProvider for StaticIdentities {
                 .ok_or_else(|| CallError::unauthenticated("the token is not valid")),
         };
         Box::pin(futures::future::ready(found.cloned()))
+    }
+
+    fn resolve_key<'a>(
+        &'a self,
+        fingerprint: &'a str,
+    ) -> BoxFuture<'a, Result<KeyHolder, CallError>> {
+        Box::pin(futures::future::ready(self.key(fingerprint).cloned()))
     }
 }

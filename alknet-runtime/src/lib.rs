@@ -77,7 +77,8 @@ pub use context::OperationContext;
 pub use env::{BuildError, Caller, OperationEnv, OperationEnvBuilder, Subscription};
 pub use envelope::{CallError, RequestId, ResponseEnvelope, codes};
 pub use identity::{
-    Credential, Identity, IdentityProvider, ResourceGrant, StaticIdentities, key_fingerprint,
+    Credential, Identity, IdentityProvider, KeyHolder, ResourceGrant, StaticIdentities,
+    key_fingerprint,
 };
 pub use json::Json;
 pub use policy::NodePolicy;

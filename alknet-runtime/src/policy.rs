@@ -17,14 +17,16 @@ use crate::{CallError, Identity, RateLimiter};
 ///
 /// Given to [`OperationEnvBuilder::policy`](crate::OperationEnvBuilder::policy), it runs
 /// once for every call an adapter makes on behalf of an outside caller (HTTP, MCP, DNS,
-/// the call protocol over QUIC and WebSocket), after the caller's identity is resolved
-/// and the operation's access control passed:
+/// the call protocol over QUIC and WebSocket, the irpc listener for a key that is not a
+/// cluster node), after the caller's identity is resolved and the operation's access
+/// control passed:
 ///
 /// 1. the forwarding policy decides (first matching rule, else the default): `deny` is
 ///    `FORBIDDEN`; `forward` sends the call to the rule's peer (see
 ///    [`NodePolicy::forward_as`]); `local` serves it here. A call that arrived forwarded
-///    (it carries `forwarded_for`) is never forwarded again: it is served where it lands,
-///    so two nodes' policies cannot bounce a call between them.
+///    (it carries `forwarded_for`, which adapters set only for a cluster node's calls) is
+///    never forwarded again: it is served where it lands, so two nodes' policies cannot
+///    bounce a call between them.
 /// 2. the rate limits take one token from the caller's identity's bucket and from its
 ///    address's ([`Caller::peer_addr`](crate::Caller::peer_addr)); an empty bucket is
 ///    `RESOURCE_EXHAUSTED`, retryable, with `details.retry_after_ms`.

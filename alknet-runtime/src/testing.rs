@@ -35,7 +35,7 @@ pub enum DispatchPath {
     Local,
     /// An irpc actor in this process, through tokio channels: `.service(..)`.
     IrpcInProcess,
-    /// irpc over a loopback QUIC connection to an [`IrpcListener`], with an allow-listed key.
+    /// irpc over a loopback QUIC connection to an [`IrpcListener`], with a cluster node's key.
     IrpcQuic,
 }
 
@@ -89,12 +89,13 @@ impl DispatchPath {
 }
 
 /// `service` behind a listener on loopback that allows exactly one client key, and a
-/// client holding that key.
+/// client holding that key. The key is a cluster node's, so a call runs as the caller's
+/// own identity, as on every other path.
 fn over_quic<P: IrpcProtocol>(service: LocalService) -> (irpc::Client<P::Rpc>, IrpcListener) {
     let server = NodeIdentity::generate().expect("a fresh node key");
     let client = NodeIdentity::generate().expect("a fresh node key");
-    let peers =
-        StaticIdentities::new().with_key(client.fingerprint(), Identity::new("node:test-client"));
+    let peers = StaticIdentities::new()
+        .with_cluster_key(client.fingerprint(), Identity::new("node:test-client"));
     let env = OperationEnv::single(service);
     let listener = IrpcListener::builder(env, Arc::new(peers))
         .serve::<P>()

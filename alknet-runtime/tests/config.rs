@@ -67,6 +67,9 @@ fn the_documented_example_is_valid_and_means_what_its_comments_say() {
     assert_eq!(call.max_connections.map(|n| n.get()), Some(4096));
     assert_eq!(call.max_connections_per_address.map(|n| n.get()), Some(64));
     assert_eq!(call.handshake_timeout_ms.map(|n| n.get()), Some(1000));
+    let irpc = &static_config.irpc;
+    assert_eq!(irpc.max_request_bytes.map(|n| n.get()), Some(16 << 20));
+    assert_eq!(irpc.max_concurrent_streams.map(|n| n.get()), Some(1024));
     assert_eq!(
         static_config.node_key.as_deref(),
         Some(Path::new("/etc/alknet/node.key"))
@@ -94,7 +97,11 @@ fn the_documented_example_is_valid_and_means_what_its_comments_say() {
         )
     );
     let worker_key = alknet_runtime::key_fingerprint(&[9u8; 32]);
-    assert_eq!(dynamic.public_keys[&worker_key].id, "node:worker-1");
+    assert_eq!(
+        dynamic.public_keys[&worker_key].identity.id,
+        "node:worker-1"
+    );
+    assert!(dynamic.public_keys[&worker_key].cluster);
     assert_eq!(dynamic.token_keys["deploy"].identity.id, "user:deploy");
     assert_eq!(dynamic.peers[0].name, "worker-1");
 

@@ -16,7 +16,7 @@ use alknet_runtime::adapters::http::{HttpAdapter, HttpLimits};
 use alknet_runtime::call::{CallConfig, CallEndpoint, CallServer};
 use alknet_runtime::config::CallSettings;
 use alknet_runtime::quic::{NodeIdentity, QuicConfig};
-use alknet_runtime::service_path::IrpcListener;
+use alknet_runtime::service_path::{IrpcLimits, IrpcListener};
 
 /// A running transport: its name, where it listens, and what to hold to keep it up.
 pub struct Running {
@@ -103,11 +103,21 @@ pub async fn websocket(address: SocketAddr, server: CallServer) -> Result<Runnin
 
 /// Every service as an irpc actor, to allow-listed nodes over QUIC.
 pub fn irpc(node: &Node, identity: &NodeIdentity, address: SocketAddr) -> Result<Running, String> {
+    let settings = &node.config.static_config().irpc;
+    let mut limits = IrpcLimits::default();
+    if let Some(bytes) = settings.max_request_bytes {
+        limits.max_request_size = bytes.get();
+    }
+    let mut quic = QuicConfig::default();
+    if let Some(streams) = settings.max_concurrent_streams {
+        quic.max_concurrent_streams = streams.get();
+    }
     let listener = IrpcListener::builder(node.env.clone(), node.identities.clone())
+        .limits(limits)
         .serve::<EchoProtocol>()
         .and_then(|b| b.serve::<AuthProtocol>())
         .and_then(|b| b.serve::<ConfigProtocol>())
-        .and_then(|b| b.bind(address, identity, QuicConfig::default()))
+        .and_then(|b| b.bind(address, identity, quic))
         .map_err(|err| err.message)?;
     Ok(Running {
         name: "irpc",

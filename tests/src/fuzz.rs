@@ -24,8 +24,11 @@ use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseI
 use hickory_server::zone_handler::MessageResponse;
 use serde_json::Value;
 
+/// A target's body: bytes in, a panic only for a broken promise.
+pub type Body = fn(&[u8]);
+
 /// Every target, by the name its corpus folder has.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Body)] = &[
     ("frames", frames),
     ("envelope", envelope),
     ("config", config),

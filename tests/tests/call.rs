@@ -93,7 +93,7 @@ async fn a_nested_call_crosses_nodes_as_the_calling_node() {
     let (_, back) = worker(
         &tester,
         &args([
-            "--allow",
+            "--cluster",
             &format!("{}=node:front", front_identity.fingerprint()),
         ]),
     );

@@ -1,17 +1,31 @@
 //! irpc over QUIC between processes: peers are authenticated by key before any request is
-//! read, a lost peer fails calls at once, and limits hold per stream. (Envelope parity,
-//! cancellation and concurrency over QUIC run in `paths.rs`, on every path.)
+//! read, a lost peer fails calls at once, and limits hold per stream; and, against a
+//! listener in this process, what a peer's requests may do follows from its key alone
+//! (cluster node or outside caller). (Envelope parity, cancellation and concurrency over
+//! QUIC run in `paths.rs`, on every path.)
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use alknet_example::{EchoClient, EchoProtocol};
+use alknet_config::{ConfigClient, ConfigProtocol, ConfigService, Reload};
+use alknet_example::{EchoClient, EchoProtocol, EchoService};
+use alknet_runtime::call::{CallConfig, CallEndpoint, CallServer};
+use alknet_runtime::config::{ConfigServiceImpl, ReloadPart};
+use alknet_runtime::irpc;
 use alknet_runtime::quic::{NodeIdentity, QuicConfig};
-use alknet_runtime::service_path::connect;
-use alknet_runtime::{CallError, OperationEnv, codes};
+use alknet_runtime::service_path::{Call, CallMeta, IrpcListener, IrpcProtocol, connect};
+use alknet_runtime::{
+    CallError, Caller, ConfigIdentityProvider, Identity, NodePolicy, OperationEnv, RequestId,
+    StaticIdentities, codes,
+};
+use alknet_tests::gate::{Gate, GateClient, GateProtocol, Seen, Whoami};
 use alknet_tests::probe::{ProbeClient, ProbeProtocol};
+use alknet_tests::vault::{Peek, Read, Vault, VaultClient, VaultProtocol};
 
 /// An `irpc-node` process, killed when dropped.
 struct Node {
@@ -197,4 +211,453 @@ async fn an_undecodable_request_gets_invalid_input_on_its_own_stream() {
             .await
             .is_ok()
     );
+}
+
+/// The node process's virtual memory, in bytes.
+#[cfg(target_os = "linux")]
+fn virtual_memory(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status
+        .lines()
+        .find(|line| line.starts_with("VmSize:"))
+        .expect("a VmSize line");
+    let kib: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|kib| kib.parse().ok())
+        .expect("VmSize in kB");
+    kib * 1024
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_that_announce_the_limit_and_send_a_few_bytes_cost_what_arrived() {
+    let client = NodeIdentity::generate().unwrap();
+    let node = Node::start(&client, &[]);
+    let connection = alknet_runtime::quic::connect(
+        node.addr,
+        &node.fingerprint,
+        &client,
+        &alknet_runtime::service_path::alpn::<EchoProtocol>(),
+        &QuicConfig::default(),
+    )
+    .await
+    .unwrap();
+    let echo = EchoClient::new(node.env(&client));
+    echo.say("warm".into()).await.unwrap();
+    let before = virtual_memory(node.child.id());
+    // 32 requests that each announce 16 MiB, the limit, and send three bytes of it: a
+    // buffer of the announced size would be 512 MiB.
+    let announced = postcard::to_stdvec(&(16u64 << 20)).unwrap();
+    let mut streams = Vec::new();
+    for _ in 0..32 {
+        let (mut send, recv) = connection.open_bi().await.unwrap();
+        send.write_all(&announced).await.unwrap();
+        send.write_all(b"abc").await.unwrap();
+        streams.push((send, recv));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        echo.say("meanwhile".into()).await.is_ok(),
+        "the node serves others"
+    );
+    let grown = virtual_memory(node.child.id()).saturating_sub(before);
+    assert!(
+        grown < 64 << 20,
+        "the node's memory grew by {} MiB for 96 bytes",
+        grown >> 20
+    );
+    // A request that ends early says how much of it arrived.
+    let (mut send, recv) = streams.pop().unwrap();
+    send.finish().unwrap();
+    let err = refusal(recv).await;
+    assert_eq!(err.code, codes::INVALID_INPUT, "{err}");
+    assert!(
+        err.message.contains("3 of the 16777216 bytes"),
+        "{}",
+        err.message
+    );
+}
+
+/// The error a listener answered a stream with.
+async fn refusal(mut recv: alknet_runtime::irpc::rpc::noq::RecvStream) -> CallError {
+    let answer = recv.read_to_end(64 * 1024).await.unwrap();
+    let (length, body) = postcard::take_from_bytes::<u64>(&answer).unwrap();
+    assert_eq!(length as usize, body.len());
+    let refused: Result<(), CallError> = postcard::from_bytes(body).unwrap();
+    refused.unwrap_err()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_has_as_many_requests_in_flight_as_its_stream_limit_and_the_next_waits() {
+    let key = NodeIdentity::generate().unwrap();
+    let gate = Gate::default();
+    let served = OperationEnv::builder()
+        .local(GateProtocol::local(gate.clone()))
+        .build()
+        .unwrap();
+    let allowed = StaticIdentities::new().with_key(key.fingerprint(), Identity::new("app:busy"));
+    let quic = QuicConfig {
+        max_concurrent_streams: 2,
+        ..QuicConfig::default()
+    };
+    let listener = IrpcListener::builder(served.clone(), Arc::new(allowed))
+        .serve::<GateProtocol>()
+        .unwrap()
+        .bind("127.0.0.1:0".parse().unwrap(), node_key(), quic)
+        .unwrap();
+    let client = connect::<GateProtocol>(
+        listener.local_addr(),
+        listener.fingerprint(),
+        &key,
+        &QuicConfig::default(),
+    )
+    .unwrap();
+    let remote = GateClient::new(
+        OperationEnv::builder()
+            .service(GateProtocol::service(client))
+            .build()
+            .unwrap(),
+    );
+    let here = GateClient::new(served);
+    let started = || {
+        let here = here.clone();
+        async move { here.counts().await.unwrap().started }
+    };
+
+    // At the limit: both requests are in flight.
+    let hang = || {
+        let remote = remote.clone();
+        tokio::spawn(async move { remote.hang().await })
+    };
+    let first = hang();
+    let _second = hang();
+    until_async("two requests run", || async { started().await == 2 }).await;
+    // One over: it waits for a stream rather than reaching the node.
+    let _third = hang();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(started().await, 2, "the third request waits for a stream");
+    // When one ends, the waiting one runs.
+    first.abort();
+    until_async("the third request runs", || async { started().await == 3 }).await;
+}
+
+/// Wait until `condition` holds, failing after 5 s.
+async fn until_async<F: std::future::Future<Output = bool>>(what: &str, condition: impl Fn() -> F) {
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while !condition().await {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out waiting until {what}"));
+}
+
+// ---- who a peer is: its key decides (SPEC §5), tested against a listener in this process ----
+
+/// A node in this process: `echo`, `gate`, `vault` and `config` behind a `NodePolicy` over
+/// its configuration file, served by an irpc listener on loopback to the keys the file's
+/// `[[public_keys]]` allow (`ConfigIdentityProvider`).
+struct TrustNode {
+    config: Arc<ConfigServiceImpl>,
+    file: PathBuf,
+    listener: IrpcListener,
+}
+
+/// The listener's node key, which forwarded calls present to peers.
+fn node_key() -> &'static NodeIdentity {
+    static KEY: OnceLock<NodeIdentity> = OnceLock::new();
+    KEY.get_or_init(|| NodeIdentity::generate().unwrap())
+}
+
+/// `[[public_keys]]`: `key` proves itself as `who`, scoped `echo:admin`; a cluster node or not.
+fn key_entry(key: &NodeIdentity, who: &str, cluster: bool) -> String {
+    format!(
+        "[[public_keys]]\nfingerprint = \"{}\"\nidentity = \"{who}\"\nscopes = [\"echo:admin\"]\ncluster = {cluster}\n\n",
+        key.fingerprint()
+    )
+}
+
+impl TrustNode {
+    fn start(dynamic: &str) -> TrustNode {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let file = std::env::temp_dir().join(format!(
+            "alknet-irpc-trust-{}-{}.toml",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::write(&file, dynamic).unwrap();
+        let config = Arc::new(ConfigServiceImpl::from_file(&file).unwrap());
+        let env = OperationEnv::builder()
+            .local(EchoProtocol::local(EchoService::default()))
+            .local(GateProtocol::local(Gate::default()))
+            .local(VaultProtocol::local(Vault))
+            .local(ConfigProtocol::local(ConfigService::new(config.clone())))
+            .policy(NodePolicy::new(config.shared()).forward_as(node_key().clone()))
+            .build()
+            .unwrap();
+        let identities = Arc::new(ConfigIdentityProvider::new(config.shared()));
+        let listener = IrpcListener::builder(env, identities)
+            .serve::<EchoProtocol>()
+            .and_then(|b| b.serve::<GateProtocol>())
+            .and_then(|b| b.serve::<VaultProtocol>())
+            .and_then(|b| b.serve::<ConfigProtocol>())
+            .and_then(|b| {
+                b.bind(
+                    "127.0.0.1:0".parse().unwrap(),
+                    node_key(),
+                    QuicConfig::default(),
+                )
+            })
+            .unwrap();
+        TrustNode {
+            config,
+            file,
+            listener,
+        }
+    }
+
+    fn reload(&self, dynamic: &str) {
+        std::fs::write(&self.file, dynamic).unwrap();
+        self.config.reload(ReloadPart::All).unwrap();
+    }
+
+    /// A raw irpc client of `P` on this node, connecting as `key`: it writes whatever
+    /// `CallMeta` it likes.
+    fn client<P: IrpcProtocol>(&self, key: &NodeIdentity) -> irpc::Client<P::Rpc> {
+        connect::<P>(
+            self.listener.local_addr(),
+            self.listener.fingerprint(),
+            key,
+            &QuicConfig::default(),
+        )
+        .unwrap()
+    }
+
+    /// An env that reaches this node's services over irpc, connecting as `key`.
+    fn env(&self, key: &NodeIdentity) -> OperationEnv {
+        OperationEnv::builder()
+            .service(EchoProtocol::service(self.client::<EchoProtocol>(key)))
+            .service(GateProtocol::service(self.client::<GateProtocol>(key)))
+            .service(VaultProtocol::service(self.client::<VaultProtocol>(key)))
+            .service(ConfigProtocol::service(self.client::<ConfigProtocol>(key)))
+            .build()
+            .unwrap()
+    }
+}
+
+impl Drop for TrustNode {
+    fn drop(&mut self) {
+        std::fs::remove_file(&self.file).ok();
+    }
+}
+
+/// What a caller writes into a request: the identity and `forwarded_for` it claims.
+fn meta(identity: Option<Identity>, forwarded_for: Option<&str>) -> CallMeta {
+    CallMeta {
+        request_id: RequestId::next(),
+        parent_request_id: None,
+        identity: identity.map(Arc::new),
+        forwarded_for: forwarded_for.map(Arc::from),
+        timeout_ms: None,
+    }
+}
+
+/// `user:root`, with every scope the node's operations ask for.
+fn root() -> Identity {
+    Identity::new("user:root").with_scopes(["config:admin", "vault:read", "vault:admin", "root"])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outside_key_runs_as_its_own_identity_whatever_its_requests_assert() {
+    let outsider = NodeIdentity::generate().unwrap();
+    let node = TrustNode::start(&key_entry(&outsider, "app:outside", false));
+    let generation = node.config.snapshot().generation;
+
+    // A forged `user:root` with `config:admin` calls `config/reload`: the key's identity
+    // (scoped `echo:admin` only) is what the node checks.
+    let config = node.client::<ConfigProtocol>(&outsider);
+    for _ in 0..3 {
+        let reloaded: Result<_, CallError> = config
+            .rpc(Call {
+                meta: meta(Some(root()), None),
+                request: Reload {},
+            })
+            .await
+            .unwrap();
+        let err = reloaded.unwrap_err();
+        assert_eq!(err.code, codes::FORBIDDEN, "{err}");
+        assert!(err.message.contains("config:admin"), "{}", err.message);
+    }
+    assert_eq!(
+        node.config.snapshot().generation,
+        generation,
+        "nothing was reloaded"
+    );
+    // The same through the generated client over an env whose caller is the forgery.
+    let forged = node
+        .env(&outsider)
+        .with_caller(Caller::new().identity(root()).forwarded_for("user:root"));
+    let err = ConfigClient::new(forged.clone())
+        .reload()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, codes::FORBIDDEN, "{err}");
+    let err = VaultClient::new(forged.clone()).read().await.unwrap_err();
+    assert_eq!(err.code, codes::FORBIDDEN, "{err}");
+
+    // The call runs as the key's identity, and its `forwarded_for` is dropped.
+    let seen = GateClient::new(forged).whoami().await.unwrap();
+    assert_eq!(seen.identity.as_deref(), Some("app:outside"));
+    assert_eq!(seen.forwarded_for, None);
+    let seen: Result<Seen, CallError> = node
+        .client::<GateProtocol>(&outsider)
+        .rpc(Call {
+            meta: meta(None, Some("user:root")),
+            request: Whoami {},
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        seen.unwrap(),
+        Seen {
+            identity: Some("app:outside".into()),
+            forwarded_for: None
+        },
+        "asserting no identity is not a way to be anonymous either"
+    );
+
+    // An internal operation does not exist for an outside caller, whoever it claims to be.
+    let peeked: Result<String, CallError> = node
+        .client::<VaultProtocol>(&outsider)
+        .rpc(Call {
+            meta: meta(Some(root()), None),
+            request: Peek {},
+        })
+        .await
+        .unwrap();
+    let err = peeked.unwrap_err();
+    assert_eq!(err.code, codes::NOT_FOUND, "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outside_keys_irpc_calls_pass_the_rate_limits_and_the_forwarding_policy() {
+    let outsider = NodeIdentity::generate().unwrap();
+    // Peer `b` speaks the call protocol and knows this node as the cluster node `node:a`.
+    let b_key = NodeIdentity::generate().unwrap();
+    let b_env = OperationEnv::builder()
+        .local(GateProtocol::local(Gate::default()))
+        .build()
+        .unwrap();
+    let b_identities =
+        StaticIdentities::new().with_cluster_key(node_key().fingerprint(), Identity::new("node:a"));
+    let b = CallEndpoint::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        &b_key,
+        CallConfig::default(),
+    )
+    .unwrap();
+    b.serve(CallServer::new(b_env, Arc::new(b_identities)));
+    let dynamic = format!(
+        "{}[[peers]]\nname = \"b\"\naddress = \"{}\"\nfingerprint = \"{}\"\n\n\
+         [[forwarding.rules]]\noperations = \"gate/*\"\naction = \"forward\"\npeer = \"b\"\n\n\
+         [rate_limits]\nper_identity = {{ per_second = 1, burst = 2 }}\n",
+        key_entry(&outsider, "app:outside", false),
+        b.local_addr(),
+        b_key.fingerprint()
+    );
+    let node = TrustNode::start(&dynamic);
+    let forged = node
+        .env(&outsider)
+        .with_caller(Caller::new().identity(root()).forwarded_for("user:root"));
+
+    // `gate/*` is forwarded: `b` serves it, for the key's identity — not served here as a
+    // call that claims to be forwarded already.
+    let seen = GateClient::new(forged.clone()).whoami().await.unwrap();
+    assert_eq!(seen.identity.as_deref(), Some("node:a"), "{seen:?}");
+    assert_eq!(seen.forwarded_for.as_deref(), Some("app:outside"));
+
+    // That call took the first of the key's two tokens; one more passes, the next is over.
+    let echo = EchoClient::new(forged);
+    echo.say("second".into()).await.unwrap();
+    let err = echo.say("third".into()).await.unwrap_err();
+    assert_eq!(err.code, codes::RESOURCE_EXHAUSTED, "{err}");
+    assert!(err.retryable);
+    assert!(err.message.contains("app:outside"), "{}", err.message);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_keys_calls_run_as_the_identities_it_asserts_with_access_checked_here() {
+    let head = NodeIdentity::generate().unwrap();
+    let node = TrustNode::start(&format!(
+        "{}[rate_limits]\nper_identity = {{ per_second = 1, burst = 1 }}\n",
+        key_entry(&head, "node:head", true)
+    ));
+    let env = node.env(&head);
+    let as_ada = env.with_caller(
+        Caller::new()
+            .identity(Identity::new("user:ada"))
+            .forwarded_for("user:ada@edge"),
+    );
+
+    // Its assertions stand, and the node's policy is the entry node's business: no limit.
+    for _ in 0..3 {
+        let seen = GateClient::new(as_ada.clone()).whoami().await.unwrap();
+        assert_eq!(
+            seen,
+            Seen {
+                identity: Some("user:ada".into()),
+                forwarded_for: Some("user:ada@edge".into())
+            }
+        );
+    }
+    // No identity asserted: anonymous, not the key's identity.
+    let seen = GateClient::new(env.clone()).whoami().await.unwrap();
+    assert_eq!(seen.identity, None);
+
+    // Access is checked here against the asserted identity.
+    let vault = node.client::<VaultProtocol>(&head);
+    let read = |identity: Option<Identity>| {
+        let vault = vault.clone();
+        async move {
+            let read: Result<String, CallError> = vault
+                .rpc(Call {
+                    meta: meta(identity, None),
+                    request: Read {},
+                })
+                .await
+                .unwrap();
+            read
+        }
+    };
+    assert_eq!(read(None).await.unwrap_err().code, codes::UNAUTHENTICATED);
+    assert_eq!(
+        read(Some(Identity::new("user:ada")))
+            .await
+            .unwrap_err()
+            .code,
+        codes::FORBIDDEN
+    );
+    let reader = Identity::new("user:ada").with_scopes(["vault:read"]);
+    assert_eq!(read(Some(reader)).await.unwrap(), "secret for user:ada");
+    // A cluster node reaches internal operations, as a nested call of its own would.
+    let peeked: Result<String, CallError> = vault
+        .rpc(Call {
+            meta: meta(None, None),
+            request: Peek {},
+        })
+        .await
+        .unwrap();
+    assert_eq!(peeked.unwrap(), "peeked");
+
+    // The marker is read for every request: taking it away turns the same connection's
+    // next call into an outside caller's, and removing the key refuses the next call.
+    node.reload(&key_entry(&head, "node:head", false));
+    let seen = GateClient::new(as_ada.clone()).whoami().await.unwrap();
+    assert_eq!(seen.identity.as_deref(), Some("node:head"));
+    assert_eq!(seen.forwarded_for, None);
+    node.reload("");
+    let err = GateClient::new(as_ada).whoami().await.unwrap_err();
+    assert_eq!(err.code, codes::UNAUTHENTICATED, "{err}");
+    assert!(err.message.contains("not allowed"), "{}", err.message);
 }

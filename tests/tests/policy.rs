@@ -73,6 +73,14 @@ fn allow(identity: &NodeIdentity, who: &str) -> String {
     )
 }
 
+/// `[[public_keys]]`: `identity` is the cluster node `who`, whose `forwarded_for` is believed.
+fn cluster(identity: &NodeIdentity, who: &str) -> String {
+    format!(
+        "[[public_keys]]\nfingerprint = \"{}\"\nidentity = \"{who}\"\ncluster = true\n\n",
+        identity.fingerprint()
+    )
+}
+
 /// `[[peers]]`: the node `name` at `address` with `identity`'s key.
 fn peer(name: &str, address: SocketAddr, identity: &NodeIdentity) -> String {
     format!(
@@ -406,7 +414,7 @@ async fn a_forward_rule_sends_the_call_to_the_peer_once_follows_reloads_and_fail
     let b_allows = format!(
         "{}{}",
         allow(&tester.identity, "user:tester"),
-        allow(&a_key, "node:a")
+        cluster(&a_key, "node:a")
     );
     let b = Node::start_as(b_key.clone(), &b_allows).await;
     let forwarding_to = |to: &Node| {
@@ -414,7 +422,7 @@ async fn a_forward_rule_sends_the_call_to_the_peer_once_follows_reloads_and_fail
             "{}{}{}[[forwarding.rules]]\noperations = \"gate/*\"\naction = \"forward\"\npeer = \"b\"\n\n\
              [[forwarding.rules]]\noperations = \"echo/ticks\"\naction = \"forward\"\npeer = \"b\"\n",
             allow(&tester.identity, "user:tester"),
-            allow(&b_key, "node:b"),
+            cluster(&b_key, "node:b"),
             peer("b", to.call, &to.identity),
         )
     };
@@ -488,6 +496,130 @@ async fn a_forward_rule_sends_the_call_to_the_peer_once_follows_reloads_and_fail
         "{:?}",
         started.elapsed()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_cluster_nodes_forwarded_for_is_believed_and_anyone_elses_is_dropped() {
+    let outsider = TestNode::new();
+    let member = TestNode::new();
+    let a_key = NodeIdentity::generate().unwrap();
+    let b_key = NodeIdentity::generate().unwrap();
+    let b = Node::start_as(b_key.clone(), &cluster(&a_key, "node:a")).await;
+    let a = Node::start_as(
+        a_key,
+        &format!(
+            "{}{}{}[[forwarding.rules]]\noperations = \"gate/*\"\naction = \"forward\"\npeer = \"b\"\n",
+            allow(&outsider.identity, "user:outsider"),
+            cluster(&member.identity, "node:member"),
+            peer("b", b.call, &b_key),
+        ),
+    )
+    .await;
+    let claim = CallOptions::new().forwarded_for("user:root");
+    let seen = |value: Value| serde_json::from_value::<Seen>(value).unwrap();
+
+    // An outside key's claim changes nothing: `gate/*` is still forwarded (not served
+    // here as a call that says it was forwarded already), for the caller itself...
+    let to_a = outsider.connect_to(a.call, a.identity.fingerprint()).await;
+    let forwarded = seen(
+        to_a.call_with("/gate/whoami", json!({}), &claim)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        forwarded.identity.as_deref(),
+        Some("node:a"),
+        "{forwarded:?}"
+    );
+    assert_eq!(forwarded.forwarded_for.as_deref(), Some("user:outsider"));
+    // ...and what is served here sees no `forwarded_for`.
+    let local = seen(
+        to_a.call_with("/front/whoami", json!({}), &claim)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        local,
+        Seen {
+            identity: Some("user:outsider".into()),
+            forwarded_for: None
+        }
+    );
+
+    // Over WebSocket, a bearer's claim is dropped too.
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{}/call", a.ws))
+        .await
+        .unwrap();
+    let request = json!({"type": "call.requested", "id": "1", "payload": {
+        "operationId": "/front/whoami", "input": {}, "auth_token": ADA,
+        "forwarded_for": "user:root"}});
+    socket
+        .send(Message::text(request.to_string()))
+        .await
+        .unwrap();
+    let reply = loop {
+        if let Message::Text(text) = socket.next().await.unwrap().unwrap() {
+            break serde_json::from_str::<Value>(&text).unwrap();
+        }
+    };
+    assert_eq!(reply["type"], "call.responded", "{reply}");
+    assert_eq!(
+        seen(reply["payload"]["output"].clone()),
+        Seen {
+            identity: Some("user:ada".into()),
+            forwarded_for: None
+        }
+    );
+
+    // A cluster node's claim stands: the call arrived forwarded, so it is served here
+    // (one hop), with the `forwarded_for` it was given.
+    let to_a = member.connect_to(a.call, a.identity.fingerprint()).await;
+    let landed = seen(
+        to_a.call_with("/gate/whoami", json!({}), &claim)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        landed,
+        Seen {
+            identity: Some("node:member".into()),
+            forwarded_for: Some("user:root".into())
+        }
+    );
+    let local = seen(
+        to_a.call_with("/front/whoami", json!({}), &claim)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(local.forwarded_for.as_deref(), Some("user:root"));
+    // Not beside an `auth_token`: the call is the token holder's, an outside caller's.
+    let with_token = claim.clone().auth_token(ADA);
+    let local = seen(
+        to_a.call_with("/front/whoami", json!({}), &with_token)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        local,
+        Seen {
+            identity: Some("user:ada".into()),
+            forwarded_for: None
+        }
+    );
+
+    // The marker is read per call: demoted by a reload, the same connection's claim is
+    // dropped from its next call.
+    a.reload(&format!(
+        "{}{}[[forwarding.rules]]\noperations = \"gate/*\"\naction = \"forward\"\npeer = \"b\"\n",
+        allow(&member.identity, "node:member"),
+        peer("b", b.call, &b_key),
+    ));
+    let local = seen(
+        to_a.call_with("/front/whoami", json!({}), &claim)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(local.forwarded_for, None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

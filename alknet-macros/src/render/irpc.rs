@@ -95,7 +95,7 @@ pub fn render(service: &Service) -> TokenStream {
         } else {
             quote!(unary_remote)
         };
-        quote!(#rpc::#variant(call) => actor.#serve(call, send))
+        quote!(#rpc::#variant(call) => actor.#serve(call, send, peer))
     });
 
     let rpc_doc = format!(
@@ -173,6 +173,7 @@ pub fn render(service: &Service) -> TokenStream {
                     request: #rpc,
                     send: #irpc::rpc::noq::SendStream,
                     actor: &#path::Actor<Self>,
+                    peer: #path::IrpcPeer,
                 ) -> #private::BoxFuture<'static, ()> {
                     match request {
                         #(#serve_remote_arms,)*

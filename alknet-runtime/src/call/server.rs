@@ -110,6 +110,10 @@ impl CallServer {
         credential: Option<Credential<'_>>,
         address: Option<IpAddr>,
     ) -> Peer {
+        let key = match credential {
+            Some(Credential::KeyFingerprint(fingerprint)) => Some(fingerprint.to_string()),
+            _ => None,
+        };
         let identity = match credential {
             None => Err(
                 "the connection presented no key and no token, and the call carried no `auth_token`"
@@ -125,6 +129,7 @@ impl CallServer {
         Peer {
             authenticated: watch::Sender::new(identity.is_ok()),
             identity,
+            key,
             address,
         }
     }
@@ -217,12 +222,37 @@ impl CallServer {
             caller = caller.peer_addr(address);
         }
         if let Some(forwarded_for) = &request.forwarded_for {
-            caller = caller.forwarded_for(forwarded_for.clone());
+            if self.speaks_for_others(peer, request).await {
+                caller = caller.forwarded_for(forwarded_for.clone());
+            } else {
+                tracing::warn!(
+                    caller = %identity.id,
+                    address = ?peer.address,
+                    forwarded_for = %forwarded_for,
+                    operation = %request.operation_id,
+                    "a caller that is not a cluster node set `forwarded_for`; it is ignored"
+                );
+            }
         }
         if let Some(ms) = request.deadline {
             caller = caller.timeout(Duration::from_millis(ms));
         }
         Ok((caller, identity))
+    }
+
+    /// Whether `request`'s `forwarded_for` is believed: only from a connection whose key
+    /// is a cluster node, asked now (a reload that changes the marker applies to the next
+    /// call), and never beside an `auth_token` — a call with a token runs as the token's
+    /// holder, an outside caller, whoever carried it.
+    async fn speaks_for_others(&self, peer: &Peer, request: &CallRequested) -> bool {
+        let Some(key) = peer.key.as_deref().filter(|_| request.auth_token.is_none()) else {
+            return false;
+        };
+        self.inner
+            .identities
+            .resolve_key(key)
+            .await
+            .is_ok_and(|holder| holder.cluster)
     }
 }
 
@@ -231,6 +261,8 @@ pub(crate) struct Peer {
     /// The identity the provider resolved; or none, and calls need an `auth_token` — the
     /// sentence says why.
     identity: Result<Arc<Identity>, String>,
+    /// The fingerprint of the key the connection proved, if it proved one.
+    key: Option<String>,
     /// The address it connects from.
     address: Option<IpAddr>,
     /// Whether it proved who it is: its credential resolved, or since then the

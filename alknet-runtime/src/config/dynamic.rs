@@ -11,7 +11,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::ForwardingPolicy;
-use crate::Identity;
+use crate::{Identity, KeyHolder};
 
 /// Keys, peers, forwarding policy and rate limits: everything a reload may change.
 ///
@@ -25,8 +25,9 @@ pub struct DynamicConfig {
     pub token_window: Duration,
     /// API keys, by their SHA-256 hashes.
     pub api_keys: Vec<ApiKeyEntry>,
-    /// Public keys by fingerprint (`ed25519:<hex>`).
-    pub public_keys: HashMap<String, Arc<Identity>>,
+    /// Public keys by fingerprint (`ed25519:<hex>`): who holds each, and whether it is a
+    /// cluster node (`cluster = true`).
+    pub public_keys: HashMap<String, KeyHolder>,
     /// The keys that sign tokens, by key id.
     pub token_keys: HashMap<String, TokenKey>,
     /// The nodes this node knows.

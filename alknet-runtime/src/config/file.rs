@@ -20,7 +20,7 @@ use super::{
     StaticConfig,
 };
 use crate::encoding::from_hex;
-use crate::{Identity, ResourceGrant};
+use crate::{Identity, KeyHolder, ResourceGrant};
 
 /// Parse and validate a whole file. `origin` names it in errors.
 pub(crate) fn parse(
@@ -61,6 +61,7 @@ struct File {
     http: HttpSettings,
     #[serde(default)]
     call: CallSettings,
+    irpc: IrpcSettings,
     #[serde(default)]
     auth: AuthSection,
     #[serde(default)]
@@ -171,6 +172,18 @@ pub struct CallSettings {
     pub handshake_timeout_ms: Option<NonZeroU64>,
 }
 
+/// The irpc listener's limits; an absent setting keeps the listener's default.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IrpcSettings {
+    /// The largest request accepted, in bytes (default 16 MiB); a larger one is refused
+    /// with `RESOURCE_EXHAUSTED` before it is read.
+    pub max_request_bytes: Option<NonZeroU64>,
+    /// How many requests one connection may have in flight at once (default 1024): QUIC's
+    /// stream limit, so a peer's further requests wait until one of them is done.
+    pub max_concurrent_streams: Option<NonZeroU32>,
+}
+
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NodeSection {
@@ -279,6 +292,8 @@ struct PublicKeyFile {
     scopes: Vec<Name>,
     #[serde(default)]
     resources: Vec<Grant>,
+    #[serde(default)]
+    cluster: bool,
 }
 
 #[derive(Deserialize)]
@@ -554,6 +569,7 @@ impl File {
             dns_zone: self.dns.zone.0,
             http: self.http,
             call: self.call,
+            irpc: self.irpc,
         };
         let dynamic = DynamicConfig {
             generation: 0,
@@ -576,10 +592,11 @@ impl File {
                 .into_iter()
                 .map(|key| {
                     let key = key.into_inner();
-                    (
-                        key.fingerprint.0,
-                        identity(key.identity, key.scopes, key.resources),
-                    )
+                    let holder = KeyHolder {
+                        identity: identity(key.identity, key.scopes, key.resources),
+                        cluster: key.cluster,
+                    };
+                    (key.fingerprint.0, holder)
                 })
                 .collect(),
             token_keys: self

@@ -29,7 +29,7 @@ pub(crate) mod time;
 pub use dynamic::{
     ApiKeyEntry, DynamicConfig, Peer, ProxyHeader, ProxyNetwork, Rate, RateLimits, TokenKey,
 };
-pub use file::{CallSettings, HttpSettings, Listen};
+pub use file::{CallSettings, HttpSettings, IrpcSettings, Listen};
 pub use forwarding::{ForwardingAction, ForwardingPolicy, ForwardingRule};
 pub use service::{ConfigServiceImpl, ConfigSource, ConfigStatus, ReloadPart, ReloadReport};
 pub use time::parse_datetime;
@@ -41,7 +41,7 @@ pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
 pub const MAX_WORKER_THREADS: usize = 1024;
 
 /// Settings read once at start: listen addresses, the node's key, the DNS zone, the HTTP
-/// adapter's and the call protocol's limits.
+/// adapter's, the call protocol's and the irpc listener's limits.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct StaticConfig {
     /// Where each transport listens.
@@ -58,6 +58,8 @@ pub struct StaticConfig {
     pub http: HttpSettings,
     /// The call protocol's limits.
     pub call: CallSettings,
+    /// The irpc listener's limits.
+    pub irpc: IrpcSettings,
 }
 
 /// Why a configuration was refused: where, on which line, and what is wrong.

@@ -1,8 +1,10 @@
 //! Serving irpc actors to other nodes over QUIC, secure by default: every connection must
-//! present an allow-listed key before a single request is read.
+//! present an allow-listed key before a single request is read, and what each request may
+//! do follows from that key (SPEC §5): a cluster node's calls run as the identities it
+//! asserts, anyone else's as the key's own identity, as an outside caller.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use futures::FutureExt;
@@ -11,9 +13,9 @@ use irpc::channel::oneshot;
 use irpc::rpc::noq;
 use irpc::util::AsyncReadVarintExt;
 
-use super::{Actor, IrpcProtocol};
+use super::{Actor, IrpcPeer, IrpcProtocol};
 use crate::quic::{NodeIdentity, QuicConfig, peer_fingerprint, server_endpoint};
-use crate::{CallError, Credential, IdentityProvider, OperationEnv, Protocol};
+use crate::{CallError, IdentityProvider, OperationEnv, Protocol};
 
 /// The ALPN of protocol `P`'s irpc service: one per namespace, so one listener can serve
 /// several services and a connection names the one it wants.
@@ -34,6 +36,7 @@ mod close {
 pub struct IrpcLimits {
     /// The largest request accepted, in bytes (16 MiB by default). A larger one is refused
     /// with `RESOURCE_EXHAUSTED` before it is read; the connection's other calls carry on.
+    /// A request's buffer grows with the bytes that arrive, never with the size it promised.
     pub max_request_size: u64,
 }
 
@@ -45,8 +48,11 @@ impl Default for IrpcLimits {
     }
 }
 
-type StreamServer =
-    Arc<dyn Fn(noq::RecvStream, noq::SendStream) -> BoxFuture<'static, ()> + Send + Sync>;
+type StreamServer = Arc<
+    dyn Fn(Arc<Connected>, noq::RecvStream, noq::SendStream) -> BoxFuture<'static, ()>
+        + Send
+        + Sync,
+>;
 
 /// Chooses what an [`IrpcListener`] serves.
 ///
@@ -59,7 +65,8 @@ type StreamServer =
 ///
 /// # async fn demo(head_node_key: String) -> Result<(), alknet_runtime::CallError> {
 /// let env = OperationEnv::builder().local(EchoProtocol::local(EchoService::default())).build().unwrap();
-/// let peers = StaticIdentities::new().with_key(head_node_key, Identity::new("node:head"));
+/// // The head node admitted its callers: its requests run as the identities they carry.
+/// let peers = StaticIdentities::new().with_cluster_key(head_node_key, Identity::new("node:head"));
 /// let listener = IrpcListener::builder(env, Arc::new(peers))
 ///     .serve::<EchoProtocol>()?
 ///     .bind("127.0.0.1:0".parse().unwrap(), &NodeIdentity::generate()?, QuicConfig::default())?;
@@ -86,7 +93,9 @@ impl IrpcListenerBuilder {
         let limit = self.limits.max_request_size;
         self.services.insert(
             alpn::<P>(),
-            Arc::new(move |recv, send| Box::pin(serve_stream(actor.clone(), recv, send, limit))),
+            Arc::new(move |peer, recv, send| {
+                Box::pin(serve_stream(actor.clone(), peer, recv, send, limit))
+            }),
         );
         Ok(self)
     }
@@ -128,6 +137,8 @@ pub struct IrpcListener {
 
 impl IrpcListener {
     /// Serve `env`'s namespaces to the peers `identities` allows (by key fingerprint).
+    /// [`IdentityProvider::resolve_key`] decides, for every request, whether its sender is
+    /// a cluster node; only `env`'s policy governs the requests of other keys.
     pub fn builder(
         env: OperationEnv,
         identities: Arc<dyn IdentityProvider>,
@@ -186,15 +197,26 @@ async fn accept(
             };
             let allowed = match peer_fingerprint(&connection) {
                 Ok(fingerprint) => identities
-                    .resolve(Credential::KeyFingerprint(&fingerprint))
+                    .resolve_key(&fingerprint)
                     .await
-                    .map(|identity| (fingerprint, identity)),
+                    .map(|holder| (fingerprint, holder)),
                 Err(err) => Err(err),
             };
             match allowed {
-                Ok((fingerprint, identity)) => {
-                    tracing::debug!(%peer, %fingerprint, identity = %identity.id, "irpc peer connected");
-                    serve_connection(connection, server).await;
+                Ok((fingerprint, holder)) => {
+                    tracing::debug!(
+                        %peer,
+                        %fingerprint,
+                        identity = %holder.identity.id,
+                        cluster = holder.cluster,
+                        "irpc peer connected"
+                    );
+                    let connected = Arc::new(Connected {
+                        fingerprint,
+                        address: peer.ip(),
+                        identities,
+                    });
+                    serve_connection(connection, connected, server).await;
                 }
                 Err(err) => {
                     tracing::warn!(%peer, reason = %err.message, "refused an irpc peer");
@@ -213,25 +235,55 @@ fn negotiated(connection: &noq::Connection) -> Option<Vec<u8>> {
         .protocol
 }
 
+/// A connection's peer: its key, asked about again for every request, so that a reload
+/// that removes the key or changes whether it is a cluster node applies to the next one.
+struct Connected {
+    fingerprint: String,
+    address: IpAddr,
+    identities: Arc<dyn IdentityProvider>,
+}
+
+impl Connected {
+    async fn peer(&self) -> Result<IrpcPeer, CallError> {
+        let holder = self.identities.resolve_key(&self.fingerprint).await?;
+        Ok(IrpcPeer::new(holder, self.address))
+    }
+}
+
 /// Requests on a connection run concurrently: each is polled once here, and one that has
-/// to wait (for its bytes, its handler, or the peer) continues on a task of its own.
-async fn serve_connection(connection: noq::Connection, server: StreamServer) {
+/// to wait (for its bytes, its handler, or the peer) continues on a task of its own. How
+/// many run at once is QUIC's stream limit (`QuicConfig::max_concurrent_streams`): a peer
+/// cannot open a stream beyond it until one of its others is done.
+async fn serve_connection(
+    connection: noq::Connection,
+    connected: Arc<Connected>,
+    server: StreamServer,
+) {
     while let Ok((send, recv)) = connection.accept_bi().await {
-        let mut serving = server(recv, send);
+        let mut serving = server(connected.clone(), recv, send);
         if futures::poll!(&mut serving).is_pending() {
             tokio::spawn(serving);
         }
     }
 }
 
-/// Read one request, within the limit, and serve it; a request that is too large or does
-/// not decode is answered with an error on its own stream.
+/// Read one request, within the limit, and serve it as its sender may; a request that is
+/// too large or does not decode, or whose sender's key is no longer allowed, is answered
+/// with an error on its own stream.
 async fn serve_stream<P: IrpcProtocol>(
     actor: Arc<Actor<P>>,
+    connected: Arc<Connected>,
     mut recv: noq::RecvStream,
     send: noq::SendStream,
     limit: u64,
 ) {
+    let peer = match connected.peer().await {
+        Ok(peer) => peer,
+        Err(err) => {
+            let _ = recv.stop(close::UNAUTHENTICATED.into());
+            return refuse(send, err).await;
+        }
+    };
     let size = match recv.read_varint_u64().await {
         Ok(Some(size)) => size,
         Ok(None) => return,
@@ -250,19 +302,15 @@ async fn serve_stream<P: IrpcProtocol>(
         ));
         return refuse(send, err).await;
     }
-    let mut request = vec![0; size as usize];
-    if let Err(err) = recv.read_exact(&mut request).await {
-        return refuse(
-            send,
-            CallError::invalid_input(format!("the request ended early: {err}")),
-        )
-        .await;
-    }
+    let request = match read_request(&mut recv, size as usize).await {
+        Ok(request) => request,
+        Err(err) => return refuse(send, err).await,
+    };
     // The caller finishes its side with the request: taking that end now lets the receive
     // side drop without a lock (and without a STOP_SENDING).
     let _ = recv.read(&mut [0; 1]).now_or_never();
     match postcard::from_bytes::<P::Rpc>(&request) {
-        Ok(request) => P::serve_remote(request, send, &actor).await,
+        Ok(request) => P::serve_remote(request, send, &actor, peer).await,
         Err(err) => {
             refuse(
                 send,
@@ -274,6 +322,28 @@ async fn serve_stream<P: IrpcProtocol>(
             .await
         }
     }
+}
+
+/// Read the `size` bytes of a request as they arrive: the buffer holds what came, never
+/// what was promised, so a peer that promises much and sends little costs little.
+async fn read_request(recv: &mut noq::RecvStream, size: usize) -> Result<Vec<u8>, CallError> {
+    let mut request = Vec::new();
+    while request.len() < size {
+        let chunk = recv
+            .read_chunk(size - request.len())
+            .await
+            .map_err(|err| {
+                CallError::invalid_input(format!("the request could not be read: {err}"))
+            })?
+            .ok_or_else(|| {
+                CallError::invalid_input(format!(
+                    "the request ended early: {} of the {size} bytes it announced arrived",
+                    request.len()
+                ))
+            })?;
+        request.extend_from_slice(&chunk);
+    }
+    Ok(request)
 }
 
 /// Answer with an error. `Result<T, CallError>` encodes an `Err` the same whatever `T`, so

@@ -15,9 +15,12 @@
 //! # }
 //! ```
 
+use std::future::Future;
 use std::marker::PhantomData;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
@@ -33,8 +36,9 @@ pub use listener::{IrpcLimits, IrpcListener, IrpcListenerBuilder, alpn};
 use crate::env::output;
 use crate::quic::Turns;
 use crate::{
-    CallError, Dispatch, Identity, LocalService, Operation, OperationContext, OperationEnv,
-    Protocol, RequestId, ResponseStream,
+    CallError, Caller, Dispatch, Identity, ItemStream, KeyHolder, LocalService, Operation,
+    OperationContext, OperationEnv, Protocol, RequestId, ResponseStream, StreamingOperation,
+    UnaryOperation,
 };
 
 /// How many messages wait for the actor before senders wait too.
@@ -53,8 +57,12 @@ pub struct Call<R> {
 
 /// The parts of an [`OperationContext`] that travel with a call on the irpc path.
 ///
-/// The serving side trusts them: access was checked where the call entered the cluster,
-/// and a remote irpc peer is authenticated by an allow-listed key before any request is read.
+/// What the serving side believes of them depends on who sent them (SPEC §5). In-process,
+/// and from a peer whose key is a cluster node ([`KeyHolder::cluster`]), the call runs as
+/// `identity` (none: anonymous) with its `forwarded_for`, since it was admitted where it
+/// entered the cluster; access is checked again here all the same. From any other
+/// allow-listed key, `identity` and `forwarded_for` are ignored (and the ignoring logged):
+/// the call runs as the key's identity, an outside caller like any other.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CallMeta {
     /// The call's id: the serving side keeps it.
@@ -110,12 +118,53 @@ pub trait IrpcProtocol: Protocol {
         cx: &mut Context<'_>,
     );
 
-    /// Serve one request read from a QUIC stream, answering on `send`.
+    /// Serve one request that `peer` sent on a QUIC stream, answering on `send`.
     fn serve_remote(
         request: Self::Rpc,
         send: noq::SendStream,
         actor: &Actor<Self>,
+        peer: IrpcPeer,
     ) -> BoxFuture<'static, ()>;
+}
+
+/// Who sent a request to this node's irpc listener: the key the connection proved, as the
+/// identity provider knew it when the request arrived, and the address it came from.
+/// Generated code only passes it on.
+#[derive(Debug, Clone)]
+pub struct IrpcPeer {
+    holder: KeyHolder,
+    address: IpAddr,
+}
+
+impl IrpcPeer {
+    pub(crate) fn new(holder: KeyHolder, address: IpAddr) -> Self {
+        IrpcPeer { holder, address }
+    }
+
+    /// The outside caller a request of this peer runs as, with what it asserted in `meta`
+    /// set aside; `None` for a cluster node, whose assertions stand.
+    fn outside_caller<R: Operation>(&self, meta: &CallMeta) -> Option<Caller> {
+        if self.holder.cluster {
+            return None;
+        }
+        let own = &self.holder.identity;
+        let asserted = meta.identity.as_ref().filter(|asserted| asserted != &own);
+        if asserted.is_some() || meta.forwarded_for.is_some() {
+            tracing::warn!(
+                peer = %own.id,
+                address = %self.address,
+                operation = %format_args!("{}/{}", <R::Protocol as Protocol>::NAMESPACE, R::NAME),
+                asserted_identity = asserted.map(|identity| identity.id.as_str()),
+                asserted_forwarded_for = meta.forwarded_for.as_deref(),
+                "an irpc peer that is not a cluster node asserted who its call is for; the call runs as the peer's own key and the assertion is ignored"
+            );
+        }
+        let mut caller = Caller::new().identity(own.clone()).peer_addr(self.address);
+        if let Some(ms) = meta.timeout_ms {
+            caller = caller.timeout(Duration::from_millis(ms));
+        }
+        Some(caller)
+    }
 }
 
 /// Serve `P`'s namespace of `env` as an irpc actor: a task that runs requests concurrently
@@ -222,14 +271,19 @@ impl<P: IrpcProtocol> Actor<P> {
         };
     }
 
-    /// Serve a query or mutation that arrived on a QUIC stream; a caller that stops the
-    /// stream cancels the handler.
-    pub fn unary_remote<R>(&self, call: Call<R>, send: noq::SendStream) -> BoxFuture<'static, ()>
+    /// Serve a query or mutation that `peer` sent on a QUIC stream; a caller that stops
+    /// the stream cancels the handler.
+    pub fn unary_remote<R>(
+        &self,
+        call: Call<R>,
+        send: noq::SendStream,
+        peer: IrpcPeer,
+    ) -> BoxFuture<'static, ()>
     where
-        R: Operation<Protocol = P>,
+        R: UnaryOperation<Protocol = P>,
         Result<R::Output, CallError>: irpc::RpcMessage,
     {
-        let call = serve_unary::<P, R>(self.env.clone(), self.service, call);
+        let call = serve_unary::<P, R>(self.env.clone(), self.service, call, peer);
         Box::pin(async move {
             let mut call = std::pin::pin!(call);
             // A call that is done at its first poll never watches the caller: no
@@ -260,19 +314,31 @@ impl<P: IrpcProtocol> Actor<P> {
         }
     }
 
-    /// Serve a subscription that arrived on a QUIC stream.
+    /// Serve a subscription that `peer` sent on a QUIC stream.
     pub fn streaming_remote<R>(
         &self,
         call: Call<R>,
         send: noq::SendStream,
+        peer: IrpcPeer,
     ) -> BoxFuture<'static, ()>
     where
-        R: Operation<Protocol = P>,
+        R: StreamingOperation<Protocol = P>,
         Result<R::Output, CallError>: irpc::RpcMessage,
     {
-        self.stream_into(call, mpsc::Sender::from(send))
+        let tx = mpsc::Sender::from(send);
+        match peer.outside_caller::<R>(&call.meta) {
+            None => self.stream_into(call, tx),
+            Some(caller) => {
+                let env = self.env.with_caller(caller);
+                Box::pin(send_items(
+                    async move { env.stream(call.request).await },
+                    tx,
+                ))
+            }
+        }
     }
 
+    /// Run a subscription under the context its caller sent, its items sent on `tx`.
     fn stream_into<R>(
         &self,
         call: Call<R>,
@@ -282,48 +348,69 @@ impl<P: IrpcProtocol> Actor<P> {
         R: Operation<Protocol = P>,
     {
         let (env, service) = (self.env.clone(), self.service);
-        Box::pin(async move {
-            let Call { meta, request } = call;
-            let items = tokio::select! {
-                _ = tx.closed() => return,
-                items = env.serve_subscription::<P>(service, meta, R::INDEX, request.into()) => items,
-            };
-            let mut items = match items {
-                Ok(items) => items,
-                Err(err) => {
-                    let _ = tx.send(Err(err)).await;
-                    return;
-                }
-            };
-            loop {
-                let item = tokio::select! {
-                    _ = tx.closed() => return,
-                    item = items.next() => item,
-                };
-                let Some(item) = item else { return };
-                let item = output::<R>(item);
-                let last = item.is_err();
-                if tx.send(item).await.is_err() || last {
-                    return;
-                }
-            }
-        })
+        let Call { meta, request } = call;
+        Box::pin(send_items(
+            async move {
+                let items = env
+                    .serve_subscription::<P>(service, meta, R::INDEX, request.into())
+                    .await?;
+                Ok(items.map(output::<R>).boxed())
+            },
+            tx,
+        ))
     }
 }
 
-/// Run a query or mutation that reached the actor, under the context its caller sent.
+/// Send a subscription's items on `tx` as they come, until it ends, fails (the error is
+/// its last item), or the consumer goes away (which stops the producer).
+async fn send_items<T: Send + Sync + 'static>(
+    items: impl Future<Output = Result<ItemStream<T>, CallError>>,
+    tx: mpsc::Sender<Result<T, CallError>>,
+) {
+    let items = tokio::select! {
+        _ = tx.closed() => return,
+        items = items => items,
+    };
+    let mut items = match items {
+        Ok(items) => items,
+        Err(err) => {
+            let _ = tx.send(Err(err)).await;
+            return;
+        }
+    };
+    loop {
+        let item = tokio::select! {
+            _ = tx.closed() => return,
+            item = items.next() => item,
+        };
+        let Some(item) = item else { return };
+        let last = item.is_err();
+        if tx.send(item).await.is_err() || last {
+            return;
+        }
+    }
+}
+
+/// Run a query or mutation that `peer` sent: under the context it sent if it is a cluster
+/// node, else as an outside caller of this node.
 async fn serve_unary<P, R>(
     env: OperationEnv,
     service: usize,
     call: Call<R>,
+    peer: IrpcPeer,
 ) -> Result<R::Output, CallError>
 where
     P: IrpcProtocol,
-    R: Operation<Protocol = P>,
+    R: UnaryOperation<Protocol = P>,
 {
     let Call { meta, request } = call;
-    let served = env.serve_call::<P>(service, meta, R::INDEX, request.into())?;
-    output::<R>(served.finish().await)
+    match peer.outside_caller::<R>(&meta) {
+        None => {
+            let served = env.serve_call::<P>(service, meta, R::INDEX, request.into())?;
+            output::<R>(served.finish().await)
+        }
+        Some(caller) => env.with_caller(caller).call(request).await,
+    }
 }
 
 /// Answer an in-process request on its channel `tx`.

@@ -1,11 +1,18 @@
 //! `auth`: verifies credentials against the node's configuration and answers access
 //! questions (SPEC §11).
 //!
+//! Who may ask: the operations that check a credential (`verify_pubkey`, `verify_token`,
+//! `verify_api_key`) answer with the full identity a valid credential proves, or why one is
+//! not valid (naming an expired key's id), so only trusted callers may ask — those holding
+//! `auth:verify` (or `auth:admin`), such as a gateway node's key. Anyone may ask about
+//! themselves: `whoami` and `check_access` answer only for the caller's own identity, and
+//! tell it no more than calling the operation would.
+//!
 //! ```
 //! use std::sync::Arc;
 //! use alknet_auth::{AuthClient, AuthProtocol, AuthService};
-//! use alknet_runtime::OperationEnv;
 //! use alknet_runtime::config::ConfigServiceImpl;
+//! use alknet_runtime::{Caller, Identity, OperationEnv, codes};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! let config = Arc::new(ConfigServiceImpl::embedded());
@@ -13,8 +20,13 @@
 //!     .local(AuthProtocol::local(AuthService::new(config)))
 //!     .build()
 //!     .unwrap();
-//! let auth = AuthClient::new(env);
+//! let auth = AuthClient::new(env.clone());
 //! assert_eq!(auth.whoami().await.unwrap(), None);
+//! let err = auth.verify_api_key("alk_nope".into()).await.unwrap_err();
+//! assert_eq!(err.code, codes::UNAUTHENTICATED);
+//!
+//! let gateway = Identity::new("node:gateway").with_scopes(["auth:verify"]);
+//! let auth = AuthClient::new(env.with_caller(Caller::new().identity(gateway)));
 //! let answer = auth.verify_api_key("alk_nope".into()).await.unwrap();
 //! assert!(!answer.valid);
 //! # }
@@ -54,7 +66,7 @@ pub struct AccessDecision {
 }
 
 /// Verifies identities and answers access questions.
-#[alk_service(namespace = "auth", version = "1.0.0")]
+#[alk_service(namespace = "auth", version = "2.0.0")]
 pub enum AuthProtocol {
     /// Resolve an Ed25519 public key to the identity configured for it. Give the raw key in
     /// hex (`public_key`) or its fingerprint (`ed25519:<hex>`). The key holder is not
@@ -69,21 +81,24 @@ pub enum AuthProtocol {
         public_key: Option<String>,
     },
 
-    /// Check a signed token (`alkt1.<key id>.<unix seconds>.<signature>`).
-    #[alk_operation(query, output = AuthResult)]
+    /// Check a signed token (`alkt1.<key id>.<unix seconds>.<signature>`). The answer
+    /// carries the identity the token proves, so only trusted callers may ask.
+    #[alk_operation(query, output = AuthResult, any_scopes = ["auth:verify", "auth:admin"])]
     VerifyToken {
         /// The token.
         token: String,
     },
 
-    /// Check an API key (`alk_…`).
-    #[alk_operation(query, output = AuthResult)]
+    /// Check an API key (`alk_…`). The answer carries the identity the key proves (or the
+    /// id of a key that expired), so only trusted callers may ask.
+    #[alk_operation(query, output = AuthResult, any_scopes = ["auth:verify", "auth:admin"])]
     VerifyApiKey {
         /// The key.
         key: String,
     },
 
     /// Whether the caller may call an operation, and if not, the code the call would get.
+    /// It answers for the caller's own identity only, so anyone may ask.
     #[alk_operation(query, output = AccessDecision)]
     CheckAccess {
         /// The operation, `namespace/operation`.

@@ -70,13 +70,34 @@ async fn verifies_credentials_answers_access_questions_and_reloads_keys_on_every
             let admin = env.with_caller(
                 Caller::new().identity(Identity::new("user:ops").with_scopes(["auth:admin"])),
             );
+            let verifier = env.with_caller(
+                Caller::new().identity(Identity::new("node:gateway").with_scopes(["auth:verify"])),
+            );
 
-            let ok = env
+            // Checking a credential answers with its identity: anonymous callers, and
+            // callers without `auth:verify`, may not ask.
+            let who = Caller::new().identity(Identity::new("user:nobody"));
+            for (caller, code) in [
+                (env.clone(), codes::UNAUTHENTICATED),
+                (env.with_caller(who), codes::FORBIDDEN),
+            ] {
+                for (operation, input) in [
+                    ("verify_api_key", json!({"key": KEY})),
+                    ("verify_token", json!({"token": token})),
+                    ("verify_pubkey", json!({"public_key": "09".repeat(32)})),
+                ] {
+                    let refused = caller.invoke("auth", operation, input).await;
+                    assert_eq!(error_code(&refused), code, "{operation}");
+                    seen.push(refused);
+                }
+            }
+
+            let ok = verifier
                 .invoke("auth", "verify_api_key", json!({"key": KEY}))
                 .await;
             assert_eq!(output(&ok)["identity"]["id"], "svc:app");
             seen.push(ok);
-            let bad = env
+            let bad = verifier
                 .invoke("auth", "verify_api_key", json!({"key": "alk_"}))
                 .await;
             assert_eq!(output(&bad)["valid"], false);
@@ -88,12 +109,12 @@ async fn verifies_credentials_answers_access_questions_and_reloads_keys_on_every
             );
             seen.push(bad);
 
-            let ok = env
+            let ok = verifier
                 .invoke("auth", "verify_token", json!({"token": token}))
                 .await;
             assert_eq!(output(&ok)["identity"]["id"], "user:deploy");
             seen.push(ok);
-            let mut late = env
+            let mut late = verifier
                 .invoke("auth", "verify_token", json!({"token": stale}))
                 .await;
             assert!(
@@ -109,12 +130,7 @@ async fn verifies_credentials_answers_access_questions_and_reloads_keys_on_every
             }
             seen.push(late);
 
-            // verify_pubkey needs a trusted caller, then takes a fingerprint or the key.
-            let anonymous = env
-                .invoke("auth", "verify_pubkey", json!({"public_key": "00"}))
-                .await;
-            assert_eq!(error_code(&anonymous), codes::UNAUTHENTICATED);
-            seen.push(anonymous);
+            // verify_pubkey takes a fingerprint or the key.
             let by_key = admin
                 .invoke(
                     "auth",
@@ -166,7 +182,7 @@ async fn verifies_credentials_answers_access_questions_and_reloads_keys_on_every
             let reloaded = admin.invoke("auth", "reload_keys", json!(null)).await;
             assert_eq!(output(&reloaded)["changed"], json!(["api_keys"]));
             seen.push(reloaded);
-            let after = env
+            let after = admin
                 .invoke("auth", "verify_api_key", json!({"key": KEY}))
                 .await;
             assert_eq!(output(&after)["identity"]["scopes"], json!([]));

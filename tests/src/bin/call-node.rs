@@ -2,14 +2,16 @@
 //!
 //! ```text
 //! call-node --key FILE [--serve echo,gate,front] [--allow FINGERPRINT=ID[#SCOPE,..]]
-//!           [--token TOKEN=ID[#SCOPE,..]] [--peer NAME=ADDR@FINGERPRINT] [--route NS=NAME]
-//!           [--max-frame BYTES] [--unauthenticated-max-frame BYTES] [--limit NAME=VALUE] [--ws]
+//!           [--cluster FINGERPRINT=ID[#SCOPE,..]] [--token TOKEN=ID[#SCOPE,..]]
+//!           [--peer NAME=ADDR@FINGERPRINT] [--route NS=NAME] [--max-frame BYTES]
+//!           [--unauthenticated-max-frame BYTES] [--limit NAME=VALUE] [--ws]
 //! ```
 //!
-//! `--limit` sets a field of `CallConfig`: `unauthenticated_max_concurrent_calls`,
-//! `connection_buffer`, `endpoint_buffer`, `unauthenticated_buffer`, `max_connections`,
-//! `max_connections_per_address`, `idle_timeout_ms` (the keep-alive a quarter of it) or
-//! `handshake_timeout_ms`.
+//! `--allow` admits an outside caller's key, `--cluster` a cluster node's (whose
+//! `forwarded_for` is believed). `--limit` sets a field of `CallConfig`:
+//! `unauthenticated_max_concurrent_calls`, `connection_buffer`, `endpoint_buffer`,
+//! `unauthenticated_buffer`, `max_connections`, `max_connections_per_address`,
+//! `idle_timeout_ms` (the keep-alive a quarter of it) or `handshake_timeout_ms`.
 //!
 //! Prints `listening <addr> <fingerprint>` (and `ws <addr>` with `--ws`) once it serves,
 //! then runs until killed.
@@ -59,6 +61,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let arg = value();
                 let (fingerprint, who) = pair(&arg);
                 identities = identities.with_key(fingerprint, identity(who));
+            }
+            "--cluster" => {
+                let arg = value();
+                let (fingerprint, who) = pair(&arg);
+                identities = identities.with_cluster_key(fingerprint, identity(who));
             }
             "--token" => {
                 let arg = value();
