@@ -61,6 +61,7 @@ struct File {
     http: HttpSettings,
     #[serde(default)]
     call: CallSettings,
+    #[serde(default)]
     irpc: IrpcSettings,
     #[serde(default)]
     auth: AuthSection,
