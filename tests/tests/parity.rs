@@ -67,6 +67,8 @@ fn cases() -> Vec<Case> {
         case("served", json!({})),
         case("ticks", json!({"count": 2})),
         case("ticks", json!({"count": "x"})),
+        case("blobs", json!({"count": 2, "size": 3})),
+        case("blobs", json!({"count": 1, "size": 4_194_305})),
     ]
 }
 
