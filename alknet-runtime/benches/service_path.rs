@@ -49,7 +49,7 @@ fn over_quic() -> (IrpcListener, OperationEnv) {
     )
     .unwrap();
     let env = OperationEnv::builder()
-        .service(EchoProtocol::service(echo))
+        .local(EchoProtocol::service(echo))
         .build()
         .unwrap();
     (listener, env)
@@ -66,7 +66,7 @@ fn in_process(c: &mut Criterion) {
         .unwrap();
     let (inline, concurrent, env) = runtime.block_on(async {
         let env = OperationEnv::builder()
-            .service(EchoProtocol::service(EchoProtocol::spawn(
+            .local(EchoProtocol::service(EchoProtocol::spawn(
                 EchoService::default(),
             )))
             .build()

@@ -18,8 +18,8 @@ use crate::config::{ProxyHeader, RateLimits};
 /// to its left can be trusted. Without trusted proxies no header is looked at.
 pub(crate) fn resolve(env: &OperationEnv, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
     let peer = peer.to_canonical();
-    match env.policy() {
-        Some(policy) => behind_proxies(&policy.config().rate_limits, peer, headers),
+    match env.config() {
+        Some(config) => behind_proxies(&config.rate_limits, peer, headers),
         None => peer,
     }
 }

@@ -8,8 +8,46 @@ use serde_json::{Map, Value};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::drain::InFlight;
 use crate::env::{EnvShared, Origin};
 use crate::{Identity, OperationEnv, OperationSpec, RequestId, ServiceSpec};
+
+/// The parts of an [`OperationContext`] that travel with a call admitted in one place and
+/// served in another (the irpc path carries it with every request), and that
+/// [`TypedEntry`](crate::TypedEntry) adopts on the serving side.
+///
+/// What the serving side believes of them depends on who sent them. In-process, and from
+/// a peer whose key is a cluster node ([`KeyHolder::cluster`](crate::KeyHolder::cluster)),
+/// the call runs as `identity` (none: anonymous) with its `forwarded_for`, since it was
+/// admitted where it entered the cluster; access is checked again all the same. A
+/// transport serving any other peer ignores both and calls as that peer, an outside
+/// caller like any other.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct CallMeta {
+    /// The call's id: the serving side keeps it.
+    pub request_id: RequestId,
+    /// The id of the call that made this one, for a nested call.
+    pub parent_request_id: Option<RequestId>,
+    /// The identity the call runs with; in-process, the caller's own, shared.
+    pub identity: Option<Arc<Identity>>,
+    /// Who the call was forwarded for (audit only).
+    pub forwarded_for: Option<Arc<str>>,
+    /// How long the call had left when it was sent, in milliseconds.
+    pub timeout_ms: Option<u64>,
+}
+
+impl CallMeta {
+    /// What of `ctx` travels.
+    pub fn of(ctx: &OperationContext) -> Self {
+        CallMeta {
+            request_id: ctx.request_id(),
+            parent_request_id: ctx.parent_request_id(),
+            identity: ctx.identity_arc(),
+            forwarded_for: ctx.forwarded_for_arc(),
+            timeout_ms: ctx.remaining().map(|d| d.as_millis() as u64),
+        }
+    }
+}
 
 /// The context of one call, handed to its handler.
 ///
@@ -45,6 +83,9 @@ struct ContextInner {
     cancellation: OnceLock<CancellationToken>,
     /// Set when the call ends, so a token made after that is born cancelled.
     ended: AtomicBool,
+    /// An outside call of an env with a [`Drain`](crate::Drain): counted until the context
+    /// is gone.
+    in_flight: Option<InFlight>,
 }
 
 /// The parts of a new context that depend on who is calling.
@@ -56,6 +97,7 @@ pub(crate) struct ContextParts {
     pub(crate) forwarded_for: Option<Arc<str>>,
     pub(crate) metadata: Option<Arc<Map<String, Value>>>,
     pub(crate) deadline: Option<Instant>,
+    pub(crate) in_flight: Option<InFlight>,
 }
 
 impl OperationContext {
@@ -78,6 +120,7 @@ impl OperationContext {
             deadline: parts.deadline,
             cancellation: OnceLock::new(),
             ended: AtomicBool::new(false),
+            in_flight: parts.in_flight,
         }))
     }
 
@@ -145,8 +188,20 @@ impl OperationContext {
         self.0.parent.as_ref()
     }
 
+    /// Cancelled when the env's drain cuts the calls still running; only outside calls
+    /// have one (a nested call ends with its parent).
+    pub(crate) fn cut_token(&self) -> Option<&CancellationToken> {
+        self.0.in_flight.as_ref().map(InFlight::cut_token)
+    }
+
     pub(crate) fn service_index(&self) -> usize {
         self.0.service
+    }
+
+    /// The operation's position in its service's operations (declaration order): what a
+    /// [`DispatchPath`](crate::DispatchPath) that keeps one target per operation indexes.
+    pub fn operation_index(&self) -> usize {
+        self.0.operation
     }
 
     /// When the call must be done, if it has a deadline.

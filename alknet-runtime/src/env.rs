@@ -17,12 +17,17 @@ use rustc_hash::FxHashMap;
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 
+use arc_swap::ArcSwap;
+
+use crate::admission::{Admission, AdmissionSteps, Admit, Admitting};
+use crate::config::DynamicConfig;
 use crate::context::ContextParts;
-use crate::policy::{Admitting, Forward, NodePolicy, Route};
-use crate::service::{Backend, TypedBackend};
+use crate::drain::{Drain, cut_off};
+use crate::service::{TypedPath, ValueStream};
 use crate::{
-    CallError, Identity, ItemStream, LocalService, Operation, OperationContext, OperationSpec,
-    Protocol, RequestId, ResponseEnvelope, ServiceSpec, StreamingOperation, UnaryOperation,
+    CallError, CallMeta, DispatchPath, Identity, ItemStream, LocalService, Operation,
+    OperationContext, OperationSpec, Protocol, RequestId, ResponseEnvelope, ResponseStream,
+    ServiceSpec, StreamingOperation, UnaryOperation,
 };
 
 /// Namespaces the runtime keeps for its own operations.
@@ -121,8 +126,8 @@ impl Caller {
 
     /// Who the call was forwarded for (audit only): set by the call protocol when another
     /// node forwards a call. A forwarded call is never forwarded again
-    /// ([`NodePolicy`](crate::NodePolicy)), so an adapter sets it only for a peer whose key
-    /// is a cluster node ([`KeyHolder::cluster`](crate::KeyHolder::cluster)) — never for
+    /// ([`Admitting::forwarded_for`](crate::Admitting::forwarded_for)), so an adapter sets
+    /// it only for a peer whose key is a cluster node ([`KeyHolder::cluster`](crate::KeyHolder::cluster)) — never for
     /// what an outside caller claims.
     pub fn forwarded_for(mut self, forwarded_for: impl Into<String>) -> Self {
         self.forwarded_for = Some(forwarded_for.into());
@@ -150,15 +155,17 @@ impl Caller {
 pub(crate) struct EnvShared {
     pub(crate) services: Vec<ServiceEntry>,
     by_namespace: FxHashMap<String, usize>,
-    /// Admits outside calls: forwarding policy and rate limits.
-    policy: Option<NodePolicy>,
+    /// Admit outside calls, in order: forwarding policy, rate limits, the user's own.
+    admission: AdmissionSteps,
+    config: Option<Arc<ArcSwap<DynamicConfig>>>,
+    drain: Option<Drain>,
 }
 
 pub(crate) struct ServiceEntry {
     pub(crate) spec: ServiceSpec,
     authority: Option<Arc<Identity>>,
     by_name: FxHashMap<String, usize>,
-    pub(crate) backend: Arc<dyn Backend>,
+    path: Arc<dyn DispatchPath>,
 }
 
 /// Why an [`OperationEnv`] could not be built.
@@ -168,8 +175,9 @@ pub enum BuildError {
     DuplicateNamespace(String),
     /// A service used a namespace the runtime keeps for itself.
     ReservedNamespace(String),
-    /// A namespace could not be routed to a remote node.
-    Route {
+    /// A namespace could not be mounted on the path asked for (a route to a node that is
+    /// not mounted, a peer that does not serve it).
+    Mount {
         /// The namespace.
         namespace: String,
         /// Why.
@@ -192,8 +200,8 @@ impl fmt::Display for BuildError {
                     "the namespace `{ns}` is reserved for the runtime's own operations"
                 )
             }
-            BuildError::Route { namespace, reason } => {
-                write!(f, "cannot route `{namespace}`: {reason}")
+            BuildError::Mount { namespace, reason } => {
+                write!(f, "cannot mount `{namespace}`: {reason}")
             }
         }
     }
@@ -201,39 +209,34 @@ impl fmt::Display for BuildError {
 
 impl std::error::Error for BuildError {}
 
-/// Assembles an [`OperationEnv`]: which path serves each namespace.
+/// Assembles an [`OperationEnv`]: which path serves each namespace, and the admission
+/// steps outside calls pass.
 #[derive(Default)]
 pub struct OperationEnvBuilder {
-    pub(crate) services: Vec<ServiceEntry>,
-    pub(crate) errors: Vec<BuildError>,
-    policy: Option<NodePolicy>,
+    services: Vec<ServiceEntry>,
+    errors: Vec<BuildError>,
+    admission: AdmissionSteps,
+    config: Option<Arc<ArcSwap<DynamicConfig>>>,
+    drain: Option<Drain>,
 }
 
 impl OperationEnvBuilder {
-    /// Serve a service in this process, with no serialization on the typed path.
-    pub fn local(mut self, service: LocalService) -> Self {
-        self.mount(service.spec, service.backend);
-        self
+    /// Serve a service in this process, with no serialization on the typed path. An irpc
+    /// client of a service (`XProtocol::service(client)`) is mounted the same way.
+    pub fn local(self, service: impl Into<LocalService>) -> Self {
+        let service = service.into();
+        self.mount_shared(service.spec, service.path)
     }
 
-    /// Reach a service through an irpc client: tokio channels to an actor in this process,
-    /// or postcard over QUIC to another node. Typed calls cross without JSON; `invoke`
-    /// converts at this boundary.
-    #[cfg(feature = "irpc")]
-    pub fn service(mut self, service: crate::service_path::IrpcService) -> Self {
-        self.mount(service.0.spec, service.0.backend);
-        self
+    /// Serve the namespace of `spec` along `path`: a dispatch path of your own (see
+    /// [`DispatchPath`]). The env checks access and admission against `spec`'s operations
+    /// before `path` is asked.
+    pub fn mount(self, spec: ServiceSpec, path: impl DispatchPath) -> Self {
+        self.mount_shared(spec, Arc::new(path))
     }
 
-    /// Admit every outside call with `policy` — the node's forwarding policy and rate
-    /// limits — after its identity and access are checked. Nested calls are not subject to
-    /// it. See [`NodePolicy`].
-    pub fn policy(mut self, policy: NodePolicy) -> Self {
-        self.policy = Some(policy);
-        self
-    }
-
-    pub(crate) fn mount(&mut self, spec: ServiceSpec, backend: Arc<dyn Backend>) {
+    /// [`mount`](Self::mount), for a path shared with other namespaces.
+    pub fn mount_shared(mut self, spec: ServiceSpec, path: Arc<dyn DispatchPath>) -> Self {
         if RESERVED_NAMESPACES.contains(&spec.namespace.as_str()) {
             self.errors
                 .push(BuildError::ReservedNamespace(spec.namespace.clone()));
@@ -256,8 +259,51 @@ impl OperationEnvBuilder {
             authority: spec.authority.clone().map(Arc::new),
             spec,
             by_name,
-            backend,
+            path,
         });
+        self
+    }
+
+    /// The path mounted on `namespace` so far, if it is a `T`: how one mount builds on
+    /// another (a route through a node mounted before).
+    pub fn mounted<T: DispatchPath>(&self, namespace: &str) -> Option<&T> {
+        let entry = self
+            .services
+            .iter()
+            .find(|entry| entry.spec.namespace == namespace)?;
+        let path: &dyn std::any::Any = &*entry.path;
+        path.downcast_ref::<T>()
+    }
+
+    /// Record a mistake found while mounting; [`build`](Self::build) reports it.
+    pub fn fail(mut self, error: BuildError) -> Self {
+        self.errors.push(error);
+        self
+    }
+
+    /// Run `step` for every outside call, after its identity and access are checked and
+    /// after the steps added before it. Nested calls are not subject to it. See
+    /// [`Admission`]; [`NodePolicy`](crate::NodePolicy) is the node's forwarding policy and
+    /// rate limits.
+    pub fn admission(mut self, step: impl Admission) -> Self {
+        self.admission.push(Arc::new(step));
+        self
+    }
+
+    /// The node's live dynamic configuration (the `Arc<ArcSwap<DynamicConfig>>` of
+    /// [`ConfigServiceImpl::shared`](crate::config::ConfigServiceImpl::shared)), for
+    /// adapters that read it per request: which proxies the HTTP adapter believes about
+    /// a client's address.
+    pub fn config(mut self, config: Arc<ArcSwap<DynamicConfig>>) -> Self {
+        self.config = Some(config);
+        self
+    }
+
+    /// Count outside calls (and calls adopted from other nodes) in flight on `drain`, so
+    /// that the node can stop gracefully: see [`Drain`].
+    pub fn drain(mut self, drain: Drain) -> Self {
+        self.drain = Some(drain);
+        self
     }
 
     /// Finish assembly. Fails on the first mistake found, such as a namespace mounted twice.
@@ -278,7 +324,9 @@ impl OperationEnvBuilder {
         let shared = Arc::new(EnvShared {
             services: self.services,
             by_namespace,
-            policy: self.policy,
+            admission: self.admission,
+            config: self.config,
+            drain: self.drain,
         });
         OperationEnv::from_parts(
             shared,
@@ -336,10 +384,10 @@ impl OperationEnv {
         self.services().flat_map(|s| s.operations.iter())
     }
 
-    /// The policy that admits this env's outside calls, if it has one.
-    #[cfg_attr(not(feature = "http"), allow(dead_code))]
-    pub(crate) fn policy(&self) -> Option<&NodePolicy> {
-        self.shared.policy.as_ref()
+    /// The live dynamic configuration the env was given
+    /// ([`OperationEnvBuilder::config`]), as it is now.
+    pub fn config(&self) -> Option<arc_swap::Guard<Arc<DynamicConfig>>> {
+        self.shared.config.as_ref().map(|config| config.load())
     }
 
     /// The spec of `namespace/operation`, if it is mounted.
@@ -369,7 +417,7 @@ impl OperationEnv {
         namespace: &str,
         operation: &str,
         input: Value,
-    ) -> Result<(EndOnDrop, BoxFuture<'_, Result<Value, CallError>>), CallError> {
+    ) -> Result<(EndOnDrop, BoxFuture<'static, Result<Value, CallError>>), CallError> {
         let (service, index) = self.resolve(namespace, operation)?;
         let entry = &self.shared.services[service];
         if entry.spec.operations[index].is_subscription() {
@@ -379,12 +427,12 @@ impl OperationEnv {
                 "subscribe to it",
             ));
         }
-        let (ctx, route) = self.admit(request_id, service, index)?;
+        let (ctx, admitted) = self.admit(request_id, service, index)?;
         let end = EndOnDrop(ctx);
         let input = no_input_as_empty(input);
-        let call = match route {
-            Route::Local => entry.backend.invoke(end.0.clone(), index, input),
-            Route::Forward(forward) => forward.invoke(end.0.clone(), input),
+        let call = match admitted {
+            Admit::Here => entry.path.invoke(end.0.clone(), input),
+            Admit::Via(path) => path.invoke(end.0.clone(), input),
         };
         Ok((end, call))
     }
@@ -409,7 +457,7 @@ impl OperationEnv {
         namespace: &str,
         operation: &str,
         input: Value,
-    ) -> Result<BoxStream<'static, Result<Value, CallError>>, CallError> {
+    ) -> Result<ValueStream, CallError> {
         let (service, index) = self.resolve(namespace, operation)?;
         let entry = &self.shared.services[service];
         if !entry.spec.operations[index].is_subscription() {
@@ -419,12 +467,12 @@ impl OperationEnv {
                 "invoke it",
             ));
         }
-        let (ctx, route) = self.admit(request_id, service, index)?;
+        let (ctx, admitted) = self.admit(request_id, service, index)?;
         let end = EndOnDrop(ctx);
         let input = no_input_as_empty(input);
-        let subscription = match route {
-            Route::Local => entry.backend.subscribe(end.0.clone(), index, input),
-            Route::Forward(forward) => forward.subscribe(end.0.clone(), input),
+        let subscription = match admitted {
+            Admit::Here => entry.path.subscribe(end.0.clone(), input),
+            Admit::Via(path) => path.subscribe(end.0.clone(), input),
         };
         let items = run(&end.0, subscription).await?;
         Ok(Guarded::new(end, items).boxed())
@@ -436,18 +484,18 @@ impl OperationEnv {
         let request_id = RequestId::next();
         let service = self.resolve_namespace(<R::Protocol as Protocol>::NAMESPACE)?;
         if let Some(typed) = self.typed::<R::Protocol>(service) {
-            let (ctx, route) = self.admit(request_id, service, R::INDEX)?;
-            let forward = match route {
-                Route::Local => {
+            let (ctx, admitted) = self.admit(request_id, service, R::INDEX)?;
+            let path = match admitted {
+                Admit::Here => {
                     // Run in this future rather than `finish`'s: one future fewer to move.
                     let ServedCall { end, call } = ServedCall::start(typed, ctx, request.into());
                     return output::<R>(run(&end.0, call).await);
                 }
-                Route::Forward(forward) => forward,
+                Admit::Via(path) => path,
             };
             let input = encode_request(&request)?;
             let end = EndOnDrop(ctx);
-            return decode_output(run(&end.0, forward.invoke(end.0.clone(), input)).await?);
+            return decode_output(run(&end.0, path.invoke(end.0.clone(), input)).await?);
         }
         let input = encode_request(&request)?;
         let namespace = &self.shared.services[service].spec.namespace;
@@ -463,12 +511,12 @@ impl OperationEnv {
         let request_id = RequestId::next();
         let service = self.resolve_namespace(<R::Protocol as Protocol>::NAMESPACE)?;
         if let Some(typed) = self.typed::<R::Protocol>(service) {
-            let (ctx, route) = self.admit(request_id, service, R::INDEX)?;
-            let ctx = match route {
-                Route::Local => ctx,
-                Route::Forward(forward) => {
+            let (ctx, admitted) = self.admit(request_id, service, R::INDEX)?;
+            let ctx = match admitted {
+                Admit::Here => ctx,
+                Admit::Via(path) => {
                     let input = encode_request(&request)?;
-                    let items = forwarded_subscription(ctx, forward, input).await?;
+                    let items = forwarded_subscription(ctx, path, input).await?;
                     return Ok(Box::pin(items.map(|item| item.and_then(decode_output))));
                 }
             };
@@ -483,84 +531,23 @@ impl OperationEnv {
         Ok(Box::pin(items.map(|item| item.and_then(decode_output))))
     }
 
-    /// The typed backend of namespace `service`, if protocol `P` serves it.
-    fn typed<P: Protocol>(&self, service: usize) -> Option<&TypedBackend<P>> {
-        self.shared.services[service]
-            .backend
-            .as_any()
-            .downcast_ref::<TypedBackend<P>>()
+    /// The typed path of namespace `service`, if protocol `P` serves it in-process.
+    fn typed<P: Protocol>(&self, service: usize) -> Option<&TypedPath<P>> {
+        let path: &dyn std::any::Any = &*self.shared.services[service].path;
+        path.downcast_ref::<TypedPath<P>>()
     }
 
-    /// Where this env dispatches `P`'s namespace itself (to a handler or a client of `P`):
-    /// the namespace's index, which an actor keeps so that no call it serves looks it up.
-    #[cfg(feature = "irpc")]
-    pub(crate) fn local_service<P: Protocol>(&self) -> Option<usize> {
+    /// The entry for calls to `P`'s namespace that were admitted elsewhere, if this env
+    /// serves it in-process (to a handler, or to a client of `P`): what the server side of
+    /// a transport that carries typed calls with their context (the irpc actor) serves.
+    pub fn typed_entry<P: Protocol>(&self) -> Option<TypedEntry<P>> {
         let service = self.resolve_namespace(P::NAMESPACE).ok()?;
-        self.typed::<P>(service).map(|_| service)
-    }
-
-    /// Dispatch a call that arrived over the irpc path for namespace `service` (from
-    /// [`local_service`](Self::local_service)), under the context its caller sent.
-    #[cfg(feature = "irpc")]
-    pub(crate) fn serve_call<P: Protocol>(
-        &self,
-        service: usize,
-        meta: crate::service_path::CallMeta,
-        index: usize,
-        request: P,
-    ) -> Result<ServedCall<P>, CallError> {
-        let (typed, ctx) = self.adopt::<P>(service, meta, index)?;
-        Ok(ServedCall::start(typed, ctx, request))
-    }
-
-    /// Start a subscription that arrived over the irpc path.
-    #[cfg(feature = "irpc")]
-    pub(crate) async fn serve_subscription<P: Protocol>(
-        &self,
-        service: usize,
-        meta: crate::service_path::CallMeta,
-        index: usize,
-        request: P,
-    ) -> Result<BoxStream<'static, Result<P::Response, CallError>>, CallError> {
-        let (typed, ctx) = self.adopt::<P>(service, meta, index)?;
-        Ok(run_subscription(typed, ctx, request).await?.boxed())
-    }
-
-    /// The context of a call whose caller admitted it elsewhere and sent `meta` along. The
-    /// operation's access control is checked again, against the identity `meta` carries.
-    #[cfg(feature = "irpc")]
-    fn adopt<P: Protocol>(
-        &self,
-        service: usize,
-        meta: crate::service_path::CallMeta,
-        index: usize,
-    ) -> Result<(&TypedBackend<P>, OperationContext), CallError> {
-        let typed = self.typed::<P>(service).ok_or_else(|| {
-            CallError::not_found(format!("`{}` is not served by this node", P::NAMESPACE))
-        })?;
-        if index >= self.shared.services[service].spec.operations.len() {
-            return Err(CallError::not_found(format!(
-                "`{}` has no operation number {index}",
-                P::NAMESPACE
-            )));
-        }
-        let spec = &self.shared.services[service].spec.operations[index];
-        spec.access.check(meta.identity.as_deref(), &spec.id)?;
-        let parts = ContextParts {
-            request_id: meta.request_id,
-            parent: None,
-            parent_request_id: meta.parent_request_id,
-            identity: meta.identity,
-            forwarded_for: meta.forwarded_for,
-            metadata: None,
-            deadline: meta
-                .timeout_ms
-                .map(|ms| Instant::now() + Duration::from_millis(ms)),
-        };
-        Ok((
-            typed,
-            OperationContext::new(self.shared.clone(), service, index, parts),
-        ))
+        self.typed::<P>(service)?;
+        Some(TypedEntry {
+            env: self.clone(),
+            service,
+            _protocol: std::marker::PhantomData,
+        })
     }
 
     /// A context for `namespace/operation` outside any call, admitted as this env's caller
@@ -581,6 +568,46 @@ impl OperationEnv {
     pub fn context(&self, namespace: &str, operation: &str) -> Result<OperationContext, CallError> {
         let (service, index) = self.resolve(namespace, operation)?;
         Ok(self.admit(RequestId::next(), service, index)?.0)
+    }
+
+    /// The context of a call whose caller admitted it elsewhere and sent `meta` along:
+    /// the call keeps its request id, identity and remaining deadline, and the operation's
+    /// access control is checked again, against the identity `meta` carries.
+    fn adopt(
+        &self,
+        service: usize,
+        index: usize,
+        meta: CallMeta,
+    ) -> Result<OperationContext, CallError> {
+        let operations = &self.shared.services[service].spec.operations;
+        let Some(spec) = operations.get(index) else {
+            return Err(CallError::not_found(format!(
+                "`{}` has no operation number {index}",
+                self.shared.services[service].spec.namespace
+            )));
+        };
+        spec.access.check(meta.identity.as_deref(), &spec.id)?;
+        let parts = ContextParts {
+            request_id: meta.request_id,
+            parent: None,
+            parent_request_id: meta.parent_request_id,
+            identity: meta.identity,
+            forwarded_for: meta.forwarded_for,
+            metadata: None,
+            deadline: meta
+                .timeout_ms
+                .map(|ms| Instant::now() + Duration::from_millis(ms)),
+            in_flight: match &self.shared.drain {
+                Some(drain) => Some(drain.enter(&spec.id)?),
+                None => None,
+            },
+        };
+        Ok(OperationContext::new(
+            self.shared.clone(),
+            service,
+            index,
+            parts,
+        ))
     }
 
     fn lookup(&self, namespace: &str, operation: &str) -> Option<(usize, usize)> {
@@ -614,7 +641,7 @@ impl OperationEnv {
         request_id: RequestId,
         service: usize,
         index: usize,
-    ) -> Result<(OperationContext, Route), CallError> {
+    ) -> Result<(OperationContext, Admit), CallError> {
         let entry = &self.shared.services[service];
         let spec = &entry.spec.operations[index];
         let parts = match &self.origin {
@@ -630,6 +657,7 @@ impl OperationEnv {
                     forwarded_for: caller.forwarded_for.clone(),
                     metadata: caller.metadata.clone(),
                     deadline: caller.deadline,
+                    in_flight: None,
                 }
             }
             Origin::Nested(parent) => {
@@ -648,18 +676,25 @@ impl OperationEnv {
                     forwarded_for: parent.forwarded_for_arc(),
                     metadata: None,
                     deadline: parent.deadline(),
+                    in_flight: None,
                 }
             }
         };
         spec.access.check(parts.identity.as_deref(), &spec.id)?;
-        let route = match (&self.origin, &self.shared.policy) {
-            (Origin::External(caller), Some(policy)) => policy.admit(Admitting {
-                operation: &spec.id,
-                identity: parts.identity.as_deref(),
-                peer_addr: caller.peer_addr,
-                forwarded: parts.forwarded_for.is_some(),
-            })?,
-            _ => Route::Local,
+        let admitted = match &self.origin {
+            Origin::External(caller) if !self.shared.admission.is_empty() => {
+                self.shared.admission.admit(&Admitting {
+                    operation: spec,
+                    identity: parts.identity.as_deref(),
+                    peer_addr: caller.peer_addr,
+                    forwarded_for: parts.forwarded_for.as_deref(),
+                })?
+            }
+            _ => Admit::Here,
+        };
+        let in_flight = match (&self.origin, &self.shared.drain) {
+            (Origin::External(_), Some(drain)) => Some(drain.enter(&spec.id)?),
+            _ => None,
         };
         let deadline = match (parts.deadline, spec.timeout) {
             (deadline, None) => deadline,
@@ -670,9 +705,67 @@ impl OperationEnv {
             self.shared.clone(),
             service,
             index,
-            ContextParts { deadline, ..parts },
+            ContextParts {
+                deadline,
+                in_flight,
+                ..parts
+            },
         );
-        Ok((ctx, route))
+        Ok((ctx, admitted))
+    }
+}
+
+/// Where calls to protocol `P`'s namespace that were admitted elsewhere enter an env:
+/// from [`OperationEnv::typed_entry`]. The server side of the irpc path serves through it.
+pub struct TypedEntry<P> {
+    env: OperationEnv,
+    /// Where the env serves `P`'s namespace: looked up once, not per call.
+    service: usize,
+    _protocol: std::marker::PhantomData<fn() -> P>,
+}
+
+impl<P> Clone for TypedEntry<P> {
+    fn clone(&self) -> Self {
+        TypedEntry {
+            env: self.env.clone(),
+            service: self.service,
+            _protocol: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<P: Protocol> TypedEntry<P> {
+    /// The env the calls run in (and make their nested calls through).
+    pub fn env(&self) -> &OperationEnv {
+        &self.env
+    }
+
+    /// Start a query or mutation under the context its caller sent. Access control is
+    /// checked again against `meta`'s identity; admission is not run again.
+    pub fn call(&self, meta: CallMeta, request: P) -> Result<ServedCall<P>, CallError> {
+        let ctx = self
+            .env
+            .adopt(self.service, request.operation_index(), meta)?;
+        let typed = self.typed();
+        Ok(ServedCall::start(typed, ctx, request))
+    }
+
+    /// Start a subscription under the context its caller sent.
+    pub async fn subscribe(
+        &self,
+        meta: CallMeta,
+        request: P,
+    ) -> Result<ResponseStream<P>, CallError> {
+        let ctx = self
+            .env
+            .adopt(self.service, request.operation_index(), meta)?;
+        Ok(run_subscription(self.typed(), ctx, request).await?.boxed())
+    }
+
+    fn typed(&self) -> &TypedPath<P> {
+        self.env
+            .typed::<P>(self.service)
+            .expect("a typed entry is made only for a namespace P serves")
     }
 }
 
@@ -727,7 +820,7 @@ async fn run<'a, T: Send + 'a>(
 ) -> Result<T, CallError> {
     // Most calls have neither a deadline nor a parent; only those that do pay for the
     // timer and the cancellation wait, boxed so the common future stays small.
-    let call = if ctx.deadline().is_none() && ctx.parent().is_none() {
+    let call = if ctx.deadline().is_none() && ctx.parent().is_none() && ctx.cut_token().is_none() {
         call
     } else {
         Box::pin(bounded(ctx, call))
@@ -747,17 +840,17 @@ fn settle<T>(
     }
 }
 
-/// A typed call dispatched under its context, the call ending when this is dropped.
-/// A local call runs it to its end at once; the irpc actor polls it once where the request
-/// arrived and gives it a task of its own only if it has to wait: most calls are done at
-/// their first poll and never need one.
-pub(crate) struct ServedCall<P: Protocol> {
+/// A typed call started under its context ([`TypedEntry::call`]); dropping it ends the
+/// call and cancels what it left behind. A server polls it once where the request arrived
+/// ([`poll_first`](Self::poll_first)) and gives it a task of its own only if it has to
+/// wait: most calls are done at their first poll and never need one.
+pub struct ServedCall<P: Protocol> {
     end: EndOnDrop,
     call: BoxFuture<'static, Result<P::Response, CallError>>,
 }
 
 impl<P: Protocol> ServedCall<P> {
-    fn start(typed: &TypedBackend<P>, ctx: OperationContext, request: P) -> Self {
+    fn start(typed: &TypedPath<P>, ctx: OperationContext, request: P) -> Self {
         let end = EndOnDrop(ctx);
         let call = typed.dispatch.call(end.0.clone(), request);
         ServedCall { end, call }
@@ -766,12 +859,8 @@ impl<P: Protocol> ServedCall<P> {
     /// Poll the call once, guarded against panics and undeclared codes as [`run`] guards
     /// it. As in `run`, a call that is done at its first poll answers whatever its
     /// deadline; the deadline is watched from [`finish`](Self::finish) on. A call that
-    /// arrived over irpc has no parent in this process, so there is no parent to watch.
-    #[cfg(feature = "irpc")]
-    pub(crate) fn poll_once(
-        &mut self,
-        cx: &mut Context<'_>,
-    ) -> Poll<Result<P::Response, CallError>> {
+    /// adopted from elsewhere has no parent in this process, so there is no parent to watch.
+    pub fn poll_first(&mut self, cx: &mut Context<'_>) -> Poll<Result<P::Response, CallError>> {
         match std::panic::catch_unwind(AssertUnwindSafe(|| self.call.as_mut().poll(cx))) {
             Ok(Poll::Pending) => Poll::Pending,
             Ok(Poll::Ready(result)) => Poll::Ready(settle(&self.end.0, Ok(result))),
@@ -781,7 +870,7 @@ impl<P: Protocol> ServedCall<P> {
 
     /// Run the call to its end under its context (after a first poll that found it
     /// waiting, or without one).
-    pub(crate) async fn finish(self) -> Result<P::Response, CallError> {
+    pub async fn finish(self) -> Result<P::Response, CallError> {
         run(&self.end.0, self.call).await
     }
 }
@@ -799,9 +888,8 @@ async fn bounded<T>(
                 .unwrap_or_else(|_| Err(deadline_passed(ctx))),
         }
     };
-    match ctx.parent() {
-        None => call.await,
-        Some(_) => {
+    match (ctx.parent(), ctx.cut_token()) {
+        (Some(_), _) => {
             let token = ctx.cancellation_token();
             tokio::select! {
                 biased;
@@ -809,23 +897,29 @@ async fn bounded<T>(
                 outcome = call => outcome,
             }
         }
+        (None, Some(cut)) => tokio::select! {
+            biased;
+            _ = cut.cancelled() => Err(cut_off(&ctx.operation().id)),
+            outcome = call => outcome,
+        },
+        (None, None) => call.await,
     }
 }
 
 /// A subscription a peer serves, under `ctx`; the call lasts as long as the stream.
 async fn forwarded_subscription(
     ctx: OperationContext,
-    forward: Forward,
+    path: Arc<dyn DispatchPath>,
     input: Value,
-) -> Result<Guarded<crate::service::ValueStream>, CallError> {
+) -> Result<Guarded<ValueStream>, CallError> {
     let end = EndOnDrop(ctx);
-    let items = run(&end.0, forward.subscribe(end.0.clone(), input)).await?;
+    let items = run(&end.0, path.subscribe(end.0.clone(), input)).await?;
     Ok(Guarded::new(end, items))
 }
 
 /// Start a typed subscription under `ctx`; the call lasts as long as the returned stream.
 async fn run_subscription<P: Protocol>(
-    typed: &TypedBackend<P>,
+    typed: &TypedPath<P>,
     ctx: OperationContext,
     request: P,
 ) -> Result<Guarded<crate::ResponseStream<P>>, CallError> {
@@ -847,25 +941,26 @@ impl Drop for EndOnDrop {
 }
 
 /// A subscription's item stream under its context: panics and undeclared codes become
-/// `INTERNAL`, the stream ends after an error or when the parent call is cancelled, and
-/// dropping it cancels the subscription's nested calls.
+/// `INTERNAL`, the stream ends after an error, when the parent call is cancelled or when
+/// the env's drain cuts it, and dropping it cancels the subscription's nested calls.
 struct Guarded<S> {
     end: EndOnDrop,
     items: Option<S>,
-    /// For a nested subscription: the parent call ending.
-    parent_ended: Option<Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>>,
+    /// For a nested subscription: the parent call ending; for an outside one: the drain
+    /// cutting it.
+    stopped: Option<Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>>,
 }
 
 impl<S> Guarded<S> {
     fn new(end: EndOnDrop, items: S) -> Self {
-        let parent_ended = end
-            .0
-            .parent()
-            .map(|parent| Box::pin(parent.cancellation_token().cancelled_owned()));
+        let stopping = match (end.0.parent(), end.0.cut_token()) {
+            (Some(parent), _) => Some(parent.cancellation_token()),
+            (None, cut) => cut.cloned(),
+        };
         Guarded {
+            stopped: stopping.map(|token| Box::pin(token.cancelled_owned())),
             end,
             items: Some(items),
-            parent_ended,
         }
     }
 }
@@ -879,12 +974,16 @@ impl<T, S: Stream<Item = Result<T, CallError>> + Unpin> Stream for Guarded<S> {
             return Poll::Ready(None);
         };
         let ctx = &this.end.0;
-        if let Some(parent_ended) = this.parent_ended.as_mut()
-            && parent_ended.as_mut().poll(cx).is_ready()
+        if let Some(stopped) = this.stopped.as_mut()
+            && stopped.as_mut().poll(cx).is_ready()
         {
             this.items = None;
             ctx.cancel();
-            return Poll::Ready(Some(Err(parent_ended_error(ctx))));
+            let err = match ctx.parent() {
+                Some(_) => parent_ended_error(ctx),
+                None => cut_off(&ctx.operation().id),
+            };
+            return Poll::Ready(Some(Err(err)));
         }
         let polled = std::panic::catch_unwind(AssertUnwindSafe(|| items.poll_next_unpin(cx)));
         let item = match polled {

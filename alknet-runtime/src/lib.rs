@@ -45,6 +45,7 @@ extern crate self as alknet_runtime;
 mod access;
 #[cfg(any(feature = "http", feature = "dns"))]
 pub mod adapters;
+mod admission;
 #[cfg(feature = "call")]
 pub mod call;
 #[cfg(feature = "http")]
@@ -53,6 +54,7 @@ pub mod config;
 mod config_identity;
 mod context;
 pub mod credentials;
+mod drain;
 mod encoding;
 mod env;
 mod envelope;
@@ -72,20 +74,24 @@ pub mod testing;
 pub mod schema;
 
 pub use access::{AccessControl, ResourceRule};
+pub use admission::{Admission, Admit, Admitting};
 pub use config_identity::ConfigIdentityProvider;
-pub use context::OperationContext;
-pub use env::{BuildError, Caller, OperationEnv, OperationEnvBuilder, Subscription};
+pub use context::{CallMeta, OperationContext};
+pub use drain::Drain;
+pub use env::{
+    BuildError, Caller, OperationEnv, OperationEnvBuilder, ServedCall, Subscription, TypedEntry,
+};
 pub use envelope::{CallError, RequestId, ResponseEnvelope, codes};
 pub use identity::{
     Credential, Identity, IdentityProvider, KeyHolder, ResourceGrant, StaticIdentities,
     key_fingerprint,
 };
 pub use json::Json;
-pub use policy::NodePolicy;
+pub use policy::{NodePolicy, PeerPaths};
 pub use rate_limit::RateLimiter;
 pub use service::{
-    Dispatch, ItemStream, LocalService, Operation, Protocol, ResponseStream, StreamingOperation,
-    UnaryOperation,
+    Dispatch, DispatchPath, ItemStream, LocalService, Operation, Protocol, ResponseStream,
+    StreamingOperation, UnaryOperation, ValueStream,
 };
 pub use spec::{Bindings, ErrorDef, OperationKind, OperationSpec, ServiceSpec, Visibility};
 pub use tokio::time::Instant;
@@ -166,6 +172,24 @@ pub mod __private {
             + Sync
             + 'static
     {
+    }
+
+    /// What the transports of this build need attached to a service of protocol `P`:
+    /// with the irpc path, its registration ([`IrpcServing`](crate::service_path::IrpcServing)).
+    #[cfg(feature = "irpc")]
+    pub fn with_transports<P: crate::service_path::IrpcProtocol>(
+        service: crate::LocalService,
+    ) -> crate::LocalService {
+        service.with_extension(crate::service_path::IrpcServing::of::<P>())
+    }
+
+    /// What the transports of this build need attached to a service: without the irpc
+    /// path, nothing.
+    #[cfg(not(feature = "irpc"))]
+    pub fn with_transports<P: crate::Protocol>(
+        service: crate::LocalService,
+    ) -> crate::LocalService {
+        service
     }
 
     /// Names `T` where the macro wants an error to point if `T` is not a [`WireType`].

@@ -2,20 +2,18 @@
 //! forwarding policy and the rate limits of its live configuration — written once for
 //! every adapter.
 
-use std::net::IpAddr;
 use std::sync::Arc;
-#[cfg(feature = "call")]
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
-use crate::config::{DynamicConfig, ForwardingAction, ForwardingPolicy};
-use crate::{CallError, Identity, RateLimiter};
+use crate::config::{DynamicConfig, ForwardingAction, ForwardingPolicy, Peer};
+use crate::{Admission, Admit, Admitting, CallError, DispatchPath, RateLimiter};
 
 /// A node's admission of outside calls: the `[forwarding]` policy and the `[rate_limits]`
 /// of its dynamic configuration, read on every call, so a reload governs the next call.
 ///
-/// Given to [`OperationEnvBuilder::policy`](crate::OperationEnvBuilder::policy), it runs
+/// An [`Admission`] step: given to
+/// [`OperationEnvBuilder::admission`](crate::OperationEnvBuilder::admission), it runs
 /// once for every call an adapter makes on behalf of an outside caller (HTTP, MCP, DNS,
 /// the call protocol over QUIC and WebSocket, the irpc listener for a key that is not a
 /// cluster node), after the caller's identity is resolved and the operation's access
@@ -23,7 +21,7 @@ use crate::{CallError, Identity, RateLimiter};
 ///
 /// 1. the forwarding policy decides (first matching rule, else the default): `deny` is
 ///    `FORBIDDEN`; `forward` sends the call to the rule's peer (see
-///    [`NodePolicy::forward_as`]); `local` serves it here. A call that arrived forwarded
+///    [`NodePolicy::forward_through`]); `local` serves it here. A call that arrived forwarded
 ///    (it carries `forwarded_for`, which adapters set only for a cluster node's calls) is
 ///    never forwarded again: it is served where it lands, so two nodes' policies cannot
 ///    bounce a call between them.
@@ -55,7 +53,7 @@ use crate::{CallError, Identity, RateLimiter};
 /// .unwrap();
 /// let env = OperationEnv::builder()
 ///     .local(EchoProtocol::local(EchoService::default()))
-///     .policy(NodePolicy::new(config.shared()))
+///     .admission(NodePolicy::new(config.shared()))
 ///     .build()
 ///     .unwrap();
 ///
@@ -73,147 +71,70 @@ use crate::{CallError, Identity, RateLimiter};
 pub struct NodePolicy {
     config: Arc<ArcSwap<DynamicConfig>>,
     limiter: Arc<RateLimiter>,
-    #[cfg(feature = "call")]
-    peers: Option<Arc<crate::call::PeerLinks>>,
+    peers: Option<Arc<dyn PeerPaths>>,
 }
 
-/// Where an admitted outside call goes.
-pub(crate) enum Route {
-    /// Served by this node.
-    Local,
-    /// Sent to a peer.
-    #[cfg_attr(not(feature = "call"), allow(dead_code))]
-    Forward(Forward),
-}
-
-/// A call on its way to a peer; made by [`NodePolicy::admit`], run by the call protocol.
-#[cfg(feature = "call")]
-pub(crate) use crate::call::Forward;
-
-/// Without the call protocol no call is ever forwarded: this type has no values.
-#[cfg(not(feature = "call"))]
-pub(crate) enum Forward {}
-
-#[cfg(not(feature = "call"))]
-impl Forward {
-    pub(crate) fn invoke(
-        self,
-        _: crate::OperationContext,
-        _: serde_json::Value,
-    ) -> futures::future::BoxFuture<'static, Result<serde_json::Value, CallError>> {
-        match self {}
-    }
-
-    pub(crate) fn subscribe(
-        self,
-        _: crate::OperationContext,
-        _: serde_json::Value,
-    ) -> futures::future::BoxFuture<'static, Result<crate::service::ValueStream, CallError>> {
-        match self {}
-    }
-}
-
-/// What [`NodePolicy::admit`] knows of the caller.
-pub(crate) struct Admitting<'a> {
-    /// `ns/op`.
-    pub(crate) operation: &'a str,
-    pub(crate) identity: Option<&'a Identity>,
-    pub(crate) peer_addr: Option<IpAddr>,
-    /// The call arrived forwarded by another node (it carries `forwarded_for`).
-    pub(crate) forwarded: bool,
+/// How a forwarding policy reaches the peers of `[[peers]]`: the call protocol's
+/// `PeerLinks` is one (connections made on first use, reused, replaced when a reload
+/// changes the peer).
+pub trait PeerPaths: Send + Sync + 'static {
+    /// The path a call forwarded to `peer` takes.
+    fn path(&self, peer: &Peer) -> Arc<dyn DispatchPath>;
 }
 
 impl NodePolicy {
     /// A policy reading the forwarding rules and rate limits from `config` (the
     /// `Arc<ArcSwap<DynamicConfig>>` of
     /// [`ConfigServiceImpl::shared`](crate::config::ConfigServiceImpl::shared)). Until
-    /// [`NodePolicy::forward_as`] gives it a node key, a `forward` rule answers
-    /// `UNAVAILABLE`.
+    /// [`NodePolicy::forward_through`] gives it a way to its peers, a `forward` rule
+    /// answers `UNAVAILABLE`.
     pub fn new(config: Arc<ArcSwap<DynamicConfig>>) -> Self {
         NodePolicy {
             limiter: Arc::new(RateLimiter::new(config.clone())),
             config,
-            #[cfg(feature = "call")]
             peers: None,
         }
     }
 
-    /// Forward calls to peers over the call protocol, connecting as `identity` (the node's
-    /// key: the peer must know its fingerprint). Connections are made on the first call
-    /// forwarded to a peer and reused; when a reload changes a peer's address or
-    /// fingerprint, the next forwarded call connects anew.
-    ///
-    /// A peer that does not complete the QUIC handshake within 1 s is unreachable
-    /// (`UNAVAILABLE`); [`NodePolicy::forward_as_within`] sets another limit.
-    #[cfg(feature = "call")]
-    pub fn forward_as(self, identity: crate::quic::NodeIdentity) -> Self {
-        self.forward_as_within(identity, Duration::from_secs(1))
-    }
-
-    /// [`NodePolicy::forward_as`], giving a peer `connect_timeout` to complete the
-    /// handshake: raise it for peers across slow or lossy links.
-    #[cfg(feature = "call")]
-    pub fn forward_as_within(
-        mut self,
-        identity: crate::quic::NodeIdentity,
-        connect_timeout: Duration,
-    ) -> Self {
-        self.peers = Some(Arc::new(crate::call::PeerLinks::new(
-            identity,
-            connect_timeout,
-        )));
+    /// Forward calls to the peers of `[[peers]]` along `peers`' paths.
+    pub fn forward_through(mut self, peers: impl PeerPaths) -> Self {
+        self.peers = Some(Arc::new(peers));
         self
     }
+}
 
-    /// The configuration snapshot in force, for adapters that key calls as the limits
-    /// say (which address a request behind a proxy counts against).
-    #[cfg_attr(not(feature = "http"), allow(dead_code))]
-    pub(crate) fn config(&self) -> arc_swap::Guard<Arc<DynamicConfig>> {
-        self.config.load()
-    }
-
-    /// Admit one outside call: refuse it, or say where it goes. One load of the
-    /// configuration serves both the policy and the limits.
-    pub(crate) fn admit(&self, call: Admitting<'_>) -> Result<Route, CallError> {
+impl Admission for NodePolicy {
+    /// Refuse an outside call, or say where it goes. One load of the configuration serves
+    /// both the policy and the limits.
+    fn admit(&self, call: &Admitting<'_>) -> Result<Admit, CallError> {
         let config = self.config.load();
+        let operation = call.operation.id.as_str();
         let identity_id = call.identity.map(|identity| identity.id.as_str());
         let policy = &config.forwarding;
-        let rule = policy.decide(call.operation, identity_id);
+        let rule = policy.decide(operation, identity_id);
         let action = rule.map_or(policy.default, |rule| rule.action);
         if action == ForwardingAction::Deny {
-            return Err(denied(policy, rule, call.operation, identity_id));
+            return Err(denied(policy, rule, operation, identity_id));
         }
         self.limiter
             .check_limits(&config.rate_limits, call.identity, call.peer_addr)?;
-        if action == ForwardingAction::Local || call.forwarded {
-            return Ok(Route::Local);
+        if action == ForwardingAction::Local || call.forwarded_for.is_some() {
+            return Ok(Admit::Here);
         }
         let Some(peer_name) = rule.and_then(|rule| rule.peer.as_deref()) else {
             return Err(CallError::unavailable(format!(
-                "the forwarding policy forwards `{}` but names no peer to forward it to",
-                call.operation
+                "the forwarding policy forwards `{operation}` but names no peer to forward it to"
             )));
         };
         let Some(peer) = config.peers.iter().find(|peer| peer.name == peer_name) else {
             return Err(CallError::unavailable(format!(
-                "`{}` is forwarded to the peer `{peer_name}`, which is not in [[peers]]",
-                call.operation
+                "`{operation}` is forwarded to the peer `{peer_name}`, which is not in [[peers]]"
             )));
         };
-        self.forward(peer)
-    }
-
-    #[cfg(feature = "call")]
-    fn forward(&self, peer: &crate::config::Peer) -> Result<Route, CallError> {
         match &self.peers {
-            Some(links) => Ok(Route::Forward(Forward::new(links.clone(), peer.clone()))),
+            Some(peers) => Ok(Admit::Via(peers.path(peer))),
             None => Err(no_node_key(&peer.name)),
         }
-    }
-
-    #[cfg(not(feature = "call"))]
-    fn forward(&self, peer: &crate::config::Peer) -> Result<Route, CallError> {
-        Err(no_node_key(&peer.name))
     }
 }
 

@@ -114,7 +114,10 @@ pub struct Local<H>(pub Arc<H>);
 /// [`OperationEnvBuilder::local`]: crate::OperationEnvBuilder::local
 pub struct LocalService {
     pub(crate) spec: ServiceSpec,
-    pub(crate) backend: Arc<dyn Backend>,
+    pub(crate) path: Arc<dyn DispatchPath>,
+    /// What transports need to serve the service and cannot learn from its spec, keyed
+    /// by type: generated code attaches the irpc path's registration.
+    extensions: Vec<Arc<dyn Any + Send + Sync>>,
 }
 
 impl LocalService {
@@ -122,9 +125,10 @@ impl LocalService {
     pub fn new<P: Protocol>(dispatch: impl Dispatch<P>) -> Self {
         LocalService {
             spec: ServiceSpec::from_declaration(P::declaration()),
-            backend: Arc::new(TypedBackend::<P> {
+            path: Arc::new(TypedPath::<P> {
                 dispatch: Box::new(dispatch),
             }),
+            extensions: Vec::new(),
         }
     }
 
@@ -132,43 +136,86 @@ impl LocalService {
     pub fn spec(&self) -> &ServiceSpec {
         &self.spec
     }
+
+    /// Attach `value` for a transport to find with [`extension`](Self::extension); it
+    /// replaces a value of the same type.
+    pub fn with_extension<T: Any + Send + Sync>(mut self, value: T) -> Self {
+        self.extensions.retain(|held| !held.is::<T>());
+        self.extensions.push(Arc::new(value));
+        self
+    }
+
+    /// The value of type `T` attached with [`with_extension`](Self::with_extension).
+    pub fn extension<T: Any + Send + Sync>(&self) -> Option<&T> {
+        self.extensions
+            .iter()
+            .find_map(|held| held.downcast_ref::<T>())
+    }
 }
 
-/// A stream of JSON items, as `OperationEnv` hands subscriptions to adapters.
-pub(crate) type ValueStream = BoxStream<'static, Result<Value, CallError>>;
+/// A stream of JSON items: a subscription as `OperationEnv` hands it to adapters, and as a
+/// [`DispatchPath`] serves it.
+pub type ValueStream = BoxStream<'static, Result<Value, CallError>>;
 
-/// A namespace's dispatch path, with the protocol erased so the registry can hold any.
-pub(crate) trait Backend: Send + Sync + 'static {
+/// How a namespace's operations are served, with JSON input and output: the piece an
+/// [`OperationEnv`](crate::OperationEnv) holds for every mounted namespace.
+///
+/// A handler in this process, an irpc actor, a peer reached over the call protocol and a
+/// forwarded call are each one of these. Mount your own with
+/// [`OperationEnvBuilder::mount`](crate::OperationEnvBuilder::mount): the env resolves the
+/// operation, checks access, runs admission and gives the call its context, deadline and
+/// cancellation before a path is asked, and vets what it answers after.
+///
+/// The futures own what they need (`'static`), so a call can move to a task of its own.
+///
+/// ```
+/// use alknet_runtime::prelude::*;
+/// use alknet_runtime::{DispatchPath, ValueStream};
+/// use alknet_runtime::futures::future::{BoxFuture, ready};
+///
+/// /// Answers every operation with its own input.
+/// struct Mirror;
+///
+/// impl DispatchPath for Mirror {
+///     fn invoke(&self, _: OperationContext, input: serde_json::Value)
+///         -> BoxFuture<'static, Result<serde_json::Value, CallError>> {
+///         Box::pin(ready(Ok(input)))
+///     }
+///     fn subscribe(&self, ctx: OperationContext, _: serde_json::Value)
+///         -> BoxFuture<'static, Result<ValueStream, CallError>> {
+///         let id = ctx.operation().id.clone();
+///         Box::pin(ready(Err(CallError::unavailable(format!("`{id}` is not mirrored")))))
+///     }
+/// }
+/// ```
+pub trait DispatchPath: Any + Send + Sync {
+    /// Run the query or mutation `ctx.operation()` with JSON `input`.
     fn invoke(
         &self,
         ctx: OperationContext,
-        index: usize,
         input: Value,
-    ) -> BoxFuture<'_, Result<Value, CallError>>;
+    ) -> BoxFuture<'static, Result<Value, CallError>>;
 
+    /// Start the subscription `ctx.operation()` with JSON `input`.
     fn subscribe(
         &self,
         ctx: OperationContext,
-        index: usize,
         input: Value,
-    ) -> BoxFuture<'_, Result<ValueStream, CallError>>;
-
-    /// The typed backend behind this path, for calls that skip JSON.
-    fn as_any(&self) -> &dyn Any;
+    ) -> BoxFuture<'static, Result<ValueStream, CallError>>;
 }
 
-pub(crate) struct TypedBackend<P: Protocol> {
+/// The in-process path of protocol `P`: typed calls skip JSON entirely.
+pub(crate) struct TypedPath<P: Protocol> {
     pub(crate) dispatch: Box<dyn Dispatch<P>>,
 }
 
-impl<P: Protocol> Backend for TypedBackend<P> {
+impl<P: Protocol> DispatchPath for TypedPath<P> {
     fn invoke(
         &self,
         ctx: OperationContext,
-        index: usize,
         input: Value,
-    ) -> BoxFuture<'_, Result<Value, CallError>> {
-        match P::decode(index, input) {
+    ) -> BoxFuture<'static, Result<Value, CallError>> {
+        match P::decode(ctx.operation_index(), input) {
             Ok(request) => self.dispatch.call_json(ctx, request),
             Err(err) => futures::future::ready(Err(err)).boxed(),
         }
@@ -177,10 +224,9 @@ impl<P: Protocol> Backend for TypedBackend<P> {
     fn subscribe(
         &self,
         ctx: OperationContext,
-        index: usize,
         input: Value,
-    ) -> BoxFuture<'_, Result<ValueStream, CallError>> {
-        match P::decode(index, input) {
+    ) -> BoxFuture<'static, Result<ValueStream, CallError>> {
+        match P::decode(ctx.operation_index(), input) {
             Ok(request) => {
                 let subscription = self.dispatch.subscribe(ctx, request);
                 Box::pin(async move {
@@ -190,10 +236,6 @@ impl<P: Protocol> Backend for TypedBackend<P> {
             }
             Err(err) => futures::future::ready(Err(err)).boxed(),
         }
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }
 

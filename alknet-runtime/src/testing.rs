@@ -33,7 +33,7 @@ use crate::{
 pub enum DispatchPath {
     /// In-process, no serialization: `.local(..)`.
     Local,
-    /// An irpc actor in this process, through tokio channels: `.service(..)`.
+    /// An irpc actor in this process, through tokio channels: `.local(..)`.
     IrpcInProcess,
     /// irpc over a loopback QUIC connection to an [`IrpcListener`], with a cluster node's key.
     IrpcQuic,
@@ -67,15 +67,12 @@ impl DispatchPath {
         let (builder, listener) = match self {
             DispatchPath::Local => (builder.local(service), None),
             DispatchPath::IrpcInProcess => (
-                builder.service(IrpcService::new::<P>(spawn_service::<P>(service))),
+                builder.local(IrpcService::new::<P>(spawn_service::<P>(service))),
                 None,
             ),
             DispatchPath::IrpcQuic => {
                 let (client, listener) = over_quic::<P>(service);
-                (
-                    builder.service(IrpcService::new::<P>(client)),
-                    Some(listener),
-                )
+                (builder.local(IrpcService::new::<P>(client)), Some(listener))
             }
         };
         match builder.build() {

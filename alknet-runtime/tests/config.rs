@@ -75,6 +75,7 @@ fn the_documented_example_is_valid_and_means_what_its_comments_say() {
         Some(Path::new("/etc/alknet/node.key"))
     );
     assert_eq!(static_config.worker_threads.map(|n| n.get()), Some(4));
+    assert_eq!(static_config.drain_time, std::time::Duration::from_secs(5));
 
     assert_eq!(dynamic.token_window, Duration::from_secs(300));
     let ci = &dynamic.api_keys[0];

@@ -64,7 +64,7 @@ async fn the_actor_answers_what_irpcs_own_listener_hands_it() {
     let client =
         irpc::util::make_client_endpoint("127.0.0.1:0".parse().unwrap(), &[&certificate]).unwrap();
     let env = OperationEnv::builder()
-        .service(NapsProtocol::service(irpc::Client::noq(client, addr)))
+        .local(NapsProtocol::service(irpc::Client::noq(client, addr)))
         .build()
         .unwrap();
 

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alknet_example::{EchoProtocol, EchoService};
-use alknet_runtime::call::{CallConfig, CallOptions, CallServer, Connection, NodeIdentity};
+use alknet_runtime::call::{
+    CallConfig, CallOptions, CallServer, Connection, NodeIdentity, PeerLinks,
+};
 use alknet_runtime::config::ConfigServiceImpl;
 use alknet_runtime::{ConfigIdentityProvider, NodePolicy, OperationEnv};
 use futures::{SinkExt, StreamExt};
@@ -137,10 +139,11 @@ async fn long_subscriptions_and_large_items_arrive_whole_through_a_forwarding_no
         config
     };
     let serve = |config: Arc<ConfigServiceImpl>, identity: &NodeIdentity| {
-        let policy = NodePolicy::new(config.shared()).forward_as(identity.clone());
+        let policy = NodePolicy::new(config.shared())
+            .forward_through(PeerLinks::new(identity.clone(), CallConfig::default()));
         let env = OperationEnv::builder()
             .local(EchoProtocol::local(EchoService::default()))
-            .policy(policy)
+            .admission(policy)
             .build()
             .unwrap();
         let server = CallServer::new(env, Arc::new(ConfigIdentityProvider::new(config.shared())));

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use alknet_config::{ConfigClient, ConfigProtocol, ConfigService, Reload};
 use alknet_example::{EchoClient, EchoProtocol, EchoService};
-use alknet_runtime::call::{CallConfig, CallEndpoint, CallServer};
+use alknet_runtime::call::{CallConfig, CallEndpoint, CallServer, PeerLinks};
 use alknet_runtime::config::{ConfigServiceImpl, ReloadPart};
 use alknet_runtime::irpc;
 use alknet_runtime::quic::{NodeIdentity, QuicConfig};
@@ -63,8 +63,8 @@ impl Node {
         let echo =
             connect::<EchoProtocol>(self.addr, &self.fingerprint, identity, &config).unwrap();
         OperationEnv::builder()
-            .service(ProbeProtocol::service(probe))
-            .service(EchoProtocol::service(echo))
+            .local(ProbeProtocol::service(probe))
+            .local(EchoProtocol::service(echo))
             .build()
             .unwrap()
     }
@@ -315,7 +315,7 @@ async fn a_connection_has_as_many_requests_in_flight_as_its_stream_limit_and_the
     .unwrap();
     let remote = GateClient::new(
         OperationEnv::builder()
-            .service(GateProtocol::service(client))
+            .local(GateProtocol::service(client))
             .build()
             .unwrap(),
     );
@@ -393,7 +393,10 @@ impl TrustNode {
             .local(GateProtocol::local(Gate::default()))
             .local(VaultProtocol::local(Vault))
             .local(ConfigProtocol::local(ConfigService::new(config.clone())))
-            .policy(NodePolicy::new(config.shared()).forward_as(node_key().clone()))
+            .admission(
+                NodePolicy::new(config.shared())
+                    .forward_through(PeerLinks::new(node_key().clone(), CallConfig::default())),
+            )
             .build()
             .unwrap();
         let identities = Arc::new(ConfigIdentityProvider::new(config.shared()));
@@ -437,10 +440,10 @@ impl TrustNode {
     /// An env that reaches this node's services over irpc, connecting as `key`.
     fn env(&self, key: &NodeIdentity) -> OperationEnv {
         OperationEnv::builder()
-            .service(EchoProtocol::service(self.client::<EchoProtocol>(key)))
-            .service(GateProtocol::service(self.client::<GateProtocol>(key)))
-            .service(VaultProtocol::service(self.client::<VaultProtocol>(key)))
-            .service(ConfigProtocol::service(self.client::<ConfigProtocol>(key)))
+            .local(EchoProtocol::service(self.client::<EchoProtocol>(key)))
+            .local(GateProtocol::service(self.client::<GateProtocol>(key)))
+            .local(VaultProtocol::service(self.client::<VaultProtocol>(key)))
+            .local(ConfigProtocol::service(self.client::<ConfigProtocol>(key)))
             .build()
             .unwrap()
     }

@@ -9,6 +9,8 @@
 //! anonymous caller (every call is a key-checked peer or carries an `auth_token`).
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use alknet_example::{EchoProtocol, EchoService};
 use alknet_runtime::adapters::http::HttpLimits;
@@ -16,7 +18,11 @@ use alknet_runtime::call::{
     CallConfig, CallEndpoint, CallOptions, CallServer, Connection, NodeIdentity, PeerKey,
 };
 use alknet_runtime::futures::StreamExt;
-use alknet_runtime::{CallError, Caller, Credential, IdentityProvider, OperationEnv};
+use alknet_runtime::futures::future::BoxFuture;
+use alknet_runtime::{
+    Admission, Admit, Admitting, CallError, Caller, Credential, DispatchPath, IdentityProvider,
+    OperationContext, OperationEnv, ValueStream,
+};
 use alknet_tests::adapters::{
     ADMIN, READER, base64url, dig, identities, mcp_session, serve_dns, serve_http,
 };
@@ -72,11 +78,76 @@ fn cases() -> Vec<Case> {
     ]
 }
 
-fn env() -> OperationEnv {
-    OperationEnv::builder()
+/// A fresh node's env, and what its admission step has seen (none here).
+fn env() -> (OperationEnv, Option<Arc<AtomicUsize>>) {
+    let env = OperationEnv::builder()
         .local(EchoProtocol::local(EchoService::default()))
         .build()
-        .unwrap()
+        .unwrap();
+    (env, None)
+}
+
+/// `echo` as a third party could serve it through the public API alone: along a dispatch
+/// path of this crate's own (a relay to another env, as a gateway would), behind an
+/// admission step of its own (an audit count).
+fn relayed_env() -> (OperationEnv, Option<Arc<AtomicUsize>>) {
+    let (inner, _) = env();
+    let spec = EchoProtocol::local(EchoService::default()).spec().clone();
+    let admitted = Arc::new(AtomicUsize::new(0));
+    let env = OperationEnv::builder()
+        .mount(spec, Relay(inner))
+        .admission(Audit(admitted.clone()))
+        .build()
+        .unwrap();
+    (env, Some(admitted))
+}
+
+/// Serves a namespace by calling the same operation of another env as the same caller.
+struct Relay(OperationEnv);
+
+impl Relay {
+    fn target(&self, ctx: &OperationContext) -> (OperationEnv, String, String) {
+        let mut caller = Caller::new();
+        if let Some(identity) = ctx.identity() {
+            caller = caller.identity(identity.clone());
+        }
+        let op = ctx.operation();
+        (
+            self.0.with_caller(caller),
+            op.namespace.clone(),
+            op.name.clone(),
+        )
+    }
+}
+
+impl DispatchPath for Relay {
+    fn invoke(
+        &self,
+        ctx: OperationContext,
+        input: Value,
+    ) -> BoxFuture<'static, Result<Value, CallError>> {
+        let (env, namespace, operation) = self.target(&ctx);
+        Box::pin(async move { env.invoke(&namespace, &operation, input).await.result })
+    }
+
+    fn subscribe(
+        &self,
+        ctx: OperationContext,
+        input: Value,
+    ) -> BoxFuture<'static, Result<ValueStream, CallError>> {
+        let (env, namespace, operation) = self.target(&ctx);
+        Box::pin(async move { Ok(env.subscribe(&namespace, &operation, input).await.boxed()) })
+    }
+}
+
+/// Counts the outside calls it admits.
+struct Audit(Arc<AtomicUsize>);
+
+impl Admission for Audit {
+    fn admit(&self, _call: &Admitting<'_>) -> Result<Admit, CallError> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Ok(Admit::Here)
+    }
 }
 
 /// Who makes the calls.
@@ -317,7 +388,16 @@ async fn run(driver: Driver, caller: As, env: &OperationEnv, cases: &[Case]) -> 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_adapter_agrees_with_a_local_call_for_every_caller() {
-    let specs = env();
+    agree(env).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_third_partys_dispatch_path_and_admission_step_work_on_every_adapter() {
+    agree(relayed_env).await;
+}
+
+async fn agree(make_env: fn() -> (OperationEnv, Option<Arc<AtomicUsize>>)) {
+    let (specs, _) = make_env();
     let cases = cases();
     let covered: BTreeSet<&str> = cases.iter().map(|c| c.operation).collect();
     for op in specs.operations().filter(|op| op.is_external()) {
@@ -334,7 +414,14 @@ async fn every_adapter_agrees_with_a_local_call_for_every_caller() {
         let mut all = Vec::new();
         for driver in DRIVERS.into_iter().filter(|d| d.presents(caller)) {
             // A fresh node per run: `echo/served` answers how many calls it has served.
-            all.push((driver, run(driver, caller, &env(), &cases).await));
+            let (env, admitted) = make_env();
+            all.push((driver, run(driver, caller, &env, &cases).await));
+            if let Some(admitted) = admitted {
+                assert!(
+                    admitted.load(Ordering::SeqCst) > 0,
+                    "{driver:?} as {caller:?}: the admission step saw no call"
+                );
+            }
         }
         let (_, local) = &all[0];
         assert!(local.iter().any(|o| matches!(o, Outcome::Output(_))));

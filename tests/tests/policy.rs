@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use alknet_example::{EchoProtocol, EchoService};
 use alknet_runtime::adapters::dns::DnsAdapter;
 use alknet_runtime::adapters::http::HttpAdapter;
-use alknet_runtime::call::{CallConfig, CallEndpoint, CallOptions, CallServer, NodeIdentity};
+use alknet_runtime::call::{
+    CallConfig, CallEndpoint, CallOptions, CallServer, NodeIdentity, PeerLinks,
+};
 use alknet_runtime::config::{ConfigServiceImpl, ReloadPart};
 use alknet_runtime::credentials::api_key_hash;
 use alknet_runtime::{CallError, ConfigIdentityProvider, NodePolicy, OperationEnv, codes};
@@ -98,12 +100,14 @@ impl Node {
         let file = config_file();
         std::fs::write(&file, format!("{}{dynamic}", keys())).unwrap();
         let config = Arc::new(ConfigServiceImpl::from_file(&file).unwrap());
-        let policy = NodePolicy::new(config.shared()).forward_as(identity.clone());
+        let policy = NodePolicy::new(config.shared())
+            .forward_through(PeerLinks::new(identity.clone(), CallConfig::default()));
         let env = OperationEnv::builder()
             .local(EchoProtocol::local(EchoService::default()))
             .local(GateProtocol::local(Gate::default()))
             .local(FrontProtocol::local(Front))
-            .policy(policy)
+            .admission(policy)
+            .config(config.shared())
             .build()
             .unwrap();
         let identities = Arc::new(ConfigIdentityProvider::new(config.shared()));

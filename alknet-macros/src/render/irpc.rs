@@ -105,7 +105,7 @@ pub fn render(service: &Service) -> TokenStream {
     let spawn_doc = " Serve `handler` as an irpc actor that runs requests concurrently; the client \
                      reaches it through tokio channels, or a QUIC listener serves it to other nodes.";
     let service_doc = " Reach this service through an irpc client; mount the result with \
-                       `OperationEnv::builder().service(...)`.";
+                       `OperationEnv::builder().local(...)`.";
     quote! {
         #private::irpc_items! {
             #[doc = #rpc_doc]

@@ -157,7 +157,9 @@ pub fn render(service: &Service) -> TokenStream {
         impl #protocol {
             #[doc = #local_doc]
             pub fn local<H: #handler>(handler: H) -> #rt::LocalService {
-                #rt::LocalService::new::<#protocol>(#private::Local(::std::sync::Arc::new(handler)))
+                #private::with_transports::<#protocol>(#rt::LocalService::new::<#protocol>(
+                    #private::Local(::std::sync::Arc::new(handler)),
+                ))
             }
         }
     }

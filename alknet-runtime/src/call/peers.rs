@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -15,13 +14,22 @@ use super::quic::{CallConfig, CallEndpoint};
 use super::remote::call_options;
 use crate::config::Peer;
 use crate::quic::{NodeIdentity, PeerKey};
-use crate::service::ValueStream;
-use crate::{CallError, OperationContext};
+use crate::{CallError, DispatchPath, OperationContext, PeerPaths, ValueStream};
 
-/// The node's connections to its peers, by peer name.
-pub(crate) struct PeerLinks {
+/// A node's call-protocol connections to the peers of its `[[peers]]`, by peer name: the
+/// way [`NodePolicy`](crate::NodePolicy) forwards calls
+/// ([`NodePolicy::forward_through`](crate::NodePolicy::forward_through)).
+///
+/// Connections are made on the first call forwarded to a peer and reused; when a reload
+/// changes a peer's address or fingerprint, the next forwarded call connects anew. A peer
+/// that does not complete the QUIC handshake within the [`CallConfig`]'s
+/// `handshake_timeout` is unreachable (`UNAVAILABLE`).
+#[derive(Clone)]
+pub struct PeerLinks(Arc<Links>);
+
+struct Links {
     identity: NodeIdentity,
-    connect_timeout: Duration,
+    config: CallConfig,
     /// Outgoing endpoints, one per kind of local address (see [`bind_address`]), bound on
     /// first use.
     endpoints: Mutex<HashMap<IpAddr, CallEndpoint>>,
@@ -36,15 +44,29 @@ struct Link {
 }
 
 impl PeerLinks {
-    pub(crate) fn new(identity: NodeIdentity, connect_timeout: Duration) -> Self {
-        PeerLinks {
+    /// Links that connect as `identity` (the node's key: each peer must know its
+    /// fingerprint), with the QUIC settings and limits of `config` — the same as the
+    /// node's own call endpoint, so what a peer answers fits what this node accepts.
+    pub fn new(identity: NodeIdentity, config: CallConfig) -> Self {
+        PeerLinks(Arc::new(Links {
             identity,
-            connect_timeout,
+            config,
             endpoints: Mutex::new(HashMap::new()),
             links: Mutex::new(HashMap::new()),
-        }
+        }))
     }
+}
 
+impl PeerPaths for PeerLinks {
+    fn path(&self, peer: &Peer) -> Arc<dyn DispatchPath> {
+        Arc::new(Forward {
+            links: self.clone(),
+            peer: Arc::new(peer.clone()),
+        })
+    }
+}
+
+impl Links {
     /// A live connection to `peer`: the one made before if it is still up and the peer's
     /// address and key are unchanged, else a new one.
     async fn connection(&self, peer: &Peer) -> Result<Connection, CallError> {
@@ -89,11 +111,11 @@ impl PeerLinks {
         if let Some(endpoint) = endpoints.get(&local) {
             return Ok(endpoint.clone());
         }
-        let config = CallConfig {
-            handshake_timeout: self.connect_timeout,
-            ..CallConfig::default()
-        };
-        let endpoint = CallEndpoint::bind(SocketAddr::new(local, 0), &self.identity, config)?;
+        let endpoint = CallEndpoint::bind(
+            SocketAddr::new(local, 0),
+            &self.identity,
+            self.config.clone(),
+        )?;
         endpoints.insert(local, endpoint.clone());
         Ok(endpoint)
     }
@@ -121,23 +143,21 @@ fn bind_address(peer: SocketAddr) -> IpAddr {
 
 /// An outside call the forwarding policy sends to `peer`: the same operation there, with
 /// the caller in `forwarded_for` and the call's remaining deadline.
-pub(crate) struct Forward {
-    links: Arc<PeerLinks>,
-    peer: Peer,
+struct Forward {
+    links: PeerLinks,
+    /// Shared with the call's future, which must own what it reads.
+    peer: Arc<Peer>,
 }
 
-impl Forward {
-    pub(crate) fn new(links: Arc<PeerLinks>, peer: Peer) -> Self {
-        Forward { links, peer }
-    }
-
-    pub(crate) fn invoke(
-        self,
+impl DispatchPath for Forward {
+    fn invoke(
+        &self,
         ctx: OperationContext,
         input: Value,
     ) -> BoxFuture<'static, Result<Value, CallError>> {
+        let (links, peer) = (self.links.clone(), self.peer.clone());
         async move {
-            let connection = self.links.connection(&self.peer).await?;
+            let connection = links.0.connection(&peer).await?;
             let target = ctx.operation().bindings().call_protocol;
             connection
                 .call_with(&target, input, &call_options(&ctx))
@@ -146,13 +166,14 @@ impl Forward {
         .boxed()
     }
 
-    pub(crate) fn subscribe(
-        self,
+    fn subscribe(
+        &self,
         ctx: OperationContext,
         input: Value,
     ) -> BoxFuture<'static, Result<ValueStream, CallError>> {
+        let (links, peer) = (self.links.clone(), self.peer.clone());
         async move {
-            let connection = self.links.connection(&self.peer).await?;
+            let connection = links.0.connection(&peer).await?;
             let target = ctx.operation().bindings().call_protocol;
             Ok(connection
                 .subscribe_with(&target, input, &call_options(&ctx))

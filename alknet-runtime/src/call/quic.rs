@@ -66,6 +66,47 @@ pub struct CallConfig {
 }
 
 impl CallConfig {
+    /// The limits `[call]` sets, each absent setting at its default.
+    pub fn from_settings(settings: &crate::config::CallSettings) -> Self {
+        use std::num::{NonZeroU32, NonZeroUsize};
+        let defaults = CallConfig::default();
+        CallConfig {
+            max_frame_size: settings
+                .max_frame_bytes
+                .map_or(defaults.max_frame_size, NonZeroUsize::get),
+            max_concurrent_calls: settings
+                .max_concurrent_calls
+                .map_or(defaults.max_concurrent_calls, NonZeroU32::get),
+            unauthenticated_max_concurrent_calls: settings
+                .unauthenticated_max_concurrent_calls
+                .map_or(
+                    defaults.unauthenticated_max_concurrent_calls,
+                    NonZeroU32::get,
+                ),
+            connection_buffer: settings
+                .connection_buffer_bytes
+                .map_or(defaults.connection_buffer, NonZeroUsize::get),
+            endpoint_buffer: settings
+                .node_buffer_bytes
+                .map_or(defaults.endpoint_buffer, NonZeroUsize::get),
+            unauthenticated_buffer: settings
+                .unauthenticated_buffer_bytes
+                .map_or(defaults.unauthenticated_buffer, NonZeroUsize::get),
+            max_connections: settings
+                .max_connections
+                .map_or(defaults.max_connections, NonZeroUsize::get),
+            max_connections_per_address: settings
+                .max_connections_per_address
+                .map_or(defaults.max_connections_per_address, NonZeroUsize::get),
+            handshake_timeout: settings
+                .handshake_timeout_ms
+                .map_or(defaults.handshake_timeout, |ms| {
+                    Duration::from_millis(ms.get())
+                }),
+            ..defaults
+        }
+    }
+
     fn quic(&self) -> QuicConfig {
         QuicConfig {
             keep_alive: self.keep_alive,

@@ -1,7 +1,6 @@
 //! The remote path of [`OperationEnv`]: a node mounted over a call-protocol connection,
 //! and namespaces routed to it.
 
-use std::any::Any;
 use std::sync::Arc;
 
 use futures::FutureExt;
@@ -9,9 +8,10 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 
 use super::client::{CallOptions, Connection};
-use crate::env::OperationEnvBuilder;
-use crate::service::{Backend, ValueStream};
-use crate::{BuildError, CallError, OperationContext, OperationSpec, ServiceSpec};
+use crate::{
+    BuildError, CallError, DispatchPath, OperationContext, OperationEnvBuilder, OperationSpec,
+    ServiceSpec, ValueStream,
+};
 
 /// A peer node and the operations it lets this node call, learnt from its
 /// `services/schema` when the node is discovered.
@@ -52,9 +52,9 @@ impl RemoteNode {
 }
 
 /// Serves a namespace by calling a peer: operation `index` is `targets[index]` there.
-struct RemoteBackend {
+struct RemotePath {
     node: RemoteNode,
-    targets: Vec<String>,
+    targets: Arc<[String]>,
 }
 
 /// The options of a call this node makes to a peer on behalf of `ctx`'s caller: the
@@ -74,20 +74,17 @@ pub(crate) fn call_options(ctx: &OperationContext) -> CallOptions {
     options.forwarded_for(on_behalf_of)
 }
 
-impl Backend for RemoteBackend {
+impl DispatchPath for RemotePath {
     fn invoke(
         &self,
         ctx: OperationContext,
-        index: usize,
         input: Value,
-    ) -> BoxFuture<'_, Result<Value, CallError>> {
+    ) -> BoxFuture<'static, Result<Value, CallError>> {
         let options = call_options(&ctx);
-        let target = &self.targets[index];
+        let (connection, targets) = (self.node.connection.clone(), self.targets.clone());
         async move {
-            self.node
-                .connection
-                .call_with(target, input, &options)
-                .await
+            let target = &targets[ctx.operation_index()];
+            connection.call_with(target, input, &options).await
         }
         .boxed()
     }
@@ -95,23 +92,15 @@ impl Backend for RemoteBackend {
     fn subscribe(
         &self,
         ctx: OperationContext,
-        index: usize,
         input: Value,
-    ) -> BoxFuture<'_, Result<ValueStream, CallError>> {
+    ) -> BoxFuture<'static, Result<ValueStream, CallError>> {
         let options = call_options(&ctx);
-        let target = &self.targets[index];
+        let (connection, targets) = (self.node.connection.clone(), self.targets.clone());
         async move {
-            Ok(self
-                .node
-                .connection
-                .subscribe_with(target, input, &options)
-                .await)
+            let target = &targets[ctx.operation_index()];
+            Ok(connection.subscribe_with(target, input, &options).await)
         }
         .boxed()
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }
 
@@ -119,7 +108,7 @@ impl OperationEnvBuilder {
     /// Mount the peer `node` as the namespace `name`: `invoke(name, "storage/get_node", ..)`
     /// runs `/storage/get_node` on it. Its operations keep their kind, access control,
     /// declared errors and schemas; the peer checks this node's own identity again.
-    pub fn remote(mut self, name: &str, node: RemoteNode) -> Self {
+    pub fn remote(self, name: &str, node: RemoteNode) -> Self {
         let operations: Vec<(OperationSpec, String)> = node
             .catalog
             .iter()
@@ -146,26 +135,21 @@ impl OperationEnvBuilder {
             calls: Vec::new(),
             operations: Vec::new(),
         };
-        self.mount_remote(spec, node, operations);
-        self
+        mount_remote(self, spec, node, operations)
     }
 
     /// Serve `namespace` on the node mounted as `node_name` (with
     /// [`OperationEnvBuilder::remote`], earlier): handlers' `invoke(namespace, ..)` goes
     /// there without them knowing.
-    pub fn route(mut self, namespace: &str, node_name: &str) -> Self {
-        let node = self.services.iter().find_map(|entry| {
-            (entry.spec.namespace == node_name)
-                .then(|| entry.backend.as_any().downcast_ref::<RemoteBackend>())
-                .flatten()
-                .map(|backend| backend.node.clone())
-        });
-        let Some(node) = node else {
-            self.errors.push(BuildError::Route {
+    pub fn route(self, namespace: &str, node_name: &str) -> Self {
+        let Some(node) = self
+            .mounted::<RemotePath>(node_name)
+            .map(|path| path.node.clone())
+        else {
+            return self.fail(BuildError::Mount {
                 namespace: namespace.to_string(),
                 reason: format!("no remote node is mounted as `{node_name}`; mount it with `.remote(\"{node_name}\", node)` first"),
             });
-            return self;
         };
         let Some(service) = node
             .catalog
@@ -173,11 +157,10 @@ impl OperationEnvBuilder {
             .find(|s| s.namespace == namespace)
             .cloned()
         else {
-            self.errors.push(BuildError::Route {
+            return self.fail(BuildError::Mount {
                 namespace: namespace.to_string(),
                 reason: format!("the node `{node_name}` serves no operation of `{namespace}` that this node may call"),
             });
-            return self;
         };
         let operations = service
             .operations
@@ -188,18 +171,23 @@ impl OperationEnvBuilder {
             operations: Vec::new(),
             ..service
         };
-        self.mount_remote(spec, node, operations);
-        self
+        mount_remote(self, spec, node, operations)
     }
+}
 
-    fn mount_remote(
-        &mut self,
-        mut spec: ServiceSpec,
-        node: RemoteNode,
-        operations: Vec<(OperationSpec, String)>,
-    ) {
-        let (specs, targets) = operations.into_iter().unzip();
-        spec.operations = specs;
-        self.mount(spec, Arc::new(RemoteBackend { node, targets }));
-    }
+fn mount_remote(
+    builder: OperationEnvBuilder,
+    mut spec: ServiceSpec,
+    node: RemoteNode,
+    operations: Vec<(OperationSpec, String)>,
+) -> OperationEnvBuilder {
+    let (specs, targets): (Vec<_>, Vec<_>) = operations.into_iter().unzip();
+    spec.operations = specs;
+    builder.mount(
+        spec,
+        RemotePath {
+            node,
+            targets: targets.into(),
+        },
+    )
 }

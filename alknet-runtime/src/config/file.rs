@@ -16,8 +16,8 @@ use toml::Spanned;
 use super::dynamic::{ApiKeyEntry, DynamicConfig, Peer, RateLimits, TokenKey};
 use super::time::unix_seconds;
 use super::{
-    ConfigError, ForwardingAction, ForwardingPolicy, ForwardingRule, MAX_WORKER_THREADS,
-    StaticConfig,
+    ConfigError, DEFAULT_DRAIN_TIME, ForwardingAction, ForwardingPolicy, ForwardingRule,
+    MAX_WORKER_THREADS, StaticConfig,
 };
 use crate::encoding::from_hex;
 use crate::{Identity, KeyHolder, ResourceGrant};
@@ -190,6 +190,7 @@ pub struct IrpcSettings {
 struct NodeSection {
     key: Option<PathBuf>,
     worker_threads: Option<WorkerThreads>,
+    drain_ms: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -567,6 +568,10 @@ impl File {
             listen: self.listen,
             node_key: self.node.key,
             worker_threads: self.node.worker_threads.map(|threads| threads.0),
+            drain_time: self
+                .node
+                .drain_ms
+                .map_or(DEFAULT_DRAIN_TIME, Duration::from_millis),
             dns_zone: self.dns.zone.0,
             http: self.http,
             call: self.call,

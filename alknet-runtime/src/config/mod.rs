@@ -19,6 +19,7 @@
 use std::fmt;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
+use std::time::Duration;
 
 mod dynamic;
 mod file;
@@ -40,6 +41,9 @@ pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
 /// The most threads `[node] worker_threads` may ask for.
 pub const MAX_WORKER_THREADS: usize = 1024;
 
+/// How long a stopping node waits for the calls in flight, unless `[node] drain_ms` says.
+pub const DEFAULT_DRAIN_TIME: Duration = Duration::from_secs(10);
+
 /// Settings read once at start: listen addresses, the node's key, the DNS zone, the HTTP
 /// adapter's, the call protocol's and the irpc listener's limits.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -52,6 +56,9 @@ pub struct StaticConfig {
     /// variable `TOKIO_WORKER_THREADS`, else one per CPU core). At most
     /// [`MAX_WORKER_THREADS`].
     pub worker_threads: Option<NonZeroUsize>,
+    /// How long a stopping node lets the calls in flight finish before it ends them with
+    /// `UNAVAILABLE` (`[node] drain_ms`; default [`DEFAULT_DRAIN_TIME`]).
+    pub drain_time: Duration,
     /// The zone the DNS adapter answers for.
     pub dns_zone: String,
     /// The HTTP adapter's limits and MCP's allowed `Host` names.

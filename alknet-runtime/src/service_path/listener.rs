@@ -100,6 +100,12 @@ impl IrpcListenerBuilder {
         Ok(self)
     }
 
+    /// Serve the service `serving` registers (see [`IrpcServing`]), which `env` must serve
+    /// in-process.
+    pub fn serve_registered(self, serving: &IrpcServing) -> Result<Self, CallError> {
+        (serving.0)(self)
+    }
+
     /// Set the limits.
     pub fn limits(mut self, limits: IrpcLimits) -> Self {
         self.limits = limits;
@@ -125,6 +131,33 @@ impl IrpcListenerBuilder {
             fingerprint: identity.fingerprint().to_string(),
             accepting,
         })
+    }
+}
+
+/// How to serve one protocol over irpc, with its type erased: `#[alk_service]` attaches one
+/// to every [`LocalService`](crate::LocalService) its `local` function makes, so a node
+/// can serve every service it mounts without naming their types:
+///
+/// ```
+/// use alknet_example::{EchoProtocol, EchoService};
+/// use alknet_runtime::service_path::IrpcServing;
+///
+/// let echo = EchoProtocol::local(EchoService::default());
+/// assert!(echo.extension::<IrpcServing>().is_some());
+/// ```
+#[derive(Clone, Copy)]
+pub struct IrpcServing(fn(IrpcListenerBuilder) -> Result<IrpcListenerBuilder, CallError>);
+
+impl IrpcServing {
+    /// The registration of protocol `P`.
+    pub fn of<P: IrpcProtocol>() -> Self {
+        IrpcServing(IrpcListenerBuilder::serve::<P>)
+    }
+}
+
+impl std::fmt::Debug for IrpcServing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IrpcServing")
     }
 }
 

@@ -9,14 +9,13 @@
 //! // The actor: requests run concurrently, each under the context the caller sent.
 //! let client = EchoProtocol::spawn(EchoService::default());
 //! // A node that reaches `echo` through it.
-//! let env = OperationEnv::builder().service(EchoProtocol::service(client)).build().unwrap();
+//! let env = OperationEnv::builder().local(EchoProtocol::service(client)).build().unwrap();
 //! let echo = EchoClient::new(env);
 //! assert_eq!(echo.say("over irpc".into()).await.unwrap().length, 9);
 //! # }
 //! ```
 
 use std::future::Future;
-use std::marker::PhantomData;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -31,14 +30,14 @@ use serde::{Deserialize, Serialize};
 
 mod listener;
 
-pub use listener::{IrpcLimits, IrpcListener, IrpcListenerBuilder, alpn};
+pub use listener::{IrpcLimits, IrpcListener, IrpcListenerBuilder, IrpcServing, alpn};
 
+pub use crate::CallMeta;
 use crate::env::output;
 use crate::quic::Turns;
 use crate::{
-    CallError, Caller, Dispatch, Identity, ItemStream, KeyHolder, LocalService, Operation,
-    OperationContext, OperationEnv, Protocol, RequestId, ResponseStream, StreamingOperation,
-    UnaryOperation,
+    CallError, Caller, Dispatch, ItemStream, KeyHolder, LocalService, Operation, OperationContext,
+    OperationEnv, Protocol, ResponseStream, StreamingOperation, TypedEntry, UnaryOperation,
 };
 
 /// How many messages wait for the actor before senders wait too.
@@ -53,41 +52,6 @@ pub struct Call<R> {
     pub meta: CallMeta,
     /// The operation's request.
     pub request: R,
-}
-
-/// The parts of an [`OperationContext`] that travel with a call on the irpc path.
-///
-/// What the serving side believes of them depends on who sent them (SPEC §5). In-process,
-/// and from a peer whose key is a cluster node ([`KeyHolder::cluster`]), the call runs as
-/// `identity` (none: anonymous) with its `forwarded_for`, since it was admitted where it
-/// entered the cluster; access is checked again here all the same. From any other
-/// allow-listed key, `identity` and `forwarded_for` are ignored (and the ignoring logged):
-/// the call runs as the key's identity, an outside caller like any other.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CallMeta {
-    /// The call's id: the serving side keeps it.
-    pub request_id: RequestId,
-    /// The id of the call that made this one, for a nested call.
-    pub parent_request_id: Option<RequestId>,
-    /// The identity the call runs with; in-process, the caller's own, shared.
-    pub identity: Option<Arc<Identity>>,
-    /// Who the call was forwarded for (audit only).
-    pub forwarded_for: Option<Arc<str>>,
-    /// How long the call had left when it was sent, in milliseconds.
-    pub timeout_ms: Option<u64>,
-}
-
-impl CallMeta {
-    /// What of `ctx` travels.
-    pub fn of(ctx: &OperationContext) -> Self {
-        CallMeta {
-            request_id: ctx.request_id(),
-            parent_request_id: ctx.parent_request_id(),
-            identity: ctx.identity_arc(),
-            forwarded_for: ctx.forwarded_for_arc(),
-            timeout_ms: ctx.remaining().map(|d| d.as_millis() as u64),
-        }
-    }
 }
 
 /// A protocol that can travel over irpc. `#[alk_service]` implements it: `Rpc` is the
@@ -170,7 +134,7 @@ impl IrpcPeer {
 /// Serve `P`'s namespace of `env` as an irpc actor: a task that runs requests concurrently
 /// (a request that has to wait continues on a task of its own), each under the context the
 /// caller sent, with `env` for its nested calls. Returns the
-/// actor's client, for [`OperationEnvBuilder::service`](crate::OperationEnvBuilder::service)
+/// actor's client, for [`OperationEnvBuilder::local`](crate::OperationEnvBuilder::local)
 /// or a QUIC listener.
 ///
 /// Fails with `NOT_FOUND` unless `env` serves `P`'s namespace in-process.
@@ -188,12 +152,10 @@ pub fn spawn<P: IrpcProtocol>(env: &OperationEnv) -> Result<irpc::Client<P::Rpc>
 /// Generated `spawn` functions use this; to give an actor a whole node's env for its nested
 /// calls, mount the service in that env and use [`spawn`].
 pub fn spawn_service<P: IrpcProtocol>(service: LocalService) -> irpc::Client<P::Rpc> {
-    // An env of the service alone serves its namespace, at index 0.
-    run_actor(Actor::<P> {
-        env: OperationEnv::single(service),
-        service: 0,
-        _protocol: PhantomData,
-    })
+    let entry = OperationEnv::single(service)
+        .typed_entry::<P>()
+        .expect("an env of P's own service serves P");
+    run_actor(Actor { entry })
 }
 
 fn run_actor<P: IrpcProtocol>(actor: Actor<P>) -> irpc::Client<P::Rpc> {
@@ -218,19 +180,14 @@ fn run_actor<P: IrpcProtocol>(actor: Actor<P>) -> irpc::Client<P::Rpc> {
 
 /// The serving side of `P`'s irpc actor. Generated code hands it each message.
 pub struct Actor<P> {
-    env: OperationEnv,
-    /// Where `env` serves `P`'s namespace.
-    service: usize,
-    _protocol: PhantomData<fn() -> P>,
+    entry: TypedEntry<P>,
 }
 
 impl<P: IrpcProtocol> Actor<P> {
     /// The actor of `P`'s namespace of `env`, unless `env` does not serve it in-process.
     pub(crate) fn new(env: OperationEnv) -> Option<Self> {
         Some(Actor {
-            service: env.local_service::<P>()?,
-            env,
-            _protocol: PhantomData,
+            entry: env.typed_entry::<P>()?,
         })
     }
 
@@ -246,14 +203,11 @@ impl<P: IrpcProtocol> Actor<P> {
             tx,
             ..
         } = message;
-        let served = self
-            .env
-            .serve_call::<P>(self.service, meta, R::INDEX, request.into());
-        let mut served = match served {
+        let mut served = match self.entry.call(meta, request.into()) {
             Ok(served) => served,
             Err(err) => return answer(tx, Err(err)),
         };
-        if let Poll::Ready(result) = served.poll_once(cx) {
+        if let Poll::Ready(result) = served.poll_first(cx) {
             return answer(tx, output::<R>(result));
         }
         match tokio::sync::oneshot::Sender::try_from(tx) {
@@ -283,7 +237,7 @@ impl<P: IrpcProtocol> Actor<P> {
         R: UnaryOperation<Protocol = P>,
         Result<R::Output, CallError>: irpc::RpcMessage,
     {
-        let call = serve_unary::<P, R>(self.env.clone(), self.service, call, peer);
+        let call = serve_unary::<P, R>(self.entry.clone(), call, peer);
         Box::pin(async move {
             let mut call = std::pin::pin!(call);
             // A call that is done at its first poll never watches the caller: no
@@ -329,7 +283,7 @@ impl<P: IrpcProtocol> Actor<P> {
         match peer.outside_caller::<R>(&call.meta) {
             None => self.stream_into(call, tx),
             Some(caller) => {
-                let env = self.env.with_caller(caller);
+                let env = self.entry.env().with_caller(caller);
                 Box::pin(send_items(
                     async move { env.stream(call.request).await },
                     tx,
@@ -347,13 +301,11 @@ impl<P: IrpcProtocol> Actor<P> {
     where
         R: Operation<Protocol = P>,
     {
-        let (env, service) = (self.env.clone(), self.service);
+        let entry = self.entry.clone();
         let Call { meta, request } = call;
         Box::pin(send_items(
             async move {
-                let items = env
-                    .serve_subscription::<P>(service, meta, R::INDEX, request.into())
-                    .await?;
+                let items = entry.subscribe(meta, request.into()).await?;
                 Ok(items.map(output::<R>).boxed())
             },
             tx,
@@ -394,8 +346,7 @@ async fn send_items<T: Send + Sync + 'static>(
 /// Run a query or mutation that `peer` sent: under the context it sent if it is a cluster
 /// node, else as an outside caller of this node.
 async fn serve_unary<P, R>(
-    env: OperationEnv,
-    service: usize,
+    entry: TypedEntry<P>,
     call: Call<R>,
     peer: IrpcPeer,
 ) -> Result<R::Output, CallError>
@@ -405,11 +356,8 @@ where
 {
     let Call { meta, request } = call;
     match peer.outside_caller::<R>(&meta) {
-        None => {
-            let served = env.serve_call::<P>(service, meta, R::INDEX, request.into())?;
-            output::<R>(served.finish().await)
-        }
-        Some(caller) => env.with_caller(caller).call(request).await,
+        None => output::<R>(entry.call(meta, request.into())?.finish().await),
+        Some(caller) => entry.env().with_caller(caller).call(request).await,
     }
 }
 
@@ -583,9 +531,16 @@ impl<P: IrpcProtocol> Dispatch<P> for IrpcDispatch<P> {
 }
 
 /// A service reached through an irpc client, ready for
-/// [`OperationEnvBuilder::service`](crate::OperationEnvBuilder::service). Made by the
-/// `service` function `#[alk_service]` generates.
-pub struct IrpcService(pub(crate) LocalService);
+/// [`OperationEnvBuilder::local`](crate::OperationEnvBuilder::local): typed calls cross as
+/// they are, `invoke` converts at this boundary. Made by the `service` function
+/// `#[alk_service]` generates.
+pub struct IrpcService(LocalService);
+
+impl From<IrpcService> for LocalService {
+    fn from(service: IrpcService) -> Self {
+        service.0
+    }
+}
 
 impl IrpcService {
     /// Reach protocol `P` through `client`: in-process channels or a QUIC connection.
@@ -600,7 +555,7 @@ impl IrpcService {
 /// `server_fingerprint`; this node presents `identity`, which the server must allow.
 ///
 /// The connection opens lazily on the first call. Mount the client with
-/// `OperationEnv::builder().service(XProtocol::service(client))`.
+/// `OperationEnv::builder().local(XProtocol::service(client))`.
 pub fn connect<P: IrpcProtocol>(
     addr: std::net::SocketAddr,
     server_fingerprint: &str,
