@@ -1,6 +1,6 @@
 //! Writes real payloads for the interop tests (`tests/interop/`): inputs the node accepted
 //! and the outputs, items and errors it answered with, and inputs it refused as
-//! `INVALID_INPUT` — all from calling the node's services (`alknet::node::env()`).
+//! `INVALID_INPUT` — all from calling the `echo` service on a node assembled in this process.
 //!
 //! `cargo run -p alknet --example interop_samples -- DIR` writes `DIR/samples.json`: a list
 //! of `{service, operation, side, valid, value}` where `side` is `input`, `output`, `item`,
@@ -10,7 +10,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use alknet::node;
+use alknet::Node;
+use alknet_example::{EchoProtocol, EchoService};
+use alknet_runtime::config::ConfigServiceImpl;
 use alknet_runtime::futures::StreamExt;
 use alknet_runtime::{Caller, Identity, OperationEnv, ResponseEnvelope, codes};
 use serde_json::{Value, json};
@@ -37,8 +39,11 @@ async fn main() -> ExitCode {
         eprintln!("interop_samples: give the directory to write samples.json to");
         return ExitCode::from(2);
     };
-    let env = match node::env() {
-        Ok(env) => env,
+    let node = Node::builder(ConfigServiceImpl::embedded())
+        .local(EchoProtocol::local(EchoService::default()))
+        .build();
+    let env = match node {
+        Ok(node) => node.env().clone(),
         Err(err) => {
             eprintln!("interop_samples: {err}");
             return ExitCode::FAILURE;

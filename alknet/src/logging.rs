@@ -6,6 +6,9 @@ use std::io::IsTerminal;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::prelude::*;
 
+/// Send the process's `tracing` events to stderr, filtered by `ALKNET_LOG`: what
+/// [`cli::run`](crate::cli::run) does first. A program that serves a [`Node`](crate::Node)
+/// without the CLI calls it (or installs a subscriber of its own) to see the node's logs.
 pub fn init() -> Result<(), String> {
     let spec = std::env::var("ALKNET_LOG").unwrap_or_else(|_| "info".to_string());
     let filter: Targets = spec

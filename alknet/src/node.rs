@@ -1,78 +1,438 @@
-//! The node's services, assembled in one place: `serve`, `call`, the quickstart and the
-//! schema commands all mount exactly these.
+//! [`Node`]: a configuration, a key, the services you mount, and every transport the
+//! configuration lists — served with one call, reloaded live, stopped gracefully.
+//!
+//! ```no_run
+//! use alknet::Node;
+//! use alknet_example::{EchoProtocol, EchoService};
+//! use alknet_runtime::config::ConfigServiceImpl;
+//!
+//! # async fn demo() -> Result<(), alknet::NodeError> {
+//! let config = ConfigServiceImpl::from_file(std::path::Path::new("node.toml"))?;
+//! Node::builder(config)
+//!     .local(EchoProtocol::local(EchoService::default()))
+//!     .build()?
+//!     .serve() // every [listen] address; SIGHUP reloads; SIGTERM or Ctrl-C stops
+//!     .await
+//! # }
+//! ```
 
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use alknet_auth::{AuthProtocol, AuthService};
 use alknet_config::{ConfigProtocol, ConfigService};
-use alknet_example::{EchoProtocol, EchoService};
-use alknet_runtime::config::ConfigServiceImpl;
+use alknet_runtime::call::{CallConfig, PeerLinks};
+use alknet_runtime::config::{ConfigError, ConfigServiceImpl, ConfigSource, ReloadPart};
 use alknet_runtime::quic::NodeIdentity;
+use alknet_runtime::service_path::IrpcServing;
 use alknet_runtime::{
-    ConfigIdentityProvider, IdentityProvider, NodePolicy, OperationEnv, ServiceSpec,
+    Admission, BuildError, ConfigIdentityProvider, DispatchPath, Drain, IdentityProvider,
+    LocalService, NodePolicy, OperationEnv, OperationEnvBuilder, ServiceSpec,
 };
 
-/// A node: its configuration, its key, its services, and what adapters need to admit
-/// callers.
-pub struct Node {
-    /// The configuration, reloadable.
-    pub config: Arc<ConfigServiceImpl>,
-    /// The node's key: what its listeners prove, and how it connects to its peers.
-    pub identity: NodeIdentity,
-    /// Every service of the node, mounted in-process, admitting outside calls with the
-    /// configuration's forwarding policy and rate limits.
-    pub env: OperationEnv,
-    /// Resolves the credentials callers present, against the live configuration.
-    pub identities: Arc<dyn IdentityProvider>,
+use crate::transports::{self, Running};
+
+/// Why a node could not be assembled, started or run: one sentence naming the problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeError(String);
+
+impl NodeError {
+    /// An error with this message.
+    pub fn new(message: impl Into<String>) -> Self {
+        NodeError(message.into())
+    }
 }
 
-impl Node {
-    /// Assemble a node over `config`, with the key its configuration names (or a fresh
-    /// one).
-    pub fn new(config: Arc<ConfigServiceImpl>) -> Result<Node, String> {
+impl fmt::Display for NodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NodeError {}
+
+impl From<ConfigError> for NodeError {
+    fn from(err: ConfigError) -> Self {
+        NodeError(err.to_string())
+    }
+}
+
+impl From<BuildError> for NodeError {
+    fn from(err: BuildError) -> Self {
+        NodeError(err.to_string())
+    }
+}
+
+impl From<String> for NodeError {
+    fn from(message: String) -> Self {
+        NodeError(message)
+    }
+}
+
+/// Assembles a [`Node`]: from [`Node::builder`].
+///
+/// The services you add come first, in the order added; then, unless left out, the node's
+/// own `auth` (credentials) and `config` (the live configuration) services. Outside calls
+/// pass the configuration's forwarding policy and rate limits ([`NodePolicy`]), then the
+/// admission steps you add.
+pub struct NodeBuilder {
+    config: Arc<ConfigServiceImpl>,
+    env: OperationEnvBuilder,
+    irpc: Vec<IrpcServing>,
+    admission: Vec<Arc<dyn Admission>>,
+    identities: Option<Arc<dyn IdentityProvider>>,
+    auth: bool,
+    config_service: bool,
+    watch_interval: Duration,
+}
+
+impl NodeBuilder {
+    /// Serve a service in this process (`XProtocol::local(handler)`), or reach one
+    /// through an irpc client (`XProtocol::service(client)`). A service served in this
+    /// process is also served to other nodes on the irpc listener, when the configuration
+    /// gives it an address.
+    pub fn local(mut self, service: impl Into<LocalService>) -> Self {
+        let service = service.into();
+        if let Some(serving) = service.extension::<IrpcServing>() {
+            self.irpc.push(*serving);
+        }
+        self.env = self.env.local(service);
+        self
+    }
+
+    /// Serve the namespace of `spec` along a dispatch path of your own.
+    pub fn mount(mut self, spec: ServiceSpec, path: impl DispatchPath) -> Self {
+        self.env = self.env.mount(spec, path);
+        self
+    }
+
+    /// Anything else the env builder can do — mount a remote node (`.remote(..)`), route a
+    /// namespace to it (`.route(..)`) — applied in order with the other mounts.
+    pub fn env(
+        mut self,
+        assemble: impl FnOnce(OperationEnvBuilder) -> OperationEnvBuilder,
+    ) -> Self {
+        self.env = assemble(self.env);
+        self
+    }
+
+    /// Run `step` for every outside call, after the node's forwarding policy and rate
+    /// limits and the steps added before it: an API-gateway check, an audit log.
+    pub fn admission(mut self, step: impl Admission) -> Self {
+        self.admission.push(Arc::new(step));
+        self
+    }
+
+    /// Resolve callers' credentials with `provider` instead of the configuration's
+    /// `[[api_keys]]`, `[[public_keys]]` and `[[token_keys]]`.
+    pub fn identities(mut self, provider: Arc<dyn IdentityProvider>) -> Self {
+        self.identities = Some(provider);
+        self
+    }
+
+    /// Leave out the `auth` service (its operations verify credentials).
+    pub fn without_auth(mut self) -> Self {
+        self.auth = false;
+        self
+    }
+
+    /// Leave out the `config` service (its operations read and reload the
+    /// configuration; the node still reloads on SIGHUP and when its file changes).
+    pub fn without_config_service(mut self) -> Self {
+        self.config_service = false;
+        self
+    }
+
+    /// How often a node serving a configuration file checks it for changes (default 1 s).
+    pub fn config_watch_interval(mut self, interval: Duration) -> Self {
+        self.watch_interval = interval;
+        self
+    }
+
+    /// Finish assembly: the node's key (from `[node] key`, or a fresh one), its policy,
+    /// its env.
+    pub fn build(mut self) -> Result<Node, NodeError> {
+        let config = self.config.clone();
         let identity = node_identity(&config)?;
-        let policy = NodePolicy::new(config.shared()).forward_as(identity.clone());
-        let env = OperationEnv::builder()
-            .local(EchoProtocol::local(EchoService::default()))
-            .local(AuthProtocol::local(AuthService::new(config.clone())))
-            .local(ConfigProtocol::local(ConfigService::new(config.clone())))
-            .policy(policy)
-            .build()
-            .map_err(|err| err.to_string())?;
+        if self.auth {
+            self = self.local(AuthProtocol::local(AuthService::new(config.clone())));
+        }
+        if self.config_service {
+            self = self.local(ConfigProtocol::local(ConfigService::new(config.clone())));
+        }
+        let peers = PeerLinks::new(
+            identity.clone(),
+            CallConfig::from_settings(&config.static_config().call),
+        );
+        let drain = Drain::new();
+        let mut env = self
+            .env
+            .config(config.shared())
+            .drain(drain.clone())
+            .admission(NodePolicy::new(config.shared()).forward_through(peers));
+        for step in self.admission {
+            env = env.admission(step);
+        }
         Ok(Node {
-            identities: Arc::new(ConfigIdentityProvider::new(config.shared())),
+            identities: self
+                .identities
+                .unwrap_or_else(|| Arc::new(ConfigIdentityProvider::new(config.shared()))),
+            env: env.build()?,
             identity,
+            irpc: self.irpc,
+            drain,
+            watch_interval: self.watch_interval,
             config,
-            env,
         })
     }
 }
 
-/// The node's key: from the configured file, or a fresh one each start.
-fn node_identity(config: &ConfigServiceImpl) -> Result<NodeIdentity, String> {
-    match &config.static_config().node_key {
-        Some(path) => {
-            let pem = std::fs::read_to_string(path)
-                .map_err(|err| format!("cannot read the node key {}: {err}", path.display()))?;
-            NodeIdentity::from_pem(&pem).map_err(|err| {
-                format!(
-                    "the node key {} is not usable: {}",
-                    path.display(),
-                    err.message
-                )
-            })
+/// A node: its configuration, its key, its services, and the transports it serves them on.
+///
+/// Every transport with an address in `[listen]` is served: HTTP (with MCP at `/mcp`),
+/// the call protocol over QUIC and WebSocket, DNS, and the irpc listener (for every
+/// service mounted in this process). See `docs/guide.md`, "Serve your service".
+pub struct Node {
+    config: Arc<ConfigServiceImpl>,
+    identity: NodeIdentity,
+    env: OperationEnv,
+    identities: Arc<dyn IdentityProvider>,
+    irpc: Vec<IrpcServing>,
+    drain: Drain,
+    watch_interval: Duration,
+}
+
+impl Node {
+    /// Start assembling a node over `config` (a file with
+    /// [`ConfigServiceImpl::from_file`], or [`ConfigServiceImpl::embedded`]).
+    pub fn builder(config: impl Into<Arc<ConfigServiceImpl>>) -> NodeBuilder {
+        NodeBuilder {
+            config: config.into(),
+            env: OperationEnv::builder(),
+            irpc: Vec::new(),
+            admission: Vec::new(),
+            identities: None,
+            auth: true,
+            config_service: true,
+            watch_interval: DEFAULT_WATCH_INTERVAL,
         }
-        None => NodeIdentity::generate().map_err(|err| err.message),
+    }
+
+    /// The configuration, live.
+    pub fn config(&self) -> &Arc<ConfigServiceImpl> {
+        &self.config
+    }
+
+    /// The node's key: what its listeners prove, and how it connects to its peers.
+    pub fn identity(&self) -> &NodeIdentity {
+        &self.identity
+    }
+
+    /// Every service of the node, admitting outside calls with the node's policy.
+    pub fn env(&self) -> &OperationEnv {
+        &self.env
+    }
+
+    /// Resolves the credentials callers present.
+    pub fn identities(&self) -> &Arc<dyn IdentityProvider> {
+        &self.identities
+    }
+
+    /// The spec of every mounted service, in the order mounted.
+    pub fn services(&self) -> Vec<ServiceSpec> {
+        self.env.services().cloned().collect()
+    }
+
+    /// Bind every transport `[listen]` gives an address, and start serving. The node
+    /// serves until the returned [`Listeners`] are stopped or dropped.
+    pub async fn start(&self) -> Result<Listeners, NodeError> {
+        let listen = &self.config.static_config().listen;
+        let server = transports::call_server(self);
+        let mut running = Vec::new();
+        if let Some(address) = listen.call {
+            running.push(transports::call(self, address, server.clone())?);
+        }
+        if let Some(address) = listen.websocket {
+            running.push(transports::websocket(address, server.clone()).await?);
+        }
+        if let Some(address) = listen.irpc {
+            running.push(transports::irpc(self, &self.irpc, address)?);
+        }
+        if let Some(address) = listen.http {
+            running.push(transports::http(self, address).await?);
+        }
+        if let Some(address) = listen.dns {
+            running.push(transports::dns(self, address).await?);
+        }
+        Ok(Listeners {
+            running,
+            drain: self.drain.clone(),
+            drain_time: self.config.static_config().drain_time,
+        })
+    }
+
+    /// Serve until SIGTERM or Ctrl-C, then stop gracefully (see [`Listeners::stop`]).
+    /// SIGHUP, `config/reload` and changes to the configuration file reload it.
+    pub async fn serve(self) -> Result<(), NodeError> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminate = signal(SignalKind::terminate())
+            .map_err(|err| NodeError::new(format!("cannot watch for SIGTERM: {err}")))?;
+        self.serve_with_shutdown(async move {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        })
+        .await
+    }
+
+    /// Serve until `shutdown` resolves, then stop gracefully. SIGHUP and changes to the
+    /// configuration file reload it.
+    pub async fn serve_with_shutdown(
+        self,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), NodeError> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangups = signal(SignalKind::hangup())
+            .map_err(|err| NodeError::new(format!("cannot watch for SIGHUP: {err}")))?;
+        let watcher = match self.config.source() {
+            ConfigSource::File(_) => Some(self.config.clone().watch(self.watch_interval)),
+            _ => None,
+        };
+        let listeners = self.start().await?;
+        self.report(&listeners);
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            tokio::select! {
+                // The outcome is logged; a failed reload keeps the running configuration.
+                _ = hangups.recv() => { let _ = self.config.reload_logged("SIGHUP", ReloadPart::All); }
+                () = &mut shutdown => break,
+            }
+        }
+        if let Some(watcher) = watcher {
+            watcher.abort();
+        }
+        listeners.stop().await;
+        Ok(())
+    }
+
+    /// Serve the node's services as MCP tools over stdin/stdout, for an MCP client that
+    /// spawns the node; callers are anonymous (stdio carries no credentials).
+    pub async fn serve_mcp_stdio(self) -> Result<(), NodeError> {
+        alknet_runtime::adapters::mcp::McpAdapter::new(self.env)
+            .serve_stdio()
+            .await
+            .map_err(|err| NodeError::new(format!("MCP over stdio failed: {err}")))
+    }
+
+    /// What the node serves, where, and a first command to try: on stdout, for the person
+    /// who started it, and in the log.
+    fn report(&self, listeners: &Listeners) {
+        let config = &self.config;
+        println!("node key: {}", self.identity.fingerprint());
+        println!(
+            "alknet node ready (configuration: {}, generation {})",
+            config.source(),
+            config.snapshot().generation
+        );
+        let namespaces: Vec<&str> = self.env.services().map(|s| s.namespace.as_str()).collect();
+        println!("services: {}", namespaces.join(", "));
+        println!("listeners:");
+        for (name, address) in listeners.addresses() {
+            println!("  {name:<10} {address}");
+        }
+        match config.source() {
+            ConfigSource::File(path) => println!(
+                "reload: SIGHUP, `config/reload`, or save {} (checked every {} ms)",
+                path.display(),
+                self.watch_interval.as_millis()
+            ),
+            _ => println!("reload: none needed (embedded default); use --config FILE"),
+        }
+        if let Some(http) = listeners.address("http") {
+            println!("try: curl http://{http}/v1/operations");
+        }
+        tracing::info!(
+            source = %config.source(),
+            generation = config.snapshot().generation,
+            key = %self.identity.fingerprint(),
+            "node ready"
+        );
     }
 }
 
-/// An `OperationEnv` with every service of the node mounted in-process, on the embedded
-/// default configuration.
-pub fn env() -> Result<OperationEnv, String> {
-    Ok(Node::new(Arc::new(ConfigServiceImpl::embedded()))?.env)
+/// How often the configuration file is checked for changes, unless the builder says.
+const DEFAULT_WATCH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A node's running transports: from [`Node::start`]. Dropping them stops them at once;
+/// [`Listeners::stop`] stops them gracefully.
+pub struct Listeners {
+    running: Vec<Running>,
+    drain: Drain,
+    drain_time: Duration,
 }
 
-/// The spec of every service of the node, in the order they are mounted.
-pub fn services() -> Result<Vec<ServiceSpec>, String> {
-    Ok(env()?.services().cloned().collect())
+impl Listeners {
+    /// Each transport's name (`http`, `call`, `websocket`, `irpc`, `dns`) and the address
+    /// it listens on, in the order started.
+    pub fn addresses(&self) -> impl Iterator<Item = (&'static str, SocketAddr)> + '_ {
+        self.running
+            .iter()
+            .map(|running| (running.name, running.address))
+    }
+
+    /// Where the transport `name` listens, if it runs.
+    pub fn address(&self, name: &str) -> Option<SocketAddr> {
+        self.addresses()
+            .find(|(running, _)| *running == name)
+            .map(|(_, address)| address)
+    }
+
+    /// Stop gracefully: new outside calls answer `UNAVAILABLE` from now on; the calls in
+    /// flight get `[node] drain_ms` to finish; those still running then end with
+    /// `UNAVAILABLE`; then every listener closes.
+    pub async fn stop(self) {
+        let in_flight = self.drain.in_flight();
+        tracing::info!(
+            in_flight,
+            drain_ms = self.drain_time.as_millis() as u64,
+            "node stopping: no new calls; waiting for the calls in flight"
+        );
+        let cut = self.drain.stop(self.drain_time).await;
+        if cut > 0 {
+            tracing::warn!(
+                cut,
+                "calls still running after the drain time ended with UNAVAILABLE"
+            );
+        }
+        for running in self.running {
+            running.stop().await;
+        }
+        tracing::info!("node stopped");
+    }
+}
+
+/// The node's key: from the configured file, or a fresh one each start.
+fn node_identity(config: &ConfigServiceImpl) -> Result<NodeIdentity, NodeError> {
+    match &config.static_config().node_key {
+        Some(path) => {
+            let pem = std::fs::read_to_string(path).map_err(|err| {
+                NodeError::new(format!(
+                    "cannot read the node key {}: {err}",
+                    path.display()
+                ))
+            })?;
+            NodeIdentity::from_pem(&pem).map_err(|err| {
+                NodeError::new(format!(
+                    "the node key {} is not usable: {}",
+                    path.display(),
+                    err.message
+                ))
+            })
+        }
+        None => NodeIdentity::generate().map_err(|err| NodeError::new(err.message)),
+    }
 }

@@ -1,21 +1,35 @@
-//! The quickstart: the node's services mounted in a local `OperationEnv`, called the ways
+//! The quickstart: the node's services assembled in this process, called the ways
 //! an adapter and a Rust caller would.
 
 use std::process::ExitCode;
 
-use alknet::node;
+use alknet::NodeBuilder;
 use alknet_example::EchoClient;
+use alknet_runtime::config::ConfigServiceImpl;
 use alknet_runtime::futures::StreamExt;
 use alknet_runtime::{Caller, Identity};
 use serde_json::json;
 
-pub fn run() -> Result<ExitCode, String> {
+pub fn run(services: impl FnOnce(NodeBuilder) -> NodeBuilder) -> ExitCode {
+    match show_calls(services) {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("alknet: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn show_calls(services: impl FnOnce(NodeBuilder) -> NodeBuilder) -> Result<ExitCode, String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|err| format!("cannot start a tokio runtime: {err}"))?;
     runtime.block_on(async {
-        let env = node::env().map_err(|err| err.to_string())?;
+        let node = services(alknet::Node::builder(ConfigServiceImpl::embedded()))
+            .build()
+            .map_err(|err| err.to_string())?;
+        let env = node.env();
 
         println!("operations:");
         for op in env.operations() {

@@ -1,109 +1,110 @@
-//! The transports `alknet serve` starts, one function each, all over the node's env and
+//! The transports a [`Node`] starts, one function each, all over the node's env and
 //! identity provider. Each returns what keeps it running and the address it listens on.
 
 use std::net::SocketAddr;
-use std::num::{NonZeroU32, NonZeroUsize};
 use std::sync::Arc;
 use std::time::Duration;
 
-use alknet::node::Node;
-use alknet_auth::AuthProtocol;
-use alknet_config::ConfigProtocol;
-use alknet_example::EchoProtocol;
 use alknet_runtime::RateLimiter;
 use alknet_runtime::adapters::dns::DnsAdapter;
 use alknet_runtime::adapters::http::{HttpAdapter, HttpLimits};
 use alknet_runtime::call::{CallConfig, CallEndpoint, CallServer};
-use alknet_runtime::config::CallSettings;
-use alknet_runtime::quic::{NodeIdentity, QuicConfig};
-use alknet_runtime::service_path::{IrpcLimits, IrpcListener};
+use alknet_runtime::quic::QuicConfig;
+use alknet_runtime::service_path::{IrpcLimits, IrpcListener, IrpcServing};
 
-/// A running transport: its name, where it listens, and what to hold to keep it up.
-pub struct Running {
-    pub name: &'static str,
-    pub address: SocketAddr,
-    _guard: Box<dyn Send>,
+use crate::node::{Node, NodeError};
+
+/// A running transport: its name, where it listens, and how to stop it.
+pub(crate) struct Running {
+    pub(crate) name: &'static str,
+    pub(crate) address: SocketAddr,
+    stop: Stop,
+}
+
+enum Stop {
+    /// Dropped: the transport ends at once.
+    Drop(Box<dyn Send>),
+    /// Told to stop accepting, then given a moment to close its connections.
+    Graceful {
+        signal: tokio::sync::oneshot::Sender<()>,
+        serving: tokio::task::JoinHandle<()>,
+    },
+}
+
+/// How long a transport told to stop gets to close its connections.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+impl Running {
+    pub(crate) async fn stop(self) {
+        match self.stop {
+            Stop::Drop(guard) => drop(guard),
+            Stop::Graceful { signal, serving } => {
+                let _ = signal.send(());
+                let aborting = serving.abort_handle();
+                if tokio::time::timeout(CLOSE_GRACE, serving).await.is_err() {
+                    aborting.abort();
+                }
+            }
+        }
+    }
 }
 
 /// The call protocol over QUIC (ALPN `alknet/call/1`), with the limits of `[call]`.
-pub fn call(
+pub(crate) fn call(
     node: &Node,
-    identity: &NodeIdentity,
     address: SocketAddr,
     server: CallServer,
-) -> Result<Running, String> {
-    let config = call_config(&node.config.static_config().call);
-    let endpoint = CallEndpoint::bind(address, identity, config).map_err(|err| err.message)?;
+) -> Result<Running, NodeError> {
+    let config = CallConfig::from_settings(&node.config().static_config().call);
+    let endpoint =
+        CallEndpoint::bind(address, node.identity(), config).map_err(|err| err.message)?;
     let address = endpoint.local_addr();
     let serving = endpoint.serve(server);
     Ok(Running {
         name: "call",
         address,
-        _guard: Box::new(AbortOnDrop(serving)),
+        stop: Stop::Drop(Box::new(AbortOnDrop(serving))),
     })
 }
 
-/// The QUIC endpoint's limits: `[call]`, each absent setting at its default.
-fn call_config(settings: &CallSettings) -> CallConfig {
-    let defaults = CallConfig::default();
-    CallConfig {
-        max_frame_size: settings
-            .max_frame_bytes
-            .map_or(defaults.max_frame_size, NonZeroUsize::get),
-        max_concurrent_calls: settings
-            .max_concurrent_calls
-            .map_or(defaults.max_concurrent_calls, NonZeroU32::get),
-        unauthenticated_max_concurrent_calls: settings.unauthenticated_max_concurrent_calls.map_or(
-            defaults.unauthenticated_max_concurrent_calls,
-            NonZeroU32::get,
-        ),
-        connection_buffer: settings
-            .connection_buffer_bytes
-            .map_or(defaults.connection_buffer, NonZeroUsize::get),
-        endpoint_buffer: settings
-            .node_buffer_bytes
-            .map_or(defaults.endpoint_buffer, NonZeroUsize::get),
-        unauthenticated_buffer: settings
-            .unauthenticated_buffer_bytes
-            .map_or(defaults.unauthenticated_buffer, NonZeroUsize::get),
-        max_connections: settings
-            .max_connections
-            .map_or(defaults.max_connections, NonZeroUsize::get),
-        max_connections_per_address: settings
-            .max_connections_per_address
-            .map_or(defaults.max_connections_per_address, NonZeroUsize::get),
-        handshake_timeout: settings
-            .handshake_timeout_ms
-            .map_or(defaults.handshake_timeout, |ms| {
-                Duration::from_millis(ms.get())
-            }),
-        ..defaults
-    }
-}
-
 /// The call protocol's envelopes over WebSocket, for browsers.
-pub async fn websocket(address: SocketAddr, server: CallServer) -> Result<Running, String> {
+pub(crate) async fn websocket(
+    address: SocketAddr,
+    server: CallServer,
+) -> Result<Running, NodeError> {
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .map_err(|err| format!("cannot listen for WebSocket on {address}: {err}"))?;
     let address = listener.local_addr().map_err(|err| err.to_string())?;
     let app = alknet_runtime::call::websocket_router(server);
+    let (signal, stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(async move {
         let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        if let Err(err) = axum::serve(listener, app).await {
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        if let Err(err) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
             tracing::error!(%err, "the WebSocket listener stopped");
         }
     });
     Ok(Running {
         name: "websocket",
         address,
-        _guard: Box::new(AbortOnDrop(serving)),
+        stop: Stop::Graceful { signal, serving },
     })
 }
 
-/// Every service as an irpc actor, to allow-listed nodes over QUIC.
-pub fn irpc(node: &Node, identity: &NodeIdentity, address: SocketAddr) -> Result<Running, String> {
-    let settings = &node.config.static_config().irpc;
+/// Every service served in this process, as an irpc actor, to allow-listed nodes over
+/// QUIC.
+pub(crate) fn irpc(
+    node: &Node,
+    services: &[IrpcServing],
+    address: SocketAddr,
+) -> Result<Running, NodeError> {
+    let settings = &node.config().static_config().irpc;
     let mut limits = IrpcLimits::default();
     if let Some(bytes) = settings.max_request_bytes {
         limits.max_request_size = bytes.get();
@@ -112,54 +113,61 @@ pub fn irpc(node: &Node, identity: &NodeIdentity, address: SocketAddr) -> Result
     if let Some(streams) = settings.max_concurrent_streams {
         quic.max_concurrent_streams = streams.get();
     }
-    let listener = IrpcListener::builder(node.env.clone(), node.identities.clone())
-        .limits(limits)
-        .serve::<EchoProtocol>()
-        .and_then(|b| b.serve::<AuthProtocol>())
-        .and_then(|b| b.serve::<ConfigProtocol>())
-        .and_then(|b| b.bind(address, identity, quic))
+    let mut builder =
+        IrpcListener::builder(node.env().clone(), node.identities().clone()).limits(limits);
+    for serving in services {
+        builder = builder
+            .serve_registered(serving)
+            .map_err(|err| err.message)?;
+    }
+    let listener = builder
+        .bind(address, node.identity(), quic)
         .map_err(|err| err.message)?;
     Ok(Running {
         name: "irpc",
         address: listener.local_addr(),
-        _guard: Box::new(listener),
+        stop: Stop::Drop(Box::new(listener)),
     })
 }
 
 /// HTTP (`POST /v1/{namespace}/{op}`, SSE, `/openapi.json`) with MCP at `/mcp`.
-pub async fn http(node: &Node, address: SocketAddr) -> Result<Running, String> {
+pub(crate) async fn http(node: &Node, address: SocketAddr) -> Result<Running, NodeError> {
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .map_err(|err| format!("cannot listen for HTTP on {address}: {err}"))?;
     let address = listener.local_addr().map_err(|err| err.to_string())?;
-    let settings = &node.config.static_config().http;
-    let mut adapter = HttpAdapter::new(node.env.clone())
-        .identities(Arc::clone(&node.identities))
+    let settings = &node.config().static_config().http;
+    let mut adapter = HttpAdapter::new(node.env().clone())
+        .identities(Arc::clone(node.identities()))
         .limits(HttpLimits::from_settings(settings))
-        .mcp_session_rate_limits(Arc::new(RateLimiter::new(node.config.shared())));
+        .mcp_session_rate_limits(Arc::new(RateLimiter::new(node.config().shared())));
     if let Some(hosts) = &settings.mcp_allowed_hosts {
         adapter = adapter.mcp_allowed_hosts(hosts.clone());
     }
+    let (signal, stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(async move {
-        if let Err(err) = adapter.serve(listener).await {
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        if let Err(err) = adapter.serve_with_shutdown(listener, shutdown).await {
             tracing::error!(%err, "the HTTP listener stopped");
         }
     });
     Ok(Running {
         name: "http",
         address,
-        _guard: Box::new(AbortOnDrop(serving)),
+        stop: Stop::Graceful { signal, serving },
     })
 }
 
 /// DNS TXT queries under the configured zone, on UDP and TCP at one address.
-pub async fn dns(node: &Node, address: SocketAddr) -> Result<Running, String> {
+pub(crate) async fn dns(node: &Node, address: SocketAddr) -> Result<Running, NodeError> {
     let (udp, tcp) = DnsAdapter::bind(address)
         .await
         .map_err(|err| format!("cannot listen for DNS (UDP and TCP) on {address}: {err}"))?;
     let address = udp.local_addr().map_err(|err| err.to_string())?;
-    let adapter = DnsAdapter::new(node.env.clone())
-        .zone(&node.config.static_config().dns_zone)
+    let adapter = DnsAdapter::new(node.env().clone())
+        .zone(&node.config().static_config().dns_zone)
         .map_err(|err| format!("the DNS zone is not usable: {err}"))?;
     let serving = tokio::spawn(async move {
         if let Err(err) = adapter.serve(udp, Some(tcp)).await {
@@ -169,15 +177,15 @@ pub async fn dns(node: &Node, address: SocketAddr) -> Result<Running, String> {
     Ok(Running {
         name: "dns",
         address,
-        _guard: Box::new(AbortOnDrop(serving)),
+        stop: Stop::Drop(Box::new(AbortOnDrop(serving))),
     })
 }
 
 /// A server for the call protocol, shared by QUIC and WebSocket, with the frame limits of
 /// `[call]`.
-pub fn call_server(node: &Node) -> CallServer {
-    let settings = &node.config.static_config().call;
-    let mut server = CallServer::new(node.env.clone(), Arc::clone(&node.identities));
+pub(crate) fn call_server(node: &Node) -> CallServer {
+    let settings = &node.config().static_config().call;
+    let mut server = CallServer::new(node.env().clone(), Arc::clone(node.identities()));
     if let Some(bytes) = settings.max_frame_bytes {
         server = server.max_frame_size(bytes.get());
     }

@@ -22,7 +22,13 @@ async fn an_mcp_client_spawns_the_node_lists_its_tools_and_calls_one() {
         .map(|t| t["name"].as_str().unwrap())
         .collect();
     // Every external query or mutation of the node that an anonymous caller may call.
-    let env = alknet::node::env().unwrap();
+    let node = alknet::Node::builder(alknet_runtime::config::ConfigServiceImpl::embedded())
+        .local(alknet_example::EchoProtocol::local(
+            alknet_example::EchoService::default(),
+        ))
+        .build()
+        .unwrap();
+    let env = node.env();
     let expected: Vec<String> = env
         .operations()
         .filter(|op| op.access.is_open())

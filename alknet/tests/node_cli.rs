@@ -134,7 +134,7 @@ fn serve_reports_its_listeners_and_reloads_on_sighup_keeping_the_old_config_when
     let server = Server::start(&path, 3_600_000);
     let listener = server.expect_output("  http");
     assert!(listener.contains("127.0.0.1:"), "{listener}");
-    server.expect_output("try: curl -X POST");
+    server.expect_output("try: curl http://");
 
     let (_, entry) = new_key("ci", &["--scope", "echo:admin"]);
     std::fs::write(&path, format!("[listen]\nhttp = \"127.0.0.1:0\"\n{entry}")).unwrap();
@@ -515,7 +515,7 @@ fn serve_answers_over_its_transports_and_sighup_changes_what_a_key_may_do() {
         )
         .unwrap();
         let env = alknet_runtime::OperationEnv::builder()
-            .service(alknet_example::EchoProtocol::service(client))
+            .local(alknet_example::EchoProtocol::service(client))
             .build()
             .unwrap();
         let echo = alknet_example::EchoClient::new(env)

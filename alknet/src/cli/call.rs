@@ -2,15 +2,15 @@
 
 use std::io::{IsTerminal, Read};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Instant;
 
-use alknet::node::Node;
+use alknet_runtime::config::ConfigServiceImpl;
 use alknet_runtime::futures::{Stream, StreamExt};
 use alknet_runtime::{CallError, Caller, Credential, OperationEnv};
 use serde_json::Value;
 
-use crate::serve::load_config;
+use super::load_config;
+use crate::node::NodeBuilder;
 
 pub struct CallRequest {
     pub operation: String,
@@ -26,7 +26,10 @@ pub struct CallRequest {
     pub ws: Option<String>,
 }
 
-pub fn run(request: CallRequest) -> Result<ExitCode, String> {
+pub fn run(
+    request: CallRequest,
+    assemble: impl FnOnce(ConfigServiceImpl) -> NodeBuilder,
+) -> Result<ExitCode, String> {
     let (namespace, operation) = request
         .operation
         .trim_start_matches('/')
@@ -57,21 +60,21 @@ pub fn run(request: CallRequest) -> Result<ExitCode, String> {
         return runtime.block_on(http::call(base, namespace, operation, input, secret));
     }
     runtime.block_on(async {
-        let config = Arc::new(load_config(request.config.as_deref())?);
-        let node = Node::new(config)?;
+        let config = load_config(request.config.as_deref())?;
+        let node = assemble(config).build().map_err(|err| err.to_string())?;
         // At most one of the two: both were refused above.
         let credential = (request.api_key.as_deref().map(Credential::ApiKey))
             .or(request.token.as_deref().map(Credential::Token));
         let mut caller = Caller::new();
         if let Some(credential) = credential {
             let identity = node
-                .identities
+                .identities()
                 .resolve(credential)
                 .await
                 .map_err(|err| format!("the credential was refused: {}", err.message))?;
             caller = caller.identity(identity);
         }
-        let env = node.env.with_caller(caller);
+        let env = node.env().with_caller(caller);
         call(&env, namespace, operation, input).await
     })
 }

@@ -5,7 +5,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use alknet::node;
+use alknet_runtime::ServiceSpec;
 use alknet_runtime::schema::{self, Change, Compatibility};
 use serde_json::Value;
 
@@ -13,8 +13,8 @@ type Files = BTreeMap<String, String>;
 /// Service documents by namespace, with the file each came from.
 type Documents = BTreeMap<String, (PathBuf, Value)>;
 
-pub fn export(out: &Path) -> Result<ExitCode, String> {
-    let files = generated()?;
+pub fn export(services: &[ServiceSpec], out: &Path) -> Result<ExitCode, String> {
+    let files = schema::export(services);
     let existing = read_json_files(out)?;
     let refused = unannounced_breaks(
         &service_documents(out, &existing)?,
@@ -46,7 +46,7 @@ pub fn export(out: &Path) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn check(dir: &Path) -> Result<ExitCode, String> {
+pub fn check(services: &[ServiceSpec], dir: &Path) -> Result<ExitCode, String> {
     if !dir.is_dir() {
         return Err(format!(
             "`{}` is not a directory: run `alknet schema export --out {}` first",
@@ -54,7 +54,7 @@ pub fn check(dir: &Path) -> Result<ExitCode, String> {
             dir.display()
         ));
     }
-    let files = generated()?;
+    let files = schema::export(services);
     let committed = read_json_files(dir)?;
     let breaks = unannounced_breaks(
         &service_documents(dir, &committed)?,
@@ -143,13 +143,6 @@ pub fn diff(old: &Path, new: &Path) -> Result<ExitCode, String> {
         ));
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The files the code generates for the node's services.
-fn generated() -> Result<Files, String> {
-    let services =
-        node::services().map_err(|err| format!("cannot assemble the node's services: {err}"))?;
-    Ok(schema::export(&services))
 }
 
 /// Every breaking change from `old` to `new` in a service whose major version did not go up.
