@@ -9,6 +9,8 @@ use crate::ctxt::Ctxt;
 pub struct Container {
     pub ident: syn::Ident,
     pub vis: syn::Visibility,
+    /// The enum has generics or a `where` clause (an error): nothing can be generated for it.
+    pub generic: bool,
     pub docs: Docs,
     /// Attributes to keep on the generated protocol enum.
     pub attrs: Vec<syn::Attribute>,
@@ -37,6 +39,18 @@ pub enum Shape {
 pub struct Docs {
     pub text: Option<String>,
     pub attrs: Vec<syn::Attribute>,
+}
+
+/// The doc comment as written; where there is none (an error the macro reports already),
+/// an allowance, so a crate that denies `missing_docs` sees only that error.
+impl quote::ToTokens for Docs {
+    fn to_tokens(&self, tokens: &mut proc_macro2::TokenStream) {
+        if self.attrs.is_empty() {
+            tokens.extend(quote::quote!(#[allow(missing_docs)]));
+        } else {
+            tokens.extend(self.attrs.iter().map(quote::ToTokens::to_token_stream));
+        }
+    }
 }
 
 impl Docs {
@@ -81,6 +95,7 @@ impl Container {
         } else if let Some(where_clause) = &item.generics.where_clause {
             cx.error_spanned_by(where_clause, NOT_GENERIC);
         }
+        let generic = !item.generics.params.is_empty() || item.generics.where_clause.is_some();
         let docs = Docs::take(&mut item.attrs);
         for a in &item.attrs {
             if a.path().is_ident("derive") {
@@ -98,6 +113,7 @@ impl Container {
         Container {
             ident: item.ident,
             vis: item.vis,
+            generic,
             docs,
             attrs: item
                 .attrs

@@ -8,10 +8,39 @@ use crate::ctxt::Ctxt;
 
 pub const OPERATION: &str = "alk_operation";
 
-const SERVICE_KEYS: &str = "`namespace`, `version`, `authority(...)`, `calls` and `crate`";
-const OPERATION_KEYS: &str = "`query`, `mutation`, `subscription`, `output`, `item`, `name`, `scopes`, `any_scopes`, `resource`, `internal`, `error(...)` and `timeout`";
-const ERROR_KEYS: &str = "`code`, `status`, `details` and `description`";
-const AUTHORITY_KEYS: &str = "`scopes` and `resources`";
+/// The keys of each attribute, as the error for an unknown key lists them: the name, and
+/// how it is written.
+type Keys = [(&'static str, &'static str)];
+
+const SERVICE_KEYS: &Keys = &[
+    ("namespace", "`namespace`"),
+    ("version", "`version`"),
+    ("authority", "`authority(...)`"),
+    ("calls", "`calls`"),
+    ("crate", "`crate`"),
+];
+const OPERATION_KEYS: &Keys = &[
+    ("query", "`query`"),
+    ("mutation", "`mutation`"),
+    ("subscription", "`subscription`"),
+    ("output", "`output`"),
+    ("item", "`item`"),
+    ("name", "`name`"),
+    ("scopes", "`scopes`"),
+    ("any_scopes", "`any_scopes`"),
+    ("resource", "`resource`"),
+    ("internal", "`internal`"),
+    ("idempotent", "`idempotent`"),
+    ("error", "`error(...)`"),
+    ("timeout", "`timeout`"),
+];
+const ERROR_KEYS: &Keys = &[
+    ("code", "`code`"),
+    ("status", "`status`"),
+    ("details", "`details`"),
+    ("description", "`description`"),
+];
+const AUTHORITY_KEYS: &Keys = &[("scopes", "`scopes`"), ("resources", "`resources`")];
 
 #[derive(Default)]
 pub struct ServiceAttrs {
@@ -47,6 +76,8 @@ pub struct OperationAttrs {
     pub any_scopes: Vec<syn::LitStr>,
     pub resource: Option<syn::LitStr>,
     pub internal: bool,
+    /// `idempotent`, where it was written.
+    pub idempotent: Option<syn::Path>,
     pub errors: Vec<ErrorAttrs>,
     pub timeout: Option<syn::LitStr>,
     /// A syntax error stopped the parse: keys after it were not read.
@@ -78,14 +109,9 @@ fn path_name(path: &syn::Path) -> String {
 }
 
 /// Report an unknown key and step over its value, so the keys after it are still read.
-fn unknown(cx: &Ctxt, meta: &ParseNestedMeta, known: &str) -> syn::Result<()> {
-    cx.error_spanned_by(
-        &meta.path,
-        format!(
-            "unknown key `{}`; the keys are {known}",
-            path_name(&meta.path)
-        ),
-    );
+fn unknown(cx: &Ctxt, meta: &ParseNestedMeta, known: &Keys) -> syn::Result<()> {
+    let name = path_name(&meta.path);
+    cx.error_spanned_by(&meta.path, unknown_key_message(&name, known));
     if meta.input.peek(syn::Token![=]) {
         meta.value()?.parse::<syn::Expr>()?;
     } else if meta.input.peek(syn::token::Paren) {
@@ -93,6 +119,28 @@ fn unknown(cx: &Ctxt, meta: &ParseNestedMeta, known: &str) -> syn::Result<()> {
         syn::parenthesized!(_value in meta.input);
     }
     Ok(())
+}
+
+/// Suggest the known key closest to `name` (a typo, a singular for a plural), or list them all.
+fn unknown_key_message(name: &str, known: &Keys) -> String {
+    let closest = known
+        .iter()
+        .map(|(key, written)| (strsim::damerau_levenshtein(name, key), *written))
+        .min_by_key(|(distance, _)| *distance);
+    match closest {
+        // A third of the name may be wrong: `scope`, `scops`, `timout`, not `foo` for `item`.
+        Some((distance, written)) if distance <= (name.len() / 3).max(1) => {
+            format!("unknown key `{name}`; did you mean {written}?")
+        }
+        _ => {
+            let written: Vec<&str> = known.iter().map(|(_, written)| *written).collect();
+            let (last, rest) = written.split_last().expect("every attribute has keys");
+            format!(
+                "unknown key `{name}`; the keys are {} and {last}",
+                rest.join(", ")
+            )
+        }
+    }
 }
 
 fn string_list(meta: &ParseNestedMeta) -> syn::Result<Vec<syn::LitStr>> {
@@ -111,6 +159,24 @@ fn string_list(meta: &ParseNestedMeta) -> syn::Result<Vec<syn::LitStr>> {
             )),
         })
         .collect()
+}
+
+/// The argument of `#[alk_type(...)]`: the runtime's path, `::alknet_runtime` by default.
+pub fn alk_type_runtime(cx: &Ctxt, args: TokenStream) -> syn::Path {
+    let default = syn::parse_quote!(::alknet_runtime);
+    if args.is_empty() {
+        return default;
+    }
+    match syn::parse2::<syn::LitStr>(args).and_then(|lit| lit.parse()) {
+        Ok(path) => path,
+        Err(err) => {
+            cx.syn_error(syn::Error::new(
+                err.span(),
+                "#[alk_type] takes no arguments, or the runtime's path as a string, such as \"::alknet_runtime\"",
+            ));
+            default
+        }
+    }
 }
 
 impl ServiceAttrs {
@@ -204,6 +270,8 @@ impl OperationAttrs {
                     cx.error_spanned_by(&meta.path, "`internal` is given twice; keep one");
                 }
                 attrs.internal = true;
+            } else if meta.path.is_ident("idempotent") {
+                set_once(cx, &meta, &mut attrs.idempotent, meta.path.clone());
             } else if meta.path.is_ident("timeout") {
                 let value = meta.value()?.parse()?;
                 set_once(cx, &meta, &mut attrs.timeout, value);

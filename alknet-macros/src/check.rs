@@ -30,28 +30,17 @@ const RESERVED_NAMESPACES: [&str; 1] = ["services"];
 
 pub fn check(cx: &Ctxt, service: &Service) {
     check_service(cx, service);
+    check_shared_codes(cx, service);
     let mut names: HashMap<&str, &Operation> = HashMap::new();
-    let mut methods: HashMap<String, &Operation> = HashMap::new();
-    let mut wrapped: HashMap<String, &Operation> = HashMap::new();
-    // The request structs the macro generates, by name, to catch a wrapped type that is one.
-    let generated: HashMap<String, &Operation> = service
-        .operations
-        .iter()
-        .filter(|op| !matches!(op.shape, Shape::Wrapped(_)))
-        .map(|op| (op.variant.to_string(), op))
-        .collect();
     for op in &service.operations {
-        let method = op.method.to_string();
-        if let Some(first) = methods.get(&method) {
+        if let Some(first) = op.method_taken_by.map(|i| &service.operations[i]) {
             cx.error_spanned_by(
                 &op.variant,
                 format!(
-                    "`{}` and `{}` both become the method `{method}`; rename one variant",
-                    first.variant, op.variant
+                    "`{}` and `{}` both become the method `{}`; rename one variant",
+                    first.variant, op.variant, op.method
                 ),
             );
-        } else {
-            methods.insert(method, op);
         }
         check_operation(cx, op);
         if let Some(first) = names.get(op.name.as_str()) {
@@ -65,27 +54,67 @@ pub fn check(cx: &Ctxt, service: &Service) {
         } else {
             names.insert(&op.name, op);
         }
-        if let Shape::Wrapped(ty) = &op.shape {
+        if let (Shape::Wrapped(ty), Some(first)) = (
+            &op.shape,
+            op.request_taken_by.map(|i| &service.operations[i]),
+        ) {
             let key = ty.to_token_stream().to_string();
-            if let Some(first) = generated.get(&key) {
-                cx.error_spanned_by(
-                    ty,
-                    format!(
-                        "`{key}` is the request type the macro generates for `{}`; each operation needs its own request type",
-                        first.variant
-                    ),
-                );
-            } else if let Some(first) = wrapped.get(&key) {
-                cx.error_spanned_by(
-                    ty,
-                    format!(
-                        "`{key}` is already the request of `{}`; each operation needs its own request type",
-                        first.variant
-                    ),
-                );
-            } else {
-                wrapped.insert(key, op);
+            let whose = match first.shape {
+                Shape::Wrapped(_) => "already the request of",
+                Shape::Unit | Shape::Named(_) => "the request type the macro generates for",
+            };
+            cx.error_spanned_by(
+                ty,
+                format!(
+                    "`{key}` is {whose} `{}`; each operation needs its own request type",
+                    first.variant
+                ),
+            );
+        }
+    }
+}
+
+/// A code means one thing across a service: its one constructor takes one details type.
+fn check_shared_codes(cx: &Ctxt, service: &Service) {
+    let details = |error: &ErrorAttrs| {
+        error
+            .details
+            .as_ref()
+            .map(|ty| ty.to_token_stream().to_string())
+    };
+    let declared = service.declared_errors();
+    for op in &service.operations {
+        for error in &op.attrs.errors {
+            let Some(code) = error.code.as_ref().filter(|c| is_error_code(&c.value())) else {
+                continue;
+            };
+            let Some(&(first_op, first)) = declared
+                .iter()
+                .find(|(_, e)| e.code.as_ref().is_some_and(|c| c.value() == code.value()))
+            else {
+                continue;
+            };
+            if std::ptr::eq(first, error) || details(first) == details(error) {
+                continue;
             }
+            let first_details = match details(first) {
+                Some(ty) => format!("with details `{ty}`"),
+                None => "without details".to_string(),
+            };
+            let blame: &dyn ToTokens = match &error.details {
+                Some(ty) => ty,
+                None => code,
+            };
+            cx.error_spanned_by(
+                blame,
+                format!(
+                    "`{}` is declared on `{}` {first_details}; a code has one details type across a service (its constructor `{}::{}` takes it): declare the same details, or use another code",
+                    code.value(),
+                    first_op.variant,
+                    service.errors_ident(),
+                    crate::model::error_constructor_ident(code),
+                ),
+            );
         }
     }
 }
@@ -215,6 +244,12 @@ fn check_operation(cx: &Ctxt, op: &Operation) {
     }
     match op.kind {
         Kind::Subscription => {
+            if let Some(idempotent) = &attrs.idempotent {
+                cx.error_spanned_by(
+                    idempotent,
+                    "`idempotent` marks a mutation that may be repeated safely; remove it from the subscription",
+                );
+            }
             if let Some(output) = &attrs.output {
                 cx.error_spanned_by(
                     output,
@@ -228,6 +263,14 @@ fn check_operation(cx: &Ctxt, op: &Operation) {
             }
         }
         Kind::Query | Kind::Mutation => {
+            if let Some(idempotent) = &attrs.idempotent
+                && op.kind == Kind::Query
+            {
+                cx.error_spanned_by(
+                    idempotent,
+                    "a query changes nothing, so it is idempotent already; `idempotent` marks a mutation that may be repeated safely",
+                );
+            }
             if let Some(item) = &attrs.item {
                 cx.error_spanned_by(
                     item,
@@ -349,7 +392,7 @@ fn is_name(value: &str, allowed: impl Fn(char) -> bool) -> bool {
         && value.chars().all(allowed)
 }
 
-fn is_error_code(value: &str) -> bool {
+pub(crate) fn is_error_code(value: &str) -> bool {
     value.starts_with(|c: char| c.is_ascii_uppercase())
         && value
             .chars()

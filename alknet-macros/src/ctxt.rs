@@ -24,10 +24,6 @@ impl Ctxt {
         self.errors.borrow_mut().push(err);
     }
 
-    pub fn has_errors(&self) -> bool {
-        !self.errors.borrow().is_empty()
-    }
-
     /// Every error as `compile_error!` invocations.
     pub fn into_compile_errors(self) -> TokenStream {
         self.errors

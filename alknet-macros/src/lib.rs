@@ -33,10 +33,15 @@ pub fn alk_service(args: TokenStream, input: TokenStream) -> TokenStream {
     let container = ast::Container::from_enum(&cx, item);
     let service = model::Service::new(&cx, service_attrs, container);
     check::check(&cx, &service);
-    if cx.has_errors() {
-        return cx.into_compile_errors().into();
-    }
-    render::service(&service).into()
+    // What the declaration says is generated beside its errors, so code that names the
+    // protocol, its handler or its client meets only the real errors.
+    let generated = if service.generic {
+        proc_macro2::TokenStream::new()
+    } else {
+        render::service(&service)
+    };
+    let errors = cx.into_compile_errors();
+    quote::quote!(#errors #generated).into()
 }
 
 /// Derive `Serialize`, `Deserialize` and `JsonSchema` through `alknet_runtime`'s re-exports,
@@ -44,15 +49,26 @@ pub fn alk_service(args: TokenStream, input: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn alk_type(args: TokenStream, input: TokenStream) -> TokenStream {
     let cx = ctxt::Ctxt::default();
-    match syn::parse::<syn::DeriveInput>(input.clone()) {
-        Ok(item) => check::check_alk_type(&cx, &item),
-        Err(err) => cx.syn_error(syn::Error::new(
-            err.span(),
-            "#[alk_type] goes on a struct or an enum",
-        )),
-    }
-    if cx.has_errors() {
-        return cx.into_compile_errors().into();
-    }
-    render::alk_type(args.into(), input.into()).into()
+    let derivable = match syn::parse::<syn::DeriveInput>(input.clone()) {
+        Ok(item) => {
+            check::check_alk_type(&cx, &item);
+            !matches!(item.data, syn::Data::Union(_))
+        }
+        Err(err) => {
+            cx.syn_error(syn::Error::new(
+                err.span(),
+                "#[alk_type] goes on a struct or an enum",
+            ));
+            false
+        }
+    };
+    let runtime = attr::alk_type_runtime(&cx, args.into());
+    // The item stays beside any error, so code that uses it meets only the real errors.
+    let item = if derivable {
+        render::alk_type(&runtime, input.into())
+    } else {
+        input.into()
+    };
+    let errors = cx.into_compile_errors();
+    quote::quote!(#errors #item).into()
 }

@@ -1,16 +1,20 @@
 //! What a service is, once its declaration is read: names resolved, defaults applied.
 
+use std::collections::HashMap;
+
 use heck::ToSnakeCase;
 use proc_macro2::Span;
-use quote::format_ident;
+use quote::{ToTokens, format_ident};
 
 use crate::ast::{Container, Docs, Shape};
-use crate::attr::{AuthorityAttrs, Kind, OperationAttrs, ServiceAttrs};
+use crate::attr::{AuthorityAttrs, ErrorAttrs, Kind, OperationAttrs, ServiceAttrs};
 use crate::ctxt::Ctxt;
 
 pub struct Service {
     pub ident: syn::Ident,
     pub vis: syn::Visibility,
+    /// Generic (an error): nothing is generated.
+    pub generic: bool,
     pub docs: Docs,
     pub attrs: Vec<syn::Attribute>,
     pub namespace: Option<syn::LitStr>,
@@ -40,6 +44,13 @@ pub struct Operation {
     /// The output, or for a subscription the item; `()` when not given.
     pub output: syn::Type,
     pub attrs: OperationAttrs,
+    /// Another operation (its index) has this operation's request type already: the
+    /// generated struct of that name, or the same wrapped type (an error). The impls keyed
+    /// by the request type are generated once, for the other.
+    pub request_taken_by: Option<usize>,
+    /// An earlier operation (its index) becomes the same method (an error): the handler
+    /// and client keep that one.
+    pub method_taken_by: Option<usize>,
 }
 
 impl Service {
@@ -85,9 +96,12 @@ impl Service {
                     request,
                     output,
                     attrs: variant.attrs,
+                    request_taken_by: None,
+                    method_taken_by: None,
                 }
             })
             .collect();
+        let operations = mark_clashes(operations);
         Service {
             runtime: attrs
                 .crate_path
@@ -95,6 +109,7 @@ impl Service {
             attrs_incomplete: attrs.incomplete,
             ident: container.ident,
             vis: container.vis,
+            generic: container.generic,
             docs: container.docs,
             attrs: container.attrs,
             namespace: attrs.namespace,
@@ -126,6 +141,28 @@ impl Service {
         format_ident!("{}Response", self.ident, span = self.ident.span())
     }
 
+    /// `EchoErrors` for `EchoProtocol`: the constructors of the declared errors.
+    pub fn errors_ident(&self) -> syn::Ident {
+        format_ident!("{}Errors", self.stem(), span = self.ident.span())
+    }
+
+    /// Every declared error code once, in the order first declared, with the operation
+    /// that declared it first. Operations that share a code share its constructor.
+    pub fn declared_errors(&self) -> Vec<(&Operation, &ErrorAttrs)> {
+        let mut seen = Vec::new();
+        let mut declared = Vec::new();
+        for op in &self.operations {
+            for error in &op.attrs.errors {
+                let Some(code) = &error.code else { continue };
+                if !seen.contains(&code.value()) {
+                    seen.push(code.value());
+                    declared.push((op, error));
+                }
+            }
+        }
+        declared
+    }
+
     pub fn namespace(&self) -> String {
         self.namespace
             .as_ref()
@@ -134,10 +171,38 @@ impl Service {
     }
 }
 
+/// Find the operations whose request type or method another operation has already.
+fn mark_clashes(mut operations: Vec<Operation>) -> Vec<Operation> {
+    let key = |ty: &syn::Type| ty.to_token_stream().to_string();
+    // The request structs the macro generates, by name: a wrapped type that is one yields.
+    let generated: HashMap<String, usize> = operations
+        .iter()
+        .filter(|op| !matches!(op.shape, Shape::Wrapped(_)))
+        .map(|op| (op.variant.to_string(), op.index))
+        .collect();
+    let mut wrapped: HashMap<String, usize> = HashMap::new();
+    let mut methods: HashMap<String, usize> = HashMap::new();
+    for op in &mut operations {
+        if let Shape::Wrapped(ty) = &op.shape {
+            let ty = key(ty);
+            op.request_taken_by = generated.get(&ty).or(wrapped.get(&ty)).copied();
+            wrapped.entry(ty).or_insert(op.index);
+        }
+        op.method_taken_by = methods.get(&op.method.to_string()).copied();
+        methods.entry(op.method.to_string()).or_insert(op.index);
+    }
+    operations
+}
+
 impl Operation {
     pub fn is_subscription(&self) -> bool {
         self.kind == Kind::Subscription
     }
+}
+
+/// The constructor of a declared error: `name_taken` for `NAME_TAKEN`.
+pub fn error_constructor_ident(code: &syn::LitStr) -> syn::Ident {
+    method_ident(&code.value().to_snake_case(), code.span())
 }
 
 /// The snake_case name as an identifier, raw where it is a keyword (`r#type`).

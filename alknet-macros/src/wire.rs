@@ -39,6 +39,48 @@ pub fn check_type(cx: &Ctxt, ty: &syn::Type) {
     }
 }
 
+/// The standard containers a type may travel in: a missing `#[alk_type]` is reported on the
+/// type inside (`Task` in `Vec<Task>`), where it goes.
+const CONTAINERS: [&str; 12] = [
+    "Vec", "VecDeque", "Option", "Box", "Arc", "Rc", "HashMap", "BTreeMap", "HashSet", "BTreeSet",
+    "Result", "Json",
+];
+
+/// The types inside `ty` that need `#[alk_type]` themselves: `ty`, or what its standard
+/// containers, tuples, arrays and references hold.
+pub fn leaf_types(ty: &syn::Type) -> Vec<&syn::Type> {
+    match ty {
+        syn::Type::Tuple(tuple) if !tuple.elems.is_empty() => {
+            tuple.elems.iter().flat_map(leaf_types).collect()
+        }
+        syn::Type::Array(array) => leaf_types(&array.elem),
+        syn::Type::Slice(slice) => leaf_types(&slice.elem),
+        syn::Type::Reference(reference) => leaf_types(&reference.elem),
+        syn::Type::Paren(paren) => leaf_types(&paren.elem),
+        syn::Type::Path(path) if path.qself.is_none() => {
+            let last = path.path.segments.last();
+            let args: Vec<&syn::Type> = match last.map(|s| &s.arguments) {
+                Some(syn::PathArguments::AngleBracketed(args)) => args
+                    .args
+                    .iter()
+                    .filter_map(|arg| match arg {
+                        syn::GenericArgument::Type(ty) => Some(ty),
+                        _ => None,
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let container = last.is_some_and(|s| CONTAINERS.iter().any(|c| s.ident == c));
+            if container && !args.is_empty() {
+                args.into_iter().flat_map(leaf_types).collect()
+            } else {
+                vec![ty]
+            }
+        }
+        _ => vec![ty],
+    }
+}
+
 /// The attributes of an `#[alk_type]` item itself.
 pub fn check_container(cx: &Ctxt, attrs: &[syn::Attribute]) {
     for (attr, meta) in serde_metas(attrs) {

@@ -114,6 +114,7 @@ fn services() -> Vec<ServiceSpec> {
                         } else {
                             Visibility::External
                         },
+                        idempotent: o == 4,
                         description: format!("Operation {o} of service {s}."),
                         version: "1.0.0".into(),
                         access,

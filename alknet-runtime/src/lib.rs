@@ -146,33 +146,18 @@ pub mod __private {
 
     use crate::CallError;
 
-    /// What every type in an operation's request, output, items or error details must be.
+    /// What `#[alk_type]` gives a type, as the macro checks every type in a request, an
+    /// output, an item or error details: one error of its own for a type that lacks it,
+    /// reported before the errors of the serde code generated around the type. A type has
+    /// it when it has a JSON Schema, the one trait serde's derives do not also name.
     #[diagnostic::on_unimplemented(
-        message = "`{Self}` cannot travel in an alknet operation: it must implement Serialize, Deserialize, JsonSchema and Debug, and be Send + Sync + 'static",
-        label = "used in an operation here",
-        note = "put `#[alk_type]` and `#[derive(Debug, Clone)]` on `{Self}`"
+        message = "`{Self}` cannot travel in an alknet operation: put `#[alk_type]` and `#[derive(Debug, Clone)]` on it",
+        label = "used in an operation here, without `#[alk_type]`",
+        note = "`#[alk_type]` derives Serialize, Deserialize and JsonSchema through `alknet_runtime`: the service crate needs no dependency on serde or schemars"
     )]
-    pub trait WireType:
-        serde::Serialize
-        + serde::de::DeserializeOwned
-        + schemars::JsonSchema
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static
-    {
-    }
+    pub trait AlkType {}
 
-    impl<T> WireType for T where
-        T: serde::Serialize
-            + serde::de::DeserializeOwned
-            + schemars::JsonSchema
-            + std::fmt::Debug
-            + Send
-            + Sync
-            + 'static
-    {
-    }
+    impl<T: schemars::JsonSchema + ?Sized> AlkType for T {}
 
     /// What the transports of this build need attached to a service of protocol `P`:
     /// with the irpc path, its registration ([`IrpcServing`](crate::service_path::IrpcServing)).
@@ -192,8 +177,21 @@ pub mod __private {
         service
     }
 
-    /// Names `T` where the macro wants an error to point if `T` is not a [`WireType`].
-    pub fn assert_wire_type<T: WireType>() {}
+    /// A declared domain error with its details, for the generated `XErrors` constructors.
+    /// Details that do not encode as JSON (a map with non-string keys) are the handler's
+    /// bug: the caller gets `INTERNAL` naming the code, not a panic.
+    pub fn domain_error<T: serde::Serialize>(
+        code: &'static str,
+        message: String,
+        details: &T,
+    ) -> CallError {
+        match serde_json::to_value(details) {
+            Ok(details) => CallError::new(code, message).with_details(details),
+            Err(err) => CallError::internal(format!(
+                "the details of the error `{code}` do not encode as JSON: {err}"
+            )),
+        }
+    }
 
     /// The JSON Schema (2020-12) of `T`, self-contained.
     pub fn schema_of<T: schemars::JsonSchema>() -> Value {
@@ -270,5 +268,28 @@ pub mod __private {
                 "`{operation}` was dispatched as the wrong kind of call"
             )),
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use crate::__private::domain_error;
+    use crate::codes;
+
+    #[test]
+    fn a_domain_error_carries_its_details_and_ones_that_do_not_encode_become_internal() {
+        let err = domain_error("NAME_TAKEN", "taken".into(), &BTreeMap::from([("id", 3)]));
+        assert_eq!(
+            (err.code.as_ref(), err.message.as_str()),
+            ("NAME_TAKEN", "taken")
+        );
+        assert_eq!(err.details, Some(serde_json::json!({"id": 3})));
+
+        let keyed_by_pairs = BTreeMap::from([((1, 2), 3)]);
+        let err = domain_error("NAME_TAKEN", "taken".into(), &keyed_by_pairs);
+        assert_eq!(err.code, codes::INTERNAL);
+        assert!(err.message.contains("`NAME_TAKEN`"), "{}", err.message);
     }
 }

@@ -67,9 +67,19 @@ pub trait Operation:
 }
 
 /// An operation that answers once: a query or a mutation.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is the request of a subscription, which answers with a stream: call it with `env.stream`, not `env.call`",
+    label = "a subscription's request",
+    note = "`env.call` (and `invoke`) serve queries and mutations; `env.stream` (and `subscribe`) serve subscriptions"
+)]
 pub trait UnaryOperation: Operation {}
 
 /// An operation that answers with a stream of items: a subscription.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is the request of a query or mutation, which answers once: call it with `env.call`, not `env.stream`",
+    label = "a query's or mutation's request",
+    note = "`env.stream` (and `subscribe`) serve subscriptions; `env.call` (and `invoke`) serve queries and mutations"
+)]
 pub trait StreamingOperation: Operation {}
 
 /// Serves the requests of protocol `P`. `#[alk_service]` implements it over the service's
@@ -263,6 +273,7 @@ pub struct OperationDecl {
     pub name: &'static str,
     pub kind: OperationKind,
     pub visibility: Visibility,
+    pub idempotent: bool,
     pub description: &'static str,
     pub scopes: &'static [&'static str],
     pub any_scopes: &'static [&'static str],
@@ -319,6 +330,7 @@ impl OperationSpec {
             name: op.name.to_string(),
             kind: op.kind,
             visibility: op.visibility,
+            idempotent: op.idempotent,
             description: op.description.to_string(),
             version: service.version.to_string(),
             access: AccessControl {

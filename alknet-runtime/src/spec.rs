@@ -71,6 +71,11 @@ pub struct OperationSpec {
     pub kind: OperationKind,
     /// External or internal.
     pub visibility: Visibility,
+    /// A mutation that may be repeated with the same input to the same effect (a reload, a
+    /// put), and that destroys nothing: `#[alk_operation(mutation, idempotent)]`. Queries
+    /// are idempotent by nature and leave this `false`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub idempotent: bool,
     /// The operation's doc comment.
     pub description: String,
     /// The service's semantic version.
@@ -116,7 +121,7 @@ impl OperationSpec {
     /// # use alknet_runtime::{OperationSpec, OperationKind, Visibility, AccessControl};
     /// # let spec = OperationSpec { id: "auth/whoami".into(), namespace: "auth".into(),
     /// #   name: "whoami".into(), kind: OperationKind::Query, visibility: Visibility::External,
-    /// #   description: String::new(), version: "1.0.0".into(), access: AccessControl::default(),
+    /// #   idempotent: false, description: String::new(), version: "1.0.0".into(), access: AccessControl::default(),
     /// #   timeout: None, input_schema: serde_json::json!({}), output_schema: serde_json::json!({}),
     /// #   errors: vec![] };
     /// let bindings = spec.bindings();
@@ -138,7 +143,7 @@ impl OperationSpec {
     }
 }
 
-/// How the adapters address one operation (SPEC §9).
+/// How the adapters address one operation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bindings {
     /// The call protocol's `operationId`: `/namespace/operation`.

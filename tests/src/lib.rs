@@ -179,7 +179,7 @@ pub mod probe {
             spawn: bool,
         },
         /// Sleeps, but may take at most 50 ms.
-        #[alk_operation(mutation, timeout = "50ms")]
+        #[alk_operation(mutation, idempotent, timeout = "50ms")]
         Slow {
             /// How long to sleep.
             ms: u64,

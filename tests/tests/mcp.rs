@@ -34,11 +34,13 @@ async fn tools_are_the_external_operations_the_caller_may_call() {
     assert_eq!(say["read_only"], true);
     assert_eq!(say["input_schema"]["required"], json!(["text"]));
     assert_eq!(say["output_schema"]["type"], "object");
-    assert_eq!(
-        tool(&session, "probe.boom").unwrap()["read_only"],
-        false,
-        "a mutation"
-    );
+    let boom = tool(&session, "probe.boom").unwrap();
+    assert_eq!(boom["read_only"], false, "a mutation");
+    assert_eq!(boom["destructive"], true, "a mutation may destroy");
+    assert_eq!(boom["idempotent"], false);
+    let slow = tool(&session, "probe.slow").unwrap();
+    assert_eq!(slow["destructive"], false, "an idempotent mutation");
+    assert_eq!(slow["idempotent"], true);
     // A string output is wrapped in an object, as MCP requires.
     let shout = tool(&session, "echo.shout").unwrap();
     assert_eq!(

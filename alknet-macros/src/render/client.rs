@@ -15,8 +15,8 @@ pub fn render(service: &Service) -> TokenStream {
         " A typed client of [`{protocol}`]: calls go through an `OperationEnv`, whichever \
          path serves the namespace. Use `ctx.env()` inside a handler to make nested calls."
     );
-    let methods = service.operations.iter().map(|op| {
-        let docs = &op.docs.attrs;
+    let methods = service.operations.iter().filter(|op| op.method_taken_by.is_none()).map(|op| {
+        let docs = &op.docs;
         let method = &op.method;
         let variant = &op.variant;
         let output = &op.output;
@@ -35,14 +35,14 @@ pub fn render(service: &Service) -> TokenStream {
         };
         if op.is_subscription() {
             quote! {
-                #(#docs)*
+                #docs
                 pub async fn #method(&self, #params) -> ::core::result::Result<#rt::ItemStream<#output>, #rt::CallError> {
                     self.env.stream(#request).await
                 }
             }
         } else {
             quote! {
-                #(#docs)*
+                #docs
                 pub async fn #method(&self, #params) -> ::core::result::Result<#output, #rt::CallError> {
                     self.env.call(#request).await
                 }

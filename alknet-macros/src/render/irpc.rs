@@ -1,4 +1,4 @@
-//! The irpc protocol (SPEC §8): what `#[irpc::rpc_requests(message = XMessage)]` would
+//! The irpc protocol: what `#[irpc::rpc_requests(message = XMessage)]` would
 //! write, emitted through the runtime's re-export so a crate that depends on the runtime
 //! alone can carry it. Each request travels wrapped in `Call`, with the context it runs
 //! under. The items vanish when the runtime is built without its `irpc` feature.
@@ -23,14 +23,14 @@ pub fn render(service: &Service) -> TokenStream {
     let namespace = service.namespace();
 
     let rpc_variants = service.operations.iter().map(|op| {
-        let (docs, variant, request) = (&op.docs.attrs, &op.variant, &op.request);
-        quote!(#(#docs)* #variant(#path::Call<#request>))
+        let (docs, variant, request) = (&op.docs, &op.variant, &op.request);
+        quote!(#docs #variant(#path::Call<#request>))
     });
     let message_variants = service.operations.iter().map(|op| {
-        let (docs, variant, request) = (&op.docs.attrs, &op.variant, &op.request);
-        quote!(#(#docs)* #variant(#irpc::WithChannels<#path::Call<#request>, #rpc>))
+        let (docs, variant, request) = (&op.docs, &op.variant, &op.request);
+        quote!(#docs #variant(#irpc::WithChannels<#path::Call<#request>, #rpc>))
     });
-    let per_operation = service.operations.iter().map(|op| {
+    let per_operation = service.operations.iter().filter(|op| op.request_taken_by.is_none()).map(|op| {
         let (variant, request, output) = (&op.variant, &op.request, &op.output);
         let tx = if op.is_subscription() {
             quote!(#irpc::channel::mpsc::Sender<::core::result::Result<#output, #rt::CallError>>)

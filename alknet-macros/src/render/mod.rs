@@ -1,6 +1,7 @@
 //! Writes the artifacts of a checked service, one module each.
 
 mod client;
+mod errors;
 mod handler;
 mod irpc;
 mod registration;
@@ -17,29 +18,20 @@ pub fn service(service: &Service) -> TokenStream {
     let handler = handler::render(service);
     let registration = registration::render(service);
     let client = client::render(service);
+    let errors = errors::render(service);
     let irpc = irpc::render(service);
     quote! {
         #types
         #handler
         #registration
         #client
+        #errors
         #irpc
     }
 }
 
-pub fn alk_type(args: TokenStream, item: TokenStream) -> TokenStream {
-    let runtime: syn::Path = if args.is_empty() {
-        syn::parse_quote!(::alknet_runtime)
-    } else {
-        match syn::parse2::<syn::LitStr>(args).and_then(|lit| lit.parse()) {
-            Ok(path) => path,
-            Err(err) => {
-                return syn::Error::new(err.span(), "#[alk_type] takes no arguments, or the runtime's path as a string, such as \"::alknet_runtime\"")
-                    .to_compile_error();
-            }
-        }
-    };
-    let derives = wire_derives(&runtime);
+pub fn alk_type(runtime: &syn::Path, item: TokenStream) -> TokenStream {
+    let derives = wire_derives(runtime);
     quote! {
         #derives
         #item

@@ -47,7 +47,8 @@ pub fn render(service: &Service) -> TokenStream {
                 let variant = &op.variant;
                 let method = &op.method;
                 let id = format!("{namespace}/{}", op.name);
-                if op.is_subscription() != unary {
+                // An operation whose method another one took (an error) has no method to call.
+                if op.is_subscription() != unary && op.method_taken_by.is_none() {
                     let call = body(variant, method);
                     quote!(#protocol::#variant(request) => {
                         let handler = ::std::sync::Arc::clone(&self.0);
@@ -92,7 +93,7 @@ pub fn render(service: &Service) -> TokenStream {
             }
 
             fn operation_index(&self) -> usize {
-                match self {
+                match *self {
                     #(#index_arms,)*
                 }
             }

@@ -51,6 +51,7 @@ pub fn declaration(service: &Service) -> TokenStream {
         } else {
             quote!(External)
         };
+        let idempotent = attrs.idempotent.is_some();
         let scopes = &attrs.scopes;
         let any_scopes = &attrs.any_scopes;
         let resource = match &attrs.resource {
@@ -71,28 +72,41 @@ pub fn declaration(service: &Service) -> TokenStream {
         };
         let request = &op.request;
         let output = &op.output;
-        let errors = attrs.errors.iter().map(|e| {
-            let code = &e.code;
-            let status = &e.status;
-            let description = &e.description;
-            let details = match &e.details {
-                Some(ty) => quote!(::core::option::Option::Some(#private::schema_of::<#ty>)),
-                None => quote!(::core::option::Option::None),
-            };
-            quote! {
-                #private::ErrorDecl {
-                    code: #code,
-                    http_status: #status,
-                    description: #description,
-                    details_schema: #details,
+        // An error without a code is reported already; the rest render with what they have.
+        let errors = attrs
+            .errors
+            .iter()
+            .filter_map(|e| Some((e, e.code.as_ref()?)))
+            .map(|(e, code)| {
+                let status = e
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.base10_parse::<u16>().ok())
+                    .unwrap_or(500);
+                let description = e
+                    .description
+                    .as_ref()
+                    .map(|d| d.value())
+                    .unwrap_or_default();
+                let details = match &e.details {
+                    Some(ty) => quote!(::core::option::Option::Some(#private::schema_of::<#ty>)),
+                    None => quote!(::core::option::Option::None),
+                };
+                quote! {
+                    #private::ErrorDecl {
+                        code: #code,
+                        http_status: #status,
+                        description: #description,
+                        details_schema: #details,
+                    }
                 }
-            }
-        });
+            });
         quote! {
             #private::OperationDecl {
                 name: #name,
                 kind: #rt::OperationKind::#kind,
                 visibility: #rt::Visibility::#visibility,
+                idempotent: #idempotent,
                 description: #description,
                 scopes: &[#(#scopes),*],
                 any_scopes: &[#(#any_scopes),*],

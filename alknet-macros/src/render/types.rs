@@ -6,6 +6,7 @@ use syn::spanned::Spanned as _;
 
 use crate::ast::Shape;
 use crate::model::Service;
+use crate::wire;
 
 pub fn render(service: &Service) -> TokenStream {
     let rt = &service.runtime;
@@ -13,11 +14,11 @@ pub fn render(service: &Service) -> TokenStream {
     let protocol = &service.ident;
     let response = service.response_ident();
     let derives = super::wire_derives(rt);
-    let service_docs = &service.docs.attrs;
+    let service_docs = &service.docs;
     let protocol_attrs = &service.attrs;
 
     let requests = service.operations.iter().map(|op| {
-        let docs = &op.docs.attrs;
+        let docs = &op.docs;
         let ident = &op.variant;
         let body = match &op.shape {
             Shape::Wrapped(_) => return quote!(),
@@ -35,7 +36,7 @@ pub fn render(service: &Service) -> TokenStream {
             }
         };
         quote_spanned! {ident.span()=>
-            #(#docs)*
+            #docs
             #[derive(Debug, Clone)]
             #derives
             #vis struct #ident #body
@@ -43,10 +44,10 @@ pub fn render(service: &Service) -> TokenStream {
     });
 
     let variants = service.operations.iter().map(|op| {
-        let docs = &op.docs.attrs;
+        let docs = &op.docs;
         let ident = &op.variant;
         let request = &op.request;
-        quote!(#(#docs)* #ident(#request))
+        quote!(#docs #ident(#request))
     });
 
     let response_variants = service.operations.iter().map(|op| {
@@ -55,42 +56,46 @@ pub fn render(service: &Service) -> TokenStream {
         quote!(#ident(#output))
     });
 
-    let operation_impls = service.operations.iter().map(|op| {
-        let variant = &op.variant;
-        let request = &op.request;
-        let output = &op.output;
-        let index = op.index;
-        let name = &op.name;
-        let kind = if op.is_subscription() {
-            quote!(StreamingOperation)
-        } else {
-            quote!(UnaryOperation)
-        };
-        quote_spanned! {request.span()=>
-            impl #rt::Operation for #request {
-                type Protocol = #protocol;
-                type Output = #output;
-                const INDEX: usize = #index;
-                const NAME: &'static str = #name;
+    let operation_impls = service
+        .operations
+        .iter()
+        .filter(|op| op.request_taken_by.is_none())
+        .map(|op| {
+            let variant = &op.variant;
+            let request = &op.request;
+            let output = &op.output;
+            let index = op.index;
+            let name = &op.name;
+            let kind = if op.is_subscription() {
+                quote!(StreamingOperation)
+            } else {
+                quote!(UnaryOperation)
+            };
+            quote_spanned! {request.span()=>
+                impl #rt::Operation for #request {
+                    type Protocol = #protocol;
+                    type Output = #output;
+                    const INDEX: usize = #index;
+                    const NAME: &'static str = #name;
 
-                #[allow(unreachable_patterns)]
-                fn output(response: #response) -> ::core::option::Option<#output> {
-                    match response {
-                        #response::#variant(output) => ::core::option::Option::Some(output),
-                        _ => ::core::option::Option::None,
+                    #[allow(unreachable_patterns)]
+                    fn output(response: #response) -> ::core::option::Option<#output> {
+                        match response {
+                            #response::#variant(output) => ::core::option::Option::Some(output),
+                            _ => ::core::option::Option::None,
+                        }
+                    }
+                }
+
+                impl #rt::#kind for #request {}
+
+                impl ::core::convert::From<#request> for #protocol {
+                    fn from(request: #request) -> Self {
+                        #protocol::#variant(request)
                     }
                 }
             }
-
-            impl #rt::#kind for #request {}
-
-            impl ::core::convert::From<#request> for #protocol {
-                fn from(request: #request) -> Self {
-                    #protocol::#variant(request)
-                }
-            }
-        }
-    });
+        });
 
     let wire_types = service.operations.iter().flat_map(|op| {
         let fields: Vec<&syn::Type> = match &op.shape {
@@ -103,15 +108,29 @@ pub fn render(service: &Service) -> TokenStream {
             .into_iter()
             .chain(std::iter::once(&op.output))
             .chain(details)
-            .map(|ty| quote_spanned!(ty.span()=> const _: fn() = #rt::__private::assert_wire_type::<#ty>;))
+            .flat_map(wire::leaf_types)
+            .map(|ty| {
+                // Checked with the impl's well-formedness, before any generated body, and
+                // reported on the type where the declaration names it.
+                quote_spanned! {ty.span()=>
+                    const _: () = {
+                        #[allow(dead_code)]
+                        trait Check: #rt::__private::AlkType {}
+                        impl Check for #ty {}
+                    };
+                }
+            })
             .collect::<Vec<_>>()
     });
 
     let response_doc = format!(" The outputs of [`{protocol}`], one variant per operation.");
     quote! {
+        // First, so that a type without `#[alk_type]` is reported before anything else.
+        #(#wire_types)*
+
         #(#requests)*
 
-        #(#service_docs)*
+        #service_docs
         #(#protocol_attrs)*
         #derives
         #[derive(Debug)]
@@ -127,7 +146,5 @@ pub fn render(service: &Service) -> TokenStream {
         }
 
         #(#operation_impls)*
-
-        #(#wire_types)*
     }
 }

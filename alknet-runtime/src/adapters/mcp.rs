@@ -324,8 +324,11 @@ fn tool(spec: &OperationSpec) -> Option<Tool> {
         annotations
     } else {
         // A mutation may change anything its service owns; say so rather than let a
-        // client assume the MCP default.
-        annotations.destructive(true)
+        // client assume the MCP default, unless it declares itself idempotent (and so
+        // destroys nothing that calling it again would not put back).
+        annotations
+            .destructive(!spec.idempotent)
+            .idempotent(spec.idempotent)
     };
     Some(
         Tool::new(name, spec.description.clone(), Arc::new(input))

@@ -93,18 +93,11 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// The domain error code of an operation that reloads the configuration and finds it
-/// invalid; its details are the [`ConfigError`].
-pub const INVALID_CONFIG: &str = "INVALID_CONFIG";
-
 impl ConfigError {
-    /// This error as the declared `INVALID_CONFIG` error of a reload operation.
-    pub fn into_call_error(self) -> crate::CallError {
-        crate::CallError::new(
-            INVALID_CONFIG,
-            format!("the configuration was not reloaded: {self}"),
-        )
-        .with_details(serde_json::json!(self))
+    /// The message of the `INVALID_CONFIG` error a reload operation answers with for this
+    /// error (whose details are the error itself).
+    pub fn not_reloaded(&self) -> String {
+        format!("the configuration was not reloaded: {self}")
     }
 }
 

@@ -77,6 +77,9 @@ fn operation_entry(op: &OperationSpec, defs: &mut Defs) -> Value {
     if let Some(timeout) = op.timeout {
         entry["timeout_ms"] = json!(timeout.as_millis() as u64);
     }
+    if op.idempotent {
+        entry["idempotent"] = json!(true);
+    }
     entry
 }
 

@@ -181,6 +181,11 @@ fn operation(
     if !op.access.is_open() {
         post["security"] = json!([{ BEARER: [] }]);
     }
+    // The method stays POST (the HTTP adapter's one form); the extension tells a client
+    // that repeating the call is safe.
+    if op.idempotent {
+        post["x-alknet-idempotent"] = json!(true);
+    }
     post
 }
 
@@ -306,6 +311,7 @@ mod tests {
             name: name.into(),
             kind,
             visibility,
+            idempotent: false,
             description: format!("Does {name}."),
             version: "2.1.0".into(),
             access: AccessControl::default(),
@@ -391,5 +397,18 @@ mod tests {
                 .get("text/event-stream")
                 .is_some()
         );
+    }
+
+    #[test]
+    fn only_an_idempotent_mutation_carries_the_idempotent_extension() {
+        let mut shop = shop();
+        let mut reload = op("reload", OperationKind::Mutation, Visibility::External);
+        reload.idempotent = true;
+        shop.operations.push(reload);
+        let doc = openapi([&shop]);
+        let reload = &doc["paths"]["/v1/shop/reload"]["post"];
+        assert_eq!(reload["x-alknet-idempotent"], true);
+        let buy = &doc["paths"]["/v1/shop/buy"]["post"];
+        assert!(buy.get("x-alknet-idempotent").is_none());
     }
 }

@@ -112,6 +112,7 @@ pub enum AuthProtocol {
     /// Re-read the configuration file and apply it (keys, and every other dynamic setting).
     #[alk_operation(
         mutation,
+        idempotent,
         output = ReloadReport,
         scopes = ["auth:admin"],
         error(code = "INVALID_CONFIG", status = 422, details = ConfigError, description = "the configuration file does not parse or validate; nothing changed")
@@ -235,6 +236,6 @@ impl AuthHandler for AuthService {
     ) -> Result<ReloadReport, CallError> {
         self.config
             .reload_logged("auth/reload_keys", ReloadPart::All)
-            .map_err(ConfigError::into_call_error)
+            .map_err(|err| AuthErrors::invalid_config(err.not_reloaded(), err))
     }
 }

@@ -1,4 +1,4 @@
-//! `config`: reads and reloads the node's dynamic configuration (SPEC §11), backed by
+//! `config`: reads and reloads the node's dynamic configuration, backed by
 //! [`ConfigServiceImpl`]. `config/reload` is the admin reload trigger.
 //!
 //! ```
@@ -47,6 +47,7 @@ pub enum ConfigProtocol {
     /// Re-read the file and apply only its forwarding policy (the whole file must be valid).
     #[alk_operation(
         mutation,
+        idempotent,
         output = ReloadReport,
         scopes = ["config:admin"],
         error(code = "INVALID_CONFIG", status = 422, details = ConfigError, description = "the configuration file does not parse or validate; nothing changed")
@@ -56,6 +57,7 @@ pub enum ConfigProtocol {
     /// Re-read the file and apply only its rate limits (the whole file must be valid).
     #[alk_operation(
         mutation,
+        idempotent,
         output = ReloadReport,
         scopes = ["config:admin"],
         error(code = "INVALID_CONFIG", status = 422, details = ConfigError, description = "the configuration file does not parse or validate; nothing changed")
@@ -65,6 +67,7 @@ pub enum ConfigProtocol {
     /// Re-read the file and apply every dynamic setting.
     #[alk_operation(
         mutation,
+        idempotent,
         output = ReloadReport,
         scopes = ["config:admin"],
         error(code = "INVALID_CONFIG", status = 422, details = ConfigError, description = "the configuration file does not parse or validate; nothing changed")
@@ -86,7 +89,7 @@ impl ConfigService {
     fn apply_reload(&self, trigger: &str, part: ReloadPart) -> Result<ReloadReport, CallError> {
         self.config
             .reload_logged(trigger, part)
-            .map_err(ConfigError::into_call_error)
+            .map_err(|err| ConfigErrors::invalid_config(err.not_reloaded(), err))
     }
 }
 

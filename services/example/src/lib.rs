@@ -134,8 +134,10 @@ impl EchoHandler for EchoService {
         self.count();
         if request.text.trim().is_empty() {
             let whitespace = request.text.chars().count() as u64;
-            return Err(CallError::new("EMPTY_TEXT", "there is nothing to shout")
-                .with_details(alknet_runtime::serde_json::json!(EmptyText { whitespace })));
+            return Err(EchoErrors::empty_text(
+                "there is nothing to shout",
+                EmptyText { whitespace },
+            ));
         }
         Ok(request.text.to_uppercase())
     }

@@ -49,6 +49,8 @@ async def session_calls(read, write, calls):
                     "name": t.name,
                     "description": t.description,
                     "read_only": t.annotations.read_only_hint if t.annotations else None,
+                    "destructive": t.annotations.destructive_hint if t.annotations else None,
+                    "idempotent": t.annotations.idempotent_hint if t.annotations else None,
                     "input_schema": t.input_schema,
                     "output_schema": t.output_schema,
                 }

@@ -89,8 +89,9 @@ impl NotesHandler for Notes {
             .find(|note| note.id == request.id)
             .cloned();
         found.ok_or_else(|| {
-            CallError::new("NO_SUCH_NOTE", format!("there is no note {}", request.id)).with_details(
-                alknet_runtime::serde_json::json!(Missing { id: request.id }),
+            NotesErrors::no_such_note(
+                format!("there is no note {}", request.id),
+                Missing { id: request.id },
             )
         })
     }

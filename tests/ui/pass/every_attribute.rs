@@ -72,7 +72,13 @@ pub enum AccountsProtocol {
     Register(Registration),
 
     /// Rename a user; the fields are left undocumented on purpose.
-    #[alk_operation(name = "rename_user", output = User, timeout = "250ms")]
+    #[alk_operation(
+        name = "rename_user",
+        output = User,
+        idempotent,
+        timeout = "250ms",
+        error(code = "NAME_TAKEN", status = 409, details = NameTaken, description = "the name is in use")
+    )]
     Rename { id: u64, name: String },
 
     /// How many users there are.
@@ -109,7 +115,11 @@ impl AccountsHandler for Accounts {
         request: Registration,
     ) -> Result<User, CallError> {
         if request.email.is_empty() {
-            return Err(CallError::new("BAD_EMAIL", "no email"));
+            return Err(AccountsErrors::bad_email("no email"));
+        }
+        if request.name == "root" {
+            let suggestion = "root2".into();
+            return Err(AccountsErrors::name_taken("taken", NameTaken { suggestion }));
         }
         Ok(User {
             id: 1,
@@ -157,7 +167,5 @@ fn main() {
     let _ = client.count();
     let _ = client.reset();
     let _ = client.events(None);
-    let _ = NameTaken {
-        suggestion: "ada2".into(),
-    };
+    assert_eq!(AccountsErrors::NAME_TAKEN, "NAME_TAKEN");
 }
