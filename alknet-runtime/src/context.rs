@@ -9,6 +9,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::env::{EnvShared, Origin};
+use crate::telemetry::{CallFacts, CallTelemetry};
 use crate::{Identity, OperationEnv, OperationSpec, RequestId, ServiceSpec};
 
 /// The context of one call, handed to its handler.
@@ -45,6 +46,9 @@ struct ContextInner {
     cancellation: OnceLock<CancellationToken>,
     /// Set when the call ends, so a token made after that is born cancelled.
     ended: AtomicBool,
+    /// How the call arrived: the metrics' `transport` label.
+    transport: &'static str,
+    telemetry: CallTelemetry,
 }
 
 /// The parts of a new context that depend on who is calling.
@@ -56,6 +60,7 @@ pub(crate) struct ContextParts {
     pub(crate) forwarded_for: Option<Arc<str>>,
     pub(crate) metadata: Option<Arc<Map<String, Value>>>,
     pub(crate) deadline: Option<Instant>,
+    pub(crate) transport: &'static str,
 }
 
 impl OperationContext {
@@ -65,6 +70,18 @@ impl OperationContext {
         operation: usize,
         parts: ContextParts,
     ) -> Self {
+        let telemetry = CallTelemetry::begin(CallFacts {
+            request_id: parts.request_id,
+            parent_request_id: parts.parent_request_id,
+            operation: &env.services[service].spec.operations[operation],
+            identity: parts.identity.as_deref(),
+            forwarded_for: parts.forwarded_for.as_deref(),
+            transport: parts.transport,
+            parent_span: parts
+                .parent
+                .as_ref()
+                .map(|parent| parent.0.telemetry.span()),
+        });
         OperationContext(Arc::new(ContextInner {
             request_id: parts.request_id,
             parent: parts.parent,
@@ -78,7 +95,33 @@ impl OperationContext {
             deadline: parts.deadline,
             cancellation: OnceLock::new(),
             ended: AtomicBool::new(false),
+            transport: parts.transport,
+            telemetry,
         }))
+    }
+
+    /// The call's span: a nested call's is a child of it.
+    pub fn span(&self) -> &tracing::Span {
+        self.0.telemetry.span()
+    }
+
+    /// Record the call's outcome in its span and metrics (once; later outcomes are not
+    /// recorded): `error` is the code its caller received, none for `ok`.
+    pub(crate) fn record_outcome(&self, error: Option<&str>) {
+        if self.0.telemetry.is_watched() {
+            self.0
+                .telemetry
+                .end(self.operation(), self.0.transport, error);
+        }
+    }
+
+    /// Record what the call's caller receives, unless the call is a subscription that
+    /// started: its stream records its end.
+    pub(crate) fn record_result<T>(&self, result: &Result<T, crate::CallError>) {
+        if self.0.telemetry.is_watched() && (result.is_err() || !self.operation().is_subscription())
+        {
+            self.record_outcome(result.as_ref().err().map(|err| &*err.code));
+        }
     }
 
     /// This call's id: unique per call, never derived from the input.
@@ -199,6 +242,11 @@ impl OperationContext {
 
     /// End the call: cancel its nested calls, now and any started later.
     pub(crate) fn cancel(&self) {
+        if self.0.telemetry.is_watched() {
+            self.0
+                .telemetry
+                .end_dropped(self.operation(), self.0.transport);
+        }
         // With no other handle on this context, no token can be made after this point, so
         // the common case skips the store and its full barrier.
         if Arc::strong_count(&self.0) == 1 && self.0.cancellation.get().is_none() {
@@ -207,6 +255,15 @@ impl OperationContext {
         self.0.ended.store(true, Ordering::SeqCst);
         if let Some(token) = self.0.cancellation.get() {
             token.cancel();
+        }
+    }
+}
+
+impl Drop for ContextInner {
+    fn drop(&mut self) {
+        if self.telemetry.is_watched() {
+            let operation = &self.env.services[self.service].spec.operations[self.operation];
+            self.telemetry.discard(operation, self.transport);
         }
     }
 }

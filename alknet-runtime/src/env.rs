@@ -16,6 +16,7 @@ use futures::{FutureExt, Stream, StreamExt};
 use rustc_hash::FxHashMap;
 use serde_json::{Map, Value};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::context::ContextParts;
 use crate::policy::{Admitting, Forward, NodePolicy, Route};
@@ -76,6 +77,7 @@ pub(crate) struct ExternalCaller {
     forwarded_for: Option<Arc<str>>,
     metadata: Option<Arc<Map<String, Value>>>,
     deadline: Option<Instant>,
+    transport: &'static str,
 }
 
 /// An outside caller, as an adapter resolved it: who it is and what it sent along.
@@ -96,6 +98,7 @@ pub struct Caller {
     forwarded_for: Option<String>,
     metadata: Map<String, Value>,
     deadline: Option<Instant>,
+    transport: Option<&'static str>,
 }
 
 impl Caller {
@@ -144,6 +147,13 @@ impl Caller {
     /// Calls must be done within `timeout` from now.
     pub fn timeout(self, timeout: Duration) -> Self {
         self.deadline(Instant::now() + timeout)
+    }
+
+    /// How the call arrived, such as `http`: its span's `transport` field and its metrics'
+    /// label ([`telemetry`](crate::telemetry)). Unset: `local`.
+    pub fn transport(mut self, transport: &'static str) -> Self {
+        self.transport = Some(transport);
+        self
     }
 }
 
@@ -288,6 +298,7 @@ impl OperationEnvBuilder {
                 forwarded_for: None,
                 metadata: None,
                 deadline: None,
+                transport: crate::telemetry::LOCAL,
             })),
         )
     }
@@ -322,6 +333,7 @@ impl OperationEnv {
                 forwarded_for: caller.forwarded_for.map(Arc::from),
                 metadata,
                 deadline: caller.deadline,
+                transport: caller.transport.unwrap_or(crate::telemetry::LOCAL),
             })),
         )
     }
@@ -556,6 +568,7 @@ impl OperationEnv {
             deadline: meta
                 .timeout_ms
                 .map(|ms| Instant::now() + Duration::from_millis(ms)),
+            transport: crate::telemetry::IRPC,
         };
         Ok((
             typed,
@@ -630,6 +643,7 @@ impl OperationEnv {
                     forwarded_for: caller.forwarded_for.clone(),
                     metadata: caller.metadata.clone(),
                     deadline: caller.deadline,
+                    transport: caller.transport,
                 }
             }
             Origin::Nested(parent) => {
@@ -648,6 +662,7 @@ impl OperationEnv {
                     forwarded_for: parent.forwarded_for_arc(),
                     metadata: None,
                     deadline: parent.deadline(),
+                    transport: crate::telemetry::NESTED,
                 }
             }
         };
@@ -732,19 +747,23 @@ async fn run<'a, T: Send + 'a>(
     } else {
         Box::pin(bounded(ctx, call))
     };
+    let call = call.instrument(ctx.span().clone());
     settle(ctx, AssertUnwindSafe(call).catch_unwind().await)
 }
 
 /// What a call's caller receives for its `outcome`: a panic and an undeclared error code
-/// become `INTERNAL`.
+/// become `INTERNAL`. It is the call's recorded outcome.
 fn settle<T>(
     ctx: &OperationContext,
     outcome: std::thread::Result<Result<T, CallError>>,
 ) -> Result<T, CallError> {
-    match outcome {
+    let _in_call = ctx.span().enter();
+    let result = match outcome {
         Ok(result) => result.map_err(|err| vet_error(ctx, err)),
         Err(panic) => Err(panicked(ctx, panic)),
-    }
+    };
+    ctx.record_result(&result);
+    result
 }
 
 /// A typed call dispatched under its context, the call ending when this is dropped.
@@ -879,12 +898,15 @@ impl<T, S: Stream<Item = Result<T, CallError>> + Unpin> Stream for Guarded<S> {
             return Poll::Ready(None);
         };
         let ctx = &this.end.0;
+        let _in_call = ctx.span().enter();
         if let Some(parent_ended) = this.parent_ended.as_mut()
             && parent_ended.as_mut().poll(cx).is_ready()
         {
             this.items = None;
+            let err = parent_ended_error(ctx);
+            ctx.record_outcome(Some(&err.code));
             ctx.cancel();
-            return Poll::Ready(Some(Err(parent_ended_error(ctx))));
+            return Poll::Ready(Some(Err(err)));
         }
         let polled = std::panic::catch_unwind(AssertUnwindSafe(|| items.poll_next_unpin(cx)));
         let item = match polled {
@@ -895,6 +917,11 @@ impl<T, S: Stream<Item = Result<T, CallError>> + Unpin> Stream for Guarded<S> {
             Err(panic) => Some(Err(panicked(ctx, panic))),
         };
         this.items = None;
+        ctx.record_outcome(
+            item.as_ref()
+                .and_then(|item| item.as_ref().err())
+                .map(|err| &*err.code),
+        );
         ctx.cancel();
         Poll::Ready(item)
     }
