@@ -66,6 +66,7 @@ pub const DURATION_BUCKETS: [f64; 17] = [
 pub(crate) const NESTED: &str = "nested";
 /// The transport of a call that arrived over the irpc path: from a cluster peer, or from
 /// this process's own irpc client of a mounted actor.
+#[cfg(feature = "irpc")]
 pub(crate) const IRPC: &str = "irpc";
 /// The transport of a call made on an env no adapter described
 /// ([`Caller::transport`](crate::Caller::transport) unset).
