@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::drain::InFlight;
 use crate::env::{EnvShared, Origin};
+use crate::telemetry::{CallFacts, CallTelemetry};
 use crate::{Identity, OperationEnv, OperationSpec, RequestId, ServiceSpec};
 
 /// The parts of an [`OperationContext`] that travel with a call admitted in one place and
@@ -86,6 +87,9 @@ struct ContextInner {
     /// An outside call of an env with a [`Drain`](crate::Drain): counted until the context
     /// is gone.
     in_flight: Option<InFlight>,
+    /// How the call arrived: the metrics' `transport` label.
+    transport: &'static str,
+    telemetry: CallTelemetry,
 }
 
 /// The parts of a new context that depend on who is calling.
@@ -98,6 +102,7 @@ pub(crate) struct ContextParts {
     pub(crate) metadata: Option<Arc<Map<String, Value>>>,
     pub(crate) deadline: Option<Instant>,
     pub(crate) in_flight: Option<InFlight>,
+    pub(crate) transport: &'static str,
 }
 
 impl OperationContext {
@@ -107,6 +112,18 @@ impl OperationContext {
         operation: usize,
         parts: ContextParts,
     ) -> Self {
+        let telemetry = CallTelemetry::begin(CallFacts {
+            request_id: parts.request_id,
+            parent_request_id: parts.parent_request_id,
+            operation: &env.services[service].spec.operations[operation],
+            identity: parts.identity.as_deref(),
+            forwarded_for: parts.forwarded_for.as_deref(),
+            transport: parts.transport,
+            parent_span: parts
+                .parent
+                .as_ref()
+                .map(|parent| parent.0.telemetry.span()),
+        });
         OperationContext(Arc::new(ContextInner {
             request_id: parts.request_id,
             parent: parts.parent,
@@ -121,7 +138,33 @@ impl OperationContext {
             cancellation: OnceLock::new(),
             ended: AtomicBool::new(false),
             in_flight: parts.in_flight,
+            transport: parts.transport,
+            telemetry,
         }))
+    }
+
+    /// The call's span: a nested call's is a child of it.
+    pub fn span(&self) -> &tracing::Span {
+        self.0.telemetry.span()
+    }
+
+    /// Record the call's outcome in its span and metrics (once; later outcomes are not
+    /// recorded): `error` is the code its caller received, none for `ok`.
+    pub(crate) fn record_outcome(&self, error: Option<&str>) {
+        if self.0.telemetry.is_watched() {
+            self.0
+                .telemetry
+                .end(self.operation(), self.0.transport, error);
+        }
+    }
+
+    /// Record what the call's caller receives, unless the call is a subscription that
+    /// started: its stream records its end.
+    pub(crate) fn record_result<T>(&self, result: &Result<T, crate::CallError>) {
+        if self.0.telemetry.is_watched() && (result.is_err() || !self.operation().is_subscription())
+        {
+            self.record_outcome(result.as_ref().err().map(|err| &*err.code));
+        }
     }
 
     /// This call's id: unique per call, never derived from the input.
@@ -254,6 +297,11 @@ impl OperationContext {
 
     /// End the call: cancel its nested calls, now and any started later.
     pub(crate) fn cancel(&self) {
+        if self.0.telemetry.is_watched() {
+            self.0
+                .telemetry
+                .end_dropped(self.operation(), self.0.transport);
+        }
         // With no other handle on this context, no token can be made after this point, so
         // the common case skips the store and its full barrier.
         if Arc::strong_count(&self.0) == 1 && self.0.cancellation.get().is_none() {
@@ -262,6 +310,15 @@ impl OperationContext {
         self.0.ended.store(true, Ordering::SeqCst);
         if let Some(token) = self.0.cancellation.get() {
             token.cancel();
+        }
+    }
+}
+
+impl Drop for ContextInner {
+    fn drop(&mut self) {
+        if self.telemetry.is_watched() {
+            let operation = &self.env.services[self.service].spec.operations[self.operation];
+            self.telemetry.discard(operation, self.transport);
         }
     }
 }

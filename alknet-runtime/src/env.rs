@@ -16,6 +16,7 @@ use futures::{FutureExt, Stream, StreamExt};
 use rustc_hash::FxHashMap;
 use serde_json::{Map, Value};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use arc_swap::ArcSwap;
 
@@ -81,6 +82,7 @@ pub(crate) struct ExternalCaller {
     forwarded_for: Option<Arc<str>>,
     metadata: Option<Arc<Map<String, Value>>>,
     deadline: Option<Instant>,
+    transport: &'static str,
 }
 
 /// An outside caller, as an adapter resolved it: who it is and what it sent along.
@@ -101,6 +103,7 @@ pub struct Caller {
     forwarded_for: Option<String>,
     metadata: Map<String, Value>,
     deadline: Option<Instant>,
+    transport: Option<&'static str>,
 }
 
 impl Caller {
@@ -149,6 +152,13 @@ impl Caller {
     /// Calls must be done within `timeout` from now.
     pub fn timeout(self, timeout: Duration) -> Self {
         self.deadline(Instant::now() + timeout)
+    }
+
+    /// How the call arrived, such as `http`: its span's `transport` field and its metrics'
+    /// label ([`telemetry`](crate::telemetry)). Unset: `local`.
+    pub fn transport(mut self, transport: &'static str) -> Self {
+        self.transport = Some(transport);
+        self
     }
 }
 
@@ -336,6 +346,7 @@ impl OperationEnvBuilder {
                 forwarded_for: None,
                 metadata: None,
                 deadline: None,
+                transport: crate::telemetry::LOCAL,
             })),
         )
     }
@@ -370,6 +381,7 @@ impl OperationEnv {
                 forwarded_for: caller.forwarded_for.map(Arc::from),
                 metadata,
                 deadline: caller.deadline,
+                transport: caller.transport.unwrap_or(crate::telemetry::LOCAL),
             })),
         )
     }
@@ -601,6 +613,7 @@ impl OperationEnv {
                 Some(drain) => Some(drain.enter(&spec.id)?),
                 None => None,
             },
+            transport: crate::telemetry::IRPC,
         };
         Ok(OperationContext::new(
             self.shared.clone(),
@@ -658,6 +671,7 @@ impl OperationEnv {
                     metadata: caller.metadata.clone(),
                     deadline: caller.deadline,
                     in_flight: None,
+                    transport: caller.transport,
                 }
             }
             Origin::Nested(parent) => {
@@ -677,6 +691,7 @@ impl OperationEnv {
                     metadata: None,
                     deadline: parent.deadline(),
                     in_flight: None,
+                    transport: crate::telemetry::NESTED,
                 }
             }
         };
@@ -825,19 +840,23 @@ async fn run<'a, T: Send + 'a>(
     } else {
         Box::pin(bounded(ctx, call))
     };
+    let call = call.instrument(ctx.span().clone());
     settle(ctx, AssertUnwindSafe(call).catch_unwind().await)
 }
 
 /// What a call's caller receives for its `outcome`: a panic and an undeclared error code
-/// become `INTERNAL`.
+/// become `INTERNAL`. It is the call's recorded outcome.
 fn settle<T>(
     ctx: &OperationContext,
     outcome: std::thread::Result<Result<T, CallError>>,
 ) -> Result<T, CallError> {
-    match outcome {
+    let _in_call = ctx.span().enter();
+    let result = match outcome {
         Ok(result) => result.map_err(|err| vet_error(ctx, err)),
         Err(panic) => Err(panicked(ctx, panic)),
-    }
+    };
+    ctx.record_result(&result);
+    result
 }
 
 /// A typed call started under its context ([`TypedEntry::call`]); dropping it ends the
@@ -974,10 +993,13 @@ impl<T, S: Stream<Item = Result<T, CallError>> + Unpin> Stream for Guarded<S> {
             return Poll::Ready(None);
         };
         let ctx = &this.end.0;
+        let _in_call = ctx.span().enter();
         if let Some(stopped) = this.stopped.as_mut()
             && stopped.as_mut().poll(cx).is_ready()
         {
             this.items = None;
+            let err = parent_ended_error(ctx);
+            ctx.record_outcome(Some(&err.code));
             ctx.cancel();
             let err = match ctx.parent() {
                 Some(_) => parent_ended_error(ctx),
@@ -994,6 +1016,11 @@ impl<T, S: Stream<Item = Result<T, CallError>> + Unpin> Stream for Guarded<S> {
             Err(panic) => Some(Err(panicked(ctx, panic))),
         };
         this.items = None;
+        ctx.record_outcome(
+            item.as_ref()
+                .and_then(|item| item.as_ref().err())
+                .map(|err| &*err.code),
+        );
         ctx.cancel();
         Poll::Ready(item)
     }

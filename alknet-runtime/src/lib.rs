@@ -68,6 +68,7 @@ mod service;
 #[cfg(feature = "irpc")]
 pub mod service_path;
 mod spec;
+pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 

@@ -191,6 +191,7 @@ impl DnsAdapter {
         let result = match input.map(decode_input).transpose() {
             Ok(input) => {
                 let caller = Caller::new()
+                    .transport("dns")
                     .peer_addr(request.src().ip().to_canonical())
                     .timeout(self.timeout);
                 let reply = self

@@ -233,7 +233,7 @@ impl McpAdapter {
         };
         let mut caller = identity
             .into_iter()
-            .fold(Caller::new(), Caller::identity)
+            .fold(Caller::new().transport("mcp"), Caller::identity)
             .timeout(self.timeout);
         if let Some(address) = address {
             caller = caller.peer_addr(address);

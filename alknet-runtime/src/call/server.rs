@@ -217,7 +217,7 @@ impl CallServer {
             (None, Ok(identity)) => identity.clone(),
             (None, Err(why)) => return Err(CallError::unauthenticated(why.clone())),
         };
-        let mut caller = Caller::new().identity(identity.clone());
+        let mut caller = Caller::new().transport("call").identity(identity.clone());
         if let Some(address) = peer.address {
             caller = caller.peer_addr(address);
         }

@@ -137,6 +137,10 @@ pub struct HttpSettings {
     /// The `Host` names (`name` or `name:port`) MCP answers; default: loopback names only,
     /// against DNS rebinding. A node reached by name must list it.
     pub mcp_allowed_hosts: Option<Vec<String>>,
+    /// Serve `GET /metrics` (the Prometheus text exposition of every call's metrics) on the
+    /// HTTP listener, to anyone who reaches it; default off, and no metrics are recorded.
+    #[serde(default)]
+    pub metrics: bool,
 }
 
 /// The call protocol's limits (QUIC and WebSocket); an absent setting keeps the default.

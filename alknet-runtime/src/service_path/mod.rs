@@ -123,7 +123,10 @@ impl IrpcPeer {
                 "an irpc peer that is not a cluster node asserted who its call is for; the call runs as the peer's own key and the assertion is ignored"
             );
         }
-        let mut caller = Caller::new().identity(own.clone()).peer_addr(self.address);
+        let mut caller = Caller::new()
+            .transport("irpc")
+            .identity(own.clone())
+            .peer_addr(self.address);
         if let Some(ms) = meta.timeout_ms {
             caller = caller.timeout(Duration::from_millis(ms));
         }

@@ -6,7 +6,9 @@
 //! | the same, for a subscription | `200` and Server-Sent Events: one event per item, an `error` event, a `completed` event |
 //! | `GET /v1/operations` | the external operations, and whether this caller may call each |
 //! | `GET /openapi.json` | the OpenAPI 3.1 document of [`schema::openapi`](crate::schema::openapi) |
-//! | `GET /healthz` | `{"status": "ok"}` |
+//! | `GET /healthz` | `{"status": "ok"}` while the process serves |
+//! | `GET /readyz` | `200` `{"status": "ready", "checks": […]}`, or `503` `not_ready` ([`HttpAdapter::readiness`]) |
+//! | `GET /metrics` | the Prometheus text exposition, when [`HttpAdapter::metrics`] is given |
 //! | `/mcp` (feature `mcp`) | the MCP adapter over streamable HTTP ([`crate::adapters::mcp`]) |
 //!
 //! Failures answer `{"error": {code, message, retryable, details, request_id}}` with the
@@ -33,8 +35,11 @@
 //! # }
 //! ```
 
+mod ops;
 mod response;
 mod sse;
+
+pub use ops::{Readiness, ReadinessCheck};
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::{NonZeroU64, NonZeroUsize};
@@ -223,6 +228,8 @@ pub struct HttpAdapter {
     /// `None`: opening MCP sessions is limited only by their counts.
     #[cfg(feature = "mcp")]
     mcp_session_rate: Option<Arc<crate::RateLimiter>>,
+    /// `/healthz`, `/readyz` and `/metrics`.
+    ops: ops::OpsRoutes,
 }
 
 /// What every request handler shares.
@@ -251,6 +258,7 @@ impl HttpAdapter {
             mcp_allowed_hosts: None,
             #[cfg(feature = "mcp")]
             mcp_session_rate: None,
+            ops: ops::OpsRoutes::default(),
         }
     }
 
@@ -343,7 +351,7 @@ impl HttpAdapter {
             .route("/v1/operations", get(operations))
             .route("/v1/{namespace}/{operation}", post(call))
             .route("/openapi.json", get(openapi_document))
-            .route("/healthz", get(health))
+            .merge(self.ops.router(shared.stopping.clone()))
             .fallback(no_route)
             .method_not_allowed_fallback(wrong_method);
         #[cfg(feature = "mcp")]
@@ -489,7 +497,9 @@ async fn call(
         Ok(slot) => slot,
         Err(err) => return refuse(StatusCode::TOO_MANY_REQUESTS, &err, client_id),
     };
-    let mut caller = identity.into_iter().fold(Caller::new(), Caller::identity);
+    let mut caller = identity
+        .into_iter()
+        .fold(Caller::new().transport("http"), Caller::identity);
     if let Some(address) = address {
         caller = caller.peer_addr(address);
     }
@@ -550,14 +560,6 @@ async fn openapi_document(State(shared): State<Arc<Shared>>) -> Response {
     (
         [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
         shared.openapi.clone(),
-    )
-        .into_response()
-}
-
-async fn health() -> Response {
-    (
-        [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
-        r#"{"status":"ok"}"#,
     )
         .into_response()
 }
