@@ -847,13 +847,16 @@ impl Drop for EndOnDrop {
 }
 
 /// A subscription's item stream under its context: panics and undeclared codes become
-/// `INTERNAL`, the stream ends after an error or when the parent call is cancelled, and
-/// dropping it cancels the subscription's nested calls.
+/// `INTERNAL`, the stream ends after an error, when the parent call is cancelled
+/// (`ABORTED`) or when its deadline passes (`TIMEOUT`), and dropping it cancels the
+/// subscription's nested calls.
 struct Guarded<S> {
     end: EndOnDrop,
     items: Option<S>,
     /// For a nested subscription: the parent call ending.
     parent_ended: Option<Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>>,
+    /// For a subscription with a deadline: its passing.
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl<S> Guarded<S> {
@@ -862,10 +865,15 @@ impl<S> Guarded<S> {
             .0
             .parent()
             .map(|parent| Box::pin(parent.cancellation_token().cancelled_owned()));
+        let deadline = end
+            .0
+            .deadline()
+            .map(|deadline| Box::pin(tokio::time::sleep_until(deadline)));
         Guarded {
             end,
             items: Some(items),
             parent_ended,
+            deadline,
         }
     }
 }
@@ -885,6 +893,13 @@ impl<T, S: Stream<Item = Result<T, CallError>> + Unpin> Stream for Guarded<S> {
             this.items = None;
             ctx.cancel();
             return Poll::Ready(Some(Err(parent_ended_error(ctx))));
+        }
+        if let Some(deadline) = this.deadline.as_mut()
+            && deadline.as_mut().poll(cx).is_ready()
+        {
+            this.items = None;
+            ctx.cancel();
+            return Poll::Ready(Some(Err(deadline_passed(ctx))));
         }
         let polled = std::panic::catch_unwind(AssertUnwindSafe(|| items.poll_next_unpin(cx)));
         let item = match polled {
