@@ -171,9 +171,13 @@ pub mod __private {
     /// Names `T` where the macro wants an error to point if `T` is not a [`WireType`].
     pub fn assert_wire_type<T: WireType>() {}
 
-    /// The JSON Schema (2020-12) of `T`, self-contained.
+    /// The JSON Schema (2020-12) of `T`, self-contained, with integer ranges as
+    /// `minimum`/`maximum` ([`crate::schema::integer_bounds`]).
     pub fn schema_of<T: schemars::JsonSchema>() -> Value {
         schemars::generate::SchemaSettings::draft2020_12()
+            .with_transform(schemars::transform::RecursiveTransform(
+                crate::schema::integer_bounds,
+            ))
             .into_generator()
             .into_root_schema_for::<T>()
             .into()
