@@ -327,4 +327,40 @@ async fn a_subscription_past_its_deadline_ends_with_timeout_over_websocket() {
         }
     };
     check_deadline(items, &last, started.elapsed());
+
+    // `deadline: 0` has passed already: a call that must wait answers `TIMEOUT` (a
+    // subscription before its first item), one done without waiting still answers.
+    let zero = |id: &str, operation: &str, input: Value| {
+        json!({"type": "call.requested", "id": id,
+            "payload": {"operationId": operation, "input": input, "deadline": 0}})
+        .to_string()
+    };
+    socket
+        .send(Message::text(zero(
+            "z1",
+            "/echo/ticks",
+            json!({"count": 3, "interval_ms": 50}),
+        )))
+        .await
+        .unwrap();
+    socket
+        .send(Message::text(zero(
+            "z2",
+            "/echo/say",
+            json!({"text": "now"}),
+        )))
+        .await
+        .unwrap();
+    let mut answers = std::collections::BTreeMap::new();
+    while answers.len() < 2 {
+        let Message::Text(text) = socket.next().await.unwrap().unwrap() else {
+            continue;
+        };
+        let event: Value = serde_json::from_str(&text).unwrap();
+        let previous = answers.insert(event["id"].as_str().unwrap().to_string(), event);
+        assert!(previous.is_none(), "one event per call: {previous:?}");
+    }
+    assert_eq!(answers["z1"]["type"], "call.error", "{}", answers["z1"]);
+    assert_eq!(answers["z1"]["payload"]["code"], "TIMEOUT");
+    assert_eq!(answers["z2"]["type"], "call.responded", "{}", answers["z2"]);
 }
