@@ -960,14 +960,17 @@ impl Drop for EndOnDrop {
 }
 
 /// A subscription's item stream under its context: panics and undeclared codes become
-/// `INTERNAL`, the stream ends after an error, when the parent call is cancelled or when
-/// the env's drain cuts it, and dropping it cancels the subscription's nested calls.
+/// `INTERNAL`, the stream ends after an error, when the parent call is cancelled
+/// (`ABORTED`), when its deadline passes (`TIMEOUT`) or when the env's drain cuts it
+/// (`UNAVAILABLE`), and dropping it cancels the subscription's nested calls.
 struct Guarded<S> {
     end: EndOnDrop,
     items: Option<S>,
     /// For a nested subscription: the parent call ending; for an outside one: the drain
     /// cutting it.
     stopped: Option<Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>>,
+    /// For a subscription with a deadline: its passing.
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl<S> Guarded<S> {
@@ -976,10 +979,15 @@ impl<S> Guarded<S> {
             (Some(parent), _) => Some(parent.cancellation_token()),
             (None, cut) => cut.cloned(),
         };
+        let deadline = end
+            .0
+            .deadline()
+            .map(|deadline| Box::pin(tokio::time::sleep_until(deadline)));
         Guarded {
             stopped: stopping.map(|token| Box::pin(token.cancelled_owned())),
             end,
             items: Some(items),
+            deadline,
         }
     }
 }
@@ -998,13 +1006,21 @@ impl<T, S: Stream<Item = Result<T, CallError>> + Unpin> Stream for Guarded<S> {
             && stopped.as_mut().poll(cx).is_ready()
         {
             this.items = None;
-            let err = parent_ended_error(ctx);
-            ctx.record_outcome(Some(&err.code));
-            ctx.cancel();
             let err = match ctx.parent() {
                 Some(_) => parent_ended_error(ctx),
                 None => cut_off(&ctx.operation().id),
             };
+            ctx.record_outcome(Some(&err.code));
+            ctx.cancel();
+            return Poll::Ready(Some(Err(err)));
+        }
+        if let Some(deadline) = this.deadline.as_mut()
+            && deadline.as_mut().poll(cx).is_ready()
+        {
+            this.items = None;
+            let err = deadline_passed(ctx);
+            ctx.record_outcome(Some(&err.code));
+            ctx.cancel();
             return Poll::Ready(Some(Err(err)));
         }
         let polled = std::panic::catch_unwind(AssertUnwindSafe(|| items.poll_next_unpin(cx)));

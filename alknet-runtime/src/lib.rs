@@ -194,9 +194,13 @@ pub mod __private {
         }
     }
 
-    /// The JSON Schema (2020-12) of `T`, self-contained.
+    /// The JSON Schema (2020-12) of `T`, self-contained, with integer ranges as
+    /// `minimum`/`maximum` ([`crate::schema::integer_bounds`]).
     pub fn schema_of<T: schemars::JsonSchema>() -> Value {
         schemars::generate::SchemaSettings::draft2020_12()
+            .with_transform(schemars::transform::RecursiveTransform(
+                crate::schema::integer_bounds,
+            ))
             .into_generator()
             .into_root_schema_for::<T>()
             .into()

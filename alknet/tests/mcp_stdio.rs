@@ -1,15 +1,23 @@
-//! `alknet mcp-stdio`, spawned by the official MCP Python SDK's stdio client.
+//! `alknet mcp-stdio`, spawned by the official MCP SDKs' stdio clients (Python and
+//! TypeScript).
 
-use alknet_tests::adapters::mcp_session;
+use alknet_tests::adapters::{McpClient, mcp_session_with};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_mcp_client_spawns_the_node_lists_its_tools_and_calls_one() {
+    for client in McpClient::ALL {
+        spawned_by(client).await;
+    }
+}
+
+async fn spawned_by(client: McpClient) {
     let calls = json!([
         {"name": "echo.say", "arguments": {"text": "over stdio"}},
         {"name": "echo.shout", "arguments": {"text": ""}},
     ]);
-    let session = mcp_session(
+    let session = mcp_session_with(
+        client,
         &["--stdio", env!("CARGO_BIN_EXE_alknet"), "mcp-stdio"],
         None,
         &calls,
@@ -35,12 +43,14 @@ async fn an_mcp_client_spawns_the_node_lists_its_tools_and_calls_one() {
         .filter_map(|op| op.bindings().mcp_tool)
         .collect();
     assert!(expected.iter().any(|name| name == "echo.say"));
-    assert_eq!(names, expected, "the anonymous caller's tools");
+    assert_eq!(names, expected, "{client:?}: the anonymous caller's tools");
     let results = session["results"].as_array().unwrap();
     assert_eq!(
         results[0]["structured"],
         json!({"text": "over stdio", "length": 10})
     );
-    assert_eq!(results[1]["is_error"], true);
-    assert_eq!(results[1]["structured"]["error"]["code"], "EMPTY_TEXT");
+    assert_eq!(results[1]["is_error"], true, "{client:?}");
+    // The error is text: `structuredContent` must match the output schema, an error doesn't.
+    assert_eq!(results[1]["structured"], json!(null), "{client:?}");
+    assert_eq!(results[1]["text"]["error"]["code"], "EMPTY_TEXT");
 }

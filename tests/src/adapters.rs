@@ -179,31 +179,80 @@ pub fn python() -> PathBuf {
     python
 }
 
-/// The MCP client script (the official Python SDK).
-pub fn mcp_client_script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("interop/python/mcp_client.py")
+/// The workspace's Node packages (`tests/interop/ts/node_modules`, which scripts/test
+/// installs), the directory the TypeScript clients run in.
+pub fn ts_interop_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("interop/ts");
+    assert!(
+        dir.join("node_modules").exists(),
+        "{} is missing: run ./scripts/test once to install the interop tools",
+        dir.join("node_modules").display()
+    );
+    dir
 }
 
-/// Run the MCP client against `target` (`["--http", url]` or `["--stdio", command, ..]`):
-/// it lists the tools and makes each call of `calls` (`[{"name", "arguments"}]`),
-/// validating every successful result against the tool's `outputSchema`. Returns
-/// `{"tools": [...], "results": [{"is_error", "structured", "text"}]}`.
+/// An official MCP SDK, as a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum McpClient {
+    /// The Python SDK (`mcp`), `interop/python/mcp_client.py`.
+    Python,
+    /// The TypeScript SDK (`@modelcontextprotocol/sdk`), `interop/ts/mcp_client.mjs`.
+    TypeScript,
+}
+
+impl McpClient {
+    /// Both SDKs.
+    pub const ALL: [McpClient; 2] = [McpClient::Python, McpClient::TypeScript];
+
+    fn command(self) -> tokio::process::Command {
+        match self {
+            McpClient::Python => {
+                let mut command = tokio::process::Command::new(python());
+                command.arg(
+                    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("interop/python/mcp_client.py"),
+                );
+                command
+            }
+            McpClient::TypeScript => {
+                let dir = ts_interop_dir();
+                let mut command = tokio::process::Command::new("node");
+                command.arg(dir.join("mcp_client.mjs")).current_dir(dir);
+                command
+            }
+        }
+    }
+}
+
+/// [`mcp_session_with`] the Python SDK.
 pub async fn mcp_session(target: &[&str], token: Option<&str>, calls: &Value) -> Value {
-    let mut command = tokio::process::Command::new(python());
-    command
-        .arg(mcp_client_script())
-        .args(["--calls", &calls.to_string()]);
+    mcp_session_with(McpClient::Python, target, token, calls).await
+}
+
+/// Run an MCP SDK's client against `target` (`["--http", url]` or `["--stdio", command,
+/// ..]`): it lists the tools and makes each call of `calls` (`[{"name", "arguments"}]`),
+/// with the SDK checking every result against the tool's `outputSchema`. Returns
+/// `{"tools": [...], "results": [{"is_error", "structured", "text"}]}`; the TypeScript
+/// client returns `{"refused": {name, code, message}}` when the server refuses to connect.
+pub async fn mcp_session_with(
+    client: McpClient,
+    target: &[&str],
+    token: Option<&str>,
+    calls: &Value,
+) -> Value {
+    let mut command = client.command();
+    command.args(["--calls", &calls.to_string()]);
     if let Some(token) = token {
         command.args(["--token", token]);
     }
     // Last: `--stdio` takes every argument after it.
     command.args(target);
-    let output = command.output().await.expect("python runs");
+    let output = command.output().await.expect("the MCP client runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
-        "the MCP client failed:\n{stdout}\n{}",
+        "the {client:?} MCP client failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("the MCP client printed {stdout}: {e}"))
+    serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("the {client:?} MCP client printed {stdout}: {e}"))
 }

@@ -259,3 +259,111 @@ async fn an_item_over_the_bound_of_echo_blobs_is_invalid_input() {
     assert_eq!(err.code, alknet_runtime::codes::INVALID_INPUT);
     assert!(err.message.contains("at most 4194304 bytes"), "{err}");
 }
+
+/// `echo/ticks` of 10 ticks 200 ms apart, with a 450 ms deadline: two ticks, then `TIMEOUT`.
+const SLOW_TICKS: &str = r#"{"type":"call.requested","id":"d","payload":{"operationId":"/echo/ticks","input":{"count":10,"interval_ms":200},"deadline":450}}"#;
+
+/// What a subscription past its deadline sent: its items, then its last event.
+fn check_deadline(items: usize, last: &Value, elapsed: Duration) {
+    assert_eq!(items, 2, "the ticks before the deadline");
+    assert_eq!(last["type"], "call.error", "{last}");
+    assert_eq!(last["payload"]["code"], "TIMEOUT", "{last}");
+    assert!(
+        elapsed < Duration::from_millis(1500),
+        "ended after {elapsed:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_past_its_deadline_ends_with_timeout_over_quic() {
+    use alknet_runtime::call::{DEFAULT_MAX_FRAME_SIZE, FrameReader};
+    let tester = patient_tester();
+    let node = echo_worker(&tester, &[]);
+    let connection = tester.connect(&node).await;
+    // By hand: alknet's own caller watches the deadline too, and would hide the callee's.
+    let started = std::time::Instant::now();
+    let (mut send, recv) = connection.quic().open_bi().await.unwrap();
+    let mut frame = (SLOW_TICKS.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(SLOW_TICKS.as_bytes());
+    send.write_all(&frame).await.unwrap();
+    send.finish().unwrap();
+    let mut frames = FrameReader::new(recv, DEFAULT_MAX_FRAME_SIZE);
+    let mut events = Vec::new();
+    while let Some(frame) = frames.next().await.unwrap() {
+        events.push(serde_json::from_slice::<Value>(&frame).unwrap());
+    }
+    let last = events.pop().expect("an event");
+    check_deadline(events.len(), &last, started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_past_its_deadline_ends_with_timeout_over_websocket() {
+    let node = NodeProcess::start(
+        &NodeIdentity::generate().unwrap(),
+        &args([
+            "--serve",
+            "echo",
+            "--token",
+            "ws-token=user:browser",
+            "--ws",
+        ]),
+    );
+    let mut request = format!("ws://{}/call", node.ws.unwrap())
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", "Bearer ws-token".parse().unwrap());
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let started = std::time::Instant::now();
+    socket.send(Message::text(SLOW_TICKS)).await.unwrap();
+    let mut items = 0;
+    let last = loop {
+        let Message::Text(text) = socket.next().await.unwrap().unwrap() else {
+            continue;
+        };
+        let event: Value = serde_json::from_str(&text).unwrap();
+        if event["type"] == "call.responded" {
+            items += 1;
+        } else {
+            break event;
+        }
+    };
+    check_deadline(items, &last, started.elapsed());
+
+    // `deadline: 0` has passed already: a call that must wait answers `TIMEOUT` (a
+    // subscription before its first item), one done without waiting still answers.
+    let zero = |id: &str, operation: &str, input: Value| {
+        json!({"type": "call.requested", "id": id,
+            "payload": {"operationId": operation, "input": input, "deadline": 0}})
+        .to_string()
+    };
+    socket
+        .send(Message::text(zero(
+            "z1",
+            "/echo/ticks",
+            json!({"count": 3, "interval_ms": 50}),
+        )))
+        .await
+        .unwrap();
+    socket
+        .send(Message::text(zero(
+            "z2",
+            "/echo/say",
+            json!({"text": "now"}),
+        )))
+        .await
+        .unwrap();
+    let mut answers = std::collections::BTreeMap::new();
+    while answers.len() < 2 {
+        let Message::Text(text) = socket.next().await.unwrap().unwrap() else {
+            continue;
+        };
+        let event: Value = serde_json::from_str(&text).unwrap();
+        let previous = answers.insert(event["id"].as_str().unwrap().to_string(), event);
+        assert!(previous.is_none(), "one event per call: {previous:?}");
+    }
+    assert_eq!(answers["z1"]["type"], "call.error", "{}", answers["z1"]);
+    assert_eq!(answers["z1"]["payload"]["code"], "TIMEOUT");
+    assert_eq!(answers["z2"]["type"], "call.responded", "{}", answers["z2"]);
+}

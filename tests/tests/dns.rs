@@ -2,7 +2,7 @@
 
 use alknet_runtime::adapters::dns::DnsAdapter;
 use alknet_runtime::codes;
-use alknet_tests::adapters::{base64url, dig, env, serve_dns};
+use alknet_tests::adapters::{base64url, dig, env, python, serve_dns};
 use alknet_tests::probe::Probe;
 use serde_json::json;
 
@@ -65,6 +65,10 @@ async fn failures_answer_the_error_json_with_a_fitting_code() {
     }
     let answer = dig(server, "say.echo.example.com", "TXT", &[]).await;
     assert_eq!(answer.status, "REFUSED", "outside the zone");
+    assert!(
+        !answer.flags.contains(&"aa".to_string()),
+        "not ours: {answer:?}"
+    );
 
     let answer = dig(server, "say.echo.alk.dev", "TXT", &[]).await;
     assert_eq!(
@@ -90,6 +94,8 @@ async fn failures_answer_the_error_json_with_a_fitting_code() {
         (answer.status.as_str(), error(&answer)),
         ("REFUSED", codes::UNAUTHENTICATED.into())
     );
+    // A name in the zone is answered with authority, whatever the code.
+    assert!(answer.flags.contains(&"aa".to_string()), "{answer:?}");
     let answer = dig(
         server,
         &format!("{}.shout.echo.alk.dev", label(&json!({"text": " "}))),
@@ -160,6 +166,40 @@ async fn answers_too_large_for_udp_are_truncated_and_complete_over_tcp() {
     let answer = dig(server, &name(2000), "TXT", &["+tcp"]).await;
     assert_eq!(answer.status, "NOERROR");
     assert_eq!(answer.json().as_str().map(str::len), Some(2000));
+
+    // A strict resolver library (dnspython, which rejects bytes after the last record)
+    // takes the truncated answer — header and question alone — and retries over TCP.
+    let exchanges = dnspython(server, &name(2000)).await;
+    assert_eq!(exchanges.as_array().map(Vec::len), Some(2), "{exchanges}");
+    let (udp, tcp) = (&exchanges[0], &exchanges[1]);
+    assert_eq!(udp["rcode"], "NOERROR");
+    assert!(
+        udp["flags"].as_array().unwrap().contains(&json!("tc")),
+        "{udp}"
+    );
+    assert_eq!(udp["question"], json!([name(2000) + "."]));
+    assert_eq!(udp["txt"], json!([]));
+    let output: serde_json::Value = serde_json::from_str(tcp["txt"][0].as_str().unwrap()).unwrap();
+    assert_eq!(output.as_str().map(str::len), Some(2000));
+}
+
+/// What dnspython (`interop/python/dns_client.py`) got for `name`'s TXT record: the UDP
+/// exchange, and the TCP one if UDP was truncated.
+async fn dnspython(server: std::net::SocketAddr, name: &str) -> serde_json::Value {
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("interop/python/dns_client.py");
+    let output = tokio::process::Command::new(python())
+        .arg(script)
+        .args([&server.ip().to_string(), &server.port().to_string(), name])
+        .output()
+        .await
+        .expect("python runs");
+    assert!(
+        output.status.success(),
+        "dnspython failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
 }
 
 #[tokio::test]

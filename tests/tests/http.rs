@@ -865,3 +865,98 @@ async fn graceful_shutdown_answers_calls_in_progress_and_ends_subscriptions() {
         "no more connections are accepted"
     );
 }
+
+/// What an `EventSource` (the `eventsource` npm package, `interop/ts/sse_client.mjs`) saw
+/// at `url`: `{"events": [{type, id, data}], "closed"}`.
+async fn event_source(url: &str) -> Value {
+    let dir = alknet_tests::adapters::ts_interop_dir();
+    let output = tokio::process::Command::new("node")
+        .arg(dir.join("sse_client.mjs"))
+        .arg(url)
+        .current_dir(dir)
+        .output()
+        .await
+        .expect("node runs");
+    assert!(
+        output.status.success(),
+        "the EventSource client failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_source_subscribes_with_get_and_stops_after_the_end() {
+    let (base, _) = node(HttpLimits::default()).await;
+    let input = r#"{"count":3,"interval_ms":0}"#;
+    let query: String = url_escape(input);
+    let seen = event_source(&format!("{base}/v1/echo/ticks?input={query}")).await;
+    let events = seen["events"].as_array().unwrap();
+    let messages: Vec<(&Value, &Value)> = events
+        .iter()
+        .filter(|e| e["type"] == "message")
+        .map(|e| (&e["id"], &e["data"]))
+        .collect();
+    // Each item once, numbered: the EventSource reconnected after `completed` (this client
+    // did not close), was answered 204 and stopped, without running the subscription again.
+    assert_eq!(
+        messages,
+        [
+            (&json!("1"), &json!(r#"{"n":1}"#)),
+            (&json!("2"), &json!(r#"{"n":2}"#)),
+            (&json!("3"), &json!(r#"{"n":3}"#)),
+        ],
+        "{seen}"
+    );
+    let completed = events.iter().find(|e| e["type"] == "completed").unwrap();
+    assert_eq!(completed["id"], "end");
+    assert_eq!(seen["closed"], true, "{seen}");
+
+    // A failure mid-stream: the `error` event carries the error body, and ends it too.
+    let seen = event_source(&format!("{base}/v1/probe/sputter")).await;
+    let events = seen["events"].as_array().unwrap();
+    assert_eq!(events[0]["data"], "0", "{seen}");
+    assert_eq!(events[1]["type"], "error");
+    assert_eq!(events[1]["id"], "end");
+    let body: Value = serde_json::from_str(events[1]["data"].as_str().unwrap()).unwrap();
+    error(&body, "INTERNAL");
+    assert_eq!(seen["closed"], true, "{seen}");
+
+    // The GET form is for subscriptions only; bad input is refused before any stream.
+    let client = reqwest::Client::new();
+    let response = client
+        .get(format!("{base}/v1/echo/say"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(response.headers()["allow"], "POST");
+    let response = client
+        .get(format!(
+            "{base}/v1/echo/ticks?input={}",
+            url_escape(r#"{"count":"x"}"#)
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let response = client
+        .get(format!("{base}/v1/echo/ticks?input=not-json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+}
+
+/// `text` percent-encoded for a query string, every byte but letters and digits escaped.
+fn url_escape(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}

@@ -1,4 +1,5 @@
-//! The MCP adapter over streamable HTTP, with the official MCP Python SDK as the client.
+//! The MCP adapter over streamable HTTP, with the official MCP SDKs (Python and
+//! TypeScript) as the clients.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::SeqCst;
@@ -6,7 +7,7 @@ use std::sync::atomic::Ordering::SeqCst;
 use alknet_runtime::RateLimiter;
 use alknet_runtime::adapters::http::{HttpAdapter, HttpLimits};
 use alknet_runtime::adapters::mcp::McpSessionLimits;
-use alknet_tests::adapters::{ADMIN, env, mcp_session, serve_http};
+use alknet_tests::adapters::{ADMIN, McpClient, env, mcp_session_with, serve_http};
 use alknet_tests::probe::Probe;
 use alknet_tests::until;
 use serde_json::{Value, json};
@@ -27,7 +28,13 @@ fn tool<'a>(session: &'a Value, name: &str) -> Option<&'a Value> {
 #[tokio::test(flavor = "multi_thread")]
 async fn tools_are_the_external_operations_the_caller_may_call() {
     let url = url().await;
-    let session = mcp_session(&["--http", &url], None, &json!([])).await;
+    for client in McpClient::ALL {
+        tools_listed_to(client, &url).await;
+    }
+}
+
+async fn tools_listed_to(client: McpClient, url: &str) {
+    let session = mcp_session_with(client, &["--http", url], None, &json!([])).await;
 
     let say = tool(&session, "echo.say").expect("echo.say is a tool");
     assert_eq!(say["description"], "Echo the text back with its length.");
@@ -63,7 +70,7 @@ async fn tools_are_the_external_operations_the_caller_may_call() {
     );
     assert!(tool(&session, "vault.read").is_none());
 
-    let admin = mcp_session(&["--http", &url], Some(ADMIN), &json!([])).await;
+    let admin = mcp_session_with(client, &["--http", url], Some(ADMIN), &json!([])).await;
     assert!(
         tool(&admin, "echo.served").is_some(),
         "the bearer token picks the caller"
@@ -74,6 +81,14 @@ async fn tools_are_the_external_operations_the_caller_may_call() {
 #[tokio::test(flavor = "multi_thread")]
 async fn calls_answer_structured_content_and_errors_are_tool_results() {
     let url = url().await;
+    for client in McpClient::ALL {
+        calls_by(client, &url).await;
+    }
+}
+
+/// Each SDK checks `structuredContent` against the tool's `outputSchema` (the TypeScript
+/// one even on an `isError` result): an error result must pass those checks.
+async fn calls_by(client: McpClient, url: &str) {
     let calls = json!([
         {"name": "echo.say", "arguments": {"text": "hi"}},
         {"name": "echo.shout", "arguments": {"text": "hi"}},
@@ -84,7 +99,7 @@ async fn calls_answer_structured_content_and_errors_are_tool_results() {
         {"name": "probe.boom", "arguments": {}},
         {"name": "probe.slow", "arguments": {"ms": 2000}},
     ]);
-    let session = mcp_session(&["--http", &url], None, &calls).await;
+    let session = mcp_session_with(client, &["--http", url], None, &calls).await;
     let results = session["results"].as_array().unwrap();
 
     assert_eq!(results[0]["is_error"], false);
@@ -98,22 +113,23 @@ async fn calls_answer_structured_content_and_errors_are_tool_results() {
     );
 
     let code = |i: usize| {
-        assert_eq!(results[i]["is_error"], true, "{}", results[i]);
-        assert_eq!(results[i]["structured"], results[i]["text"]);
-        let error = &results[i]["structured"]["error"];
+        assert_eq!(results[i]["is_error"], true, "{client:?}: {}", results[i]);
+        assert_eq!(
+            results[i]["structured"],
+            json!(null),
+            "the error is text alone"
+        );
+        let error = &results[i]["text"]["error"];
         assert_eq!(error["request_id"].as_str().map(str::len), Some(32));
         error["code"].as_str().unwrap().to_string()
     };
     assert_eq!(code(2), "EMPTY_TEXT");
     assert_eq!(
-        results[2]["structured"]["error"]["details"],
+        results[2]["text"]["error"]["details"],
         json!({"whitespace": 2})
     );
     assert_eq!(code(3), "INVALID_INPUT");
-    assert_eq!(
-        results[3]["structured"]["error"]["details"]["field"],
-        "text"
-    );
+    assert_eq!(results[3]["text"]["error"]["details"]["field"], "text");
     assert_eq!(code(4), "NOT_FOUND");
     assert_eq!(code(5), "UNAUTHENTICATED");
     assert_eq!(code(6), "INTERNAL");
@@ -187,7 +203,7 @@ impl RawSession {
             .send()
             .await
             .unwrap();
-        assert!(closed.status().is_success(), "{}", closed.status());
+        assert_eq!(closed.status(), 200, "clients expect 200 or 204");
     }
 
     async fn send(&self, message: Value) -> reqwest::Response {
@@ -281,7 +297,10 @@ async fn tool_calls_share_the_http_concurrency_limit() {
         .unwrap();
     let result = sse_result(&refused);
     assert_eq!(result["isError"], true, "{result}");
-    let error = &result["structuredContent"]["error"];
+    assert!(result.get("structuredContent").is_none(), "{result}");
+    let text = result["content"][0]["text"].as_str().unwrap();
+    let body: Value = serde_json::from_str(text).unwrap();
+    let error = &body["error"];
     assert_eq!(error["code"], "RESOURCE_EXHAUSTED");
     assert_eq!(error["retryable"], true);
     assert_eq!(error["details"]["retry_after_ms"], 1000);
@@ -483,4 +502,40 @@ async fn opening_sessions_is_rate_limited_per_address() {
         "{body}"
     );
     RawSession::open_from(&url, "127.0.0.2").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_bearer_token_is_401_with_www_authenticate() {
+    let url = url().await;
+    let refused = reqwest::Client::new()
+        .post(&url)
+        .header("authorization", "Bearer not-a-token")
+        .header("accept", "application/json, text/event-stream")
+        .json(&json!({
+            "jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "alknet-tests", "version": "0"}
+            }
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    let challenge = refused.headers()["www-authenticate"].to_str().unwrap();
+    assert!(challenge.starts_with("Bearer "), "{challenge}");
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "UNAUTHENTICATED");
+
+    // The TypeScript SDK sees the refusal when it connects, not an `initialize` that worked.
+    let session = mcp_session_with(
+        McpClient::TypeScript,
+        &["--http", &url],
+        Some("not-a-token"),
+        &json!([]),
+    )
+    .await;
+    let refused = &session["refused"];
+    assert_eq!(refused["code"], 401, "{session}");
 }

@@ -321,7 +321,7 @@ async fn run(driver: Driver, caller: As, env: &OperationEnv, cases: &[Case]) -> 
                     let result = results.next().unwrap();
                     if result["is_error"] == true {
                         return Outcome::Error(
-                            result["structured"]["error"]["code"]
+                            result["text"]["error"]["code"]
                                 .as_str()
                                 .unwrap()
                                 .to_string(),

@@ -640,7 +640,7 @@ async fn an_mcp_tool_call_over_the_limit_is_a_rate_limited_tool_result() {
     assert_eq!(results[0]["is_error"], false, "{}", results[0]);
     assert_eq!(results[1]["is_error"], false, "{}", results[1]);
     assert_eq!(results[2]["is_error"], true, "{}", results[2]);
-    assert_rate_limited(&results[2]["structured"]["error"]);
+    assert_rate_limited(&results[2]["text"]["error"]);
     // Another identity has its own bucket.
     let session = alknet_tests::adapters::mcp_session(
         &["--http", &format!("{}/mcp", node.http)],
@@ -659,5 +659,5 @@ async fn an_mcp_tool_call_over_the_limit_is_a_rate_limited_tool_result() {
     )
     .await;
     assert_eq!(session["results"][0]["is_error"], false);
-    assert_rate_limited(&session["results"][1]["structured"]["error"]);
+    assert_rate_limited(&session["results"][1]["text"]["error"]);
 }

@@ -17,8 +17,11 @@
 //!   are anonymous) and for `RESOURCE_EXHAUSTED` (a rate limit: the body's
 //!   `details.retry_after_ms` says when to retry), `NXDOMAIN` for `NOT_FOUND`, `SERVFAIL`
 //!   for every other code.
-//! - An answer larger than the client's UDP size (512 bytes, or its EDNS size) is sent
-//!   without the record and with the truncation flag, so the client retries over TCP.
+//! - An answer larger than the client's UDP size (512 bytes, or its EDNS size) is sent as
+//!   the header (with the truncation flag) and the question alone, so the client retries
+//!   over TCP.
+//! - Every answer for a name in the zone is authoritative (`AA`), whatever its response
+//!   code; one for a name outside it (`REFUSED`) or a malformed query is not.
 
 use std::io;
 use std::time::Duration;
@@ -27,12 +30,13 @@ use base64::Engine;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use hickory_server::Server;
 use hickory_server::net::runtime::Time;
+use hickory_server::net::xfer::Protocol;
 use hickory_server::proto::op::{
     Edns, Header, HeaderCounts, Metadata, OpCode, Query, ResponseCode,
 };
 use hickory_server::proto::rr::rdata::TXT;
 use hickory_server::proto::rr::{Name, RData, Record, RecordType};
-use hickory_server::proto::serialize::binary::{BinDecodable, BinDecoder};
+use hickory_server::proto::serialize::binary::{BinDecodable, BinDecoder, BinEncoder};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
 use serde_json::Value;
@@ -152,21 +156,33 @@ impl DnsAdapter {
         server.block_until_done().await.map_err(io::Error::other)
     }
 
-    /// The answer to `request`: a response code and the TXT record's strings, if any.
-    async fn answer(&self, request: &Request) -> (ResponseCode, Option<Vec<String>>) {
+    /// The answer to `request`: whether it is authoritative (the name is in the zone), a
+    /// response code, and the TXT record's strings, if any.
+    async fn answer(&self, request: &Request) -> (bool, ResponseCode, Option<Vec<String>>) {
         if request.metadata.op_code != OpCode::Query {
-            return (ResponseCode::NotImp, None);
+            return (false, ResponseCode::NotImp, None);
         }
         // The question as sent, with the case of its labels: base64url needs it.
         let mut decoder = BinDecoder::new(request.queries.as_bytes());
         let query = match (request.queries.len(), Query::read(&mut decoder)) {
             (1, Ok(query)) => query,
-            _ => return (ResponseCode::FormErr, None),
+            _ => return (false, ResponseCode::FormErr, None),
         };
         let name = query.name();
         if !self.zone.zone_of(name) {
-            return (ResponseCode::Refused, None);
+            return (false, ResponseCode::Refused, None);
         }
+        let (code, strings) = self.answer_in_zone(request, &query).await;
+        (true, code, strings)
+    }
+
+    /// The answer to `query`, a name in the zone.
+    async fn answer_in_zone(
+        &self,
+        request: &Request,
+        query: &Query,
+    ) -> (ResponseCode, Option<Vec<String>>) {
+        let name = query.name();
         let below = usize::from(name.num_labels() - self.zone.num_labels());
         let labels: Vec<&[u8]> = name.iter().take(below).collect();
         let (input, op, ns) = match labels.as_slice() {
@@ -232,11 +248,11 @@ impl RequestHandler for DnsAdapter {
         request: &Request,
         mut response_handle: R,
     ) -> ResponseInfo {
-        let (code, strings) = self.answer(request).await;
+        let (authoritative, code, strings) = self.answer(request).await;
         let mut metadata = Metadata::response_from_request(&request.metadata);
-        metadata.authoritative = code != ResponseCode::Refused;
+        metadata.authoritative = authoritative;
         metadata.response_code = code;
-        let records: Vec<Record> = match (strings, request.queries.queries().first()) {
+        let mut records: Vec<Record> = match (strings, request.queries.queries().first()) {
             (Some(strings), Some(_)) => {
                 let mut decoder = BinDecoder::new(request.queries.as_bytes());
                 let name = Query::read(&mut decoder)
@@ -251,6 +267,15 @@ impl RequestHandler for DnsAdapter {
             edns.set_max_payload(offered.max_payload().clamp(512, MAX_UDP_PAYLOAD));
             edns
         });
+        // Truncated here rather than by hickory's encoder, which leaves the bytes of the
+        // record that did not fit after the question: strict resolvers reject that.
+        if request.protocol() == Protocol::Udp {
+            let limit = edns.as_ref().map_or(512, Edns::max_payload);
+            if encoded_size(request, &records, edns.as_ref()) > usize::from(limit) {
+                records.clear();
+                metadata.truncation = true;
+            }
+        }
         let mut builder = MessageResponseBuilder::from_message_request(request);
         if let Some(edns) = &edns {
             builder.edns(edns);
@@ -270,6 +295,23 @@ impl RequestHandler for DnsAdapter {
             }
         }
     }
+}
+
+/// The size of the response to `request` carrying `records` and `edns`, as hickory encodes
+/// it: the header, the question as sent, the records, the OPT record.
+fn encoded_size(request: &Request, records: &[Record], edns: Option<&Edns>) -> usize {
+    /// A DNS header, and an OPT record without options.
+    const HEADER: usize = 12;
+    const OPT: usize = 11;
+    let mut bytes = Vec::new();
+    let mut encoder = BinEncoder::new(&mut bytes);
+    let records = encoder
+        .emit_all(records.iter())
+        .map_or(usize::MAX, |_| bytes.len());
+    HEADER
+        .saturating_add(request.queries.as_bytes().len())
+        .saturating_add(records)
+        .saturating_add(if edns.is_some() { OPT } else { 0 })
 }
 
 /// The input JSON of a base64url label.

@@ -5,8 +5,10 @@
 //!   annotation `readOnlyHint` (true for queries, false for mutations).
 //! - `tools/call` invokes the operation through [`OperationEnv`] and answers
 //!   `structuredContent` plus a text rendering (the output as JSON text). A failed call is a
-//!   tool result with `isError: true` whose `structuredContent` is the error body
-//!   `{"error": {code, message, retryable, details, request_id}}`, never a protocol fault.
+//!   tool result with `isError: true` whose one text `content` block is the error body
+//!   `{"error": {code, message, retryable, details, request_id}}` as JSON, without
+//!   `structuredContent` (which clients check against `outputSchema`), never a protocol
+//!   fault.
 //!
 //! MCP requires `outputSchema` to describe an object. An operation whose output is not an
 //! object (a string, a number, a list, nothing) is wrapped: its `outputSchema` is
@@ -14,10 +16,12 @@
 //! `structuredContent` is `{"result": <output>}`; the text rendering stays the bare output.
 //!
 //! Served over streamable HTTP at `/mcp` on the HTTP adapter's router (the bearer token of
-//! each request picks the caller), and over stdio ([`McpAdapter::serve_stdio`], anonymous).
+//! each request picks the caller; a refused token is answered `401` with
+//! `WWW-Authenticate: Bearer`, before any MCP message is read), and over stdio
+//! ([`McpAdapter::serve_stdio`], anonymous).
 //!
 //! Over streamable HTTP each client holds a session, from `initialize` until it closes it
-//! (`DELETE`) or leaves it unused for the idle timeout; sessions are capped in all and per
+//! (`DELETE`, answered `200`) or leaves it unused for the idle timeout; sessions are capped in all and per
 //! address ([`McpSessionLimits`]), and opening them may be rate limited
 //! ([`McpAdapter::session_rate_limits`]).
 
@@ -36,8 +40,8 @@ use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt};
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
+use super::error_body;
 use super::slots::{SlotLimits, Slots};
-use super::{bearer, error_body};
 use crate::{
     CallError, Caller, Identity, IdentityProvider, OperationEnv, OperationSpec, RateLimiter,
     RequestId, StaticIdentities,
@@ -204,15 +208,13 @@ impl McpAdapter {
         Ok(())
     }
 
-    /// Who is calling: the bearer token of the HTTP request, if the transport is HTTP.
-    async fn identity(
-        &self,
-        ctx: &RequestContext<RoleServer>,
-    ) -> Result<Option<Arc<Identity>>, CallError> {
-        match ctx.extensions.get::<axum::http::request::Parts>() {
-            Some(parts) => bearer::identity(&*self.identities, &parts.headers).await,
-            None => Ok(None),
-        }
+    /// Who is calling: over streamable HTTP, the identity the gate resolved from the
+    /// request's bearer token (a refused token never gets this far: it is answered `401`);
+    /// over stdio, no one.
+    fn identity(ctx: &RequestContext<RoleServer>) -> Option<Arc<Identity>> {
+        let parts = ctx.extensions.get::<axum::http::request::Parts>()?;
+        let sessions::Caller(identity) = parts.extensions.get::<sessions::Caller>()?;
+        identity.clone()
     }
 
     async fn call(
@@ -221,10 +223,7 @@ impl McpAdapter {
         ctx: RequestContext<RoleServer>,
     ) -> CallToolResult {
         let (namespace, operation) = request.name.split_once('.').unwrap_or((&request.name, ""));
-        let identity = match self.identity(&ctx).await {
-            Ok(identity) => identity,
-            Err(err) => return failed(&err, RequestId::next()),
-        };
+        let identity = Self::identity(&ctx);
         let address = peer_addr(&self.env, &ctx);
         let holder = identity.as_ref().map(|identity| identity.id.as_str());
         let slot = match self.slots.as_ref().map(|slots| slots.take(holder, address)) {
@@ -283,9 +282,7 @@ impl ServerHandler for McpAdapter {
         _request: Option<PaginatedRequestParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        let identity = self.identity(&ctx).await.map_err(|err| {
-            ErrorData::invalid_request(err.message, Some(json!({ "code": err.code })))
-        })?;
+        let identity = Self::identity(&ctx);
         let tools = self
             .env
             .operations()
@@ -375,6 +372,11 @@ fn peer_addr(env: &OperationEnv, ctx: &RequestContext<RoleServer>) -> Option<std
     super::http::peer_addr(env, &parts.extensions, &parts.headers)
 }
 
+/// A failed call as a tool result: `isError`, the error body as JSON text in `content`,
+/// and no `structuredContent`. Clients (the TypeScript SDK among them) check
+/// `structuredContent` against the tool's `outputSchema` even on an error, and an error
+/// body never matches an output schema.
 fn failed(err: &CallError, request_id: RequestId) -> CallToolResult {
-    CallToolResult::structured_error(error_body(err, request_id))
+    let body = error_body(err, request_id).to_string();
+    CallToolResult::error(vec![ContentBlock::text(body)])
 }

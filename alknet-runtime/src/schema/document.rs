@@ -28,7 +28,9 @@ pub fn service_document(service: &ServiceSpec) -> Value {
         .collect();
     json!({
         "$schema": DIALECT,
-        "title": service.namespace,
+        // Not the bare namespace: a model generator would name the root `Echo` and push the
+        // `Echo` type in `$defs` aside.
+        "title": format!("{} service document", service.namespace),
         "description": service.description,
         "namespace": service.namespace,
         "version": service.version,

@@ -139,6 +139,40 @@ impl Serialize for Sorted<'_> {
     }
 }
 
+/// Replace schemars' integer `format`s (`uint64`, `int32`, `uint`, …), which strict
+/// validators refuse as unknown formats, with the range they stand for as `minimum` and
+/// `maximum`; a bound already there (a declared range) is kept. `uint`/`int` are Rust's
+/// `usize`/`isize`, taken as 64 bits. 128-bit ranges do not fit a JSON number: they keep
+/// only their lower bound of 0, if unsigned.
+pub fn integer_bounds(schema: &mut schemars::Schema) {
+    let Some(object) = schema.as_object_mut() else {
+        return;
+    };
+    let Some(format) = object.get("format").and_then(Value::as_str) else {
+        return;
+    };
+    let (minimum, maximum): (Value, Option<Value>) = match format {
+        "int8" => (i8::MIN.into(), Some(i8::MAX.into())),
+        "int16" => (i16::MIN.into(), Some(i16::MAX.into())),
+        "int32" => (i32::MIN.into(), Some(i32::MAX.into())),
+        "int64" | "int" => (i64::MIN.into(), Some(i64::MAX.into())),
+        "uint8" => (0.into(), Some(u8::MAX.into())),
+        "uint16" => (0.into(), Some(u16::MAX.into())),
+        "uint32" => (0.into(), Some(u32::MAX.into())),
+        "uint64" | "uint" => (0.into(), Some(u64::MAX.into())),
+        "uint128" => (0.into(), None),
+        "int128" => (Value::Null, None),
+        _ => return,
+    };
+    object.remove("format");
+    if !minimum.is_null() {
+        object.entry("minimum").or_insert(minimum);
+    }
+    if let Some(maximum) = maximum {
+        object.entry("maximum").or_insert(maximum);
+    }
+}
+
 /// Escape a name for use as one JSON Pointer segment (RFC 6901).
 pub(crate) fn pointer_segment(name: &str) -> String {
     name.replace('~', "~0").replace('/', "~1")
@@ -158,6 +192,33 @@ mod tests {
             .map(|key| text.find(key).unwrap())
             .collect();
         assert!(positions.windows(2).all(|w| w[0] < w[1]), "{text}");
+    }
+
+    #[test]
+    fn integer_formats_become_bounds_and_declared_bounds_stay() {
+        let mut u64_schema: schemars::Schema =
+            json!({"type": "integer", "format": "uint64", "minimum": 0})
+                .try_into()
+                .unwrap();
+        integer_bounds(&mut u64_schema);
+        assert_eq!(
+            u64_schema.as_value(),
+            &json!({"type": "integer", "minimum": 0, "maximum": u64::MAX})
+        );
+        let mut declared: schemars::Schema =
+            json!({"type": "integer", "format": "int32", "maximum": 9})
+                .try_into()
+                .unwrap();
+        integer_bounds(&mut declared);
+        assert_eq!(
+            declared.as_value(),
+            &json!({"type": "integer", "minimum": i32::MIN, "maximum": 9})
+        );
+        let mut text: schemars::Schema = json!({"type": "string", "format": "date-time"})
+            .try_into()
+            .unwrap();
+        integer_bounds(&mut text);
+        assert_eq!(text.as_value()["format"], "date-time");
     }
 
     #[test]

@@ -9,17 +9,17 @@ use super::{DIALECT, pointer_segment, service_document};
 use crate::{OperationSpec, ServiceSpec, codes};
 
 const SCHEMAS: &str = "#/components/schemas/";
-const ERROR_ENVELOPE: &str = "alknet.Error";
 const BEARER: &str = "bearer";
 
 /// The protocol errors every HTTP operation may answer, with their statuses (SPEC §9).
-/// `UNAUTHENTICATED` and `FORBIDDEN` only apply to operations with access control.
-const PROTOCOL_ERRORS: [(u16, &str, &str); 9] = [
+/// `FORBIDDEN` only applies to operations with access control; `UNAUTHENTICATED` to every
+/// operation, since a bearer token that is refused is `401` whatever the operation.
+const PROTOCOL_ERRORS: [(u16, &str, &str); 10] = [
     (400, codes::INVALID_INPUT, "the body is not JSON"),
     (
         401,
         codes::UNAUTHENTICATED,
-        "the operation needs an identity and the request carried no valid bearer token",
+        "the request carried a bearer token that was refused, or the operation needs an identity and the request carried none",
     ),
     (
         403,
@@ -32,6 +32,11 @@ const PROTOCOL_ERRORS: [(u16, &str, &str); 9] = [
         "no such operation, or the caller may not see it",
     ),
     (
+        413,
+        codes::RESOURCE_EXHAUSTED,
+        "the request body is larger than the node's limit",
+    ),
+    (
         422,
         codes::INVALID_INPUT,
         "the body does not match the input schema",
@@ -39,7 +44,7 @@ const PROTOCOL_ERRORS: [(u16, &str, &str); 9] = [
     (
         429,
         codes::RESOURCE_EXHAUSTED,
-        "a rate limit (retryable; see `Retry-After`) or a size limit was exceeded",
+        "a rate limit or a concurrency limit was reached (retryable; see `Retry-After`)",
     ),
     (
         500,
@@ -57,6 +62,9 @@ const PROTOCOL_ERRORS: [(u16, &str, &str); 9] = [
         "the call's deadline passed before it completed (retryable)",
     ),
 ];
+
+/// Where the example configuration listens for HTTP; clients point at their node instead.
+const EXAMPLE_SERVER: &str = "http://127.0.0.1:8080";
 
 /// The OpenAPI 3.1 document for `services`: one `POST /v1/{namespace}/{operation}` per
 /// external operation (internal ones never appear), with the input as request body, the
@@ -77,7 +85,6 @@ pub fn openapi<'a>(services: impl IntoIterator<Item = &'a ServiceSpec>) -> Value
 /// [`openapi`] from services whose documents are already built.
 pub(super) fn openapi_of(services: &[(&ServiceSpec, Value)]) -> Value {
     let mut schemas = Map::new();
-    schemas.insert(ERROR_ENVELOPE.into(), error_envelope());
     let mut paths = Map::new();
     let mut tags = Vec::new();
     let mut versions = Vec::new();
@@ -99,6 +106,8 @@ pub(super) fn openapi_of(services: &[(&ServiceSpec, Value)]) -> Value {
         versions.push(format!("{namespace} {}", service.version));
     }
 
+    keep_referenced(&mut schemas, &paths);
+    unique_titles(&mut schemas);
     json!({
         "openapi": "3.1.0",
         "jsonSchemaDialect": DIALECT,
@@ -107,6 +116,10 @@ pub(super) fn openapi_of(services: &[(&ServiceSpec, Value)]) -> Value {
             "description": "Every external operation of the node's services, as the HTTP adapter serves them.",
             "version": if versions.is_empty() { "none".to_string() } else { versions.join(", ") },
         },
+        "servers": [{
+            "url": EXAMPLE_SERVER,
+            "description": "A node where the example configuration puts HTTP (`[listen] http`); use your node's address.",
+        }],
         "tags": tags,
         "paths": paths,
         "components": {
@@ -135,14 +148,13 @@ fn operation(
     // Every code an operation may answer with, grouped by HTTP status.
     let mut by_status: BTreeMap<u16, Vec<(String, String)>> = BTreeMap::new();
     for (status, code, when) in PROTOCOL_ERRORS {
-        let needs_identity = code == codes::UNAUTHENTICATED || code == codes::FORBIDDEN;
-        if needs_identity && op.access.is_open() {
+        if code == codes::FORBIDDEN && op.access.is_open() {
             continue;
         }
         let name = format!("alknet.error.{code}");
         schemas
             .entry(name.clone())
-            .or_insert_with(|| error_body(json!({ "const": code }), None));
+            .or_insert_with(|| error_body(json!({ "type": "string", "const": code }), None));
         by_status
             .entry(status)
             .or_default()
@@ -153,7 +165,7 @@ fn operation(
         let details = entry["errors"][&error.code].get("details").map(component);
         schemas.insert(
             name.clone(),
-            error_body(json!({ "const": error.code }), details),
+            error_body(json!({ "type": "string", "const": error.code }), details),
         );
         let when = format!("`{}`: {}", error.code, error.description);
         by_status
@@ -171,16 +183,20 @@ fn operation(
         "description": op.description,
         "tags": [op.namespace],
         "requestBody": {
-            "required": true,
+            // An empty body is no input, which an input without required fields accepts.
+            "required": !accepts_no_input(&op.input_schema),
             "content": { "application/json": { "schema": component(&entry["input"]) } },
         },
         "responses": responses,
         "x-alknet-kind": op.kind,
         "x-alknet-access": op.access,
     });
-    if !op.access.is_open() {
-        post["security"] = json!([{ BEARER: [] }]);
-    }
+    // An open operation takes anonymous callers (`{}`) and bearer tokens alike.
+    post["security"] = if op.access.is_open() {
+        json!([{}, { BEARER: [] }])
+    } else {
+        json!([{ BEARER: [] }])
+    };
     // The method stays POST (the HTTP adapter's one form); the extension tells a client
     // that repeating the call is safe.
     if op.idempotent {
@@ -189,14 +205,28 @@ fn operation(
     post
 }
 
+/// Whether an input schema takes `{}`, which is what an empty body means.
+fn accepts_no_input(schema: &Value) -> bool {
+    let required = schema
+        .get("required")
+        .and_then(Value::as_array)
+        .is_some_and(|required| !required.is_empty());
+    schema.get("type") == Some(&json!("object")) && !required
+}
+
 fn success(op: &OperationSpec, entry: &Value, component: &impl Fn(&Value) -> Value) -> Value {
     if op.is_subscription() {
         json!({
-            "description": "A stream of Server-Sent Events: one event per item, whose data is the item as JSON (see `x-alknet-item`), then one that ends the stream or carries the error that ended it.",
+            "description": "A stream of Server-Sent Events: one event per item, whose data is the item as JSON (the stream's `contentSchema`), then one that ends the stream or carries the error that ended it.",
             "content": {
                 "text/event-stream": {
-                    "schema": { "type": "string" },
-                    "x-alknet-item": component(&entry["item"]),
+                    // JSON Schema's content vocabulary: the string's content, decoded, is
+                    // items of this schema.
+                    "schema": {
+                        "type": "string",
+                        "contentMediaType": "text/event-stream",
+                        "contentSchema": component(&entry["item"]),
+                    },
                 },
             },
         })
@@ -211,8 +241,10 @@ fn success(op: &OperationSpec, entry: &Value, component: &impl Fn(&Value) -> Val
 fn error_response(status: u16, bodies: &[(String, String)]) -> Value {
     let schema = match bodies {
         [(name, _)] => json!({ "$ref": format!("{SCHEMAS}{}", pointer_segment(name)) }),
+        // `anyOf`, not `oneOf`: the bodies exclude each other by their nested `code`
+        // constant, which linters do not look into.
         _ => json!({
-            "oneOf": bodies
+            "anyOf": bodies
                 .iter()
                 .map(|(name, _)| json!({ "$ref": format!("{SCHEMAS}{}", pointer_segment(name)) }))
                 .collect::<Vec<_>>(),
@@ -238,21 +270,31 @@ fn error_response(status: u16, bodies: &[(String, String)]) -> Value {
     response
 }
 
-/// `{"error": {code, message, retryable, details, request_id}}`, the body of every error.
-fn error_envelope() -> Value {
+/// `{"error": {code, message, retryable, details, request_id}}`, the body of every error,
+/// narrowed to one code and, for a declared error, its details: a whole object per code
+/// (not an `allOf` of one shared envelope, which generators merge into one inner type
+/// shared, and clashing, across every error).
+fn error_body(code: Value, details: Option<Value>) -> Value {
+    // Declared details are always sent; other errors may have none.
+    let mut required = vec!["code", "message", "retryable", "request_id"];
+    if details.is_some() {
+        required.push("details");
+    }
+    let details = details
+        .unwrap_or_else(|| json!({ "description": "Structured details, if the error has any." }));
     json!({
-        "description": "Why a call failed (SPEC §9).",
+        "description": "Why a call failed.",
         "type": "object",
         "required": ["error"],
         "properties": {
             "error": {
                 "type": "object",
-                "required": ["code", "message", "retryable", "request_id"],
+                "required": required,
                 "properties": {
-                    "code": { "type": "string", "description": "A protocol code or a code the operation declares." },
+                    "code": code,
                     "message": { "type": "string", "description": "One sentence that names the problem." },
                     "retryable": { "type": "boolean", "description": "Whether the same call may succeed if tried again later." },
-                    "details": { "description": "Structured details; for a declared error, its details type." },
+                    "details": details,
                     "request_id": { "type": "string", "pattern": "^[0-9a-f]{32}$", "description": "The id of the call." },
                 },
             },
@@ -260,16 +302,84 @@ fn error_envelope() -> Value {
     })
 }
 
-/// The error envelope narrowed to one code and, for a declared error, its details.
-fn error_body(code: Value, details: Option<Value>) -> Value {
-    let mut error = json!({ "properties": { "code": code } });
-    if let Some(details) = details {
-        error["properties"]["details"] = details;
+/// Drop the components no operation reaches (types only internal operations use).
+fn keep_referenced(schemas: &mut Map<String, Value>, paths: &Map<String, Value>) {
+    let mut reached = std::collections::BTreeSet::new();
+    let mut pending: Vec<String> = Vec::new();
+    let found = |value: &Value, pending: &mut Vec<String>| {
+        collect_refs(value, &mut |name| pending.push(name.to_string()));
+    };
+    for path in paths.values() {
+        found(path, &mut pending);
     }
-    json!({
-        "allOf": [{ "$ref": format!("{SCHEMAS}{ERROR_ENVELOPE}") }],
-        "properties": { "error": error },
-    })
+    while let Some(name) = pending.pop() {
+        if reached.insert(name.clone())
+            && let Some(schema) = schemas.get(&name)
+        {
+            found(schema, &mut pending);
+        }
+    }
+    schemas.retain(|name, _| reached.contains(name));
+}
+
+/// Every component name `value` references, unescaped.
+fn collect_refs(value: &Value, f: &mut impl FnMut(&str)) {
+    match value {
+        Value::Object(map) => {
+            for (key, value) in map {
+                match (key.as_str(), value) {
+                    ("$ref", Value::String(reference)) => {
+                        if let Some(name) = reference.strip_prefix(SCHEMAS) {
+                            f(&name.replace("~1", "/").replace("~0", "~"));
+                        }
+                    }
+                    _ => collect_refs(value, f),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|item| collect_refs(item, f)),
+        _ => {}
+    }
+}
+
+/// Give every component the title of its name in PascalCase (`auth.ReloadReport` →
+/// `AuthReloadReport`, `alknet.error.NOT_FOUND` → `AlknetErrorNotFound`), made unique with
+/// a number where two names give one title. Generators name their types after titles:
+/// two services' `ReloadReport`, or every error body, would otherwise be one type.
+fn unique_titles(schemas: &mut Map<String, Value>) {
+    let mut names: Vec<String> = schemas.keys().cloned().collect();
+    names.sort();
+    let mut taken = std::collections::BTreeSet::new();
+    for name in names {
+        let base = pascal_case(&name);
+        let title = std::iter::once(base.clone())
+            .chain((2..).map(|n| format!("{base}{n}")))
+            .find(|candidate| !taken.contains(candidate))
+            .expect("an unbounded range always has a free title");
+        taken.insert(title.clone());
+        if let Some(Value::Object(schema)) = schemas.get_mut(&name) {
+            schema.insert("title".into(), Value::String(title));
+        }
+    }
+}
+
+/// `a.b_c.DEF` → `ABCDef`: each word capitalised, an all-capitals word (an error code)
+/// lowered after its first letter, separators dropped.
+fn pascal_case(name: &str) -> String {
+    name.split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|word| !word.is_empty())
+        .map(|word| {
+            let shouting = word.chars().all(|c| !c.is_ascii_lowercase());
+            let mut chars = word.chars();
+            let first = chars.next().map(|c| c.to_ascii_uppercase());
+            let rest: String = if shouting {
+                chars.map(|c| c.to_ascii_lowercase()).collect()
+            } else {
+                chars.collect()
+            };
+            first.into_iter().chain(rest.chars()).collect::<String>()
+        })
+        .collect()
 }
 
 /// A service document's schema with `#/$defs/Name` rewritten to the component
@@ -346,6 +456,32 @@ mod tests {
     }
 
     #[test]
+    fn component_titles_are_unique_pascal_case_names() {
+        let mut schemas = Map::new();
+        for name in [
+            "auth.ReloadReport",
+            "config.ReloadReport",
+            "alknet.error.NOT_FOUND",
+            "a.bC",
+            "aB.c",
+        ] {
+            schemas.insert(
+                name.into(),
+                json!({"title": "ReloadReport", "type": "object"}),
+            );
+        }
+        unique_titles(&mut schemas);
+        let title = |name: &str| schemas[name]["title"].as_str().unwrap().to_string();
+        assert_eq!(title("auth.ReloadReport"), "AuthReloadReport");
+        assert_eq!(title("config.ReloadReport"), "ConfigReloadReport");
+        assert_eq!(title("alknet.error.NOT_FOUND"), "AlknetErrorNotFound");
+        assert_eq!(
+            (title("a.bC"), title("aB.c")),
+            ("ABC".into(), "ABC2".into())
+        );
+    }
+
+    #[test]
     fn external_operations_become_post_paths_and_internal_ones_never_appear() {
         let doc = openapi([&shop()]);
         let paths = doc["paths"].as_object().unwrap();
@@ -363,7 +499,7 @@ mod tests {
         let buy = &doc["paths"]["/v1/shop/buy"]["post"];
         assert_eq!(buy["security"], json!([{"bearer": []}]));
         for status in [
-            "200", "400", "401", "403", "404", "409", "422", "429", "500", "503", "504",
+            "200", "400", "401", "403", "404", "409", "413", "422", "429", "500", "503", "504",
         ] {
             assert!(buy["responses"].get(status).is_some(), "missing {status}");
         }
@@ -387,11 +523,17 @@ mod tests {
         );
 
         let feed = &doc["paths"]["/v1/shop/feed"]["post"];
-        assert!(
-            feed.get("security").is_none(),
-            "open operations need no token"
+        assert_eq!(
+            feed["security"],
+            json!([{}, {"bearer": []}]),
+            "open operations take anonymous callers and tokens"
         );
-        assert!(feed["responses"].get("401").is_none());
+        assert!(feed["responses"].get("401").is_some(), "a refused token");
+        assert!(feed["responses"].get("403").is_none());
+        assert_eq!(
+            feed["requestBody"]["required"], false,
+            "`In` has no required field"
+        );
         assert!(
             feed["responses"]["200"]["content"]
                 .get("text/event-stream")

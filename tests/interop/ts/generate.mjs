@@ -1,11 +1,14 @@
 // Generates TypeScript types from every schema in ../../../schemas/services with
 // json-schema-to-typescript, one module per operation and side, plus samples.ts, which
 // assigns every real payload the Rust side produced (alknet's interop_samples example) to
-// its generated type — so `tsc --strict` checks both the types and the payloads.
+// its generated type — so `tsc --strict` checks both the types and the payloads. Every
+// schema is first compiled by ajv (JSON Schema 2020-12) in its default, strict mode, and
+// every valid sample validated by it: ajv refuses unknown keywords and formats.
 import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import Ajv2020 from "ajv/dist/2020.js";
 import { compile } from "json-schema-to-typescript";
 
 const root = resolve(import.meta.dirname, "../../..");
@@ -21,6 +24,8 @@ const files = readdirSync(servicesDir).filter((f) => f.endsWith(".json"));
 if (files.length === 0) throw new Error(`no service documents in ${servicesDir}`);
 
 const types = new Map(); // "service/operation/side[/code]" -> { module, name }
+const validators = new Map(); // the same keys -> ajv's validate function
+const ajv = new Ajv2020();
 for (const file of files) {
   const doc = JSON.parse(readFileSync(join(servicesDir, file), "utf8"));
   for (const [opName, op] of Object.entries(doc.operations)) {
@@ -32,6 +37,11 @@ for (const file of files) {
       const name = pascal(doc.namespace, opName, side);
       // A standalone schema: the operation's schema with the document's shared $defs.
       const standalone = { ...schema, title: name, $defs: doc.$defs };
+      try {
+        validators.set(`${doc.namespace}/${opName}/${side}`, ajv.compile(standalone));
+      } catch (e) {
+        throw new Error(`ajv (strict) refuses ${doc.namespace}/${opName}/${side}: ${e.message}`);
+      }
       const ts = await compile(standalone, name, { bannerComment: "", additionalProperties: false, strictIndexSignatures: true });
       const module = `${doc.namespace}.${opName}.${side.replace("/", ".")}`;
       writeFileSync(join(out, `${module}.ts`), ts);
@@ -57,6 +67,10 @@ for (const s of samples) {
   const side = s.side === "error_details" ? `error_details/${s.code}` : s.side;
   const type = types.get(`${s.service}/${s.operation}/${side}`);
   if (!type) throw new Error(`no generated type for ${s.service}/${s.operation}/${side}`);
+  const validate = validators.get(`${s.service}/${s.operation}/${side}`);
+  if (!validate(s.value)) {
+    throw new Error(`ajv rejects a real ${s.service}/${s.operation}/${side}: ${ajv.errorsText(validate.errors)}`);
+  }
   imports.add(`import type { ${type.name} } from "./${type.module}";`);
   lines.push(`export const sample${n++}: ${type.name} = ${JSON.stringify(s.value)};`);
 }

@@ -3,7 +3,8 @@
 //! | route | answer |
 //! |---|---|
 //! | `POST /v1/{namespace}/{op}` | the input as the JSON body (empty = no input); `200` and the output as JSON |
-//! | the same, for a subscription | `200` and Server-Sent Events: one event per item, an `error` event, a `completed` event |
+//! | the same, for a subscription | `200` and Server-Sent Events: one event per item (`id` its number), an `error` event, a `completed` event (both `id: end`) |
+//! | `GET /v1/{namespace}/{op}?input=<JSON>`, a subscription | the same stream, for `EventSource`; `204` to one reconnecting with `Last-Event-ID: end` |
 //! | `GET /v1/operations` | the external operations, and whether this caller may call each |
 //! | `GET /openapi.json` | the OpenAPI 3.1 document of [`schema::openapi`](crate::schema::openapi) |
 //! | `GET /healthz` | `{"status": "ok"}` while the process serves |
@@ -49,7 +50,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Path, Request, State};
-use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -71,6 +72,9 @@ use crate::{CallError, Caller, IdentityProvider, OperationEnv, RequestId, Static
 
 /// The header a client may send to name its request; the adapter answers with it.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The header an `EventSource` reconnects with: the `id` of the last event it received.
+const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
 
 /// The longest client request id the adapter accepts; a longer or non-ASCII one is ignored.
 const MAX_CLIENT_REQUEST_ID: usize = 128;
@@ -349,7 +353,10 @@ impl HttpAdapter {
         });
         let router = Router::new()
             .route("/v1/operations", get(operations))
-            .route("/v1/{namespace}/{operation}", post(call))
+            .route(
+                "/v1/{namespace}/{operation}",
+                post(call).get(subscribe_by_get),
+            )
             .route("/openapi.json", get(openapi_document))
             .merge(self.ops.router(shared.stopping.clone()))
             .fallback(no_route)
@@ -460,7 +467,7 @@ fn turn_away(stream: TcpStream, err: &CallError) {
     }
 }
 
-/// `POST /v1/{namespace}/{operation}`.
+/// `POST /v1/{namespace}/{operation}`: the input is the body.
 async fn call(
     State(shared): State<Arc<Shared>>,
     Path((namespace, operation)): Path<(String, String)>,
@@ -479,12 +486,81 @@ async fn call(
         Ok(input) => input,
         Err((status, err)) => return refuse(status, &err, client_id),
     };
+    serve_call(&shared, &namespace, &operation, &parts, input, client_id).await
+}
+
+/// `GET /v1/{namespace}/{operation}?input=<JSON>`: a subscription, for `EventSource`, which
+/// sends only `GET` and no body. The input is the `input` query parameter (absent: no
+/// input). An `EventSource` reconnecting after the event that ended the stream (its
+/// `Last-Event-ID` is [`sse::END_ID`]) is answered `204`, which tells it to stop.
+async fn subscribe_by_get(
+    State(shared): State<Arc<Shared>>,
+    Path((namespace, operation)): Path<(String, String)>,
+    request: Request,
+) -> Response {
+    let (parts, _) = request.into_parts();
+    let client_id = client_request_id(&parts.headers);
+    if parts
+        .headers
+        .get(LAST_EVENT_ID)
+        .is_some_and(|id| id == sse::END_ID)
+    {
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    if let Some(spec) = shared.env.spec(&namespace, &operation)
+        && spec.is_external()
+        && !spec.is_subscription()
+    {
+        let err = CallError::not_found(format!(
+            "`{}` is a {}: only subscriptions answer `GET` (for EventSource); call it with `POST`",
+            spec.id,
+            spec.kind.as_str()
+        ));
+        let mut response = refuse(StatusCode::METHOD_NOT_ALLOWED, &err, client_id);
+        response
+            .headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("POST"));
+        return response;
+    }
+    let input = match query_input(parts.uri.query().unwrap_or_default()) {
+        Ok(input) => input,
+        Err((status, err)) => return refuse(status, &err, client_id),
+    };
+    serve_call(&shared, &namespace, &operation, &parts, input, client_id).await
+}
+
+/// The `input` parameter of a query string, as JSON; absent, no input.
+fn query_input(query: &str) -> Result<Value, (StatusCode, CallError)> {
+    let input = form_urlencoded::parse(query.as_bytes())
+        .find(|(name, _)| name == "input")
+        .map(|(_, value)| value);
+    match input {
+        None => Ok(Value::Null),
+        Some(input) => serde_json::from_str(&input).map_err(|e| {
+            let err = CallError::invalid_input(format!(
+                "the `input` query parameter is not valid JSON: {e}"
+            ))
+            .with_details(json!({ "line": e.line(), "column": e.column() }));
+            (StatusCode::BAD_REQUEST, err)
+        }),
+    }
+}
+
+/// Call (or subscribe to) an operation with `input`, for the request of `parts`.
+async fn serve_call(
+    shared: &Arc<Shared>,
+    namespace: &str,
+    operation: &str,
+    parts: &axum::http::request::Parts,
+    input: Value,
+    client_id: Option<HeaderValue>,
+) -> Response {
     let identity = match bearer::identity(&*shared.identities, &parts.headers).await {
         Ok(identity) => identity,
         Err(err) => return refuse(StatusCode::UNAUTHORIZED, &err, client_id),
     };
     let address = peer_addr(&shared.env, &parts.extensions, &parts.headers);
-    let spec = shared.env.spec(&namespace, &operation);
+    let spec = shared.env.spec(namespace, operation);
     let subscription = spec.is_some_and(|spec| spec.is_subscription() && spec.is_external());
     // Taken only now, with the request read and its caller known: a slow or anonymous
     // client cannot hold a slot it has not earned, and the slot counts against its caller.
@@ -510,15 +586,15 @@ async fn call(
         let env = shared.env.with_caller(caller);
         let stream = sse::Streaming {
             slot,
-            idle_timeout: limits.subscription_idle_timeout,
+            idle_timeout: shared.limits.subscription_idle_timeout,
             stopping: shared.stopping.clone(),
         };
-        return sse::subscribe(&env, spec, &namespace, &operation, input, client_id, stream).await;
+        return sse::subscribe(&env, spec, namespace, operation, input, client_id, stream).await;
     }
     let env = shared
         .env
         .with_caller(caller.timeout(shared.limits.request_timeout));
-    let reply = env.invoke(&namespace, &operation, input).await;
+    let reply = env.invoke(namespace, operation, input).await;
     let echo = echo(client_id, reply.request_id);
     match &reply.result {
         Ok(output) => response::output(output, echo),

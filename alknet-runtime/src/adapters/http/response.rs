@@ -1,6 +1,6 @@
 //! How call outcomes become HTTP responses: the status map and the error body of SPEC §9.
 
-use axum::http::header::{CONTENT_TYPE, RETRY_AFTER};
+use axum::http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
@@ -43,6 +43,13 @@ pub(crate) fn error(
     echo: HeaderValue,
 ) -> Response {
     let mut response = json(status, &error_body(err, request_id), echo);
+    if status == StatusCode::UNAUTHORIZED {
+        // RFC 9110 asks every 401 to name its scheme; MCP clients look for it.
+        response.headers_mut().insert(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static(r#"Bearer realm="alknet""#),
+        );
+    }
     if err.code == codes::RESOURCE_EXHAUSTED
         && let Some(ms) = err
             .details

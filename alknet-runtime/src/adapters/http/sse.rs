@@ -25,10 +25,16 @@ pub(super) struct Streaming {
     pub(super) stopping: CancellationToken,
 }
 
-/// Subscribe and stream the items: each as an event with the item's JSON as data; a failure
-/// as an `error` event with the error body, after which the stream closes; the end as a
-/// `completed` event (data `{"request_id": …}`), after which the stream closes. A client that
-/// disconnects drops the subscription, which cancels its handler.
+/// The `id` of the event that ends a stream (`completed` or `error`). An `EventSource`
+/// that reconnects after it sends it back as `Last-Event-ID`, and is answered `204`, which
+/// tells it to stop rather than run the subscription again.
+pub(super) const END_ID: &str = "end";
+
+/// Subscribe and stream the items: each as an event with the item's JSON as data and its
+/// number (from 1) as `id`; a failure as an `error` event with the error body, after which
+/// the stream closes; the end as a `completed` event (data `{"request_id": …}`), after which
+/// the stream closes; both carry the `id` [`END_ID`]. A client that disconnects drops the
+/// subscription, which cancels its handler.
 ///
 /// A subscription that sends no item for the idle timeout ends with an `error` event
 /// (`TIMEOUT`, retryable: subscribe again), one open when the server shuts down with an
@@ -68,10 +74,10 @@ pub(super) async fn subscribe(
         let _slot = &slot;
         item
     });
-    let events = stream::unfold(Some(items.boxed()), move |items| {
+    let events = stream::unfold(Some((items.boxed(), 0u64)), move |items| {
         let stopping = stopping.clone();
         async move {
-            let mut items = items?;
+            let (mut items, sent) = items?;
             let next = tokio::select! {
                 next = tokio::time::timeout(idle_timeout, items.next()) => next,
                 () = stopping.cancelled() => {
@@ -80,12 +86,19 @@ pub(super) async fn subscribe(
                 }
             };
             let (event, rest) = match next {
-                Ok(Some(Ok(item))) => (Event::default().data(item.to_string()), Some(items)),
+                Ok(Some(Ok(item))) => {
+                    let number = sent + 1;
+                    let event = Event::default()
+                        .id(number.to_string())
+                        .data(item.to_string());
+                    (event, Some((items, number)))
+                }
                 Ok(Some(Err(err))) => (error_event(&err, request_id), None),
                 // EventSource dispatches no event without data, so the end carries the id.
                 Ok(None) => {
                     let data = serde_json::json!({ "request_id": request_id }).to_string();
-                    (Event::default().event("completed").data(data), None)
+                    let event = Event::default().event("completed").id(END_ID).data(data);
+                    (event, None)
                 }
                 Err(_) => {
                     let err = CallError::timeout(format!(
@@ -108,5 +121,6 @@ pub(super) async fn subscribe(
 fn error_event(err: &CallError, request_id: RequestId) -> Event {
     Event::default()
         .event("error")
+        .id(END_ID)
         .data(error_body(err, request_id).to_string())
 }

@@ -27,9 +27,10 @@ use rmcp::transport::streamable_http_server::session::{
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 
 use super::McpAdapter;
-use crate::RateLimiter;
+use crate::adapters::bearer;
 use crate::adapters::http::{peer_addr, read_body, refuse};
 use crate::adapters::slots::{Slot, SlotLimits, Slots};
+use crate::{Identity, IdentityProvider, RateLimiter};
 
 /// The header a client names its session with.
 const SESSION_ID: &str = "mcp-session-id";
@@ -39,6 +40,7 @@ pub(super) fn router(adapter: McpAdapter) -> Router {
     let limits = &adapter.sessions;
     let gate = Arc::new(Gate {
         env: adapter.env.clone(),
+        identities: adapter.identities.clone(),
         max_body_bytes: adapter.max_body_bytes,
         body_read_timeout: adapter.body_read_timeout,
         rate: adapter.session_rate.clone(),
@@ -75,6 +77,8 @@ pub(super) fn router(adapter: McpAdapter) -> Router {
 struct Gate {
     /// Where the client's address is read from behind trusted proxies.
     env: crate::OperationEnv,
+    /// Who a bearer token names.
+    identities: Arc<dyn IdentityProvider>,
     max_body_bytes: usize,
     body_read_timeout: std::time::Duration,
     rate: Option<Arc<RateLimiter>>,
@@ -87,9 +91,16 @@ struct Gate {
 #[derive(Clone)]
 struct Opening(Arc<Mutex<Option<Slot>>>);
 
-/// Read the body within its limits, then, for a request that opens a session (a `POST`
-/// without `Mcp-Session-Id`), apply the session rate and take a session slot. Refusals
-/// are answered here with the error body, before rmcp creates anything.
+/// The caller a request's bearer token names (`None`: anonymous), resolved by the gate for
+/// the tools to read from the request's parts.
+#[derive(Clone)]
+pub(super) struct Caller(pub(super) Option<Arc<Identity>>);
+
+/// Read the body within its limits and resolve the bearer token (a refused one is `401`
+/// with `WWW-Authenticate`, as MCP's authorization rules ask), then, for a request that
+/// opens a session (a `POST` without `Mcp-Session-Id`), apply the session rate and take a
+/// session slot. Refusals are answered here with the error body, before rmcp creates
+/// anything. rmcp answers a `DELETE` that closed a session `202`; clients expect `200`.
 async fn admit(State(gate): State<Arc<Gate>>, request: Request, next: Next) -> Response {
     let (mut parts, body) = request.into_parts();
     let body = match read_body(
@@ -103,6 +114,11 @@ async fn admit(State(gate): State<Arc<Gate>>, request: Request, next: Next) -> R
         Ok(body) => body,
         Err((status, err)) => return refuse(status, &err, None),
     };
+    match bearer::identity(&*gate.identities, &parts.headers).await {
+        Ok(identity) => parts.extensions.insert(Caller(identity)),
+        Err(err) => return refuse(StatusCode::UNAUTHORIZED, &err, None),
+    };
+    let delete = parts.method == Method::DELETE;
     if parts.method == Method::POST && !parts.headers.contains_key(SESSION_ID) {
         let address = peer_addr(&gate.env, &parts.extensions, &parts.headers);
         if let Some(rate) = &gate.rate
@@ -119,7 +135,11 @@ async fn admit(State(gate): State<Arc<Gate>>, request: Request, next: Next) -> R
             Err(err) => return refuse(StatusCode::TOO_MANY_REQUESTS, &err, None),
         }
     }
-    next.run(Request::from_parts(parts, Body::from(body))).await
+    let mut response = next.run(Request::from_parts(parts, Body::from(body))).await;
+    if delete && response.status() == StatusCode::ACCEPTED {
+        *response.status_mut() = StatusCode::OK;
+    }
+    response
 }
 
 /// rmcp's in-memory sessions, each holding its slot from `initialize` until it is closed.
