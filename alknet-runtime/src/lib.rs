@@ -43,8 +43,10 @@
 extern crate self as alknet_runtime;
 
 mod access;
-#[cfg(any(feature = "http", feature = "dns"))]
+#[cfg(any(feature = "http", feature = "dns", feature = "websocket"))]
 pub mod adapters;
+#[cfg(any(feature = "http", feature = "call"))]
+mod admission;
 #[cfg(feature = "call")]
 pub mod call;
 #[cfg(feature = "http")]
@@ -58,6 +60,8 @@ mod env;
 mod envelope;
 mod identity;
 mod json;
+#[cfg(any(feature = "http", feature = "websocket"))]
+pub mod listener;
 mod policy;
 #[cfg(feature = "quic")]
 pub mod quic;

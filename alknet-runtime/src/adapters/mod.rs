@@ -19,12 +19,14 @@ pub mod dns;
 pub mod http;
 #[cfg(feature = "mcp")]
 pub mod mcp;
+// The admission counter lives in `crate::admission`, shared with the call protocol; MCP and
+// SSE still name it here.
 #[cfg(feature = "http")]
-mod slots;
+pub(crate) use crate::admission as slots;
 
 /// `{"error": {code, message, retryable, details, request_id}}`: how the HTTP adapter
 /// answers a failed call, and how MCP and DNS carry the error too.
-#[cfg(any(feature = "http", feature = "dns"))]
+#[cfg(any(feature = "http", feature = "dns", feature = "websocket"))]
 pub(crate) fn error_body(
     err: &crate::CallError,
     request_id: crate::RequestId,
