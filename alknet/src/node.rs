@@ -56,7 +56,7 @@ fn node_identity(config: &ConfigServiceImpl) -> Result<NodeIdentity, String> {
                 .map_err(|err| format!("cannot read the node key {}: {err}", path.display()))?;
             NodeIdentity::from_pem(&pem).map_err(|err| {
                 format!(
-                    "the node key {} is not usable: {}",
+                    "the node key {} is not usable: {}; a node key is an Ed25519 key in PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`), as `alknet keys node --out FILE` writes",
                     path.display(),
                     err.message
                 )

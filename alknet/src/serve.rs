@@ -99,7 +99,7 @@ async fn start(node: &Node) -> Result<Vec<Running>, String> {
         running.push(transports::call(node, identity, address, server.clone())?);
     }
     if let Some(address) = listen.websocket {
-        running.push(transports::websocket(address, server.clone()).await?);
+        running.push(transports::websocket(node, address, server.clone()).await?);
     }
     if let Some(address) = listen.irpc {
         running.push(transports::irpc(node, identity, address)?);

@@ -2,9 +2,7 @@
 //! identity provider. Each returns what keeps it running and the address it listens on.
 
 use std::net::SocketAddr;
-use std::num::{NonZeroU32, NonZeroUsize};
 use std::sync::Arc;
-use std::time::Duration;
 
 use alknet::node::Node;
 use alknet_auth::AuthProtocol;
@@ -13,9 +11,10 @@ use alknet_example::EchoProtocol;
 use alknet_runtime::RateLimiter;
 use alknet_runtime::adapters::dns::DnsAdapter;
 use alknet_runtime::adapters::http::{HttpAdapter, HttpLimits};
-use alknet_runtime::call::{CallConfig, CallEndpoint, CallServer};
-use alknet_runtime::config::CallSettings;
-use alknet_runtime::quic::{NodeIdentity, QuicConfig};
+use alknet_runtime::call::{
+    CallConfig, CallEndpoint, CallServer, WebSocketAdapter, WebSocketLimits,
+};
+use alknet_runtime::quic::NodeIdentity;
 use alknet_runtime::service_path::{IrpcLimits, IrpcListener};
 
 /// A running transport: its name, where it listens, and what to hold to keep it up.
@@ -32,7 +31,7 @@ pub fn call(
     address: SocketAddr,
     server: CallServer,
 ) -> Result<Running, String> {
-    let config = call_config(&node.config.static_config().call);
+    let config = CallConfig::from_settings(&node.config.static_config().call);
     let endpoint = CallEndpoint::bind(address, identity, config).map_err(|err| err.message)?;
     let address = endpoint.local_addr();
     let serving = endpoint.serve(server);
@@ -43,54 +42,20 @@ pub fn call(
     })
 }
 
-/// The QUIC endpoint's limits: `[call]`, each absent setting at its default.
-fn call_config(settings: &CallSettings) -> CallConfig {
-    let defaults = CallConfig::default();
-    CallConfig {
-        max_frame_size: settings
-            .max_frame_bytes
-            .map_or(defaults.max_frame_size, NonZeroUsize::get),
-        max_concurrent_calls: settings
-            .max_concurrent_calls
-            .map_or(defaults.max_concurrent_calls, NonZeroU32::get),
-        unauthenticated_max_concurrent_calls: settings.unauthenticated_max_concurrent_calls.map_or(
-            defaults.unauthenticated_max_concurrent_calls,
-            NonZeroU32::get,
-        ),
-        connection_buffer: settings
-            .connection_buffer_bytes
-            .map_or(defaults.connection_buffer, NonZeroUsize::get),
-        endpoint_buffer: settings
-            .node_buffer_bytes
-            .map_or(defaults.endpoint_buffer, NonZeroUsize::get),
-        unauthenticated_buffer: settings
-            .unauthenticated_buffer_bytes
-            .map_or(defaults.unauthenticated_buffer, NonZeroUsize::get),
-        max_connections: settings
-            .max_connections
-            .map_or(defaults.max_connections, NonZeroUsize::get),
-        max_connections_per_address: settings
-            .max_connections_per_address
-            .map_or(defaults.max_connections_per_address, NonZeroUsize::get),
-        handshake_timeout: settings
-            .handshake_timeout_ms
-            .map_or(defaults.handshake_timeout, |ms| {
-                Duration::from_millis(ms.get())
-            }),
-        ..defaults
-    }
-}
-
-/// The call protocol's envelopes over WebSocket, for browsers.
-pub async fn websocket(address: SocketAddr, server: CallServer) -> Result<Running, String> {
+/// The call protocol's envelopes over WebSocket, for browsers, with the limits of `[call]`.
+pub async fn websocket(
+    node: &Node,
+    address: SocketAddr,
+    server: CallServer,
+) -> Result<Running, String> {
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .map_err(|err| format!("cannot listen for WebSocket on {address}: {err}"))?;
     let address = listener.local_addr().map_err(|err| err.to_string())?;
-    let app = alknet_runtime::call::websocket_router(server);
+    let limits = WebSocketLimits::from_settings(&node.config.static_config().call);
+    let adapter = WebSocketAdapter::new(server).limits(limits);
     let serving = tokio::spawn(async move {
-        let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        if let Err(err) = axum::serve(listener, app).await {
+        if let Err(err) = adapter.serve(listener).await {
             tracing::error!(%err, "the WebSocket listener stopped");
         }
     });
@@ -104,20 +69,12 @@ pub async fn websocket(address: SocketAddr, server: CallServer) -> Result<Runnin
 /// Every service as an irpc actor, to allow-listed nodes over QUIC.
 pub fn irpc(node: &Node, identity: &NodeIdentity, address: SocketAddr) -> Result<Running, String> {
     let settings = &node.config.static_config().irpc;
-    let mut limits = IrpcLimits::default();
-    if let Some(bytes) = settings.max_request_bytes {
-        limits.max_request_size = bytes.get();
-    }
-    let mut quic = QuicConfig::default();
-    if let Some(streams) = settings.max_concurrent_streams {
-        quic.max_concurrent_streams = streams.get();
-    }
     let listener = IrpcListener::builder(node.env.clone(), node.identities.clone())
-        .limits(limits)
+        .limits(IrpcLimits::from_settings(settings))
         .serve::<EchoProtocol>()
         .and_then(|b| b.serve::<AuthProtocol>())
         .and_then(|b| b.serve::<ConfigProtocol>())
-        .and_then(|b| b.bind(address, identity, quic))
+        .and_then(|b| b.bind(address, identity, settings.quic_config()))
         .map_err(|err| err.message)?;
     Ok(Running {
         name: "irpc",
@@ -173,18 +130,11 @@ pub async fn dns(node: &Node, address: SocketAddr) -> Result<Running, String> {
     })
 }
 
-/// A server for the call protocol, shared by QUIC and WebSocket, with the frame limits of
-/// `[call]`.
+/// A server for the call protocol, shared by QUIC and WebSocket, with the frame limits and
+/// the read timeout of `[call]`.
 pub fn call_server(node: &Node) -> CallServer {
-    let settings = &node.config.static_config().call;
-    let mut server = CallServer::new(node.env.clone(), Arc::clone(&node.identities));
-    if let Some(bytes) = settings.max_frame_bytes {
-        server = server.max_frame_size(bytes.get());
-    }
-    if let Some(bytes) = settings.unauthenticated_max_frame_bytes {
-        server = server.unauthenticated_max_frame_size(bytes.get());
-    }
-    server
+    CallServer::new(node.env.clone(), Arc::clone(&node.identities))
+        .with_settings(&node.config.static_config().call)
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
