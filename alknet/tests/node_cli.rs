@@ -619,12 +619,19 @@ fn a_key_from_keys_node_is_the_key_serve_proves_and_peers_pin() {
             .starts_with("-----BEGIN PRIVATE KEY-----")
     );
     let again = alknet(&["keys", "node", "--out", key.to_str().unwrap()]);
-    assert!(!again.status.success(), "an existing key is never overwritten");
+    assert!(
+        !again.status.success(),
+        "an existing key is never overwritten"
+    );
 
     // The entry it printed, as it printed it, is the configuration.
     let entry = &text[text.find("[node]").expect("keys node prints the entry")..];
     let config = dir.path().join("node.toml");
-    std::fs::write(&config, format!("{entry}\n[listen]\ncall = \"127.0.0.1:0\"\n")).unwrap();
+    std::fs::write(
+        &config,
+        format!("{entry}\n[listen]\ncall = \"127.0.0.1:0\"\n"),
+    )
+    .unwrap();
     let server = Server::start(&config, 1000);
     assert_eq!(
         server.expect_output("node key: "),

@@ -295,9 +295,9 @@ async fn run(driver: Driver, caller: As, env: &OperationEnv, cases: &[Case]) -> 
         }
         Driver::CallProtocol => {
             let connection = call_protocol(env).await;
-            let options = caller
-                .token()
-                .map_or_else(CallOptions::new, |token| CallOptions::new().auth_token(token));
+            let options = caller.token().map_or_else(CallOptions::new, |token| {
+                CallOptions::new().auth_token(token)
+            });
             let mut outcomes = Vec::new();
             for case in cases {
                 let spec = env.spec("echo", case.operation).unwrap();

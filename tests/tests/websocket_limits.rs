@@ -274,7 +274,10 @@ async fn anonymous_sockets_reach_open_operations_and_a_refused_bearer_is_401() {
         "only what an anonymous caller may call"
     );
     let restricted = call(&mut anonymous, "/echo/served", json!({})).await;
-    assert_eq!(restricted["payload"]["code"], "UNAUTHENTICATED", "{restricted}");
+    assert_eq!(
+        restricted["payload"]["code"], "UNAUTHENTICATED",
+        "{restricted}"
+    );
 
     let mut request = url(&node).into_client_request().unwrap();
     request

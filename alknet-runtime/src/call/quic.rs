@@ -11,17 +11,18 @@ use bytes::BytesMut;
 use futures::FutureExt;
 
 use super::budget::{Budget, Charge};
-use crate::admission::{SlotLimits, Slots};
-use crate::config::CallSettings;
 use super::client::Connection;
 use super::server::{CallServer, EventSink, Peer};
 use super::wire::{
-    ALPN, DEFAULT_FRAME_READ_TIMEOUT, DEFAULT_MAX_FRAME_SIZE, Event, EventEnvelope, FrameError, FrameReader, write_frame,
+    ALPN, DEFAULT_FRAME_READ_TIMEOUT, DEFAULT_MAX_FRAME_SIZE, Event, EventEnvelope, FrameError,
+    FrameReader, write_frame,
 };
+use crate::CallError;
+use crate::admission::{SlotLimits, Slots};
+use crate::config::CallSettings;
 use crate::quic::{
     NodeIdentity, PeerKey, QuicConfig, client_config, peer_fingerprint, server_endpoint,
 };
-use crate::CallError;
 
 /// Limits and timeouts of the call protocol over QUIC.
 ///
@@ -83,7 +84,10 @@ impl CallConfig {
         };
         CallConfig {
             max_frame_size: count(settings.max_frame_bytes, defaults.max_frame_size),
-            max_concurrent_calls: calls(settings.max_concurrent_calls, defaults.max_concurrent_calls),
+            max_concurrent_calls: calls(
+                settings.max_concurrent_calls,
+                defaults.max_concurrent_calls,
+            ),
             unauthenticated_max_concurrent_calls: calls(
                 settings.unauthenticated_max_concurrent_calls,
                 defaults.unauthenticated_max_concurrent_calls,
@@ -279,7 +283,11 @@ impl CallEndpoint {
 
     async fn handshake(&self, incoming: noq::Incoming) -> Result<Connection, CallError> {
         let addr = incoming.remote_address();
-        let admission = match self.shared.connections.take(None, Some(addr.ip().to_canonical())) {
+        let admission = match self
+            .shared
+            .connections
+            .take(None, Some(addr.ip().to_canonical()))
+        {
             Ok(slot) => slot,
             Err(err) => {
                 incoming.refuse();
@@ -326,11 +334,7 @@ pub(crate) async fn serve_connection(connection: Connection, server: CallServer)
         .path(noq::PathId::ZERO)
         .and_then(|path| path.remote_address().ok())
         .map(|addr| addr.ip().to_canonical());
-    let peer = Arc::new(
-        server
-            .key_peer(&connection.peer_fingerprint, address)
-            .await,
-    );
+    let peer = Arc::new(server.key_peer(&connection.peer_fingerprint, address).await);
     let endpoint = &connection.endpoint;
     let mut raised = false;
     loop {

@@ -259,7 +259,10 @@ impl CallServer {
             }
             None => peer.identity.clone(),
         };
-        let mut caller = identity.iter().cloned().fold(Caller::new(), Caller::identity);
+        let mut caller = identity
+            .iter()
+            .cloned()
+            .fold(Caller::new(), Caller::identity);
         if let Some(address) = peer.address {
             caller = caller.peer_addr(address);
         }

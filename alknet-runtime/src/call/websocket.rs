@@ -13,8 +13,8 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::{
-    AUTHORIZATION, CONNECTION, CONTENT_TYPE, HOST, ORIGIN, SEC_WEBSOCKET_ACCEPT,
-    SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE,
+    AUTHORIZATION, CONNECTION, CONTENT_TYPE, HOST, ORIGIN, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY,
+    SEC_WEBSOCKET_VERSION, UPGRADE,
 };
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -137,7 +137,9 @@ impl WebSocketAdapter {
     }
 
     /// The axum router, `GET /call`. Served by [`WebSocketAdapter::serve`] it also gets the
-    /// connection limits and the header timeout, which only the server can enforce.
+    /// connection limits and the header timeout, which only the server can enforce; served
+    /// otherwise (`axum::serve`), it needs connections with upgrades and
+    /// `into_make_service_with_connect_info::<SocketAddr>()` for the limits per address.
     pub fn router(self) -> Router {
         Router::new()
             .route("/call", get(upgrade))
@@ -248,7 +250,10 @@ fn handshake_key(headers: &HeaderMap) -> Option<String> {
         })
     };
     let upgrade = has(CONNECTION, "upgrade") && has(UPGRADE, "websocket");
-    let version = headers.get(SEC_WEBSOCKET_VERSION).map(HeaderValue::as_bytes) == Some(b"13");
+    let version = headers
+        .get(SEC_WEBSOCKET_VERSION)
+        .map(HeaderValue::as_bytes)
+        == Some(b"13");
     let key = headers.get(SEC_WEBSOCKET_KEY)?;
     (upgrade && version).then(|| tungstenite::handshake::derive_accept_key(key.as_bytes()))
 }
@@ -579,10 +584,7 @@ async fn serve_socket(mut socket: Socket, server: CallServer, peer: Peer) {
             },
         };
         if let Some(reply) = reply
-            && socket
-                .send(Message::text(reply.to_json()))
-                .await
-                .is_err()
+            && socket.send(Message::text(reply.to_json())).await.is_err()
         {
             break;
         }
@@ -608,7 +610,10 @@ fn close_for(err: tungstenite::Error) -> (Option<CallError>, Option<CloseFrame>)
             }),
         ),
         tungstenite::Error::Io(err) => {
-            match err.get_ref().and_then(|err| err.downcast_ref::<FrameError>()) {
+            match err
+                .get_ref()
+                .and_then(|err| err.downcast_ref::<FrameError>())
+            {
                 Some(slow @ FrameError::TimedOut { .. }) => (
                     Some(slow.to_call_error()),
                     Some(CloseFrame {

@@ -817,13 +817,17 @@ mod tests {
                 writer.write_all(std::slice::from_ref(byte)).await.unwrap();
             }
         };
-        let (err, ()) = tokio::join!(frames.next(), trickle);
+        let read = async {
+            let outcome = frames.next().await;
+            (outcome, started.elapsed())
+        };
+        let ((err, elapsed), ()) = tokio::join!(read, trickle);
         let err = err.unwrap_err();
         assert!(
             matches!(err, FrameError::TimedOut { timeout } if timeout == Duration::from_secs(2)),
             "{err}"
         );
-        assert_eq!(started.elapsed(), Duration::from_secs(2));
+        assert_eq!(elapsed, Duration::from_secs(2));
         assert_eq!(err.to_call_error().code, crate::codes::TIMEOUT);
         assert_eq!(
             err.to_string(),

@@ -141,8 +141,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         builder = builder.route(namespace, node_name);
     }
     let env = builder.build()?;
-    let mut server = CallServer::new(env, Arc::new(identities))
-        .frame_read_timeout(config.frame_read_timeout);
+    let mut server =
+        CallServer::new(env, Arc::new(identities)).frame_read_timeout(config.frame_read_timeout);
     if let Some(max_frame) = max_frame {
         server = server.max_frame_size(max_frame);
     }
