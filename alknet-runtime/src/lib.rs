@@ -43,7 +43,7 @@
 extern crate self as alknet_runtime;
 
 mod access;
-#[cfg(any(feature = "http", feature = "dns"))]
+#[cfg(any(feature = "http", feature = "dns", feature = "websocket"))]
 pub mod adapters;
 mod admission;
 #[cfg(feature = "call")]
@@ -60,6 +60,8 @@ mod env;
 mod envelope;
 mod identity;
 mod json;
+#[cfg(any(feature = "http", feature = "websocket"))]
+pub mod listener;
 mod policy;
 #[cfg(feature = "quic")]
 pub mod quic;
@@ -67,6 +69,8 @@ mod rate_limit;
 mod service;
 #[cfg(feature = "irpc")]
 pub mod service_path;
+#[cfg(any(feature = "http", feature = "call"))]
+mod slots;
 mod spec;
 pub mod telemetry;
 #[cfg(feature = "testing")]

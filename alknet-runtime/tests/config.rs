@@ -67,9 +67,25 @@ fn the_documented_example_is_valid_and_means_what_its_comments_say() {
     assert_eq!(call.max_connections.map(|n| n.get()), Some(4096));
     assert_eq!(call.max_connections_per_address.map(|n| n.get()), Some(64));
     assert_eq!(call.handshake_timeout_ms.map(|n| n.get()), Some(1000));
+    assert_eq!(call.frame_read_timeout_ms.map(|n| n.get()), Some(10_000));
+    // Every number in [call] is shown with its default, so the limits they give are the
+    // defaults; the origins are an example.
+    assert_eq!(
+        alknet_runtime::call::CallConfig::from_settings(call),
+        alknet_runtime::call::CallConfig::default()
+    );
+    assert_eq!(
+        call.websocket_allowed_origins.as_deref(),
+        Some(&["https://app.example".to_string()][..])
+    );
     let irpc = &static_config.irpc;
     assert_eq!(irpc.max_request_bytes.map(|n| n.get()), Some(16 << 20));
     assert_eq!(irpc.max_concurrent_streams.map(|n| n.get()), Some(1024));
+    assert_eq!(
+        alknet_runtime::service_path::IrpcLimits::from_settings(irpc).max_request_size,
+        16 << 20
+    );
+    assert_eq!(irpc.quic_config().max_concurrent_streams, 1024);
     assert_eq!(
         static_config.node_key.as_deref(),
         Some(Path::new("/etc/alknet/node.key"))

@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use alknet_auth::{AuthProtocol, AuthService};
 use alknet_config::{ConfigProtocol, ConfigService};
+use alknet_runtime::adapters::http::Readiness;
 use alknet_runtime::call::{CallConfig, PeerLinks};
 use alknet_runtime::config::{ConfigError, ConfigServiceImpl, ConfigSource, ReloadPart};
 use alknet_runtime::quic::NodeIdentity;
@@ -256,16 +257,33 @@ impl Node {
             running.push(transports::call(self, address, server.clone())?);
         }
         if let Some(address) = listen.websocket {
-            running.push(transports::websocket(address, server.clone()).await?);
+            running.push(transports::websocket(self, address, server.clone()).await?);
         }
         if let Some(address) = listen.irpc {
             running.push(transports::irpc(self, &self.irpc, address)?);
         }
-        if let Some(address) = listen.http {
-            running.push(transports::http(self, address).await?);
-        }
         if let Some(address) = listen.dns {
             running.push(transports::dns(self, address).await?);
+        }
+        // Last, so that `/readyz` can name every listener: each is bound by now.
+        if let Some(address) = listen.http {
+            let mut listening: Vec<&'static str> = running.iter().map(|r| r.name).collect();
+            listening.push("http");
+            let drain = self.drain.clone();
+            let readiness = move || {
+                let ready = listening.iter().fold(Readiness::new(), |ready, name| {
+                    ready.check(format!("listen.{name}"), true)
+                });
+                match drain.is_closed() {
+                    false => ready.check("calls", true),
+                    true => ready.check_detail(
+                        "calls",
+                        false,
+                        "the node is stopping and takes no new calls",
+                    ),
+                }
+            };
+            running.push(transports::http(self, address, readiness).await?);
         }
         Ok(Listeners {
             running,
@@ -427,7 +445,7 @@ fn node_identity(config: &ConfigServiceImpl) -> Result<NodeIdentity, NodeError> 
             })?;
             NodeIdentity::from_pem(&pem).map_err(|err| {
                 NodeError::new(format!(
-                    "the node key {} is not usable: {}",
+                    "the node key {} is not usable: {}; a node key is an Ed25519 key in PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`), as `keys node --out FILE` writes",
                     path.display(),
                     err.message
                 ))

@@ -7,9 +7,11 @@ use std::time::Duration;
 
 use alknet_runtime::RateLimiter;
 use alknet_runtime::adapters::dns::DnsAdapter;
+use alknet_runtime::adapters::http::Readiness;
 use alknet_runtime::adapters::http::{HttpAdapter, HttpLimits};
-use alknet_runtime::call::{CallConfig, CallEndpoint, CallServer};
-use alknet_runtime::quic::QuicConfig;
+use alknet_runtime::call::{
+    CallConfig, CallEndpoint, CallServer, WebSocketAdapter, WebSocketLimits,
+};
 use alknet_runtime::service_path::{IrpcLimits, IrpcListener, IrpcServing};
 
 use crate::node::{Node, NodeError};
@@ -67,8 +69,10 @@ pub(crate) fn call(
     })
 }
 
-/// The call protocol's envelopes over WebSocket, for browsers.
+/// The call protocol's envelopes over WebSocket, for browsers, with the connection limits
+/// and allowed origins of `[call]`.
 pub(crate) async fn websocket(
+    node: &Node,
     address: SocketAddr,
     server: CallServer,
 ) -> Result<Running, NodeError> {
@@ -76,17 +80,14 @@ pub(crate) async fn websocket(
         .await
         .map_err(|err| format!("cannot listen for WebSocket on {address}: {err}"))?;
     let address = listener.local_addr().map_err(|err| err.to_string())?;
-    let app = alknet_runtime::call::websocket_router(server);
+    let limits = WebSocketLimits::from_settings(&node.config().static_config().call);
+    let adapter = WebSocketAdapter::new(server).limits(limits);
     let (signal, stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(async move {
-        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let shutdown = async move {
             let _ = stopped.await;
         };
-        if let Err(err) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
+        if let Err(err) = adapter.serve_with_shutdown(listener, shutdown).await {
             tracing::error!(%err, "the WebSocket listener stopped");
         }
     });
@@ -105,23 +106,15 @@ pub(crate) fn irpc(
     address: SocketAddr,
 ) -> Result<Running, NodeError> {
     let settings = &node.config().static_config().irpc;
-    let mut limits = IrpcLimits::default();
-    if let Some(bytes) = settings.max_request_bytes {
-        limits.max_request_size = bytes.get();
-    }
-    let mut quic = QuicConfig::default();
-    if let Some(streams) = settings.max_concurrent_streams {
-        quic.max_concurrent_streams = streams.get();
-    }
-    let mut builder =
-        IrpcListener::builder(node.env().clone(), node.identities().clone()).limits(limits);
+    let mut builder = IrpcListener::builder(node.env().clone(), node.identities().clone())
+        .limits(IrpcLimits::from_settings(settings));
     for serving in services {
         builder = builder
             .serve_registered(serving)
             .map_err(|err| err.message)?;
     }
     let listener = builder
-        .bind(address, node.identity(), quic)
+        .bind(address, node.identity(), settings.quic_config())
         .map_err(|err| err.message)?;
     Ok(Running {
         name: "irpc",
@@ -130,8 +123,14 @@ pub(crate) fn irpc(
     })
 }
 
-/// HTTP (`POST /v1/{namespace}/{op}`, SSE, `/openapi.json`) with MCP at `/mcp`.
-pub(crate) async fn http(node: &Node, address: SocketAddr) -> Result<Running, NodeError> {
+/// HTTP (`POST /v1/{namespace}/{op}`, SSE, `/openapi.json`, `/healthz`, `/readyz`, and
+/// `/metrics` when `[http] metrics` says) with MCP at `/mcp`. `readiness` answers
+/// `/readyz`.
+pub(crate) async fn http(
+    node: &Node,
+    address: SocketAddr,
+    readiness: impl Fn() -> Readiness + Send + Sync + 'static,
+) -> Result<Running, NodeError> {
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .map_err(|err| format!("cannot listen for HTTP on {address}: {err}"))?;
@@ -144,6 +143,10 @@ pub(crate) async fn http(node: &Node, address: SocketAddr) -> Result<Running, No
     if let Some(hosts) = &settings.mcp_allowed_hosts {
         adapter = adapter.mcp_allowed_hosts(hosts.clone());
     }
+    if settings.metrics {
+        adapter = adapter.metrics(alknet_runtime::telemetry::prometheus()?);
+    }
+    adapter = adapter.readiness(readiness);
     let (signal, stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(async move {
         let shutdown = async move {
@@ -181,18 +184,11 @@ pub(crate) async fn dns(node: &Node, address: SocketAddr) -> Result<Running, Nod
     })
 }
 
-/// A server for the call protocol, shared by QUIC and WebSocket, with the frame limits of
-/// `[call]`.
+/// A server for the call protocol, shared by QUIC and WebSocket, with the frame limits and
+/// timeouts of `[call]`.
 pub(crate) fn call_server(node: &Node) -> CallServer {
-    let settings = &node.config().static_config().call;
-    let mut server = CallServer::new(node.env().clone(), Arc::clone(node.identities()));
-    if let Some(bytes) = settings.max_frame_bytes {
-        server = server.max_frame_size(bytes.get());
-    }
-    if let Some(bytes) = settings.unauthenticated_max_frame_bytes {
-        server = server.unauthenticated_max_frame_size(bytes.get());
-    }
-    server
+    CallServer::new(node.env().clone(), Arc::clone(node.identities()))
+        .with_settings(&node.config().static_config().call)
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);

@@ -344,6 +344,7 @@ fn every_command_has_help() {
         vec!["keys", "new", "--help"],
         vec!["keys", "signing-key", "--help"],
         vec!["keys", "token", "--help"],
+        vec!["keys", "node", "--help"],
         vec!["schema", "--help"],
         vec!["quickstart", "--help"],
     ] {
@@ -593,4 +594,88 @@ fn serve_answers_over_its_transports_and_sighup_changes_what_a_key_may_do() {
     let out = alknet(&["call", "--http", &base, "--api-key", &key, "echo/served"]);
     assert!(stderr(&out).contains("FORBIDDEN"), "{}", stderr(&out));
     server.stop();
+}
+
+#[test]
+fn a_key_from_keys_node_is_the_key_serve_proves_and_peers_pin() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("node.key");
+    let made = alknet(&["keys", "node", "--out", key.to_str().unwrap()]);
+    assert!(made.status.success(), "{}", stderr(&made));
+    let text = stdout(&made);
+    let fingerprint = text
+        .lines()
+        .find_map(|line| line.strip_prefix("node key: "))
+        .expect("keys node prints the fingerprint")
+        .to_string();
+    assert!(fingerprint.starts_with("ed25519:"), "{fingerprint}");
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "only the owner may read a node key");
+    assert!(
+        std::fs::read_to_string(&key)
+            .unwrap()
+            .starts_with("-----BEGIN PRIVATE KEY-----")
+    );
+    let again = alknet(&["keys", "node", "--out", key.to_str().unwrap()]);
+    assert!(
+        !again.status.success(),
+        "an existing key is never overwritten"
+    );
+
+    // The entry it printed, as it printed it, is the configuration.
+    let entry = &text[text.find("[node]").expect("keys node prints the entry")..];
+    let config = dir.path().join("node.toml");
+    std::fs::write(
+        &config,
+        format!("{entry}\n[listen]\ncall = \"127.0.0.1:0\"\n"),
+    )
+    .unwrap();
+    let server = Server::start(&config, 1000);
+    assert_eq!(
+        server.expect_output("node key: "),
+        format!("node key: {fingerprint}")
+    );
+    let listener = server.expect_output("  call ");
+    let address = listener.split_whitespace().last().unwrap().to_string();
+    // A peer pinning that fingerprint connects; a stranger, anonymous, lists what is open.
+    let listed = alknet(&[
+        "call",
+        "--node",
+        &address,
+        "--node-key",
+        &fingerprint,
+        "services/list",
+        "{}",
+    ]);
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    assert!(stdout(&listed).contains("/echo/say"), "{}", stdout(&listed));
+    server.stop();
+
+    // What `keys signing-key` writes is no node key, and serve says what is.
+    let signing = dir.path().join("signing.key");
+    let made = alknet(&[
+        "keys",
+        "signing-key",
+        "--key-id",
+        "k",
+        "--identity",
+        "svc:k",
+        "--out",
+        signing.to_str().unwrap(),
+    ]);
+    assert!(made.status.success(), "{}", stderr(&made));
+    std::fs::write(
+        &config,
+        format!("[node]\nkey = {:?}\n", signing.to_str().unwrap()),
+    )
+    .unwrap();
+    let refused = alknet(&["serve", "--config", config.to_str().unwrap()]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("as `alknet keys node --out FILE` writes"),
+        "{}",
+        stderr(&refused)
+    );
 }

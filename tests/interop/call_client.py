@@ -181,8 +181,15 @@ async def main(addr, expected_fingerprint, token):
         assert client.peer_fingerprint() == expected_fingerprint, "the server's key is not the pinned one"
         print("connected, server key pinned")
 
-        # An unknown key without a token is refused.
-        await expect_error("UNAUTHENTICATED", client.call("/echo/say", {"text": "hi"}))
+        # An unknown key without a token is an anonymous caller: open operations answer it,
+        # restricted ones want a credential.
+        listed = await client.call("/services/list", {})
+        ids = {op["operationId"] for op in listed}
+        assert "/echo/say" in ids and "/echo/served" not in ids, ids
+        said = await client.call("/echo/say", {"text": "hi"})
+        assert said == {"text": "hi", "length": 2}, said
+        await expect_error("UNAUTHENTICATED", client.call("/echo/served", {}))
+        print("anonymous: services/list, echo/say; echo/served UNAUTHENTICATED")
 
         said = await client.call("/echo/say", {"text": "hello"}, token)
         assert said == {"text": "hello", "length": 5}, said

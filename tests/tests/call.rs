@@ -421,24 +421,28 @@ async fn a_caller_that_follows_its_request_with_anything_but_an_abort_is_answere
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unknown_peer_is_refused_unless_its_call_carries_a_valid_token() {
+async fn an_unknown_peer_calls_anonymously_unless_its_call_carries_a_valid_token() {
     let tester = TestNode::new();
     let (_, node) = worker(&tester, &args(["--token", "s3cret=user:token-holder"]));
     let stranger = TestNode::new();
     let peer = stranger.connect(&node).await;
 
-    let err = peer
-        .call("/echo/say", json!({"text": "hi"}))
-        .await
-        .unwrap_err();
-    assert_eq!(err.code, codes::UNAUTHENTICATED);
-    assert!(
-        err.message.contains(stranger.identity.fingerprint()),
-        "{}",
-        err.message
-    );
-    let err = peer.call("/services/list", json!({})).await.unwrap_err();
-    assert_eq!(err.code, codes::UNAUTHENTICATED);
+    // Open operations answer a stranger, as on HTTP; restricted ones want a credential.
+    let said = peer.call("/echo/say", json!({"text": "hi"})).await.unwrap();
+    assert_eq!(said["length"], 2);
+    let seen = peer.call("/gate/whoami", json!({})).await.unwrap();
+    assert_eq!(seen["identity"], json!(null), "anonymous: {seen}");
+    let listed = peer.call("/services/list", json!({})).await.unwrap();
+    let listed: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|op| op["operationId"].as_str().unwrap())
+        .collect();
+    assert!(listed.contains(&"/echo/say"), "{listed:?}");
+    assert!(!listed.contains(&"/echo/served"), "{listed:?}");
+    let err = peer.call("/echo/served", json!({})).await.unwrap_err();
+    assert_eq!(err.code, codes::UNAUTHENTICATED, "{err}");
 
     let with_token = CallOptions::new().auth_token("s3cret");
     let seen = peer

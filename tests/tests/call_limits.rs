@@ -288,3 +288,63 @@ async fn connecting_to_a_node_that_never_answers_fails_after_the_handshake_timeo
         "took {elapsed:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_that_arrives_too_slowly_is_given_up_and_what_it_held_freed() {
+    let tester = TestNode::new();
+    let node = node(
+        &tester,
+        &[
+            "--limit",
+            "unauthenticated_buffer=65536",
+            "--limit",
+            "frame_read_timeout_ms=4000",
+        ],
+    );
+    let stranger = TestNode::new();
+    let peer = stranger.connect(&node).await;
+
+    // 60 KB of a frame that promised 1 MiB, then nothing: it holds most of the 64 KiB
+    // that strangers share.
+    let started = Instant::now();
+    let (_stalled, stalled_answer) = promise(&peer, 1024 * 1024, 60_000).await;
+    let stalled_answer = tokio::spawn(answer(stalled_answer));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_probe, refused) = promise(&peer, 20_000, 10_000).await;
+    let refused = answer(refused).await;
+    assert_eq!(refused.code, codes::RESOURCE_EXHAUSTED, "{refused}");
+
+    // A frame trickling in a byte every 100 ms is given up too: trickling buys no time.
+    let (mut trickling, trickling_answer) = promise(&peer, 100, 1).await;
+    let trickle = tokio::spawn(async move {
+        for _ in 0..80 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if trickling.write_all(b" ").await.is_err() {
+                break;
+            }
+        }
+    });
+
+    let err = stalled_answer.await.unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(err.code, codes::TIMEOUT, "{err}");
+    assert!(
+        err.message
+            .contains("a frame began to arrive and was not whole within 4000 ms"),
+        "{err}"
+    );
+    assert!(
+        elapsed >= Duration::from_millis(4000) && elapsed < Duration::from_secs(9),
+        "took {elapsed:?}"
+    );
+    let trickled = answer(trickling_answer).await;
+    assert_eq!(trickled.code, codes::TIMEOUT, "{trickled}");
+    trickle.abort();
+
+    // What the stalled frame held is back: a 50 KB call, which did not fit beside it, does.
+    let said = peer
+        .call("/echo/say", json!({"text": "x".repeat(50_000)}))
+        .await
+        .unwrap();
+    assert_eq!(said["length"], 50_000);
+}

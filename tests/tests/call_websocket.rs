@@ -52,7 +52,7 @@ async fn websocket_calls_subscriptions_errors_and_aborts() {
     let (mut anonymous, _) = tokio_tungstenite::connect_async(url.as_str())
         .await
         .unwrap();
-    let refused = call(&mut anonymous, "1", "/echo/say", json!({"text": "hi"})).await;
+    let refused = call(&mut anonymous, "1", "/echo/served", json!({})).await;
     assert_eq!(refused["type"], "call.error");
     assert_eq!(refused["payload"]["code"], "UNAUTHENTICATED");
     let mut with_token = requested("2", "/echo/say", json!({"text": "hi"}));

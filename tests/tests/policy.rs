@@ -123,9 +123,7 @@ impl Node {
 
         let ws_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let ws = ws_listener.local_addr().unwrap();
-        let app = alknet_runtime::call::websocket_router(server)
-            .into_make_service_with_connect_info::<SocketAddr>();
-        tokio::spawn(async move { axum::serve(ws_listener, app).await });
+        tokio::spawn(alknet_runtime::call::WebSocketAdapter::new(server).serve(ws_listener));
 
         let http_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let http = format!("http://{}", http_listener.local_addr().unwrap());

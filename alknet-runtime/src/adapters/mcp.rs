@@ -41,7 +41,7 @@ use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::error_body;
-use super::slots::{SlotLimits, Slots};
+use crate::slots::{SlotLimits, Slots};
 use crate::{
     CallError, Caller, Identity, IdentityProvider, OperationEnv, OperationSpec, RateLimiter,
     RequestId, StaticIdentities,

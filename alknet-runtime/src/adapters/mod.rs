@@ -19,12 +19,10 @@ pub mod dns;
 pub mod http;
 #[cfg(feature = "mcp")]
 pub mod mcp;
-#[cfg(feature = "http")]
-mod slots;
 
 /// `{"error": {code, message, retryable, details, request_id}}`: how the HTTP adapter
 /// answers a failed call, and how MCP and DNS carry the error too.
-#[cfg(any(feature = "http", feature = "dns"))]
+#[cfg(any(feature = "http", feature = "dns", feature = "websocket"))]
 pub(crate) fn error_body(
     err: &crate::CallError,
     request_id: crate::RequestId,

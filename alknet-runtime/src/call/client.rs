@@ -228,7 +228,8 @@ impl Connection {
                 recv,
                 self.endpoint.config.max_frame_size,
                 self.endpoint.charge(&self.budget, true),
-            ),
+            )
+            .read_timeout(self.endpoint.config.frame_read_timeout),
             finished: false,
         })
     }

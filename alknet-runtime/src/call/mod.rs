@@ -27,10 +27,10 @@ pub use quic::{CallConfig, CallEndpoint};
 pub use remote::RemoteNode;
 pub use server::{CallServer, DEFAULT_UNAUTHENTICATED_MAX_FRAME_SIZE, ListedOperation};
 #[cfg(feature = "websocket")]
-pub use websocket::router as websocket_router;
+pub use websocket::{WebSocketAdapter, WebSocketLimits};
 pub use wire::{
-    ALPN, CallRequested, DEFAULT_MAX_FRAME_SIZE, DecodeError, Event, EventEnvelope, FrameError,
-    FrameReader, write_frame,
+    ALPN, CallRequested, DEFAULT_FRAME_READ_TIMEOUT, DEFAULT_MAX_FRAME_SIZE, DecodeError, Event,
+    EventEnvelope, FrameError, FrameReader, write_frame,
 };
 
 /// The QUIC implementation, for what [`Connection::quic`] exposes.

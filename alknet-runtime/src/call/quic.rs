@@ -1,8 +1,8 @@
 //! The call protocol over QUIC: the endpoint (ALPN `alknet/call/1`, the key-pinned TLS of
 //! [`crate::quic`]) and the per-stream server loop.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
+use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
 use std::pin::{Pin, pin};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -14,12 +14,15 @@ use super::budget::{Budget, Charge};
 use super::client::Connection;
 use super::server::{CallServer, EventSink, Peer};
 use super::wire::{
-    ALPN, DEFAULT_MAX_FRAME_SIZE, Event, EventEnvelope, FrameError, FrameReader, write_frame,
+    ALPN, DEFAULT_FRAME_READ_TIMEOUT, DEFAULT_MAX_FRAME_SIZE, Event, EventEnvelope, FrameError,
+    FrameReader, write_frame,
 };
+use crate::CallError;
+use crate::config::CallSettings;
 use crate::quic::{
     NodeIdentity, PeerKey, QuicConfig, client_config, peer_fingerprint, server_endpoint,
 };
-use crate::{CallError, Credential};
+use crate::slots::{SlotLimits, Slots};
 
 /// Limits and timeouts of the call protocol over QUIC.
 ///
@@ -30,7 +33,7 @@ use crate::{CallError, Credential};
 /// A peer is *authenticated* once the identity provider knows its key, or once one of its
 /// calls carried an `auth_token` that it accepted; until then it has the `unauthenticated_`
 /// limits (and the [`CallServer`]'s smaller frame limit).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallConfig {
     /// The largest frame this node reads as a caller, from the peers it calls (default
     /// 16 MiB); what it reads as a callee is the [`CallServer`]'s limit.
@@ -63,46 +66,45 @@ pub struct CallConfig {
     pub max_connections: usize,
     /// How many of those may come from one IP address (64).
     pub max_connections_per_address: usize,
+    /// How long a peer's answer frame may take to arrive whole, from its first byte
+    /// (10 s); what this node reads as a callee is the [`CallServer`]'s limit.
+    pub frame_read_timeout: Duration,
 }
 
 impl CallConfig {
-    /// The limits `[call]` sets, each absent setting at its default.
-    pub fn from_settings(settings: &crate::config::CallSettings) -> Self {
-        use std::num::{NonZeroU32, NonZeroUsize};
+    /// The limits a node's `[call]` settings give: each setting present, the default for
+    /// each one absent.
+    pub fn from_settings(settings: &CallSettings) -> CallConfig {
         let defaults = CallConfig::default();
+        let count =
+            |setting: Option<NonZeroUsize>, default| setting.map_or(default, NonZeroUsize::get);
+        let calls = |setting: Option<NonZeroU32>, default| setting.map_or(default, NonZeroU32::get);
+        let millis = |setting: Option<NonZeroU64>, default| {
+            setting.map_or(default, |ms| Duration::from_millis(ms.get()))
+        };
         CallConfig {
-            max_frame_size: settings
-                .max_frame_bytes
-                .map_or(defaults.max_frame_size, NonZeroUsize::get),
-            max_concurrent_calls: settings
-                .max_concurrent_calls
-                .map_or(defaults.max_concurrent_calls, NonZeroU32::get),
-            unauthenticated_max_concurrent_calls: settings
-                .unauthenticated_max_concurrent_calls
-                .map_or(
-                    defaults.unauthenticated_max_concurrent_calls,
-                    NonZeroU32::get,
-                ),
-            connection_buffer: settings
-                .connection_buffer_bytes
-                .map_or(defaults.connection_buffer, NonZeroUsize::get),
-            endpoint_buffer: settings
-                .node_buffer_bytes
-                .map_or(defaults.endpoint_buffer, NonZeroUsize::get),
-            unauthenticated_buffer: settings
-                .unauthenticated_buffer_bytes
-                .map_or(defaults.unauthenticated_buffer, NonZeroUsize::get),
-            max_connections: settings
-                .max_connections
-                .map_or(defaults.max_connections, NonZeroUsize::get),
-            max_connections_per_address: settings
-                .max_connections_per_address
-                .map_or(defaults.max_connections_per_address, NonZeroUsize::get),
-            handshake_timeout: settings
-                .handshake_timeout_ms
-                .map_or(defaults.handshake_timeout, |ms| {
-                    Duration::from_millis(ms.get())
-                }),
+            max_frame_size: count(settings.max_frame_bytes, defaults.max_frame_size),
+            max_concurrent_calls: calls(
+                settings.max_concurrent_calls,
+                defaults.max_concurrent_calls,
+            ),
+            unauthenticated_max_concurrent_calls: calls(
+                settings.unauthenticated_max_concurrent_calls,
+                defaults.unauthenticated_max_concurrent_calls,
+            ),
+            connection_buffer: count(settings.connection_buffer_bytes, defaults.connection_buffer),
+            endpoint_buffer: count(settings.node_buffer_bytes, defaults.endpoint_buffer),
+            unauthenticated_buffer: count(
+                settings.unauthenticated_buffer_bytes,
+                defaults.unauthenticated_buffer,
+            ),
+            max_connections: count(settings.max_connections, defaults.max_connections),
+            max_connections_per_address: count(
+                settings.max_connections_per_address,
+                defaults.max_connections_per_address,
+            ),
+            handshake_timeout: millis(settings.handshake_timeout_ms, defaults.handshake_timeout),
+            frame_read_timeout: millis(settings.frame_read_timeout_ms, defaults.frame_read_timeout),
             ..defaults
         }
     }
@@ -132,33 +134,21 @@ impl Default for CallConfig {
             unauthenticated_buffer: 64 << 20,
             max_connections: 4096,
             max_connections_per_address: 64,
+            frame_read_timeout: DEFAULT_FRAME_READ_TIMEOUT,
         }
     }
 }
 
 /// What the connections of one endpoint share: its limits, its budgets for frames in
 /// transit, and the count of peers' connections.
-#[derive(Debug)]
 pub(crate) struct EndpointShared {
     pub(crate) config: CallConfig,
     /// Frames in transit from authenticated peers, and answers to this node's own calls.
     authenticated: Budget,
     /// Frames in transit from unauthenticated peers.
     unauthenticated: Budget,
-    admitted: Mutex<Admitted>,
-}
-
-/// The peers' connections an endpoint holds, in all and by address.
-#[derive(Debug, Default)]
-struct Admitted {
-    total: usize,
-    by_address: HashMap<IpAddr, usize>,
-}
-
-/// One accepted connection's place among its endpoint's; given back when dropped.
-struct Admission {
-    endpoint: Arc<EndpointShared>,
-    address: IpAddr,
+    /// One slot per peer's connection, in all and by address.
+    connections: Slots,
 }
 
 impl EndpointShared {
@@ -169,35 +159,16 @@ impl EndpointShared {
                 "the node's room for unauthenticated peers",
                 config.unauthenticated_buffer,
             ),
+            connections: Slots::new(
+                "connections",
+                SlotLimits {
+                    total: config.max_connections,
+                    per_identity: usize::MAX,
+                    per_address: config.max_connections_per_address,
+                },
+            ),
             config,
-            admitted: Mutex::default(),
         }
-    }
-
-    /// A place for one more connection from `address`, if both limits allow it.
-    fn admit(self: &Arc<Self>, address: IpAddr) -> Result<Admission, CallError> {
-        let mut admitted = self.admitted.lock().unwrap_or_else(PoisonError::into_inner);
-        let from_address = admitted.by_address.get(&address).copied().unwrap_or(0);
-        if admitted.total >= self.config.max_connections {
-            return Err(CallError::resource_exhausted(format!(
-                "the node holds its limit of {} connections",
-                self.config.max_connections
-            ))
-            .retryable(true));
-        }
-        if from_address >= self.config.max_connections_per_address {
-            return Err(CallError::resource_exhausted(format!(
-                "{address} holds its limit of {} connections to the node",
-                self.config.max_connections_per_address
-            ))
-            .retryable(true));
-        }
-        admitted.total += 1;
-        admitted.by_address.insert(address, from_address + 1);
-        Ok(Admission {
-            endpoint: self.clone(),
-            address,
-        })
     }
 
     /// A reader's charge on a connection with budget `connection`: against the node's
@@ -209,23 +180,6 @@ impl EndpointShared {
             &self.unauthenticated
         };
         Charge::new(connection.clone(), endpoint.clone())
-    }
-}
-
-impl Drop for Admission {
-    fn drop(&mut self) {
-        let mut admitted = self
-            .endpoint
-            .admitted
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        admitted.total -= 1;
-        if let Some(count) = admitted.by_address.get_mut(&self.address) {
-            *count -= 1;
-            if *count == 0 {
-                admitted.by_address.remove(&self.address);
-            }
-        }
     }
 }
 
@@ -329,8 +283,12 @@ impl CallEndpoint {
 
     async fn handshake(&self, incoming: noq::Incoming) -> Result<Connection, CallError> {
         let addr = incoming.remote_address();
-        let admission = match self.shared.admit(addr.ip().to_canonical()) {
-            Ok(admission) => admission,
+        let admission = match self
+            .shared
+            .connections
+            .take(None, Some(addr.ip().to_canonical()))
+        {
+            Ok(slot) => slot,
             Err(err) => {
                 incoming.refuse();
                 return Err(err);
@@ -371,18 +329,12 @@ impl CallEndpoint {
 
 /// Serve the calls a peer opens on `connection`, each stream on its own task.
 pub(crate) async fn serve_connection(connection: Connection, server: CallServer) {
-    let peer = Arc::new(
-        server
-            .resolve_peer(
-                Some(Credential::KeyFingerprint(&connection.peer_fingerprint)),
-                connection
-                    .quic
-                    .path(noq::PathId::ZERO)
-                    .and_then(|path| path.remote_address().ok())
-                    .map(|addr| addr.ip().to_canonical()),
-            )
-            .await,
-    );
+    let address = connection
+        .quic
+        .path(noq::PathId::ZERO)
+        .and_then(|path| path.remote_address().ok())
+        .map(|addr| addr.ip().to_canonical());
+    let peer = Arc::new(server.key_peer(&connection.peer_fingerprint, address).await);
     let endpoint = &connection.endpoint;
     let mut raised = false;
     loop {
@@ -403,7 +355,8 @@ pub(crate) async fn serve_connection(connection: Connection, server: CallServer)
             recv,
             server.frame_limit(authenticated),
             endpoint.charge(&connection.budget, authenticated),
-        );
+        )
+        .read_timeout(server.read_timeout());
         // Polled once here: a call that finishes at once costs no task; one that has to
         // wait continues on a task of its own.
         let mut serving = Box::pin(serve_stream(server.clone(), peer.clone(), send, recv));

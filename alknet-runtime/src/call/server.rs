@@ -12,7 +12,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::watch;
 
-use super::wire::{CallRequested, DEFAULT_MAX_FRAME_SIZE, Event, EventEnvelope};
+use super::wire::{
+    CallRequested, DEFAULT_FRAME_READ_TIMEOUT, DEFAULT_MAX_FRAME_SIZE, Event, EventEnvelope,
+};
+use crate::config::CallSettings;
 use crate::{
     CallError, Caller, Credential, Identity, IdentityProvider, OperationEnv, OperationKind,
     OperationSpec, ServiceSpec,
@@ -41,11 +44,12 @@ struct ServerInner {
 }
 
 /// The largest frame (or WebSocket message) read from a peer, by whether it is
-/// authenticated.
+/// authenticated, and how long one may take to arrive.
 #[derive(Debug, Clone, Copy)]
 struct FrameLimits {
     authenticated: usize,
     unauthenticated: usize,
+    read_timeout: Duration,
 }
 
 /// The largest frame read from an unauthenticated peer by default: 1 MiB, as much as the
@@ -62,6 +66,7 @@ impl CallServer {
                 limits: FrameLimits {
                     authenticated: DEFAULT_MAX_FRAME_SIZE,
                     unauthenticated: DEFAULT_UNAUTHENTICATED_MAX_FRAME_SIZE,
+                    read_timeout: DEFAULT_FRAME_READ_TIMEOUT,
                 },
             }),
         }
@@ -78,6 +83,29 @@ impl CallServer {
     /// yet; on WebSocket, no valid bearer token on the upgrade); default 1 MiB.
     pub fn unauthenticated_max_frame_size(self, bytes: usize) -> Self {
         self.with_limits(|limits| limits.unauthenticated = bytes)
+    }
+
+    /// Give up on a frame (or WebSocket message) from a peer that is not whole `timeout`
+    /// after its first byte arrived (default 10 s): over QUIC the call's stream is answered
+    /// `TIMEOUT` and stopped, over WebSocket the socket is closed (1008); either way what
+    /// the frame held is freed.
+    pub fn frame_read_timeout(self, timeout: Duration) -> Self {
+        self.with_limits(|limits| limits.read_timeout = timeout)
+    }
+
+    /// The frame limits and the read timeout of a node's `[call]` settings; each one
+    /// absent keeps what the server has.
+    pub fn with_settings(mut self, settings: &CallSettings) -> Self {
+        if let Some(bytes) = settings.max_frame_bytes {
+            self = self.max_frame_size(bytes.get());
+        }
+        if let Some(bytes) = settings.unauthenticated_max_frame_bytes {
+            self = self.unauthenticated_max_frame_size(bytes.get());
+        }
+        if let Some(ms) = settings.frame_read_timeout_ms {
+            self = self.frame_read_timeout(Duration::from_millis(ms.get()));
+        }
+        self
     }
 
     fn with_limits(self, change: impl FnOnce(&mut FrameLimits)) -> Self {
@@ -102,36 +130,49 @@ impl CallServer {
         }
     }
 
-    /// Who a connection's peer is, from what its transport proved (a TLS key's
-    /// fingerprint, a bearer token), and where it connects from; asked once per
-    /// connection.
-    pub(crate) async fn resolve_peer(
+    /// How long a frame from a peer may take to arrive, from its first byte.
+    pub(crate) fn read_timeout(&self) -> Duration {
+        self.inner.limits.read_timeout
+    }
+
+    /// The peer of a QUIC connection, from the key it proved and the address it connects
+    /// from; asked once per connection. A key the node does not know is a stranger's: the
+    /// peer calls anonymously.
+    pub(crate) async fn key_peer(&self, fingerprint: &str, address: Option<IpAddr>) -> Peer {
+        let identity = self
+            .inner
+            .identities
+            .resolve(Credential::KeyFingerprint(fingerprint))
+            .await
+            .ok();
+        Peer::new(identity, Some(fingerprint.to_string()), address)
+    }
+
+    /// The peer of a WebSocket, from the bearer token of its upgrade (none: anonymous). A
+    /// token that is refused is `UNAUTHENTICATED`, as on HTTP: a caller that meant to be
+    /// someone is told at once rather than served as no one.
+    #[cfg(feature = "websocket")]
+    pub(crate) async fn bearer_peer(
         &self,
-        credential: Option<Credential<'_>>,
+        token: Option<&str>,
         address: Option<IpAddr>,
-    ) -> Peer {
-        let key = match credential {
-            Some(Credential::KeyFingerprint(fingerprint)) => Some(fingerprint.to_string()),
-            _ => None,
-        };
-        let identity = match credential {
-            None => Err(
-                "the connection presented no key and no token, and the call carried no `auth_token`"
-                    .into(),
+    ) -> Result<Peer, CallError> {
+        let identity = match token {
+            None => None,
+            Some(token) => Some(
+                self.inner
+                    .identities
+                    .resolve(Credential::bearer(token))
+                    .await
+                    .map_err(|err| {
+                        CallError::unauthenticated(format!(
+                            "the bearer token was refused: {}",
+                            err.message
+                        ))
+                    })?,
             ),
-            Some(credential) => self
-                .inner
-                .identities
-                .resolve(credential)
-                .await
-                .map_err(|err| format!("{}, and the call carried no `auth_token`", err.message)),
         };
-        Peer {
-            authenticated: watch::Sender::new(identity.is_ok()),
-            identity,
-            key,
-            address,
-        }
+        Ok(Peer::new(identity, None, address))
     }
 
     /// Run one call and send its events to `sink`; dropping the future cancels the call
@@ -161,7 +202,7 @@ impl CallServer {
         };
         let env = self.inner.env.with_caller(caller);
         if namespace == "services" {
-            let result = builtin(&env, &identity, operation, request.input);
+            let result = builtin(&env, identity.as_deref(), operation, request.input);
             let event = match result {
                 Ok(output) => Event::Responded { output },
                 Err(err) => Event::Error(err),
@@ -191,14 +232,16 @@ impl CallServer {
         }
     }
 
-    /// The outside caller of one call: its `auth_token` if it has one, else the peer.
+    /// The outside caller of one call: its `auth_token` if it has one, else the peer —
+    /// anonymous if the peer proved no identity: it reaches open operations, and
+    /// restricted ones answer `UNAUTHENTICATED`, as on every adapter.
     async fn caller(
         &self,
         peer: &Peer,
         request: &CallRequested,
-    ) -> Result<(Caller, Arc<Identity>), CallError> {
-        let identity = match (&request.auth_token, &peer.identity) {
-            (Some(token), _) => {
+    ) -> Result<(Caller, Option<Arc<Identity>>), CallError> {
+        let identity = match &request.auth_token {
+            Some(token) => {
                 let identity = self
                     .inner
                     .identities
@@ -212,12 +255,14 @@ impl CallServer {
                     })?;
                 peer.authenticated
                     .send_if_modified(|authenticated| !std::mem::replace(authenticated, true));
-                identity
+                Some(identity)
             }
-            (None, Ok(identity)) => identity.clone(),
-            (None, Err(why)) => return Err(CallError::unauthenticated(why.clone())),
+            None => peer.identity.clone(),
         };
-        let mut caller = Caller::new().transport("call").identity(identity.clone());
+        let mut caller = identity
+            .iter()
+            .cloned()
+            .fold(Caller::new().transport("call"), Caller::identity);
         if let Some(address) = peer.address {
             caller = caller.peer_addr(address);
         }
@@ -226,7 +271,7 @@ impl CallServer {
                 caller = caller.forwarded_for(forwarded_for.clone());
             } else {
                 tracing::warn!(
-                    caller = %identity.id,
+                    caller = identity.as_ref().map_or("anonymous", |identity| identity.id.as_str()),
                     address = ?peer.address,
                     forwarded_for = %forwarded_for,
                     operation = %request.operation_id,
@@ -258,9 +303,9 @@ impl CallServer {
 
 /// A connection's peer, as its transport authenticated it.
 pub(crate) struct Peer {
-    /// The identity the provider resolved; or none, and calls need an `auth_token` — the
-    /// sentence says why.
-    identity: Result<Arc<Identity>, String>,
+    /// The identity the provider resolved; none for an anonymous peer, whose calls run
+    /// anonymously unless they carry an `auth_token`.
+    identity: Option<Arc<Identity>>,
     /// The fingerprint of the key the connection proved, if it proved one.
     key: Option<String>,
     /// The address it connects from.
@@ -271,6 +316,15 @@ pub(crate) struct Peer {
 }
 
 impl Peer {
+    fn new(identity: Option<Arc<Identity>>, key: Option<String>, address: Option<IpAddr>) -> Self {
+        Peer {
+            authenticated: watch::Sender::new(identity.is_some()),
+            identity,
+            key,
+            address,
+        }
+    }
+
     /// Whether the peer is authenticated.
     pub(crate) fn is_authenticated(&self) -> bool {
         *self.authenticated.borrow()
@@ -319,13 +373,12 @@ struct SchemaRequest {
 /// `services/list` and `services/schema`: only what this caller may call from outside.
 fn builtin(
     env: &OperationEnv,
-    identity: &Identity,
+    identity: Option<&Identity>,
     operation: &str,
     input: Value,
 ) -> Result<Value, CallError> {
-    let callable = |spec: &OperationSpec| {
-        spec.is_external() && spec.access.check(Some(identity), &spec.id).is_ok()
-    };
+    let callable =
+        |spec: &OperationSpec| spec.is_external() && spec.access.check(identity, &spec.id).is_ok();
     match operation {
         "list" => {
             let listed: Vec<ListedOperation> = env

@@ -3,12 +3,16 @@
 
 use std::fmt;
 use std::io;
+use std::pin::Pin;
+use std::task::Poll;
+use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::time::{Instant, Sleep};
 use tokio_util::codec::{Decoder, FramedRead};
 
 use super::budget::Charge;
@@ -19,6 +23,9 @@ pub const ALPN: &[u8] = b"alknet/call/1";
 
 /// The largest frame accepted by default: 16 MiB of JSON.
 pub const DEFAULT_MAX_FRAME_SIZE: usize = 16 * 1024 * 1024;
+
+/// How long a frame may take to arrive whole, from its first byte, by default: 10 s.
+pub const DEFAULT_FRAME_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One event of one call: what travels in a frame (QUIC) or a text message (WebSocket).
 ///
@@ -291,6 +298,12 @@ pub enum FrameError {
     },
     /// The stream ended inside a frame.
     Truncated,
+    /// A frame began to arrive and was not whole within the read timeout; what it held
+    /// was given back.
+    TimedOut {
+        /// The read timeout.
+        timeout: Duration,
+    },
     /// The stream failed (reset, connection lost).
     Io(io::Error),
 }
@@ -298,9 +311,11 @@ pub enum FrameError {
 impl FrameError {
     /// The `call.error` this becomes: `RESOURCE_EXHAUSTED` for a frame over the limit (not
     /// retryable) or over a budget (retryable: the room comes back as other frames arrive),
-    /// `INVALID_INPUT` for a truncated one, `UNAVAILABLE` for a failed stream.
+    /// `INVALID_INPUT` for a truncated one, `TIMEOUT` for a slow one, `UNAVAILABLE` for a
+    /// failed stream.
     pub fn to_call_error(&self) -> CallError {
         match self {
+            FrameError::TimedOut { .. } => CallError::timeout(self.to_string()),
             FrameError::TooLarge { .. } => CallError::resource_exhausted(self.to_string()),
             FrameError::OverBudget { .. } => {
                 CallError::resource_exhausted(self.to_string()).retryable(true)
@@ -322,6 +337,11 @@ impl fmt::Display for FrameError {
                 "{owner} has no room for more frames in transit: its {limit} bytes for them are in use"
             ),
             FrameError::Truncated => write!(f, "the stream ended in the middle of a frame"),
+            FrameError::TimedOut { timeout } => write!(
+                f,
+                "a frame began to arrive and was not whole within {} ms",
+                timeout.as_millis()
+            ),
             FrameError::Io(err) => write!(f, "the connection to the peer failed: {err}"),
         }
     }
@@ -346,6 +366,8 @@ struct FrameCodec {
     /// The bytes of the frame in transit, held against the connection's and the
     /// endpoint's budgets.
     charge: Option<Charge>,
+    /// When the frame in transit began to arrive; `None` between frames.
+    in_transit_since: Option<Instant>,
 }
 
 /// The length prefix's size.
@@ -373,6 +395,7 @@ impl FrameCodec {
     /// when the stream is dropped.
     fn give_up(&mut self, buffer: &mut BytesMut, err: FrameError) -> FrameError {
         *buffer = BytesMut::new();
+        self.in_transit_since = None;
         if let Some(charge) = &mut self.charge {
             let _ = charge.hold(0);
         }
@@ -395,7 +418,13 @@ impl FrameCodec {
             frame.advance(PREFIX);
             frame
         });
-        // What is left is the start of the next frame, in transit.
+        // What is left is the start of the next frame, in transit: it began with the read
+        // that brought it, now.
+        if buffer.is_empty() {
+            self.in_transit_since = None;
+        } else if frame.is_some() || self.in_transit_since.is_none() {
+            self.in_transit_since = Some(Instant::now());
+        }
         if let Some(charge) = &mut self.charge {
             charge.hold(buffer.len())?;
         }
@@ -409,7 +438,9 @@ impl FrameCodec {
 /// kept for the next), so a small frame usually takes one read, and the stream's end
 /// arriving with it is seen at once (on QUIC, that spares the peer a STOP_SENDING). The
 /// buffer grows with the bytes that arrived, at most twice them, never with the length a
-/// frame announced.
+/// frame announced. A frame must arrive whole within the read timeout of its first byte
+/// ([`DEFAULT_FRAME_READ_TIMEOUT`] unless [`FrameReader::read_timeout`] says otherwise);
+/// between frames a stream may be quiet as long as it likes.
 ///
 /// ```
 /// use alknet_runtime::call::{Event, EventEnvelope, FrameReader};
@@ -430,6 +461,11 @@ impl FrameCodec {
 /// ```
 pub struct FrameReader<R> {
     frames: FramedRead<R, FrameCodec>,
+    read_timeout: Duration,
+    /// Runs while a frame is in transit, to its read timeout.
+    timer: Option<Pin<Box<Sleep>>>,
+    /// A frame timed out: the reader yields nothing more.
+    gave_up: bool,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
@@ -446,8 +482,25 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 
     fn with_charge(reader: R, max: usize, charge: Option<Charge>) -> Self {
         FrameReader {
-            frames: FramedRead::new(reader, FrameCodec { max, charge }),
+            frames: FramedRead::new(
+                reader,
+                FrameCodec {
+                    max,
+                    charge,
+                    in_transit_since: None,
+                },
+            ),
+            read_timeout: DEFAULT_FRAME_READ_TIMEOUT,
+            timer: None,
+            gave_up: false,
         }
+    }
+
+    /// Give up on a frame that is not whole `timeout` after its first byte arrived: the
+    /// read fails with [`FrameError::TimedOut`] and what the frame held is given back.
+    pub fn read_timeout(mut self, timeout: Duration) -> Self {
+        self.read_timeout = timeout;
+        self
     }
 
     /// The stream it reads.
@@ -463,7 +516,36 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         // them would otherwise keep its thread from the tasks it woke, such as the QUIC
         // connection's driver, for as long as the idle timeout.
         tokio::task::consume_budget().await;
-        self.frames.next().await.transpose()
+        if self.gave_up {
+            return Ok(None);
+        }
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(frame) = self.frames.poll_next_unpin(cx) {
+                return Poll::Ready(frame.transpose());
+            }
+            let Some(since) = self.frames.decoder().in_transit_since else {
+                self.timer = None;
+                return Poll::Pending;
+            };
+            let deadline = since + self.read_timeout;
+            let timer = self
+                .timer
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+            if timer.deadline() != deadline {
+                timer.as_mut().reset(deadline);
+            }
+            if timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.timer = None;
+            self.gave_up = true;
+            let err = FrameError::TimedOut {
+                timeout: self.read_timeout,
+            };
+            let mut buffer = std::mem::take(self.frames.read_buffer_mut());
+            Poll::Ready(Err(self.frames.decoder_mut().give_up(&mut buffer, err)))
+        })
+        .await
     }
 }
 
@@ -706,6 +788,63 @@ mod tests {
         );
         drop(frames);
         assert_eq!((connection.used(), endpoint.used()), (0, 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_frame_that_stalls_is_given_up_at_its_read_timeout_and_frees_its_budget() {
+        use crate::call::budget::{Budget, Charge};
+
+        let connection = Budget::new("the connection", 10_000);
+        let endpoint = Budget::new("the node", 10_000);
+        let (mut writer, reader) = tokio::io::duplex(64 * 1024);
+        let mut frames = FrameReader::charged(
+            reader,
+            DEFAULT_MAX_FRAME_SIZE,
+            Charge::new(connection.clone(), endpoint.clone()),
+        )
+        .read_timeout(Duration::from_secs(2));
+        // A quiet stream between frames is no frame in transit: it may wait for ever.
+        let quiet = tokio::time::timeout(Duration::from_secs(60), frames.next());
+        assert!(quiet.await.is_err());
+
+        let frame = frame_of(900);
+        writer.write_all(&frame[..304]).await.unwrap();
+        let started = Instant::now();
+        // Bytes that trickle in do not extend the frame's time.
+        let trickle = async {
+            for byte in &frame[304..310] {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                writer.write_all(std::slice::from_ref(byte)).await.unwrap();
+            }
+        };
+        let read = async {
+            let outcome = frames.next().await;
+            (outcome, started.elapsed())
+        };
+        let ((err, elapsed), ()) = tokio::join!(read, trickle);
+        let err = err.unwrap_err();
+        assert!(
+            matches!(err, FrameError::TimedOut { timeout } if timeout == Duration::from_secs(2)),
+            "{err}"
+        );
+        assert_eq!(elapsed, Duration::from_secs(2));
+        assert_eq!(err.to_call_error().code, crate::codes::TIMEOUT);
+        assert_eq!(
+            err.to_string(),
+            "a frame began to arrive and was not whole within 2000 ms"
+        );
+        assert_eq!((connection.used(), endpoint.used()), (0, 0), "given back");
+        assert!(frames.next().await.unwrap().is_none(), "nothing more");
+
+        // The next frame's clock starts with the bytes that follow a whole frame.
+        let (mut writer, reader) = tokio::io::duplex(64 * 1024);
+        let mut frames = FrameReader::new(reader, 1000).read_timeout(Duration::from_secs(2));
+        let two = [frame_of(10), frame_of(20)].concat();
+        writer.write_all(&two[..20]).await.unwrap();
+        assert_eq!(frames.next().await.unwrap().unwrap().len(), 10);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        writer.write_all(&two[20..]).await.unwrap();
+        assert_eq!(frames.next().await.unwrap().unwrap().len(), 20);
     }
 
     /// How a stream of bytes decodes, read all at once: the frames, then how it ends.

@@ -173,8 +173,18 @@ pub struct CallSettings {
     pub max_connections: Option<NonZeroUsize>,
     /// How many of those may come from one IP address (default 64).
     pub max_connections_per_address: Option<NonZeroUsize>,
-    /// How long a QUIC handshake may take, either way, in milliseconds (default 1000).
+    /// How long a QUIC handshake may take, either way, and how long a WebSocket client
+    /// has to send its upgrade request's headers, in milliseconds (default 1000).
     pub handshake_timeout_ms: Option<NonZeroU64>,
+    /// How long a frame (or WebSocket message) may take to arrive whole, from its first
+    /// byte, in milliseconds (default 10000); a slower one is given up and what it held
+    /// freed.
+    pub frame_read_timeout_ms: Option<NonZeroU64>,
+    /// The `Origin`s (`scheme://host[:port]`, or `"*"` for any) a browser may open a
+    /// WebSocket from; an upgrade without `Origin` (not a browser) is always accepted.
+    /// Default: only pages served from the host the WebSocket is reached at (the
+    /// request's `Host`).
+    pub websocket_allowed_origins: Option<Vec<String>>,
 }
 
 /// The irpc listener's limits; an absent setting keeps the listener's default.
@@ -187,6 +197,37 @@ pub struct IrpcSettings {
     /// How many requests one connection may have in flight at once (default 1024): QUIC's
     /// stream limit, so a peer's further requests wait until one of them is done.
     pub max_concurrent_streams: Option<NonZeroU32>,
+}
+
+// The irpc listener's types live in `service_path`; their settings are read here, beside
+// the section they come from.
+#[cfg(feature = "irpc")]
+impl crate::service_path::IrpcLimits {
+    /// The limits a node's `[irpc]` settings give: each setting present, the default for
+    /// each one absent.
+    pub fn from_settings(settings: &IrpcSettings) -> Self {
+        let defaults = Self::default();
+        Self {
+            max_request_size: settings
+                .max_request_bytes
+                .map_or(defaults.max_request_size, NonZeroU64::get),
+        }
+    }
+}
+
+#[cfg(feature = "irpc")]
+impl IrpcSettings {
+    /// The QUIC settings of the irpc listener's endpoint: its stream limit from
+    /// `max_concurrent_streams`, the rest at their defaults.
+    pub fn quic_config(&self) -> crate::quic::QuicConfig {
+        let defaults = crate::quic::QuicConfig::default();
+        crate::quic::QuicConfig {
+            max_concurrent_streams: self
+                .max_concurrent_streams
+                .map_or(defaults.max_concurrent_streams, NonZeroU32::get),
+            ..defaults
+        }
+    }
 }
 
 #[derive(Default, Deserialize)]

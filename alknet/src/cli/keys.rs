@@ -1,5 +1,5 @@
-//! `alknet keys new|signing-key|token`: credentials, shown once, and the configuration
-//! entries that accept them.
+//! `alknet keys new|signing-key|token|node`: credentials, shown once, and the
+//! configuration entries that accept them.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -9,6 +9,7 @@ use alknet_runtime::credentials::{
     api_key_hash, key_from_hex, key_to_hex, new_api_key, new_signing_key, sign_token, unix_now,
 };
 use alknet_runtime::ed25519_dalek::SigningKey;
+use alknet_runtime::quic::NodeIdentity;
 
 pub struct NewKey {
     pub id: String,
@@ -37,6 +38,20 @@ pub fn signing_key(key_id: &str, grants: Grants, out: &Path) -> Result<ExitCode,
     );
     println!("Add this to the node's configuration file, then reload (SIGHUP or config/reload):\n");
     print!("{entry}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `keys node`: a fresh node key written to `out` (PKCS#8 PEM, owner-only), in the format
+/// `[node] key` reads, its fingerprint, and the entry that makes a node use it.
+pub fn node(out: &Path) -> Result<ExitCode, String> {
+    let identity = NodeIdentity::generate().map_err(|err| err.message)?;
+    write_secret(out, identity.private_key_pem().trim_end())?;
+    println!("Node key written to {} (keep it secret).\n", out.display());
+    println!("node key: {}\n", identity.fingerprint());
+    println!(
+        "Add this to the node's configuration file, then restart it (the key is read at start):\n"
+    );
+    print!("[node]\nkey = {:?}\n", out.display().to_string());
     Ok(ExitCode::SUCCESS)
 }
 

@@ -173,6 +173,13 @@ pub enum KeysCommand {
         #[arg(long = "resource")]
         resources: Vec<String>,
     },
+    /// Make a node key: writes it to a new file (PKCS#8 PEM, owner-only) for `[node] key`
+    /// and prints its fingerprint, the one peers pin.
+    Node {
+        /// The file to create for the key; it must not exist.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Sign a token now (valid within the node's window, ±300 s by default) and print it.
     Token {
         /// The key id of the signing key.
@@ -293,6 +300,7 @@ impl Command {
                 },
                 &out,
             ),
+            Command::Keys(KeysCommand::Node { out }) => keys::node(&out),
             Command::Keys(KeysCommand::Token {
                 key_id,
                 secret_file,

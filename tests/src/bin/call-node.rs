@@ -5,13 +5,17 @@
 //!           [--cluster FINGERPRINT=ID[#SCOPE,..]] [--token TOKEN=ID[#SCOPE,..]]
 //!           [--peer NAME=ADDR@FINGERPRINT] [--route NS=NAME] [--max-frame BYTES]
 //!           [--unauthenticated-max-frame BYTES] [--limit NAME=VALUE] [--ws]
+//!           [--origin ORIGIN]
 //! ```
 //!
 //! `--allow` admits an outside caller's key, `--cluster` a cluster node's (whose
 //! `forwarded_for` is believed). `--limit` sets a field of `CallConfig`:
 //! `unauthenticated_max_concurrent_calls`, `connection_buffer`, `endpoint_buffer`,
 //! `unauthenticated_buffer`, `max_connections`, `max_connections_per_address`,
-//! `idle_timeout_ms` (the keep-alive a quarter of it) or `handshake_timeout_ms`.
+//! `idle_timeout_ms` (the keep-alive a quarter of it), `handshake_timeout_ms` (also the
+//! WebSocket's header timeout) or `frame_read_timeout_ms` (the server's too). The WebSocket
+//! listener has the QUIC endpoint's connection caps; `--origin` allows a page's origin
+//! (repeat for several; none: the default, same host only).
 //!
 //! Prints `listening <addr> <fingerprint>` (and `ws <addr>` with `--ws`) once it serves,
 //! then runs until killed.
@@ -21,7 +25,8 @@ use std::sync::Arc;
 
 use alknet_example::{EchoProtocol, EchoService};
 use alknet_runtime::call::{
-    CallConfig, CallEndpoint, CallServer, NodeIdentity, PeerKey, RemoteNode,
+    CallConfig, CallEndpoint, CallServer, NodeIdentity, PeerKey, RemoteNode, WebSocketAdapter,
+    WebSocketLimits,
 };
 use alknet_runtime::{Identity, OperationEnv, StaticIdentities};
 use alknet_tests::front::{Front, FrontProtocol};
@@ -49,6 +54,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut unauthenticated_max_frame = None;
     let mut config = CallConfig::default();
     let mut ws = false;
+    let mut origins: Option<Vec<String>> = None;
     while let Some(flag) = args.next() {
         let mut value = || {
             args.next()
@@ -96,15 +102,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     "handshake_timeout_ms" => {
                         config.handshake_timeout = std::time::Duration::from_millis(number as u64);
                     }
+                    "frame_read_timeout_ms" => {
+                        config.frame_read_timeout = std::time::Duration::from_millis(number as u64);
+                    }
                     other => panic!("unknown limit {other}"),
                 }
             }
             "--ws" => ws = true,
+            "--origin" => origins.get_or_insert_with(Vec::new).push(value()),
             other => panic!("unknown flag {other}"),
         }
     }
     let node = NodeIdentity::from_pem(&key.expect("--key is required"))?;
-    let endpoint = CallEndpoint::bind("127.0.0.1:0".parse()?, &node, config)?;
+    let endpoint = CallEndpoint::bind("127.0.0.1:0".parse()?, &node, config.clone())?;
 
     let mut builder = OperationEnv::builder();
     for name in &serve {
@@ -131,7 +141,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         builder = builder.route(namespace, node_name);
     }
     let env = builder.build()?;
-    let mut server = CallServer::new(env, Arc::new(identities));
+    let mut server =
+        CallServer::new(env, Arc::new(identities)).frame_read_timeout(config.frame_read_timeout);
     if let Some(max_frame) = max_frame {
         server = server.max_frame_size(max_frame);
     }
@@ -147,9 +158,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if ws {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         println!("ws {}", listener.local_addr()?);
-        let app = alknet_runtime::call::websocket_router(server);
-        let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        let limits = WebSocketLimits::from_config(&config, origins);
+        tokio::spawn(WebSocketAdapter::new(server).limits(limits).serve(listener));
     }
     serving.await?;
     Ok(())

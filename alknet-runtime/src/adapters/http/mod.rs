@@ -54,20 +54,16 @@ use axum::http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use serde_json::{Value, json};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tower_service::Service as _;
 
 use super::bearer;
-use super::error_body;
 #[cfg(feature = "mcp")]
 use super::mcp::McpSessionLimits;
-use super::slots::{SlotLimits, Slots};
 use crate::config::HttpSettings;
+use crate::listener::ConnectionLimits;
+use crate::slots::{SlotLimits, Slots};
 use crate::{CallError, Caller, IdentityProvider, OperationEnv, RequestId, StaticIdentities};
 
 /// The header a client may send to name its request; the adapter answers with it.
@@ -385,85 +381,17 @@ impl HttpAdapter {
         shutdown: impl Future<Output = ()>,
     ) -> std::io::Result<()> {
         let stopping = CancellationToken::new();
-        let connections = Slots::new(
-            "connections",
-            SlotLimits {
-                total: self.limits.max_connections,
-                per_identity: usize::MAX,
-                per_address: self.limits.max_connections_per_address,
-            },
-        );
-        let mut http = hyper::server::conn::http1::Builder::new();
-        http.timer(TokioTimer::new())
-            .header_read_timeout(self.limits.header_read_timeout);
+        let limits = ConnectionLimits {
+            header_read_timeout: self.limits.header_read_timeout,
+            max_connections: self.limits.max_connections,
+            max_connections_per_address: self.limits.max_connections_per_address,
+        };
         let router = self.router_stopping(stopping.clone());
-        let graceful = GracefulShutdown::new();
-        let mut shutdown = std::pin::pin!(shutdown);
-        loop {
-            let (stream, peer) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(err) => {
-                        wait_after_accept_error(err).await;
-                        continue;
-                    }
-                },
-                () = &mut shutdown => break,
-            };
-            let slot = match connections.take(None, Some(peer.ip().to_canonical())) {
-                Ok(slot) => slot,
-                Err(err) => {
-                    turn_away(stream, &err);
-                    continue;
-                }
-            };
-            let router = router.clone();
-            let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-                let mut request = request.map(Body::new);
-                request.extensions_mut().insert(ConnectInfo(peer));
-                router.clone().call(request)
-            });
-            let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
-            tokio::spawn(async move {
-                if let Err(err) = connection.await {
-                    tracing::debug!(%peer, %err, "an HTTP connection ended with an error");
-                }
-                drop(slot);
-            });
-        }
-        drop(listener);
-        stopping.cancel();
-        graceful.shutdown().await;
-        Ok(())
-    }
-}
-
-/// After a failed `accept`: go on at once when only that connection failed, or pause when
-/// the listener itself is in trouble (out of file descriptors), rather than spin.
-async fn wait_after_accept_error(err: std::io::Error) {
-    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
-    if matches!(
-        err.kind(),
-        ConnectionAborted | ConnectionRefused | ConnectionReset
-    ) {
-        return;
-    }
-    tracing::error!(%err, "accepting an HTTP connection failed; pausing for a second");
-    tokio::time::sleep(Duration::from_secs(1)).await;
-}
-
-/// Answers a connection over a connection limit with `429` and the error body, then closes
-/// it, without reading its request or spending a task on it: the answer fits a new
-/// socket's send buffer, and a client that cannot take it at once gets only the close.
-fn turn_away(stream: TcpStream, err: &CallError) {
-    use std::io::Write as _;
-    let body = error_body(err, RequestId::next()).to_string();
-    let answer = format!(
-        "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    if let Ok(mut stream) = stream.into_std() {
-        let _ = stream.write_all(answer.as_bytes());
+        let shutdown = async {
+            shutdown.await;
+            stopping.cancel();
+        };
+        crate::listener::serve(listener, router, &limits, shutdown).await
     }
 }
 

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{REQUEST_ID, echo, response};
 use crate::adapters::error_body;
-use crate::adapters::slots::Slot;
+use crate::slots::Slot;
 use crate::{CallError, OperationEnv, OperationSpec, RequestId};
 
 /// What a subscription's stream holds and obeys while it is open.

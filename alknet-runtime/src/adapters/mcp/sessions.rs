@@ -29,7 +29,7 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use super::McpAdapter;
 use crate::adapters::bearer;
 use crate::adapters::http::{peer_addr, read_body, refuse};
-use crate::adapters::slots::{Slot, SlotLimits, Slots};
+use crate::slots::{Slot, SlotLimits, Slots};
 use crate::{Identity, IdentityProvider, RateLimiter};
 
 /// The header a client names its session with.

@@ -1,5 +1,7 @@
-//! [`Slots`]: how many of one kind of thing — calls, subscriptions, MCP sessions,
-//! connections — an adapter holds open at once, in all, per identity and per address.
+//! [`Slots`]: how many of one kind of thing — calls, subscriptions, MCP sessions, TCP and
+//! QUIC connections — a node holds open at once, in all, per identity and per address. One
+//! counter for every transport: the HTTP adapter, MCP, the WebSocket listener and the QUIC
+//! call-protocol endpoint all admit through it.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
