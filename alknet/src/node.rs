@@ -445,7 +445,7 @@ fn node_identity(config: &ConfigServiceImpl) -> Result<NodeIdentity, NodeError> 
             })?;
             NodeIdentity::from_pem(&pem).map_err(|err| {
                 NodeError::new(format!(
-                    "the node key {} is not usable: {}; a node key is an Ed25519 key in PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`), as `keys node --out FILE` writes",
+                    "the node key {} is not usable: {}; a node key is an Ed25519 key in PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`), as `alknet keys node --out FILE` writes",
                     path.display(),
                     err.message
                 ))

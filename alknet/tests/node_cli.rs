@@ -476,7 +476,9 @@ fn serve_answers_over_its_transports_and_sighup_changes_what_a_key_may_do() {
     };
     let (call_addr, websocket_addr, irpc_addr) =
         (address("call"), address("websocket"), address("irpc"));
-    let (http_addr, dns_addr) = (address("http"), address("dns"));
+    // The node reports its listeners in the order it starts them: HTTP last, so that
+    // `/readyz` can name every other one.
+    let (dns_addr, http_addr) = (address("dns"), address("http"));
     let http = |operation: &str| {
         let out = Command::new("curl")
             .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST"])
