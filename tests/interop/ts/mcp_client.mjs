@@ -57,6 +57,8 @@ process.stdout.write(
       name: t.name,
       description: t.description,
       read_only: t.annotations?.readOnlyHint ?? null,
+      destructive: t.annotations?.destructiveHint ?? null,
+      idempotent: t.annotations?.idempotentHint ?? null,
       input_schema: t.inputSchema,
       output_schema: t.outputSchema,
     })),
