@@ -91,6 +91,10 @@ async fn an_unauthenticated_peer_gets_few_streams_small_frames_and_a_shared_budg
             "unauthenticated_buffer=4194304",
             "--limit",
             "unauthenticated_max_concurrent_calls=8",
+            // The frames below are held unfinished on purpose: on a loaded machine, sending
+            // them can outlast the default read timeout, which would answer them TIMEOUT.
+            "--limit",
+            "frame_read_timeout_ms=120000",
         ],
     );
     let stranger = TestNode::new();
