@@ -64,9 +64,9 @@ pub const DURATION_BUCKETS: [f64; 17] = [
 
 /// The transport of a call a handler made ([`crate::OperationContext::env`]).
 pub(crate) const NESTED: &str = "nested";
-/// The transport of a call that arrived over the irpc path: from a cluster peer, or from
-/// this process's own irpc client of a mounted actor.
-#[cfg(feature = "irpc")]
+/// The transport of a call adopted from where it was admitted
+/// ([`TypedEntry`](crate::TypedEntry)): the irpc path, from a cluster peer or from this
+/// process's own irpc client of a mounted actor.
 pub(crate) const IRPC: &str = "irpc";
 /// The transport of a call made on an env no adapter described
 /// ([`Caller::transport`](crate::Caller::transport) unset).
