@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::client::{CallOptions, Connection};
 use crate::{
     BuildError, CallError, DispatchPath, OperationContext, OperationEnvBuilder, OperationSpec,
-    ServiceSpec, ValueStream,
+    ServiceSpec, ValueStream, schema,
 };
 
 /// A peer node and the operations it lets this node call, learnt from its
@@ -29,11 +29,18 @@ impl RemoteNode {
     /// Ask the peer on `connection` what this node may call there.
     pub async fn discover(connection: Connection) -> Result<Self, CallError> {
         let listed = connection.call("/services/schema", Value::Null).await?;
-        let catalog: Vec<ServiceSpec> = serde_json::from_value(listed).map_err(|e| {
-            CallError::internal(format!(
-                "the peer's `services/schema` is not a list of services: {e}"
-            ))
-        })?;
+        let Value::Array(documents) = listed else {
+            return Err(CallError::internal(
+                "the peer's `services/schema` is not a list of service documents",
+            ));
+        };
+        let catalog = documents
+            .iter()
+            .map(schema::service_spec)
+            .collect::<Result<Vec<ServiceSpec>, String>>()
+            .map_err(|e| {
+                CallError::internal(format!("the peer's `services/schema` is unusable: {e}"))
+            })?;
         Ok(RemoteNode {
             connection,
             catalog: Arc::new(catalog),

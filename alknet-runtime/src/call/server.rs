@@ -18,7 +18,7 @@ use super::wire::{
 use crate::config::CallSettings;
 use crate::{
     CallError, Caller, Credential, Identity, IdentityProvider, OperationEnv, OperationKind,
-    OperationSpec, ServiceSpec,
+    OperationSpec, ServiceSpec, schema,
 };
 
 /// Serves an [`OperationEnv`] over the call protocol: resolves who is calling, dispatches,
@@ -417,13 +417,23 @@ fn builtin(
                 .filter(|service| !service.operations.is_empty())
                 .collect();
             let Some(wanted) = request.operation_id else {
-                return Ok(serde_json::to_value(services).unwrap_or_default());
+                return Ok(services.iter().map(schema::service_document).collect());
             };
+            // The same document, holding only the one operation.
             services
-                .iter()
-                .flat_map(|s| &s.operations)
-                .find(|spec| spec.bindings().call_protocol == wanted)
-                .map(|spec| serde_json::to_value(spec).unwrap_or_default())
+                .into_iter()
+                .find_map(|service| {
+                    let spec = service
+                        .operations
+                        .iter()
+                        .find(|spec| spec.bindings().call_protocol == wanted)?
+                        .clone();
+                    Some(ServiceSpec {
+                        operations: vec![spec],
+                        ..service
+                    })
+                })
+                .map(|service| schema::service_document(&service))
                 .ok_or_else(|| CallError::not_found(format!("there is no operation `{wanted}`")))
         }
         other => Err(CallError::not_found(format!(

@@ -11,7 +11,7 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
-use super::pointer_segment;
+use super::{document, pointer_segment};
 
 /// Whether a change keeps old clients working.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -294,7 +294,7 @@ impl Differ<'_> {
 
     /// Follow `$ref`s within the document; returns the schema and its pointer.
     fn resolve<'v>(
-        root: &'v Value,
+        document: &'v Value,
         mut schema: &'v Value,
         mut pointer: String,
     ) -> (&'v Value, String) {
@@ -302,13 +302,10 @@ impl Differ<'_> {
             let Some(reference) = schema.get("$ref").and_then(Value::as_str) else {
                 break;
             };
-            let Some(target) = reference.strip_prefix('#') else {
-                break;
-            };
-            match root.pointer(target) {
-                Some(found) => {
+            match document::resolve(document, reference) {
+                Some((found, at)) => {
                     schema = found;
-                    pointer = target.to_string();
+                    pointer = at;
                 }
                 None => break,
             }
@@ -826,8 +823,11 @@ mod tests {
     use super::*;
     use Compatibility::{Breaking, Compatible};
 
+    /// The `$id` of the test documents' schema resource.
+    const ID: &str = "https://alk.dev/schemas/services/shop.json";
+
     /// A service document with one operation `op` whose input is `$defs/In` and output
-    /// `$defs/Out`, changed by `edit`.
+    /// `$defs/Out` (each through its part, `op.input` and `op.output`), changed by `edit`.
     fn document(edit: impl FnOnce(&mut Value)) -> Value {
         let mut doc = json!({
             "namespace": "shop",
@@ -838,32 +838,39 @@ mod tests {
                     "kind": "query",
                     "visibility": "external",
                     "access": {},
-                    "input": {"$ref": "#/$defs/In"},
-                    "output": {"$ref": "#/$defs/Out"},
+                    "input": {"$ref": format!("{ID}#/$defs/op.input")},
+                    "output": {"$ref": format!("{ID}#/$defs/op.output")},
                     "errors": {
-                        "GONE": {"http_status": 410, "description": "gone", "details": {"$ref": "#/$defs/Out"}},
+                        "GONE": {"http_status": 410, "description": "gone", "details": {"$ref": format!("{ID}#/$defs/op.error.GONE")}},
                     },
                 },
             },
-            "$defs": {
-                "In": {
-                    "type": "object",
-                    "properties": {
-                        "name": {"type": "string", "maxLength": 64},
-                        "note": {"type": ["string", "null"]},
-                        "count": {"type": "integer", "format": "uint64", "minimum": 0},
-                        "color": {"type": "string", "enum": ["red", "green"]},
+            "schema": {
+                "$schema": "https://json-schema.org/draft/2020-12/schema",
+                "$id": ID,
+                "$defs": {
+                    "op.input": {"$ref": "#/$defs/In"},
+                    "op.output": {"$ref": "#/$defs/Out"},
+                    "op.error.GONE": {"$ref": "#/$defs/Out"},
+                    "In": {
+                        "type": "object",
+                        "properties": {
+                            "name": {"type": "string", "maxLength": 64},
+                            "note": {"type": ["string", "null"]},
+                            "count": {"type": "integer", "minimum": 0, "maximum": u64::MAX},
+                            "color": {"type": "string", "enum": ["red", "green"]},
+                        },
+                        "required": ["name"],
                     },
-                    "required": ["name"],
-                },
-                "Out": {
-                    "type": "object",
-                    "properties": {
-                        "id": {"type": "string"},
-                        "size": {"type": "integer", "format": "uint32", "minimum": 0},
-                        "state": {"oneOf": [{"const": "open"}, {"const": "closed"}]},
+                    "Out": {
+                        "type": "object",
+                        "properties": {
+                            "id": {"type": "string"},
+                            "size": {"type": "integer", "minimum": 0, "maximum": u32::MAX},
+                            "state": {"oneOf": [{"const": "open"}, {"const": "closed"}]},
+                        },
+                        "required": ["id", "size"],
                     },
-                    "required": ["id", "size"],
                 },
             },
         });
@@ -871,9 +878,14 @@ mod tests {
         doc
     }
 
+    /// `doc`'s type `name`, to edit.
+    fn def<'d>(doc: &'d mut Value, name: &str) -> &'d mut Value {
+        &mut doc["schema"]["$defs"][name]
+    }
+
     const OP: &str = "/operations/op";
-    const IN: &str = "/$defs/In/properties";
-    const OUT: &str = "/$defs/Out/properties";
+    const IN: &str = "/schema/$defs/In/properties";
+    const OUT: &str = "/schema/$defs/Out/properties";
 
     /// Every compatibility rule: a before/after pair and the changes it must produce.
     #[test]
@@ -902,31 +914,31 @@ mod tests {
             ),
             (
                 "input field became required",
-                |d| d["$defs"]["In"]["required"] = json!(["name", "count"]),
+                |d| def(d, "In")["required"] = json!(["name", "count"]),
                 vec![(Breaking, format!("{IN}/count"))],
             ),
             (
                 "input field added as required",
                 |d| {
-                    d["$defs"]["In"]["properties"]["qty"] = json!({"type": "integer"});
-                    d["$defs"]["In"]["required"] = json!(["name", "qty"]);
+                    def(d, "In")["properties"]["qty"] = json!({"type": "integer"});
+                    def(d, "In")["required"] = json!(["name", "qty"]);
                 },
                 vec![(Breaking, format!("{IN}/qty"))],
             ),
             (
                 "optional input field added",
-                |d| d["$defs"]["In"]["properties"]["tag"] = json!({"type": "string"}),
+                |d| def(d, "In")["properties"]["tag"] = json!({"type": "string"}),
                 vec![(Compatible, format!("{IN}/tag"))],
             ),
             (
                 "input field became optional",
-                |d| d["$defs"]["In"]["required"] = json!([]),
+                |d| def(d, "In")["required"] = json!([]),
                 vec![(Compatible, format!("{IN}/name"))],
             ),
             (
                 "input field removed",
                 |d| {
-                    d["$defs"]["In"]["properties"]
+                    def(d, "In")["properties"]
                         .as_object_mut()
                         .unwrap()
                         .remove("note");
@@ -935,23 +947,23 @@ mod tests {
             ),
             (
                 "input type narrowed",
-                |d| d["$defs"]["In"]["properties"]["note"]["type"] = json!("string"),
+                |d| def(d, "In")["properties"]["note"]["type"] = json!("string"),
                 vec![(Breaking, format!("{IN}/note/type"))],
             ),
             (
                 "input type widened",
-                |d| d["$defs"]["In"]["properties"]["name"]["type"] = json!(["string", "null"]),
+                |d| def(d, "In")["properties"]["name"]["type"] = json!(["string", "null"]),
                 vec![(Compatible, format!("{IN}/name/type"))],
             ),
             (
                 "input integer range narrowed",
-                |d| d["$defs"]["In"]["properties"]["count"]["format"] = json!("uint32"),
+                |d| def(d, "In")["properties"]["count"]["maximum"] = json!(u32::MAX),
                 vec![(Breaking, format!("{IN}/count"))],
             ),
             (
                 "input integer widened to number",
                 |d| {
-                    d["$defs"]["In"]["properties"]["count"] = json!({"type": "number"});
+                    def(d, "In")["properties"]["count"] = json!({"type": "number"});
                 },
                 vec![
                     (Compatible, format!("{IN}/count/type")),
@@ -960,72 +972,69 @@ mod tests {
             ),
             (
                 "input enum value removed",
-                |d| d["$defs"]["In"]["properties"]["color"]["enum"] = json!(["red"]),
+                |d| def(d, "In")["properties"]["color"]["enum"] = json!(["red"]),
                 vec![(Breaking, format!("{IN}/color"))],
             ),
             (
                 "input enum value added",
-                |d| {
-                    d["$defs"]["In"]["properties"]["color"]["enum"] =
-                        json!(["red", "green", "blue"])
-                },
+                |d| def(d, "In")["properties"]["color"]["enum"] = json!(["red", "green", "blue"]),
                 vec![(Compatible, format!("{IN}/color"))],
             ),
             (
                 "input maxLength lowered",
-                |d| d["$defs"]["In"]["properties"]["name"]["maxLength"] = json!(8),
+                |d| def(d, "In")["properties"]["name"]["maxLength"] = json!(8),
                 vec![(Breaking, format!("{IN}/name/maxLength"))],
             ),
             (
                 "input pattern added",
-                |d| d["$defs"]["In"]["properties"]["name"]["pattern"] = json!("^[a-z]+$"),
+                |d| def(d, "In")["properties"]["name"]["pattern"] = json!("^[a-z]+$"),
                 vec![(Breaking, format!("{IN}/name/pattern"))],
             ),
             (
                 "output field removed",
                 |d| {
-                    d["$defs"]["Out"]["properties"]
+                    def(d, "Out")["properties"]
                         .as_object_mut()
                         .unwrap()
                         .remove("id");
-                    d["$defs"]["Out"]["required"] = json!(["size"]);
+                    def(d, "Out")["required"] = json!(["size"]);
                 },
                 vec![(Breaking, format!("{OUT}/id"))],
             ),
             (
                 "output field retyped",
-                |d| d["$defs"]["Out"]["properties"]["id"]["type"] = json!("integer"),
+                |d| def(d, "Out")["properties"]["id"]["type"] = json!("integer"),
                 vec![(Breaking, format!("{OUT}/id/type"))],
             ),
             (
                 "output field may be absent",
-                |d| d["$defs"]["Out"]["required"] = json!(["id"]),
+                |d| def(d, "Out")["required"] = json!(["id"]),
                 vec![(Breaking, format!("{OUT}/size"))],
             ),
             (
                 "output field added",
-                |d| d["$defs"]["Out"]["properties"]["extra"] = json!({"type": "string"}),
+                |d| def(d, "Out")["properties"]["extra"] = json!({"type": "string"}),
                 vec![(Compatible, format!("{OUT}/extra"))],
             ),
             (
                 "output integer range widened",
-                |d| d["$defs"]["Out"]["properties"]["size"]["format"] = json!("uint64"),
+                |d| def(d, "Out")["properties"]["size"]["maximum"] = json!(u64::MAX),
                 vec![(Breaking, format!("{OUT}/size"))],
             ),
             (
                 "output type narrowed",
-                |d| d["$defs"]["Out"]["properties"]["size"]["maximum"] = json!(100),
+                |d| def(d, "Out")["properties"]["size"]["maximum"] = json!(100),
                 vec![(Compatible, format!("{OUT}/size"))],
             ),
             (
                 "output enum variant removed",
-                |d| d["$defs"]["Out"]["properties"]["state"]["oneOf"] = json!([{"const": "open"}]),
+                |d| def(d, "Out")["properties"]["state"]["oneOf"] = json!([{"const": "open"}]),
                 vec![(Breaking, format!("{OUT}/state"))],
             ),
             (
                 "output enum variant added",
                 |d| {
-                    d["$defs"]["Out"]["properties"]["state"]["oneOf"] =
+                    def(d, "Out")["properties"]["state"]["oneOf"] =
                         json!([{"const": "open"}, {"const": "closed"}, {"const": "lost"}]);
                 },
                 vec![(Breaking, format!("{OUT}/state"))],
@@ -1063,7 +1072,7 @@ mod tests {
             ),
             (
                 "description changed",
-                |d| d["$defs"]["In"]["description"] = json!("Different words."),
+                |d| def(d, "In")["description"] = json!("Different words."),
                 vec![],
             ),
         ];
@@ -1084,11 +1093,11 @@ mod tests {
     #[test]
     fn a_type_shared_by_input_and_output_is_judged_on_each_side() {
         let edit = |d: &mut Value| {
-            d["operations"]["op"]["output"] = json!({"$ref": "#/$defs/In"});
-            d["$defs"]["In"]["properties"]["extra"] = json!({"type": "string"});
-            d["$defs"]["In"]["required"] = json!(["name", "extra"]);
+            def(d, "op.output")["$ref"] = json!("#/$defs/In");
+            def(d, "In")["properties"]["extra"] = json!({"type": "string"});
+            def(d, "In")["required"] = json!(["name", "extra"]);
         };
-        let before = document(|d| d["operations"]["op"]["output"] = json!({"$ref": "#/$defs/In"}));
+        let before = document(|d| def(d, "op.output")["$ref"] = json!("#/$defs/In"));
         let changes = diff(&before, &document(edit));
         let kinds: BTreeSet<Compatibility> = changes.iter().map(|c| c.kind).collect();
         assert_eq!(
@@ -1104,9 +1113,41 @@ mod tests {
     }
 
     #[test]
+    fn a_document_from_before_the_schema_resource_compares_with_its_successor() {
+        // The earlier layout: the document was the schema, the parts inline, `$defs` at
+        // its root.
+        let mut earlier = document(|_| {});
+        let resource = earlier.as_object_mut().unwrap().remove("schema").unwrap();
+        let defs = &resource["$defs"];
+        let op = &mut earlier["operations"]["op"];
+        op["input"] = defs["op.input"].clone();
+        op["output"] = defs["op.output"].clone();
+        op["errors"]["GONE"]["details"] = defs["op.error.GONE"].clone();
+        earlier["$defs"] = defs.clone();
+        earlier["$defs"]
+            .as_object_mut()
+            .unwrap()
+            .retain(|name, _| !name.contains('.'));
+
+        assert!(diff(&earlier, &document(|_| {})).is_empty());
+        let changes = diff(
+            &earlier,
+            &document(|d| def(d, "In")["required"] = json!([])),
+        );
+        assert_eq!(
+            changes
+                .iter()
+                .map(|c| (c.kind, c.pointer.as_str()))
+                .collect::<Vec<_>>(),
+            [(Compatible, format!("{IN}/name").as_str())],
+            "{changes:#?}"
+        );
+    }
+
+    #[test]
     fn recursive_types_end() {
         let node = |d: &mut Value| {
-            d["$defs"]["In"]["properties"]["next"] =
+            def(d, "In")["properties"]["next"] =
                 json!({"anyOf": [{"$ref": "#/$defs/In"}, {"type": "null"}]});
         };
         let changes = diff(&document(node), &document(node));

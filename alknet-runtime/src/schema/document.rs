@@ -1,97 +1,346 @@
-//! The per-service document: every operation with its schemas, and every named type once
-//! under a shared `$defs`.
+//! The per-service document: alknet's metadata for every operation, beside one JSON Schema
+//! 2020-12 resource that holds every schema of the service, and its inverse for the
+//! remote mount.
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use super::{DIALECT, pointer_segment};
-use crate::{OperationSpec, ServiceSpec};
+use super::{DIALECT, pointer_segment, service_file};
+use crate::{AccessControl, ErrorDef, OperationKind, OperationSpec, ServiceSpec, Visibility};
 
 const DEFS_PREFIX: &str = "#/$defs/";
 
-/// The document of one service: a JSON Schema 2020-12 document whose `$defs` hold every
-/// named type of the service once, and whose `operations` (keyed by operation name) carry
-/// the wire id, kind, visibility, access control, description, bindings, the `input`
-/// schema, the `output` schema (`item` for a subscription) and the declared `errors`
-/// (keyed by code, each with its HTTP status and `details` schema).
+/// The key of a service document that holds its schema resource.
+pub(super) const SCHEMA_KEY: &str = "schema";
+
+/// Where the schema resources of service documents are identified: a service's resource is
+/// `$id` `https://alk.dev/schemas/services/{namespace}.json`, named after its file. An
+/// identifier, not a location to fetch.
+const SCHEMA_ID_BASE: &str = "https://alk.dev/schemas/";
+
+/// The `$id` of `namespace`'s schema resource.
+pub fn schema_id(namespace: &str) -> String {
+    format!("{SCHEMA_ID_BASE}{}", service_file(namespace))
+}
+
+/// The `$defs` name of one part of an operation: `say.input`, `say.output`, `ticks.item`,
+/// `shout.error.EMPTY_TEXT` (the details of an error). Type names never contain a `.`
+/// unless a custom schema gives them one, and such a type is renamed (see [`Defs`]).
+pub(super) fn part_name(operation: &str, part: &str) -> String {
+    format!("{operation}.{part}")
+}
+
+/// The part of an error's details: `error.{CODE}`.
+pub(super) fn error_part(code: &str) -> String {
+    format!("error.{code}")
+}
+
+/// The document of one service: a plain JSON object (not itself a schema) with the
+/// service's `namespace`, `version`, `description` and `operations` (keyed by name: wire
+/// id, kind, visibility, access control, description, bindings, `timeout_ms`,
+/// `idempotent`, and the declared `errors` keyed by code with their HTTP status), and under
+/// `schema` one JSON Schema 2020-12 resource with its own `$id` ([`schema_id`]).
 ///
-/// Schemas inside `operations` reference types as `#/$defs/Name`, relative to this
-/// document. Two types with the same name but different schemas are kept apart as
-/// `Name`, `Name_2`, ….
+/// The resource's `$defs` hold every named type of the service once, and one entry per
+/// operation part ([`part_name`]); the operation's `input`, `output` (`item` for a
+/// subscription) and each error's `details` are `{"$ref": "{$id}#/$defs/{part}"}`, so a
+/// validator that registered the resource validates a part with that schema as it stands.
+/// Two types with the same name but different schemas are kept apart as `Name`, `Name_2`, ….
 pub fn service_document(service: &ServiceSpec) -> Value {
-    let mut defs = Defs::default();
-    let operations: Map<String, Value> = service
+    let id = schema_id(&service.namespace);
+    let parts: Vec<(&OperationSpec, Vec<(String, &Value)>)> = service
         .operations
         .iter()
-        .map(|op| (op.name.clone(), operation_entry(op, &mut defs)))
+        .map(|op| (op, operation_parts(op)))
         .collect();
+    let mut defs = Defs {
+        reserved: part_names(service),
+        ..Defs::default()
+    };
+    let mut operations = Map::new();
+    for (op, parts) in parts {
+        let mut refs = BTreeMap::new();
+        for (part, schema) in parts {
+            let name = part_name(&op.name, &part);
+            let embedded = defs.absorb(schema);
+            defs.types.insert(name.clone(), embedded);
+            refs.insert(part, json!({ "$ref": format!("{id}{}", def_ref(&name)) }));
+        }
+        let entry = OperationEntry::new(op, &mut refs);
+        let entry = serde_json::to_value(entry).expect("an operation entry serializes");
+        operations.insert(op.name.clone(), entry);
+    }
     json!({
-        "$schema": DIALECT,
-        // Not the bare namespace: a model generator would name the root `Echo` and push the
-        // `Echo` type in `$defs` aside.
-        "title": format!("{} service document", service.namespace),
-        "description": service.description,
         "namespace": service.namespace,
         "version": service.version,
+        "description": service.description,
         "operations": operations,
-        "$defs": defs.into_map(),
+        SCHEMA_KEY: {
+            "$schema": DIALECT,
+            "$id": id,
+            // Never the name of a type in `$defs`: a model generator would name the root
+            // `Echo` and push the `Echo` type aside as `Echo1`.
+            "title": format!("{} service schemas", service.namespace),
+            "description": format!(
+                "Every schema of the `{}` service: its types, and `{{operation}}.input`, `.output` (`.item` for a subscription) and `.error.{{CODE}}` (an error's details) per operation.",
+                service.namespace
+            ),
+            "$defs": defs.into_map(),
+        },
     })
 }
 
-fn operation_entry(op: &OperationSpec, defs: &mut Defs) -> Value {
-    let bindings = op.bindings();
-    let errors: Map<String, Value> = op
-        .errors
-        .iter()
-        .map(|error| {
-            let mut entry = json!({
-                "http_status": error.http_status,
-                "description": error.description,
-            });
-            if let Some(schema) = &error.schema {
-                entry["details"] = defs.absorb(schema);
-            }
-            (error.code.clone(), entry)
-        })
-        .collect();
-    let mut entry = json!({
-        "id": op.id,
-        "kind": op.kind,
-        "visibility": op.visibility,
-        "description": op.description,
-        "access": op.access,
-        "bindings": {
-            "call_protocol": bindings.call_protocol,
-            "http_path": bindings.http_path,
-            "mcp_tool": bindings.mcp_tool,
-            "dns_name": bindings.dns_name,
-        },
-        "input": defs.absorb(&op.input_schema),
-        "errors": errors,
-    });
-    let output_key = if op.is_subscription() {
+/// An operation's schemas by part: `input`, `output` or `item`, `error.{CODE}` for each
+/// error with details.
+fn operation_parts(op: &OperationSpec) -> Vec<(String, &Value)> {
+    let output = if op.is_subscription() {
         "item"
     } else {
         "output"
     };
-    entry[output_key] = defs.absorb(&op.output_schema);
-    if let Some(timeout) = op.timeout {
-        entry["timeout_ms"] = json!(timeout.as_millis() as u64);
+    let mut parts = vec![
+        ("input".to_string(), &op.input_schema),
+        (output.to_string(), &op.output_schema),
+    ];
+    parts.extend(
+        op.errors
+            .iter()
+            .filter_map(|error| Some((error_part(&error.code), error.schema.as_ref()?))),
+    );
+    parts
+}
+
+/// The `$defs` names of every operation part of `service`.
+pub(super) fn part_names(service: &ServiceSpec) -> BTreeSet<String> {
+    service
+        .operations
+        .iter()
+        .flat_map(|op| {
+            operation_parts(op)
+                .into_iter()
+                .map(|(part, _)| part_name(&op.name, &part))
+        })
+        .collect()
+}
+
+/// One operation's metadata in a service document, as written and as read back (fields a
+/// newer peer adds are ignored).
+#[derive(Serialize, Deserialize)]
+struct OperationEntry {
+    id: String,
+    kind: OperationKind,
+    visibility: Visibility,
+    description: String,
+    access: AccessControl,
+    /// Derived from the rest ([`OperationSpec::bindings`]), so not read back.
+    #[serde(skip_deserializing)]
+    bindings: Value,
+    input: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    output: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    item: Option<Value>,
+    errors: BTreeMap<String, ErrorEntry>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    idempotent: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ErrorEntry {
+    http_status: u16,
+    description: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    details: Option<Value>,
+}
+
+impl OperationEntry {
+    /// `op`'s entry, taking its parts' references from `refs` (by part).
+    fn new(op: &OperationSpec, refs: &mut BTreeMap<String, Value>) -> Self {
+        let bindings = op.bindings();
+        let errors = op
+            .errors
+            .iter()
+            .map(|error| {
+                let entry = ErrorEntry {
+                    http_status: error.http_status,
+                    description: error.description.clone(),
+                    details: refs.remove(&error_part(&error.code)),
+                };
+                (error.code.clone(), entry)
+            })
+            .collect();
+        OperationEntry {
+            id: op.id.clone(),
+            kind: op.kind,
+            visibility: op.visibility,
+            description: op.description.clone(),
+            access: op.access.clone(),
+            bindings: json!({
+                "call_protocol": bindings.call_protocol,
+                "http_path": bindings.http_path,
+                "mcp_tool": bindings.mcp_tool,
+                "dns_name": bindings.dns_name,
+            }),
+            input: refs.remove("input").unwrap_or_default(),
+            output: refs.remove("output"),
+            item: refs.remove("item"),
+            errors,
+            timeout_ms: op.timeout.map(|timeout| timeout.as_millis() as u64),
+            idempotent: op.idempotent,
+        }
     }
-    if op.idempotent {
-        entry["idempotent"] = json!(true);
+}
+
+/// The service a service document describes — what a node mounting a peer learns from its
+/// `services/schema`. Each schema comes back self-contained: the part itself at the root
+/// (a named type in place of a bare reference to it) and the types it reaches in `$defs`.
+///
+/// The service's `authority` and `calls` are not in the document; they stay empty.
+pub fn service_spec(document: &Value) -> Result<ServiceSpec, String> {
+    let text = |key: &str| {
+        document[key]
+            .as_str()
+            .map(String::from)
+            .ok_or_else(|| format!("the service document's `{key}` is not a string"))
+    };
+    let (namespace, version) = (text("namespace")?, text("version")?);
+    let Some(entries) = document["operations"].as_object() else {
+        return Err(format!(
+            "the document of `{namespace}` has no `operations` object"
+        ));
+    };
+    let operations = entries
+        .iter()
+        .map(|(name, entry)| {
+            let at = format!("`{namespace}` operation `{name}`");
+            let entry = OperationEntry::deserialize(entry).map_err(|e| format!("{at}: {e}"))?;
+            let schema = |reference: &Value, part: &str| {
+                standalone(document, reference)
+                    .ok_or_else(|| format!("{at}: its {part} {reference} points at no schema in the document"))
+            };
+            let output = match (&entry.output, &entry.item, entry.kind) {
+                (None, Some(item), OperationKind::Subscription) => schema(item, "item")?,
+                (Some(output), None, OperationKind::Query | OperationKind::Mutation) => {
+                    schema(output, "output")?
+                }
+                _ => {
+                    return Err(format!(
+                        "{at}: a {} has exactly one of `output` (queries and mutations) and `item` (subscriptions)",
+                        entry.kind.as_str()
+                    ));
+                }
+            };
+            let errors = entry
+                .errors
+                .iter()
+                .map(|(code, error)| {
+                    Ok(ErrorDef {
+                        code: code.clone(),
+                        http_status: error.http_status,
+                        description: error.description.clone(),
+                        schema: match &error.details {
+                            Some(details) => Some(schema(details, &format!("error `{code}` details"))?),
+                            None => None,
+                        },
+                    })
+                })
+                .collect::<Result<_, String>>()?;
+            Ok(OperationSpec {
+                id: entry.id,
+                namespace: namespace.clone(),
+                name: name.clone(),
+                kind: entry.kind,
+                visibility: entry.visibility,
+                idempotent: entry.idempotent,
+                description: entry.description,
+                version: version.clone(),
+                access: entry.access,
+                timeout: entry.timeout_ms.map(std::time::Duration::from_millis),
+                input_schema: schema(&entry.input, "input")?,
+                output_schema: output,
+                errors,
+            })
+        })
+        .collect::<Result<_, String>>()?;
+    Ok(ServiceSpec {
+        namespace,
+        version,
+        description: text("description")?,
+        authority: None,
+        calls: Vec::new(),
+        operations,
+    })
+}
+
+/// The schema a reference in `document` points at, and its JSON Pointer in the document.
+/// `{$id}#/…` (how operations name their parts) and `#/…` (how schemas in the resource name
+/// each other) both point into the schema resource. A document written before the
+/// resource existed is its own resource, `#/…` pointing into the document itself.
+pub(super) fn resolve<'d>(document: &'d Value, reference: &str) -> Option<(&'d Value, String)> {
+    let (resource, prefix) = match document.get(SCHEMA_KEY) {
+        Some(resource) => (resource, format!("/{SCHEMA_KEY}")),
+        None => (document, String::new()),
+    };
+    let (base, fragment) = reference.split_once('#')?;
+    if !base.is_empty() && resource.get("$id").and_then(Value::as_str) != Some(base) {
+        return None;
     }
-    entry
+    Some((resource.pointer(fragment)?, format!("{prefix}{fragment}")))
+}
+
+/// `reference` (a `{"$ref": …}` schema) as one self-contained schema: what it points at,
+/// bare references to a named type followed, with every type it reaches under `$defs`.
+fn standalone(document: &Value, reference: &Value) -> Option<Value> {
+    let mut schema = reference;
+    // A bare `{"$ref"}` stands for what it names; one with other keywords is kept whole.
+    while let Some(Value::String(target)) = schema.get("$ref")
+        && schema.as_object().is_some_and(|map| map.len() == 1)
+    {
+        schema = resolve(document, target)?.0;
+    }
+    let mut root = schema.as_object()?.clone();
+    let defs = document
+        .get(SCHEMA_KEY)
+        .unwrap_or(document)
+        .get("$defs")
+        .and_then(Value::as_object);
+    let mut reached = Map::new();
+    let mut pending: Vec<String> = local_refs(schema).into_iter().collect();
+    while let Some(name) = pending.pop() {
+        if let Some(def) = defs.and_then(|defs| defs.get(&name))
+            && !reached.contains_key(&name)
+        {
+            pending.extend(local_refs(def));
+            reached.insert(name, def.clone());
+        }
+    }
+    root.insert("$schema".into(), json!(DIALECT));
+    if !reached.is_empty() {
+        root.insert("$defs".into(), Value::Object(reached));
+    }
+    Some(Value::Object(root))
 }
 
 /// The shared `$defs` of one document, filled one self-contained schema at a time.
 #[derive(Default)]
-struct Defs(BTreeMap<String, Value>);
+struct Defs {
+    types: BTreeMap<String, Value>,
+    /// Names no type may take: the operations' parts.
+    reserved: BTreeSet<String>,
+}
 
 impl Defs {
     fn into_map(self) -> Map<String, Value> {
-        self.0.into_iter().collect()
+        self.types.into_iter().collect()
+    }
+
+    /// Whether `name` is neither a type nor reserved.
+    fn is_free(&self, name: &str) -> bool {
+        !self.types.contains_key(name) && !self.reserved.contains(name)
     }
 
     /// Move the named types of a self-contained schema (its `$defs`, and the root itself
@@ -118,28 +367,28 @@ impl Defs {
         let self_ref = root_name.as_ref().map(|name| def_ref(&renames[name]));
         for (name, mut schema) in local {
             let shared = &renames[&name];
-            if self.0.contains_key(shared) {
+            if self.types.contains_key(shared) {
                 continue; // the same type, already shared
             }
             rewrite_refs(&mut schema, &renames, self_ref.as_deref());
-            self.0.insert(shared.clone(), schema);
+            self.types.insert(shared.clone(), schema);
         }
         rewrite_refs(&mut embedded, &renames, self_ref.as_deref());
         embedded
     }
 
-    /// The shared name for each local type: its own name when that is free or names the
-    /// same schema (which must hold for every type it references too), else `Name_2`, ….
+    /// The shared name for each local type: its own name when that is free (not a type's,
+    /// not reserved) or names the same schema (which must hold for every type it references too), else `Name_2`, ….
     fn names_for(&self, local: &BTreeMap<String, Value>) -> BTreeMap<String, String> {
         let mut same: BTreeSet<&String> = local
             .iter()
-            .filter(|(name, schema)| self.0.get(*name) == Some(schema))
+            .filter(|(name, schema)| self.types.get(*name) == Some(schema))
             .map(|(name, _)| name)
             .collect();
         // A type equal to its shared namesake is only the same type if every local type it
         // references keeps its name too.
         loop {
-            let keeps_name = |name: &String| same.contains(name) || !self.0.contains_key(name);
+            let keeps_name = |name: &String| same.contains(name) || self.is_free(name);
             let broken: Vec<&String> = same
                 .iter()
                 .copied()
@@ -156,12 +405,13 @@ impl Defs {
                 same.remove(name);
             }
         }
-        let mut taken: BTreeSet<String> = self.0.keys().cloned().collect();
+        let mut taken: BTreeSet<String> = self.types.keys().cloned().collect();
+        taken.extend(self.reserved.iter().cloned());
         taken.extend(local.keys().cloned());
         local
             .keys()
             .map(|name| {
-                let shared = if same.contains(name) || !self.0.contains_key(name) {
+                let shared = if same.contains(name) || self.is_free(name) {
                     name.clone()
                 } else {
                     let fresh = (2..)
@@ -268,6 +518,169 @@ fn rewrite_refs(schema: &mut Value, renames: &BTreeMap<String, String>, self_ref
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn shop() -> ServiceSpec {
+        let stock = json!({"title": "Stock", "type": "object",
+            "properties": {"left": {"type": "integer", "minimum": 0}}, "required": ["left"]});
+        let order = json!({"$schema": DIALECT, "title": "Order", "type": "object",
+            "properties": {"stock": {"$ref": "#/$defs/Stock"}}, "$defs": {"Stock": stock}});
+        let mut stock = stock;
+        stock["$schema"] = json!(DIALECT);
+        let buy = OperationSpec {
+            id: "shop/buy".into(),
+            namespace: "shop".into(),
+            name: "buy".into(),
+            kind: OperationKind::Mutation,
+            visibility: Visibility::External,
+            idempotent: true,
+            description: "Buys.".into(),
+            version: "2.1.0".into(),
+            access: AccessControl {
+                scopes: vec!["shop:buy".into()],
+                ..AccessControl::default()
+            },
+            timeout: Some(std::time::Duration::from_millis(1500)),
+            input_schema: order,
+            output_schema: json!({"$schema": DIALECT, "title": "string", "type": "string"}),
+            errors: vec![ErrorDef {
+                code: "SOLD_OUT".into(),
+                http_status: 409,
+                description: "nothing left".into(),
+                schema: Some(stock),
+            }],
+        };
+        let feed = OperationSpec {
+            id: "shop/feed".into(),
+            name: "feed".into(),
+            kind: OperationKind::Subscription,
+            idempotent: false,
+            access: AccessControl::default(),
+            timeout: None,
+            errors: vec![],
+            ..buy.clone()
+        };
+        ServiceSpec {
+            namespace: "shop".into(),
+            version: "2.1.0".into(),
+            description: "Sells things.".into(),
+            authority: None,
+            calls: vec![],
+            operations: vec![buy, feed],
+        }
+    }
+
+    #[test]
+    fn operations_reference_their_parts_in_one_schema_resource() {
+        let doc = service_document(&shop());
+        let id = "https://alk.dev/schemas/services/shop.json";
+        assert_eq!(doc["schema"]["$id"], id);
+        assert_eq!(doc["schema"]["$schema"], DIALECT);
+        let buy = &doc["operations"]["buy"];
+        assert_eq!(
+            buy["input"],
+            json!({"$ref": format!("{id}#/$defs/buy.input")})
+        );
+        assert_eq!(
+            buy["errors"]["SOLD_OUT"]["details"],
+            json!({"$ref": format!("{id}#/$defs/buy.error.SOLD_OUT")})
+        );
+        assert_eq!(buy["timeout_ms"], 1500);
+        assert_eq!(buy["idempotent"], true);
+        assert_eq!(
+            doc["operations"]["feed"]["item"]["$ref"],
+            format!("{id}#/$defs/feed.item")
+        );
+        assert!(doc["operations"]["feed"].get("output").is_none());
+        let defs = &doc["schema"]["$defs"];
+        assert_eq!(defs["buy.input"], json!({"$ref": "#/$defs/Order"}));
+        assert_eq!(defs["buy.error.SOLD_OUT"], json!({"$ref": "#/$defs/Stock"}));
+        assert_eq!(defs["buy.output"]["type"], "string");
+        assert_eq!(
+            defs["Order"]["properties"]["stock"]["$ref"],
+            "#/$defs/Stock"
+        );
+        let (found, pointer) = resolve(&doc, buy["input"]["$ref"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            (found, pointer.as_str()),
+            (&defs["buy.input"], "/schema/$defs/buy.input")
+        );
+    }
+
+    #[test]
+    fn a_type_never_takes_the_name_of_a_part() {
+        let mut shop = shop();
+        shop.operations[0].input_schema = json!({"$schema": DIALECT, "title": "Order",
+            "type": "object", "properties": {"x": {"$ref": "#/$defs/buy.output"}},
+            "$defs": {"buy.output": {"type": "integer"}}});
+        let doc = service_document(&shop);
+        let defs = &doc["schema"]["$defs"];
+        assert_eq!(
+            defs["buy.output"]["type"], "string",
+            "the part keeps its name"
+        );
+        assert_eq!(defs["buy.output_2"], json!({"type": "integer"}));
+        assert_eq!(
+            defs["Order"]["properties"]["x"]["$ref"],
+            "#/$defs/buy.output_2"
+        );
+    }
+
+    #[test]
+    fn a_document_reads_back_as_its_service_with_self_contained_schemas() {
+        let shop = shop();
+        let read = service_spec(&service_document(&shop)).unwrap();
+        assert_eq!(
+            (&read.namespace, &read.version),
+            (&shop.namespace, &shop.version)
+        );
+        for op in &shop.operations {
+            let back = read.operations.iter().find(|b| b.name == op.name).unwrap();
+            let without_schemas = |spec: &OperationSpec| OperationSpec {
+                input_schema: Value::Null,
+                output_schema: Value::Null,
+                errors: spec
+                    .errors
+                    .iter()
+                    .map(|e| ErrorDef {
+                        schema: None,
+                        ..e.clone()
+                    })
+                    .collect(),
+                ..spec.clone()
+            };
+            assert_eq!(without_schemas(back), without_schemas(op));
+            // The same schemas, each standing alone again.
+            assert_eq!(service_document(&read), service_document(&shop));
+        }
+        let buy = &read.operations[0];
+        assert_eq!(buy.input_schema["title"], "Order");
+        assert_eq!(buy.input_schema["$schema"], DIALECT);
+        assert_eq!(
+            buy.input_schema["$defs"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .collect::<Vec<_>>(),
+            ["Stock"],
+            "only the types it reaches"
+        );
+        assert_eq!(
+            buy.output_schema,
+            json!({"$schema": DIALECT, "title": "string", "type": "string"})
+        );
+
+        let mut broken = service_document(&shop);
+        broken["operations"]["feed"]["output"] = broken["operations"]["feed"]["item"].clone();
+        let err = service_spec(&broken).unwrap_err();
+        assert!(err.contains("`shop` operation `feed`"), "{err}");
+        broken["operations"]["feed"]["input"]["$ref"] = json!("#/$defs/nowhere");
+        broken["operations"]["feed"]
+            .as_object_mut()
+            .unwrap()
+            .remove("output");
+        let err = service_spec(&broken).unwrap_err();
+        assert!(err.contains("points at no schema"), "{err}");
+    }
 
     fn object(title: &str, properties: Value, defs: Value) -> Value {
         json!({

@@ -17,8 +17,13 @@
 //! assert!(files.contains_key("services/echo.json"));
 //!
 //! let echo = schema::service_document(env.services().next().unwrap());
-//! assert_eq!(echo["operations"]["say"]["input"]["$ref"], "#/$defs/Say");
+//! assert_eq!(
+//!     echo["operations"]["say"]["input"]["$ref"],
+//!     "https://alk.dev/schemas/services/echo.json#/$defs/say.input"
+//! );
+//! assert_eq!(echo["schema"]["$defs"]["say.input"]["$ref"], "#/$defs/Say");
 //! assert!(schema::diff(&echo, &echo).is_empty());
+//! assert_eq!(&schema::service_spec(&echo).unwrap().namespace, "echo");
 //! ```
 
 mod diff;
@@ -33,7 +38,7 @@ use serde_json::{Value, json};
 use crate::ServiceSpec;
 
 pub use diff::{Change, Compatibility, diff};
-pub use document::service_document;
+pub use document::{schema_id, service_document, service_spec};
 pub use openapi::openapi;
 
 /// The JSON Schema dialect of every schema alknet writes.

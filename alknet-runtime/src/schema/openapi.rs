@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
+use super::document::{SCHEMA_KEY, error_part, part_name, part_names};
 use super::{DIALECT, pointer_segment, service_document};
 use crate::{OperationSpec, ServiceSpec, codes};
 
@@ -92,14 +93,16 @@ pub(super) fn openapi_of(services: &[(&ServiceSpec, Value)]) -> Value {
     for (service, document) in services {
         let namespace = &service.namespace;
         let prefix = format!("{namespace}.");
-        if let Some(Value::Object(defs)) = document.get("$defs") {
-            for (name, schema) in defs {
-                schemas.insert(format!("{prefix}{name}"), to_components(schema, &prefix));
-            }
+        let empty = Map::new();
+        let defs = document[SCHEMA_KEY]["$defs"].as_object().unwrap_or(&empty);
+        // The types become components; the operations' parts are used in place.
+        let parts = part_names(service);
+        for (name, schema) in defs.iter().filter(|(name, _)| !parts.contains(*name)) {
+            schemas.insert(format!("{prefix}{name}"), to_components(schema, &prefix));
         }
         for op in service.operations.iter().filter(|op| op.is_external()) {
-            let entry = &document["operations"][&op.name];
-            let post = operation(op, entry, &prefix, &mut schemas);
+            let part = |part: &str| &defs[&part_name(&op.name, part)];
+            let post = operation(op, &part, &prefix, &mut schemas);
             paths.insert(op.bindings().http_path, json!({ "post": post }));
         }
         tags.push(json!({ "name": namespace, "description": service.description }));
@@ -135,15 +138,16 @@ pub(super) fn openapi_of(services: &[(&ServiceSpec, Value)]) -> Value {
     })
 }
 
-fn operation(
+/// The `POST` of `op`, whose schemas `part` looks up in its service document by part.
+fn operation<'d>(
     op: &OperationSpec,
-    entry: &Value,
+    part: &impl Fn(&str) -> &'d Value,
     prefix: &str,
     schemas: &mut Map<String, Value>,
 ) -> Value {
     let component = |schema: &Value| to_components(schema, prefix);
     let mut responses = Map::new();
-    responses.insert("200".into(), success(op, entry, &component));
+    responses.insert("200".into(), success(op, part, &component));
 
     // Every code an operation may answer with, grouped by HTTP status.
     let mut by_status: BTreeMap<u16, Vec<(String, String)>> = BTreeMap::new();
@@ -162,7 +166,10 @@ fn operation(
     }
     for error in &op.errors {
         let name = format!("{prefix}{}.error.{}", op.name, error.code);
-        let details = entry["errors"][&error.code].get("details").map(component);
+        let details = error
+            .schema
+            .as_ref()
+            .map(|_| component(part(&error_part(&error.code))));
         schemas.insert(
             name.clone(),
             error_body(json!({ "type": "string", "const": error.code }), details),
@@ -185,7 +192,7 @@ fn operation(
         "requestBody": {
             // An empty body is no input, which an input without required fields accepts.
             "required": !accepts_no_input(&op.input_schema),
-            "content": { "application/json": { "schema": component(&entry["input"]) } },
+            "content": { "application/json": { "schema": component(part("input")) } },
         },
         "responses": responses,
         "x-alknet-kind": op.kind,
@@ -214,7 +221,11 @@ fn accepts_no_input(schema: &Value) -> bool {
     schema.get("type") == Some(&json!("object")) && !required
 }
 
-fn success(op: &OperationSpec, entry: &Value, component: &impl Fn(&Value) -> Value) -> Value {
+fn success<'d>(
+    op: &OperationSpec,
+    part: &impl Fn(&str) -> &'d Value,
+    component: &impl Fn(&Value) -> Value,
+) -> Value {
     if op.is_subscription() {
         json!({
             "description": "A stream of Server-Sent Events: one event per item, whose data is the item as JSON (the stream's `contentSchema`), then one that ends the stream or carries the error that ended it.",
@@ -225,7 +236,7 @@ fn success(op: &OperationSpec, entry: &Value, component: &impl Fn(&Value) -> Val
                     "schema": {
                         "type": "string",
                         "contentMediaType": "text/event-stream",
-                        "contentSchema": component(&entry["item"]),
+                        "contentSchema": component(part("item")),
                     },
                 },
             },
@@ -233,7 +244,7 @@ fn success(op: &OperationSpec, entry: &Value, component: &impl Fn(&Value) -> Val
     } else {
         json!({
             "description": "The output.",
-            "content": { "application/json": { "schema": component(&entry["output"]) } },
+            "content": { "application/json": { "schema": component(part("output")) } },
         })
     }
 }
