@@ -145,9 +145,10 @@ fn diff_classifies_changes_between_files_and_directories() {
     );
 
     edit_echo(new.path(), |doc| {
-        doc["$defs"]["Say"]["required"] = json!(["text", "loud"]);
-        doc["$defs"]["Say"]["properties"]["loud"] = json!({"type": "boolean"});
-        doc["$defs"]["Echo"]["properties"]["words"] = json!({"type": "integer"});
+        let defs = &mut doc["schema"]["$defs"];
+        defs["Say"]["required"] = json!(["text", "loud"]);
+        defs["Say"]["properties"]["loud"] = json!({"type": "boolean"});
+        defs["Echo"]["properties"]["words"] = json!({"type": "integer"});
     });
     let new_file = new.path().join("schemas/services/echo.json");
     let out = alknet(
@@ -162,11 +163,11 @@ fn diff_classifies_changes_between_files_and_directories() {
     let shown = text(&out);
     assert!(!out.status.success());
     assert!(
-        shown.contains("echo: breaking   /$defs/Say/properties/loud: `echo/say` input gained the required field `loud`"),
+        shown.contains("echo: breaking   /schema/$defs/Say/properties/loud: `echo/say` input gained the required field `loud`"),
         "{shown}"
     );
     assert!(
-        shown.contains("echo: compatible /$defs/Echo/properties/words: `echo/say` output gained the field `words`"),
+        shown.contains("echo: compatible /schema/$defs/Echo/properties/words: `echo/say` output gained the field `words`"),
         "{shown}"
     );
     assert!(shown.contains("1 breaking, 1 compatible"), "{shown}");

@@ -79,9 +79,19 @@ async fn a_remote_call_a_subscription_an_error_and_the_listing() {
         .call("/services/schema", json!({"operationId": "/echo/say"}))
         .await
         .unwrap();
-    assert_eq!(schema["kind"], "query");
+    // The service document, holding the one operation.
+    assert_eq!(schema["namespace"], "echo");
+    assert_eq!(
+        schema["operations"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect::<Vec<_>>(),
+        ["say"]
+    );
+    assert_eq!(schema["operations"]["say"]["kind"], "query");
     assert!(
-        schema["input_schema"]["properties"]["text"].is_object(),
+        schema["schema"]["$defs"]["Say"]["properties"]["text"].is_object(),
         "{schema}"
     );
 }

@@ -120,7 +120,7 @@ mod remote {
     use alknet_runtime::quic::NodeIdentity;
     use serde_json::Value;
 
-    use super::{describe, pretty, print_items};
+    use super::{describe, names_a_subscription, pretty, print_items};
 
     pub async fn call(
         address: SocketAddr,
@@ -156,7 +156,7 @@ mod remote {
                 &options,
             )
             .await
-            .is_ok_and(|spec| spec["kind"] == "subscription");
+            .is_ok_and(|document| names_a_subscription(&document));
         let outcome = if is_subscription {
             let items = connection
                 .subscribe_with(operation_id, input, &options)
@@ -184,7 +184,7 @@ mod websocket {
     use serde_json::{Value, json};
     use tokio_tungstenite::tungstenite::Message;
 
-    use super::{describe, pretty};
+    use super::{describe, names_a_subscription, pretty};
 
     type Socket = tokio_tungstenite::WebSocketStream<
         tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
@@ -210,7 +210,7 @@ mod websocket {
         let schema = request("/services/schema", json!({ "operationId": operation_id }));
         send(&mut socket, "schema", schema).await?;
         let is_subscription = match next(&mut socket, url).await? {
-            Event::Responded { output } => output["kind"] == "subscription",
+            Event::Responded { output } => names_a_subscription(&output),
             _ => false,
         };
         send(&mut socket, "call", request(operation_id, input)).await?;
@@ -355,6 +355,14 @@ async fn print_items(
         println!("{}", pretty(&item?));
     }
     Ok(())
+}
+
+/// Whether the service document `services/schema` answers for one operation makes it a
+/// subscription.
+fn names_a_subscription(document: &Value) -> bool {
+    document["operations"]
+        .as_object()
+        .is_some_and(|operations| operations.values().any(|op| op["kind"] == "subscription"))
 }
 
 fn describe(err: &CallError) -> String {

@@ -1,9 +1,11 @@
 """alknet's schemas, checked by independent Python tools.
 
-- every service document (and every schema inside it) passes the JSON Schema 2020-12
-  meta-schema (`jsonschema`);
+- every service document's `schema` resource (and every schema inside it) passes the JSON
+  Schema 2020-12 meta-schema (`jsonschema`), and every operation's parts are the documented
+  `{"$ref": "{$id}#/$defs/{operation}.{part}"}`;
 - real payloads from the Rust side (`cargo run -p alknet --example interop_samples`)
-  validate against their schemas, and inputs the Rust side refused do not;
+  validate against their schemas, and inputs the Rust side refused do not, each through the
+  recipe docs/schemas.md gives (the resource in a `referencing` registry, the part's `$ref`);
 - `openapi.json` is a valid OpenAPI 3.1 document (`openapi-spec-validator`), and real
   error bodies match the responses it declares.
 """
@@ -53,54 +55,59 @@ def samples(tmp_path_factory):
     return samples
 
 
-def embedded_schemas(document):
-    """Every schema inside a service document, with where it sits."""
-    for name, schema in document["$defs"].items():
-        yield f"$defs/{name}", schema
+def parts(document):
+    """Every schema reference in a service document's metadata, with what it is."""
     for op_name, op in document["operations"].items():
         for side in ("input", "output", "item"):
             if side in op:
-                yield f"operations/{op_name}/{side}", op[side]
+                yield f"{op_name}.{side}", op[side]
         for code, error in op["errors"].items():
             if "details" in error:
-                yield f"operations/{op_name}/errors/{code}/details", error["details"]
+                yield f"{op_name}.error.{code}", error["details"]
 
 
-def validator_for(document, pointer):
-    """A validator for the schema at `pointer` inside `document`, resolving its `$ref`s
-    against the document as a real consumer would."""
-    uri = f"https://schemas.alknet.invalid/services/{document['namespace']}.json"
-    registry = Registry().with_resource(uri, Resource.from_contents(document, DRAFT202012))
-    return Draft202012Validator({"$ref": f"{uri}#/{pointer}"}, registry=registry)
+def validator_for(document, reference):
+    """The documented recipe: register the document's `schema` resource under its `$id`
+    and validate with the operation's `{"$ref": ...}` as it stands."""
+    resource = document["schema"]
+    registry = Registry().with_resource(resource["$id"], Resource.from_contents(resource))
+    return Draft202012Validator(reference, registry=registry)
 
 
 @pytest.mark.parametrize("path", SERVICE_DOCUMENTS, ids=lambda p: p.name)
-def test_service_documents_pass_the_2020_12_meta_schema(path):
+def test_each_service_document_holds_one_2020_12_resource(path):
     document = load(path)
-    assert document["$schema"] == "https://json-schema.org/draft/2020-12/schema"
-    Draft202012Validator.check_schema(document)
-    for where, schema in embedded_schemas(document):
+    assert "$schema" not in document, "the document itself is metadata, not a schema"
+    resource = document["schema"]
+    assert resource["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert resource["$id"] == f"https://alk.dev/schemas/services/{document['namespace']}.json"
+    Draft202012Validator.check_schema(resource)
+    for name, schema in resource["$defs"].items():
         try:
             Draft202012Validator.check_schema(schema)
         except Exception as err:  # name the schema that failed
-            raise AssertionError(f"{path.name}#/{where}: {err}") from err
+            raise AssertionError(f"{path.name}#/schema/$defs/{name}: {err}") from err
+    titles = [s["title"] for s in resource["$defs"].values() if "title" in s]
+    assert resource["title"] not in titles, "the root's title is no type's"
 
 
-def test_every_reference_resolves(documents):
+def test_every_part_is_the_documented_reference_and_resolves(documents):
     for document in documents.values():
-        for where, _ in embedded_schemas(document):
-            validator = validator_for(document, where)
+        resource = document["schema"]
+        for part, reference in parts(document):
+            assert reference == {"$ref": f"{resource['$id']}#/$defs/{part}"}
+            assert part in resource["$defs"], part
             # Walking a document with the validator resolves every reference it reaches.
-            list(validator.iter_errors(None))
+            list(validator_for(document, reference).iter_errors(None))
 
 
-def sample_pointer(documents, sample):
+def sample_reference(documents, sample):
     document = documents[sample["service"]]
     op = document["operations"][sample["operation"]]
     if sample["side"] == "error_details":
-        return document, f"operations/{sample['operation']}/errors/{sample['code']}/details"
+        return document, op["errors"][sample["code"]]["details"]
     assert sample["side"] in op, f"{sample['operation']} has no {sample['side']} schema"
-    return document, f"operations/{sample['operation']}/{sample['side']}"
+    return document, op[sample["side"]]
 
 
 def test_rust_payloads_validate_against_their_schemas(documents, samples):
@@ -108,9 +115,9 @@ def test_rust_payloads_validate_against_their_schemas(documents, samples):
     for sample in samples:
         if sample["side"] == "error_body" or not sample["valid"]:
             continue
-        document, pointer = sample_pointer(documents, sample)
-        errors = list(validator_for(document, pointer).iter_errors(sample["value"]))
-        assert not errors, f"{pointer}: {sample['value']!r}: {errors[0].message}"
+        document, reference = sample_reference(documents, sample)
+        errors = list(validator_for(document, reference).iter_errors(sample["value"]))
+        assert not errors, f"{reference}: {sample['value']!r}: {errors[0].message}"
         checked += 1
     sides = {s["side"] for s in samples if s["valid"]}
     assert {"input", "output", "item", "error_details"} <= sides, sides
@@ -121,9 +128,9 @@ def test_inputs_the_rust_side_refused_fail_their_schemas(documents, samples):
     refused = [s for s in samples if s["side"] == "input" and not s["valid"]]
     assert refused, "the Rust side refused no input"
     for sample in refused:
-        document, pointer = sample_pointer(documents, sample)
-        assert not validator_for(document, pointer).is_valid(sample["value"]), (
-            f"{pointer} accepts {sample['value']!r}, which the Rust side refused"
+        document, reference = sample_reference(documents, sample)
+        assert not validator_for(document, reference).is_valid(sample["value"]), (
+            f"{reference} accepts {sample['value']!r}, which the Rust side refused"
         )
 
 
