@@ -90,9 +90,27 @@ async fn a_remote_call_a_subscription_an_error_and_the_listing() {
         ["say"]
     );
     assert_eq!(schema["operations"]["say"]["kind"], "query");
+    let id = "https://alk.dev/schemas/services/echo.json";
+    assert_eq!(schema["schema"]["$id"], id);
+    assert_eq!(
+        schema["operations"]["say"]["input"]["$ref"],
+        format!("{id}#/$defs/say.input")
+    );
     assert!(
         schema["schema"]["$defs"]["Say"]["properties"]["text"].is_object(),
         "{schema}"
+    );
+    let all = peer.call("/services/schema", json!({})).await.unwrap();
+    let echo = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|document| document["namespace"] == "echo")
+        .unwrap();
+    assert!(echo["operations"].get("say").is_some(), "{echo}");
+    assert!(
+        echo["operations"].get("served").is_none(),
+        "operations the caller may not call are left out"
     );
 }
 

@@ -401,40 +401,34 @@ fn builtin(
             let request: SchemaRequest = serde_json::from_value(input).map_err(|e| {
                 CallError::invalid_input(format!("invalid input for `services/schema`: {e}"))
             })?;
-            let services: Vec<ServiceSpec> = env
-                .services()
-                .map(|service| ServiceSpec {
-                    authority: None,
-                    calls: Vec::new(),
-                    operations: service
-                        .operations
-                        .iter()
-                        .filter(|spec| callable(spec))
-                        .cloned()
-                        .collect(),
-                    ..service.clone()
-                })
-                .filter(|service| !service.operations.is_empty())
-                .collect();
-            let Some(wanted) = request.operation_id else {
-                return Ok(services.iter().map(schema::service_document).collect());
+            // Service documents holding only what the caller may call (with `operationId`,
+            // only that operation), so they are the same shape as `schemas/services/`.
+            let wanted = |spec: &OperationSpec| {
+                request
+                    .operation_id
+                    .as_deref()
+                    .is_none_or(|wanted| spec.bindings().call_protocol == wanted)
             };
-            // The same document, holding only the one operation.
-            services
-                .into_iter()
-                .find_map(|service| {
-                    let spec = service
-                        .operations
-                        .iter()
-                        .find(|spec| spec.bindings().call_protocol == wanted)?
-                        .clone();
-                    Some(ServiceSpec {
-                        operations: vec![spec],
-                        ..service
+            let mut documents = env.services().filter_map(|service| {
+                let operations: Vec<OperationSpec> = service
+                    .operations
+                    .iter()
+                    .filter(|spec| callable(spec) && wanted(spec))
+                    .cloned()
+                    .collect();
+                (!operations.is_empty()).then(|| {
+                    schema::service_document(&ServiceSpec {
+                        operations,
+                        ..service.clone()
                     })
                 })
-                .map(|service| schema::service_document(&service))
-                .ok_or_else(|| CallError::not_found(format!("there is no operation `{wanted}`")))
+            });
+            match &request.operation_id {
+                None => Ok(documents.collect()),
+                Some(wanted) => documents.next().ok_or_else(|| {
+                    CallError::not_found(format!("there is no operation `{wanted}`"))
+                }),
+            }
         }
         other => Err(CallError::not_found(format!(
             "there is no operation `services/{other}`; the built-ins are `services/list` and `services/schema`"

@@ -26,8 +26,8 @@ pub fn schema_id(namespace: &str) -> String {
 }
 
 /// The `$defs` name of one part of an operation: `say.input`, `say.output`, `ticks.item`,
-/// `shout.error.EMPTY_TEXT` (the details of an error). Type names never contain a `.`
-/// unless a custom schema gives them one, and such a type is renamed (see [`Defs`]).
+/// `shout.error.EMPTY_TEXT` (the details of an error). A type never takes a part's name:
+/// one that would is renamed like any other clash (see [`Defs`]).
 pub(super) fn part_name(operation: &str, part: &str) -> String {
     format!("{operation}.{part}")
 }
