@@ -1,5 +1,5 @@
-//! The DNS adapter (hickory): `{op}.{namespace}.{zone} TXT?` over UDP (and TCP, for answers
-//! too large for UDP).
+//! The DNS adapter (hickory): `{op}.{namespace}.{zone} TXT?` over UDP, and over TCP on the
+//! same port for answers too large for UDP.
 //!
 //! - `{op}.{namespace}.{zone}` calls the operation with no input (it must need no field);
 //!   `{input}.{op}.{namespace}.{zone}` with `input` the base64url (RFC 4648 §5, padding
@@ -17,29 +17,43 @@
 //!   are anonymous) and for `RESOURCE_EXHAUSTED` (a rate limit: the body's
 //!   `details.retry_after_ms` says when to retry), `NXDOMAIN` for `NOT_FOUND`, `SERVFAIL`
 //!   for every other code.
+//! - Names in answers are compressed (RFC 1035 §4.1.4): the record's owner name is a
+//!   pointer to the question's, 2 bytes.
 //! - An answer larger than the client's UDP size (512 bytes, or its EDNS size) is sent as
 //!   the header (with the truncation flag) and the question alone, so the client retries
-//!   over TCP.
+//!   over TCP. One larger than a DNS message can be (65535 bytes) is that over TCP too,
+//!   as `SERVFAIL`.
 //! - Every answer for a name in the zone is authoritative (`AA`), whatever its response
 //!   code; one for a name outside it (`REFUSED`) or a malformed query is not.
+//!
+//! [`DnsAdapter::serve`] runs its own UDP and TCP loops rather than hickory's `Server`:
+//! hickory writes a response's question from the query's bytes and leaves no name there
+//! for a record to point at, so its answers repeat the question's name in full.
 
+use std::convert::Infallible;
 use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-use hickory_server::Server;
 use hickory_server::net::runtime::Time;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::proto::op::{
-    Edns, Header, HeaderCounts, Metadata, OpCode, Query, ResponseCode,
+    Edns, Header, HeaderCounts, Message, MessageType, Metadata, OpCode, Query, ResponseCode,
 };
 use hickory_server::proto::rr::rdata::TXT;
 use hickory_server::proto::rr::{Name, RData, Record, RecordType};
-use hickory_server::proto::serialize::binary::{BinDecodable, BinDecoder, BinEncoder};
+use hickory_server::proto::serialize::binary::{
+    BinDecodable, BinDecoder, BinEncodable, BinEncoder, NameEncoding,
+};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
 use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::task::JoinSet;
 
 use super::error_body;
 use crate::{CallError, Caller, OperationEnv, RequestId, codes};
@@ -54,8 +68,13 @@ const MAX_UDP_PAYLOAD: u16 = 1232;
 /// The longest one TXT string may be.
 const MAX_TXT_STRING: usize = 255;
 
-/// How long an idle TCP connection is kept.
+/// How long an idle TCP connection is kept, and how long one query or answer may take to
+/// cross it.
 const TCP_IDLE: Duration = Duration::from_secs(10);
+
+/// The largest UDP query read (hickory's own server reads as much); a longer datagram is
+/// cut there, so it does not parse and is answered `FORMERR`.
+const MAX_UDP_QUERY: usize = 4096;
 
 /// base64url, with or without padding.
 const BASE64URL: GeneralPurpose = GeneralPurpose::new(
@@ -142,38 +161,149 @@ impl DnsAdapter {
         }
     }
 
-    /// Answer queries on `udp` (and on `tcp`, if given) until the process ends.
-    pub async fn serve(
-        self,
-        udp: tokio::net::UdpSocket,
-        tcp: Option<tokio::net::TcpListener>,
-    ) -> io::Result<()> {
-        let mut server = Server::new(self);
-        server.register_socket(udp);
-        if let Some(tcp) = tcp {
-            server.register_listener(tcp, TCP_IDLE, 16);
+    /// Answer queries on `udp` (and on `tcp`, if given) until the future is dropped, which
+    /// ends every exchange in progress. Returns only if the UDP socket fails; a failed
+    /// `accept` on `tcp` is waited out.
+    pub async fn serve(self, udp: UdpSocket, tcp: Option<TcpListener>) -> io::Result<()> {
+        let adapter = Arc::new(self);
+        let udp = Arc::clone(&adapter).serve_udp(udp);
+        match tcp {
+            None => udp.await,
+            Some(tcp) => tokio::select! {
+                failed = udp => failed,
+                never = adapter.serve_tcp(tcp) => match never {},
+            },
         }
-        server.block_until_done().await.map_err(io::Error::other)
     }
 
-    /// The answer to `request`: whether it is authoritative (the name is in the zone), a
-    /// response code, and the TXT record's strings, if any.
-    async fn answer(&self, request: &Request) -> (bool, ResponseCode, Option<Vec<String>>) {
-        if request.metadata.op_code != OpCode::Query {
-            return (false, ResponseCode::NotImp, None);
+    /// Answer each datagram on `udp`, each in its own task.
+    async fn serve_udp(self: Arc<Self>, udp: UdpSocket) -> io::Result<()> {
+        let udp = Arc::new(udp);
+        let mut answering = JoinSet::new();
+        let mut buffer = vec![0; MAX_UDP_QUERY];
+        loop {
+            let (length, src) = match udp.recv_from(&mut buffer).await {
+                Ok(received) => received,
+                // An ICMP error for an earlier answer, which some systems report here.
+                Err(err)
+                    if matches!(
+                        err.kind(),
+                        io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionRefused
+                    ) =>
+                {
+                    continue;
+                }
+                Err(err) => return Err(err),
+            };
+            let (adapter, udp, query) = (
+                Arc::clone(&self),
+                Arc::clone(&udp),
+                buffer[..length].to_vec(),
+            );
+            answering.spawn(async move {
+                if let Some(answer) = adapter.respond(query, src, Protocol::Udp).await
+                    && let Err(err) = udp.send_to(&answer, src).await
+                {
+                    tracing::warn!(%err, %src, "could not send a DNS answer");
+                }
+            });
+            while answering.try_join_next().is_some() {}
         }
-        // The question as sent, with the case of its labels: base64url needs it.
-        let mut decoder = BinDecoder::new(request.queries.as_bytes());
-        let query = match (request.queries.len(), Query::read(&mut decoder)) {
-            (1, Ok(query)) => query,
-            _ => return (false, ResponseCode::FormErr, None),
+    }
+
+    /// Answer the connections `tcp` accepts, each in its own task.
+    async fn serve_tcp(self: Arc<Self>, tcp: TcpListener) -> Infallible {
+        let mut connections = JoinSet::new();
+        loop {
+            match tcp.accept().await {
+                Ok((stream, peer)) => {
+                    connections.spawn(Arc::clone(&self).serve_connection(stream, peer));
+                }
+                Err(err) => super::wait_after_accept_error(err).await,
+            }
+            while connections.try_join_next().is_some() {}
+        }
+    }
+
+    /// Answer one TCP connection's queries in turn, each framed by its length in 2 bytes
+    /// (RFC 1035 §4.2.2), until the client closes it, breaks the framing, or takes longer
+    /// than [`TCP_IDLE`] to send a query or to read an answer.
+    async fn serve_connection(self: Arc<Self>, mut stream: TcpStream, peer: SocketAddr) {
+        async fn read_query(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
+            let mut query = vec![0; usize::from(stream.read_u16().await?)];
+            stream.read_exact(&mut query).await?;
+            Ok(query)
+        }
+        while let Ok(Ok(query)) = tokio::time::timeout(TCP_IDLE, read_query(&mut stream)).await {
+            let Some(answer) = self.respond(query, peer, Protocol::Tcp).await else {
+                continue;
+            };
+            let length = u16::try_from(answer.len())
+                .expect("an answer is fitted to 65535 bytes")
+                .to_be_bytes();
+            let framed = [&length[..], &answer].concat();
+            if !matches!(
+                tokio::time::timeout(TCP_IDLE, stream.write_all(&framed)).await,
+                Ok(Ok(()))
+            ) {
+                return;
+            }
+        }
+    }
+
+    /// The bytes answering `query`, one DNS message from `src` over `protocol`: names
+    /// compressed, and fitted to the transport. `None` for a message that gets no answer:
+    /// shorter than a header, or itself a response (answering those would let two servers
+    /// bounce messages between them forever).
+    async fn respond(
+        &self,
+        query: Vec<u8>,
+        src: SocketAddr,
+        protocol: Protocol,
+    ) -> Option<Vec<u8>> {
+        let header = Header::read(&mut BinDecoder::new(&query)).ok()?;
+        if header.metadata.message_type == MessageType::Response {
+            return None;
+        }
+        let response = match Request::from_bytes(query, src, protocol) {
+            Ok(request) => self.response(&request).await,
+            Err(_) => response_to(&header.metadata, ResponseCode::FormErr),
         };
-        let name = query.name();
-        if !self.zone.zone_of(name) {
-            return (false, ResponseCode::Refused, None);
+        Some(fit(response, protocol, NameEncoding::Compressed).1)
+    }
+
+    /// The response to `request`, before it is fitted to its transport.
+    async fn response(&self, request: &Request) -> Message {
+        // The question as sent, with the case of its labels: base64url needs it.
+        let question = match request.queries.len() {
+            1 => Query::read(&mut BinDecoder::new(request.queries.as_bytes())).ok(),
+            _ => None,
+        };
+        let (authoritative, code, strings) = match &question {
+            _ if request.metadata.op_code != OpCode::Query => (false, ResponseCode::NotImp, None),
+            None => (false, ResponseCode::FormErr, None),
+            Some(query) if !self.zone.zone_of(query.name()) => (false, ResponseCode::Refused, None),
+            Some(query) => {
+                let (code, strings) = self.answer_in_zone(request, query).await;
+                (true, code, strings)
+            }
+        };
+        let mut response = response_to(&request.metadata, code);
+        response.metadata.authoritative = authoritative;
+        if let Some(question) = question {
+            if let Some(strings) = strings {
+                let owner = question.name().clone();
+                let record = Record::from_rdata(owner, 0, RData::TXT(TXT::new(strings)));
+                response.answers.push(record);
+            }
+            response.queries.push(question);
         }
-        let (code, strings) = self.answer_in_zone(request, &query).await;
-        (true, code, strings)
+        response.edns = request.edns.as_ref().map(|offered| {
+            let mut edns = Edns::new();
+            edns.set_max_payload(offered.max_payload().clamp(512, MAX_UDP_PAYLOAD));
+            edns
+        });
+        response
     }
 
     /// The answer to `query`, a name in the zone.
@@ -241,6 +371,9 @@ impl DnsAdapter {
     }
 }
 
+/// The adapter as a handler for hickory's own `Server` (its TLS, HTTPS and QUIC listeners
+/// too): the answers of [`DnsAdapter::serve`], except that hickory writes the record's owner
+/// name in full.
 #[async_trait::async_trait]
 impl RequestHandler for DnsAdapter {
     async fn handle_request<R: ResponseHandler, T: Time>(
@@ -248,40 +381,18 @@ impl RequestHandler for DnsAdapter {
         request: &Request,
         mut response_handle: R,
     ) -> ResponseInfo {
-        let (authoritative, code, strings) = self.answer(request).await;
-        let mut metadata = Metadata::response_from_request(&request.metadata);
-        metadata.authoritative = authoritative;
-        metadata.response_code = code;
-        let mut records: Vec<Record> = match (strings, request.queries.queries().first()) {
-            (Some(strings), Some(_)) => {
-                let mut decoder = BinDecoder::new(request.queries.as_bytes());
-                let name = Query::read(&mut decoder)
-                    .map(|q| q.name().clone())
-                    .unwrap_or_else(|_| self.zone.clone());
-                vec![Record::from_rdata(name, 0, RData::TXT(TXT::new(strings)))]
-            }
-            _ => Vec::new(),
-        };
-        let edns = request.edns.as_ref().map(|offered| {
-            let mut edns = Edns::new();
-            edns.set_max_payload(offered.max_payload().clamp(512, MAX_UDP_PAYLOAD));
-            edns
-        });
-        // Truncated here rather than by hickory's encoder, which leaves the bytes of the
-        // record that did not fit after the question: strict resolvers reject that.
-        if request.protocol() == Protocol::Udp {
-            let limit = edns.as_ref().map_or(512, Edns::max_payload);
-            if encoded_size(request, &records, edns.as_ref()) > usize::from(limit) {
-                records.clear();
-                metadata.truncation = true;
-            }
-        }
+        // Fitted uncompressed, it is as large as hickory writes it, which then cuts nothing.
+        let (response, _) = fit(
+            self.response(request).await,
+            request.protocol(),
+            NameEncoding::Uncompressed,
+        );
         let mut builder = MessageResponseBuilder::from_message_request(request);
-        if let Some(edns) = &edns {
+        if let Some(edns) = &response.edns {
             builder.edns(edns);
         }
-        let response = builder.build(metadata, records.iter(), [], [], []);
-        match response_handle.send_response(response).await {
+        let message = builder.build(response.metadata, response.answers.iter(), [], [], []);
+        match response_handle.send_response(message).await {
             Ok(info) => info,
             Err(err) => {
                 tracing::warn!(%err, "could not send a DNS response");
@@ -297,21 +408,49 @@ impl RequestHandler for DnsAdapter {
     }
 }
 
-/// The size of the response to `request` carrying `records` and `edns`, as hickory encodes
-/// it: the header, the question as sent, the records, the OPT record.
-fn encoded_size(request: &Request, records: &[Record], edns: Option<&Edns>) -> usize {
-    /// A DNS header, and an OPT record without options.
-    const HEADER: usize = 12;
-    const OPT: usize = 11;
-    let mut bytes = Vec::new();
-    let mut encoder = BinEncoder::new(&mut bytes);
-    let records = encoder
-        .emit_all(records.iter())
-        .map_or(usize::MAX, |_| bytes.len());
-    HEADER
-        .saturating_add(request.queries.as_bytes().len())
-        .saturating_add(records)
-        .saturating_add(if edns.is_some() { OPT } else { 0 })
+/// A response to the message with `query`'s header: its id, operation and flags, the
+/// response code `code`, and no question or record yet.
+fn response_to(query: &Metadata, code: ResponseCode) -> Message {
+    let mut response = Message::response(query.id, query.op_code);
+    response.metadata = Metadata::response_from_request(query);
+    response.metadata.response_code = code;
+    response
+}
+
+/// `response` as sent over `protocol` with its names encoded as `names` says, and its
+/// encoding: whole if it fits — over UDP the client's size (512 bytes, or its EDNS size),
+/// over TCP a DNS message's 65535 bytes — and otherwise the header and the question alone,
+/// with the truncation flag over UDP, so the client retries over TCP, and as `SERVFAIL`
+/// over TCP, where nothing larger fits.
+fn fit(response: Message, protocol: Protocol, names: NameEncoding) -> (Message, Vec<u8>) {
+    let limit = match protocol {
+        Protocol::Udp => response.edns.as_ref().map_or(512, Edns::max_payload),
+        _ => u16::MAX,
+    };
+    let encode = |message: &Message| {
+        let mut bytes = Vec::new();
+        let mut encoder = BinEncoder::new(&mut bytes);
+        encoder.set_max_size(limit);
+        encoder.set_name_encoding(names);
+        message.emit(&mut encoder).ok()?;
+        // A record that does not fit is left out with the truncation flag set, and with
+        // what was written of it still after the last record: never sent.
+        let flagged = Header::read(&mut BinDecoder::new(&bytes))
+            .ok()?
+            .metadata
+            .truncation;
+        (flagged == message.metadata.truncation).then_some(bytes)
+    };
+    if let Some(bytes) = encode(&response) {
+        return (response, bytes);
+    }
+    let mut shortened = response.truncate();
+    if protocol != Protocol::Udp {
+        shortened.metadata.truncation = false;
+        shortened.metadata.response_code = ResponseCode::ServFail;
+    }
+    let bytes = encode(&shortened).expect("a header, a question and an OPT record fit 512 bytes");
+    (shortened, bytes)
 }
 
 /// The input JSON of a base64url label.

@@ -37,3 +37,17 @@ pub(crate) fn error_body(
         }
     })
 }
+
+/// After a failed `accept`: go on at once when only that connection failed, or pause when
+/// the listener itself is in trouble (out of file descriptors), rather than spin.
+pub(crate) async fn wait_after_accept_error(err: std::io::Error) {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if matches!(
+        err.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!(%err, "accepting a connection failed; pausing for a second");
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+}
