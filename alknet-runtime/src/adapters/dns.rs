@@ -511,3 +511,197 @@ mod tests {
         );
     }
 }
+
+/// How the adapter's responses encode: names compressed against the question without
+/// changing a record, fitted to each transport.
+#[cfg(test)]
+mod encoding {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Text of any size, for answers of any size.
+    mod bulk {
+        use crate::prelude::*;
+
+        /// Makes text.
+        #[alk_service(namespace = "bulk", version = "1.0.0")]
+        pub enum BulkProtocol {
+            /// `size` bytes of text.
+            #[alk_operation(query, output = String)]
+            Blob {
+                /// How many bytes.
+                size: usize,
+            },
+        }
+
+        pub struct Bulk;
+
+        impl BulkHandler for Bulk {
+            async fn blob(&self, _: &OperationContext, req: Blob) -> Result<String, CallError> {
+                Ok("abcdefghij".chars().cycle().take(req.size).collect())
+            }
+        }
+    }
+
+    /// Valid names of 0 to 4 random labels (any bytes, 1 to 63 of them) before a name in the
+    /// zone, outside it, or an operation's with or without an input label, in either case;
+    /// mostly ones answered with a record.
+    fn names() -> impl Strategy<Value = Name> {
+        let label = proptest::collection::vec(any::<u8>(), 1..=63);
+        let prefix = prop_oneof![
+            2 => Just(Vec::new()),
+            1 => proptest::collection::vec(label.clone(), 1..=1),
+            1 => proptest::collection::vec(label, 2..=4),
+        ];
+        let suffix = prop_oneof![
+            1 => Just(String::new()),
+            1 => Just("alk.dev".to_string()),
+            2 => Just("blob.bulk.alk.dev".to_string()),
+            1 => Just("blob.bulk.example.com".to_string()),
+            4 => (0usize..3000).prop_map(|size| {
+                let input = BASE64URL.encode(format!("{{\"size\":{size}}}"));
+                format!("{input}.blob.bulk.alk.dev")
+            }),
+        ];
+        (prefix, suffix, any::<bool>()).prop_filter_map(
+            "longer than 255 bytes",
+            |(prefix, suffix, upper)| {
+                let suffix = if upper {
+                    suffix.to_ascii_uppercase()
+                } else {
+                    suffix
+                };
+                let suffix = suffix.split('.').filter(|label| !label.is_empty());
+                Name::from_labels(
+                    prefix
+                        .into_iter()
+                        .chain(suffix.map(|l| l.as_bytes().to_vec())),
+                )
+                .ok()
+            },
+        )
+    }
+
+    fn record_types() -> impl Strategy<Value = RecordType> {
+        prop_oneof![
+            3 => Just(RecordType::TXT),
+            1 => any::<u16>().prop_map(RecordType::from),
+        ]
+    }
+
+    fn protocols() -> impl Strategy<Value = Protocol> {
+        prop_oneof![Just(Protocol::Udp), Just(Protocol::Tcp)]
+    }
+
+    /// The raw labels of `name`, case kept (names compare without case).
+    fn labels(name: &Name) -> Vec<Vec<u8>> {
+        name.iter().map(<[u8]>::to_vec).collect()
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn compressed_responses_decode_to_the_records_of_uncompressed_ones() {
+        let runtime = runtime();
+        let _entered = runtime.enter();
+        let env = OperationEnv::builder()
+            .local(bulk::BulkProtocol::local(bulk::Bulk))
+            .build()
+            .unwrap();
+        let adapter = DnsAdapter::new(env);
+        let src = SocketAddr::from(([192, 0, 2, 1], 5353));
+        // How many cases were answered with a record, and how many were truncated.
+        let (answered, truncated) = (std::cell::Cell::new(0), std::cell::Cell::new(0));
+        proptest!(ProptestConfig::with_cases(1024), |(
+            name in names(),
+            record_type in record_types(),
+            protocol in protocols(),
+            payload in proptest::option::of(0u16..=4096),
+            id in any::<u16>(),
+        )| {
+            let mut query = Message::query();
+            query.metadata.id = id;
+            query.queries.push(Query::query(name.clone(), record_type));
+            query.edns = payload.map(|payload| {
+                let mut edns = Edns::new();
+                edns.set_max_payload(payload);
+                edns
+            });
+            let request = Request::from_bytes(query.to_vec().unwrap(), src, protocol).unwrap();
+            let response = runtime.block_on(adapter.response(&request));
+
+            let (sent, compressed) = fit(response.clone(), protocol, NameEncoding::Compressed);
+            let (sent_in_full, uncompressed) =
+                fit(response.clone(), protocol, NameEncoding::Uncompressed);
+            // hickory's parser reads back what each encoding meant to send...
+            let decoded = Message::from_vec(&compressed).unwrap();
+            prop_assert_eq!(&decoded, &sent);
+            prop_assert_eq!(&Message::from_vec(&uncompressed).unwrap(), &sent_in_full);
+            // ...and what fits in full fits compressed, as the same records, each owner name
+            // 2 bytes instead of the question name's length.
+            if sent_in_full == response {
+                prop_assert_eq!(&sent, &response);
+                let name_len = request.queries.as_bytes().len() - 4;
+                let saved: usize = response.answers.iter().map(|_| name_len - 2).sum();
+                prop_assert_eq!(compressed.len(), uncompressed.len() - saved);
+            }
+            if protocol == Protocol::Udp {
+                let limit = response.edns.as_ref().map_or(512, Edns::max_payload);
+                prop_assert!(compressed.len() <= usize::from(limit));
+            }
+            // Every owner name is the question's as sent, its case too, written as a
+            // pointer to it right after the question.
+            for record in &decoded.answers {
+                prop_assert_eq!(labels(&record.name), labels(&name));
+            }
+            if !decoded.answers.is_empty() {
+                let owner = 12 + request.queries.as_bytes().len();
+                prop_assert_eq!(&compressed[owner..owner + 2], &[0xC0, 0x0C][..]);
+                answered.set(answered.get() + 1);
+            }
+            if decoded.metadata.truncation {
+                truncated.set(truncated.get() + 1);
+            }
+        });
+        assert!(
+            answered.get() > 0 && truncated.get() > 0,
+            "{answered:?} {truncated:?}"
+        );
+    }
+
+    #[test]
+    fn a_response_gets_no_answer_and_a_malformed_query_formerr() {
+        let runtime = runtime();
+        let _entered = runtime.enter();
+        let adapter = DnsAdapter::new(OperationEnv::builder().build().unwrap());
+        let src = SocketAddr::from(([192, 0, 2, 1], 5353));
+        let respond =
+            |bytes: &[u8]| runtime.block_on(adapter.respond(bytes.to_vec(), src, Protocol::Udp));
+
+        assert_eq!(respond(b"short"), None);
+        let mut response = Message::response(7, OpCode::Query);
+        response.queries.push(Query::query(
+            Name::from_ascii("alk.dev.").unwrap(),
+            RecordType::TXT,
+        ));
+        assert_eq!(respond(&response.to_vec().unwrap()), None);
+
+        // A header announcing a question that is not there.
+        let mut query = Message::query();
+        query.metadata.id = 7;
+        query
+            .queries
+            .push(Query::query(Name::root(), RecordType::TXT));
+        let header = &query.to_vec().unwrap()[..12];
+        let answer = Message::from_vec(&respond(header).unwrap()).unwrap();
+        assert_eq!(answer.metadata.id, 7);
+        assert_eq!(answer.metadata.response_code, ResponseCode::FormErr);
+        assert!(!answer.metadata.authoritative);
+    }
+}
