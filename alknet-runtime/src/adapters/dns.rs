@@ -381,7 +381,8 @@ impl RequestHandler for DnsAdapter {
         request: &Request,
         mut response_handle: R,
     ) -> ResponseInfo {
-        // Fitted uncompressed, it is as large as hickory writes it, which then cuts nothing.
+        // hickory writes the owner name in full: fitted at that size, the response never
+        // has hickory's encoder leave a record out (and its bytes behind, see `fit`).
         let (response, _) = fit(
             self.response(request).await,
             request.protocol(),
@@ -433,8 +434,8 @@ fn fit(response: Message, protocol: Protocol, names: NameEncoding) -> (Message, 
         encoder.set_max_size(limit);
         encoder.set_name_encoding(names);
         message.emit(&mut encoder).ok()?;
-        // A record that does not fit is left out with the truncation flag set, and with
-        // what was written of it still after the last record: never sent.
+        // hickory's encoder leaves out a record that does not fit and sets the truncation
+        // flag, but keeps the bytes it wrote of the record after the last one: never sent.
         let flagged = Header::read(&mut BinDecoder::new(&bytes))
             .ok()?
             .metadata

@@ -7,7 +7,7 @@
 //!   subscriptions, `GET /v1/operations`, `GET /openapi.json`, `GET /healthz`.
 //! - [`mcp`] (feature `mcp`, which needs `http`): the operations as MCP tools, over
 //!   streamable HTTP at `/mcp` on the HTTP adapter's router, and over stdio.
-//! - [`dns`] (feature `dns`): `{op}.{namespace}.{zone} TXT?` over UDP.
+//! - [`dns`] (feature `dns`): `{op}.{namespace}.{zone} TXT?` over UDP and TCP.
 //!
 //! `docs/adapters.md` describes the routes, status maps and limits of each.
 
