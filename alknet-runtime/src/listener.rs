@@ -76,7 +76,7 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(err) => {
-                    wait_after_accept_error(err).await;
+                    crate::adapters::wait_after_accept_error(err).await;
                     continue;
                 }
             },
@@ -123,20 +123,6 @@ pub async fn serve(
     drop(open);
     let _ = all_closed.recv().await;
     Ok(())
-}
-
-/// After a failed `accept`: go on at once when only that connection failed, or pause when
-/// the listener itself is in trouble (out of file descriptors), rather than spin.
-async fn wait_after_accept_error(err: std::io::Error) {
-    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
-    if matches!(
-        err.kind(),
-        ConnectionAborted | ConnectionRefused | ConnectionReset
-    ) {
-        return;
-    }
-    tracing::error!(%err, "accepting a connection failed; pausing for a second");
-    tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
 /// Answers a connection over a connection limit with `429` and the error body, then closes

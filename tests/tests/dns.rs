@@ -138,14 +138,23 @@ mod bulk {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn answers_too_large_for_udp_are_truncated_and_complete_over_tcp() {
-    let env = alknet_runtime::OperationEnv::builder()
+/// An env serving [`bulk`] alone.
+fn bulk_env() -> alknet_runtime::OperationEnv {
+    alknet_runtime::OperationEnv::builder()
         .local(bulk::BulkProtocol::local(bulk::Bulk))
         .build()
-        .unwrap();
-    let server = serve_dns(env).await;
-    let name = |size: usize| format!("{}.blob.bulk.alk.dev", label(&json!({ "size": size })));
+        .unwrap()
+}
+
+/// The name asking for `size` bytes of text.
+fn blob(size: usize) -> String {
+    format!("{}.blob.bulk.alk.dev", label(&json!({ "size": size })))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn answers_too_large_for_udp_are_truncated_and_complete_over_tcp() {
+    let server = serve_dns(bulk_env()).await;
+    let name = blob;
 
     // Fits 512 bytes: several strings of one record.
     let answer = dig(server, &name(300), "TXT", &["+noedns"]).await;
@@ -169,7 +178,7 @@ async fn answers_too_large_for_udp_are_truncated_and_complete_over_tcp() {
 
     // A strict resolver library (dnspython, which rejects bytes after the last record)
     // takes the truncated answer — header and question alone — and retries over TCP.
-    let exchanges = dnspython(server, &name(2000)).await;
+    let exchanges = dnspython(server, &name(2000), None).await;
     assert_eq!(exchanges.as_array().map(Vec::len), Some(2), "{exchanges}");
     let (udp, tcp) = (&exchanges[0], &exchanges[1]);
     assert_eq!(udp["rcode"], "NOERROR");
@@ -183,14 +192,146 @@ async fn answers_too_large_for_udp_are_truncated_and_complete_over_tcp() {
     assert_eq!(output.as_str().map(str::len), Some(2000));
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn answers_point_at_the_question_name_so_larger_ones_fit_a_datagram() {
+    let server = serve_dns(bulk_env()).await;
+    for edns in [None, Some(1232)] {
+        let limit = usize::from(edns.unwrap_or(512));
+        let size = |output: usize, owner: Owner| answer_size(&blob(output), output, edns, owner);
+        // The largest output whose answer fits, and would not with its owner name in full.
+        let largest = (0..limit)
+            .filter(|&output| size(output, Owner::Pointer) <= limit)
+            .max()
+            .unwrap();
+        assert!(size(largest, Owner::InFull) > limit, "{edns:?}");
+
+        let exchanges = dnspython(server, &blob(largest), edns).await;
+        assert_eq!(exchanges.as_array().map(Vec::len), Some(1), "{exchanges}");
+        let udp = &exchanges[0];
+        assert!(!udp["flags"].as_array().unwrap().contains(&json!("tc")));
+        assert_eq!(text_len(&udp["txt"][0]), largest);
+        let wire = unhex(&udp["wire"]);
+        assert_eq!(wire.len(), size(largest, Owner::Pointer), "{edns:?}");
+        // The record's owner name, right after the question: a pointer to offset 12.
+        let question_end = 12 + wire_len(&blob(largest)) + 4;
+        assert_eq!(wire[question_end..question_end + 2], [0xC0, 0x0C]);
+
+        let bufsize = format!("+bufsize={limit}");
+        let options = [if edns.is_some() { &bufsize } else { "+noedns" }];
+        let (flags, received) = dig_size(server, &blob(largest), &options).await;
+        assert!(!flags.contains(&"tc".to_string()), "{flags:?}");
+        assert_eq!(received, size(largest, Owner::Pointer));
+
+        // One byte more does not fit: truncated, then whole over TCP, compressed there too.
+        let (flags, _) = dig_size(server, &blob(largest + 1), &options).await;
+        assert!(flags.contains(&"tc".to_string()), "{flags:?}");
+        let exchanges = dnspython(server, &blob(largest + 1), edns).await;
+        assert_eq!(exchanges.as_array().map(Vec::len), Some(2), "{exchanges}");
+        let tcp = &exchanges[1];
+        assert_eq!(text_len(&tcp["txt"][0]), largest + 1);
+        assert_eq!(unhex(&tcp["wire"]).len(), size(largest + 1, Owner::Pointer));
+    }
+}
+
+/// How an answer writes its record's owner name.
+#[derive(Clone, Copy)]
+enum Owner {
+    /// A 2-byte pointer to the question's name (RFC 1035 §4.1.4).
+    Pointer,
+    /// Every label again.
+    InFull,
+}
+
+/// The size of the answer to `name`'s TXT query whose output is `output` bytes of text
+/// (and a JSON string: 2 more), for a query with or without EDNS.
+fn answer_size(name: &str, output: usize, edns: Option<u16>, owner: Owner) -> usize {
+    const HEADER: usize = 12;
+    /// A record's type, class, TTL and data length; an OPT record without options.
+    const RECORD_FIELDS: usize = 10;
+    const OPT: usize = 11;
+    let question = wire_len(name) + 4;
+    let owner = match owner {
+        Owner::Pointer => 2,
+        Owner::InFull => wire_len(name),
+    };
+    let json = output + 2;
+    // TXT strings of at most 255 bytes, each after its length.
+    let data = json + json.div_ceil(255);
+    HEADER + question + owner + RECORD_FIELDS + data + edns.map_or(0, |_| OPT)
+}
+
+/// How many bytes `name` (without its final dot) takes uncompressed: each label after its
+/// length, then the root's empty label.
+fn wire_len(name: &str) -> usize {
+    name.len() + 2
+}
+
+/// The length of a JSON string's text, from what dnspython printed for a TXT record.
+fn text_len(txt: &serde_json::Value) -> usize {
+    let output: serde_json::Value = serde_json::from_str(txt.as_str().unwrap()).unwrap();
+    output.as_str().unwrap().len()
+}
+
+/// The bytes of a hex string.
+fn unhex(hex: &serde_json::Value) -> Vec<u8> {
+    let hex = hex.as_str().unwrap();
+    (0..hex.len())
+        .step_by(2)
+        .map(|at| u8::from_str_radix(&hex[at..at + 2], 16).unwrap())
+        .collect()
+}
+
+/// The header flags and the size of what `dig` received for `name`'s TXT record over UDP
+/// (`options` such as `+noedns`), without retrying a truncated answer over TCP.
+async fn dig_size(
+    server: std::net::SocketAddr,
+    name: &str,
+    options: &[&str],
+) -> (Vec<String>, usize) {
+    let output = tokio::process::Command::new("dig")
+        .arg(format!("@{}", server.ip()))
+        .args(["-p", &server.port().to_string(), name, "TXT"])
+        .args([
+            "+noall",
+            "+comments",
+            "+stats",
+            "+tries=1",
+            "+time=5",
+            "+ignore",
+        ])
+        .args(options)
+        .output()
+        .await
+        .expect("dig runs");
+    let text = String::from_utf8_lossy(&output.stdout).to_string();
+    let after = |marker: &str, end: char| {
+        let rest = text
+            .split(marker)
+            .nth(1)
+            .unwrap_or_else(|| panic!("no {marker}: {text}"));
+        rest.split(end).next().unwrap().trim().to_string()
+    };
+    let flags = after("flags: ", ';')
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    (flags, after("MSG SIZE  rcvd: ", '\n').parse().unwrap())
+}
+
 /// What dnspython (`interop/python/dns_client.py`) got for `name`'s TXT record: the UDP
-/// exchange, and the TCP one if UDP was truncated.
-async fn dnspython(server: std::net::SocketAddr, name: &str) -> serde_json::Value {
+/// exchange (with EDNS offering `edns` bytes, if given), and the TCP one if UDP was
+/// truncated.
+async fn dnspython(
+    server: std::net::SocketAddr,
+    name: &str,
+    edns: Option<u16>,
+) -> serde_json::Value {
     let script =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("interop/python/dns_client.py");
     let output = tokio::process::Command::new(python())
         .arg(script)
         .args([&server.ip().to_string(), &server.port().to_string(), name])
+        .args(edns.map(|size| format!("--edns={size}")))
         .output()
         .await
         .expect("python runs");

@@ -7,7 +7,7 @@
 //!   subscriptions, `GET /v1/operations`, `GET /openapi.json`, `GET /healthz`.
 //! - [`mcp`] (feature `mcp`, which needs `http`): the operations as MCP tools, over
 //!   streamable HTTP at `/mcp` on the HTTP adapter's router, and over stdio.
-//! - [`dns`] (feature `dns`): `{op}.{namespace}.{zone} TXT?` over UDP.
+//! - [`dns`] (feature `dns`): `{op}.{namespace}.{zone} TXT?` over UDP and TCP.
 //!
 //! `docs/adapters.md` describes the routes, status maps and limits of each.
 
@@ -36,4 +36,18 @@ pub(crate) fn error_body(
             "request_id": request_id,
         }
     })
+}
+
+/// After a failed `accept`: go on at once when only that connection failed, or pause when
+/// the listener itself is in trouble (out of file descriptors), rather than spin.
+pub(crate) async fn wait_after_accept_error(err: std::io::Error) {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if matches!(
+        err.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!(%err, "accepting a connection failed; pausing for a second");
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
 }

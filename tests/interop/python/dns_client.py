@@ -1,9 +1,10 @@
 """A DNS client built on dnspython, driven by the Rust adapter tests.
 
-Asks SERVER:PORT for NAME's TXT record over UDP without EDNS (a 512-byte answer at most),
-with dnspython's defaults, which reject a message with bytes after its last record; then,
-if the answer was truncated, over TCP. Prints, as JSON, for each exchange: its transport,
-the response code, the header flags and the TXT strings joined per record.
+Asks SERVER:PORT for NAME's TXT record over UDP, without EDNS (a 512-byte answer at most) or
+with `--edns SIZE`, with dnspython's defaults, which reject a message with bytes after its
+last record; then, if the answer was truncated, over TCP. Prints, as JSON, for each
+exchange: its transport, the response code, the header flags, the question, the TXT strings
+joined per record, and the message as received (hex).
 """
 
 import argparse
@@ -30,6 +31,7 @@ def exchange(transport, query, server, port):
             for rdata in rrset
             if rdata.rdtype == dns.rdatatype.TXT
         ],
+        "wire": response.wire.hex(),
     }
 
 
@@ -38,8 +40,12 @@ def main():
     parser.add_argument("server")
     parser.add_argument("port", type=int)
     parser.add_argument("name")
+    parser.add_argument("--edns", type=int, metavar="SIZE", help="offer EDNS with this UDP size")
     args = parser.parse_args()
-    query = dns.message.make_query(args.name, "TXT", use_edns=False)
+    if args.edns is None:
+        query = dns.message.make_query(args.name, "TXT", use_edns=False)
+    else:
+        query = dns.message.make_query(args.name, "TXT", use_edns=0, payload=args.edns)
     answers = [exchange("udp", query, args.server, args.port)]
     if "tc" in answers[0]["flags"]:
         answers.append(exchange("tcp", query, args.server, args.port))
