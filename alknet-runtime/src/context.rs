@@ -87,8 +87,6 @@ struct ContextInner {
     /// An outside call of an env with a [`Drain`](crate::Drain): counted until the context
     /// is gone.
     in_flight: Option<InFlight>,
-    /// How the call arrived: the metrics' `transport` label.
-    transport: &'static str,
     telemetry: CallTelemetry,
 }
 
@@ -106,13 +104,14 @@ pub(crate) struct ContextParts {
 }
 
 impl OperationContext {
+    #[inline]
     pub(crate) fn new(
         env: Arc<EnvShared>,
         service: usize,
         operation: usize,
         parts: ContextParts,
     ) -> Self {
-        let telemetry = CallTelemetry::begin(CallFacts {
+        let telemetry = CallTelemetry::begin(|| CallFacts {
             request_id: parts.request_id,
             parent_request_id: parts.parent_request_id,
             operation: &env.services[service].spec.operations[operation],
@@ -122,7 +121,7 @@ impl OperationContext {
             parent_span: parts
                 .parent
                 .as_ref()
-                .map(|parent| parent.0.telemetry.span()),
+                .and_then(|parent| parent.0.telemetry.span()),
         });
         OperationContext(Arc::new(ContextInner {
             request_id: parts.request_id,
@@ -138,24 +137,28 @@ impl OperationContext {
             cancellation: OnceLock::new(),
             ended: AtomicBool::new(false),
             in_flight: parts.in_flight,
-            transport: parts.transport,
             telemetry,
         }))
     }
 
-    /// The call's span: a nested call's is a child of it.
+    /// The call's span: a nested call's is a child of it. A call no subscriber is
+    /// interested in has a disabled one.
     pub fn span(&self) -> &tracing::Span {
+        static UNWATCHED: std::sync::LazyLock<tracing::Span> =
+            std::sync::LazyLock::new(tracing::Span::none);
+        self.0.telemetry.span().unwrap_or(&UNWATCHED)
+    }
+
+    /// The call's span, if a subscriber or a recorder watches the call: what the env
+    /// enters while it runs the call.
+    pub(crate) fn watched_span(&self) -> Option<&tracing::Span> {
         self.0.telemetry.span()
     }
 
     /// Record the call's outcome in its span and metrics (once; later outcomes are not
     /// recorded): `error` is the code its caller received, none for `ok`.
     pub(crate) fn record_outcome(&self, error: Option<&str>) {
-        if self.0.telemetry.is_watched() {
-            self.0
-                .telemetry
-                .end(self.operation(), self.0.transport, error);
-        }
+        self.0.telemetry.end(error);
     }
 
     /// Record what the call's caller receives, unless the call is a subscription that
@@ -296,11 +299,10 @@ impl OperationContext {
     }
 
     /// End the call: cancel its nested calls, now and any started later.
+    #[inline]
     pub(crate) fn cancel(&self) {
         if self.0.telemetry.is_watched() {
-            self.0
-                .telemetry
-                .end_dropped(self.operation(), self.0.transport);
+            self.0.telemetry.end_dropped(self.operation());
         }
         // With no other handle on this context, no token can be made after this point, so
         // the common case skips the store and its full barrier.
@@ -310,15 +312,6 @@ impl OperationContext {
         self.0.ended.store(true, Ordering::SeqCst);
         if let Some(token) = self.0.cancellation.get() {
             token.cancel();
-        }
-    }
-}
-
-impl Drop for ContextInner {
-    fn drop(&mut self) {
-        if self.telemetry.is_watched() {
-            let operation = &self.env.services[self.service].spec.operations[self.operation];
-            self.telemetry.discard(operation, self.transport);
         }
     }
 }

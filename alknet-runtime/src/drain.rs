@@ -43,6 +43,8 @@ pub struct Drain(Arc<DrainShared>);
 #[derive(Default)]
 struct DrainShared {
     in_flight: AtomicUsize,
+    /// Tasks in [`Drain::idle`].
+    idle_waiters: AtomicUsize,
     closed: AtomicBool,
     idle: Notify,
     cut: CancellationToken,
@@ -71,6 +73,14 @@ impl Drain {
 
     /// Resolves when no outside call is in flight.
     pub async fn idle(&self) {
+        struct Waiting<'a>(&'a AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        self.0.idle_waiters.fetch_add(1, Ordering::SeqCst);
+        let _waiting = Waiting(&self.0.idle_waiters);
         loop {
             let notified = self.0.idle.notified();
             if self.in_flight() == 0 {
@@ -123,7 +133,12 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        if self.0.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+        // Notifying takes a lock: only when someone waits in `idle`. All four accesses are
+        // SeqCst, so either this sees the waiter, or the waiter (which counts itself before
+        // it reads) sees the count at 0.
+        if self.0.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1
+            && self.0.0.idle_waiters.load(Ordering::SeqCst) > 0
+        {
             self.0.0.idle.notify_waiters();
         }
     }

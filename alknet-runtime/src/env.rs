@@ -827,30 +827,76 @@ impl fmt::Debug for Subscription {
     }
 }
 
-/// Runs a call's future under its context: the deadline, cancellation by the parent, a
-/// panic turned into `INTERNAL`, and undeclared error codes turned into `INTERNAL`.
+/// Runs a call's future under its context: the deadline, cancellation by the parent or by
+/// the env's drain, a panic turned into `INTERNAL`, and undeclared error codes turned into
+/// `INTERNAL`.
 async fn run<'a, T: Send + 'a>(
     ctx: &'a OperationContext,
     call: BoxFuture<'a, Result<T, CallError>>,
 ) -> Result<T, CallError> {
     // Most calls have neither a deadline nor a parent; only those that do pay for the
     // timer and the cancellation wait, boxed so the common future stays small.
-    let call = if ctx.deadline().is_none() && ctx.parent().is_none() && ctx.cut_token().is_none() {
+    let call = if ctx.deadline().is_none() && ctx.parent().is_none() {
         call
     } else {
         Box::pin(bounded(ctx, call))
     };
-    let call = call.instrument(ctx.span().clone());
+    // A span no one watches is not entered at every poll.
+    let call = match ctx.watched_span() {
+        Some(span) => Box::pin(call.instrument(span.clone())),
+        None => call,
+    };
+    let call = UntilCut {
+        call,
+        ctx,
+        cut: None,
+    };
     settle(ctx, AssertUnwindSafe(call).catch_unwind().await)
+}
+
+/// A call that the env's drain may cut ([`OperationContext::cut_token`]). Most calls are
+/// done at their first poll, so a waiter is registered on the cut only once the call has
+/// to wait: registering costs two locks, more than the rest of a local call.
+struct UntilCut<'a, T> {
+    call: BoxFuture<'a, Result<T, CallError>>,
+    ctx: &'a OperationContext,
+    cut: Option<Pin<Box<tokio_util::sync::WaitForCancellationFuture<'a>>>>,
+}
+
+impl<T> Future for UntilCut<'_, T> {
+    type Output = Result<T, CallError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        if let Some(cut) = this.cut.as_mut()
+            && cut.as_mut().poll(cx).is_ready()
+        {
+            return Poll::Ready(Err(cut_off(&this.ctx.operation().id)));
+        }
+        let Poll::Ready(outcome) = this.call.as_mut().poll(cx) else {
+            if this.cut.is_none()
+                && let Some(token) = this.ctx.cut_token()
+            {
+                let mut cut = Box::pin(token.cancelled());
+                if cut.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Err(cut_off(&this.ctx.operation().id)));
+                }
+                this.cut = Some(cut);
+            }
+            return Poll::Pending;
+        };
+        Poll::Ready(outcome)
+    }
 }
 
 /// What a call's caller receives for its `outcome`: a panic and an undeclared error code
 /// become `INTERNAL`. It is the call's recorded outcome.
+#[inline]
 fn settle<T>(
     ctx: &OperationContext,
     outcome: std::thread::Result<Result<T, CallError>>,
 ) -> Result<T, CallError> {
-    let _in_call = ctx.span().enter();
+    let _in_call = ctx.watched_span().map(tracing::Span::enter);
     let result = match outcome {
         Ok(result) => result.map_err(|err| vet_error(ctx, err)),
         Err(panic) => Err(panicked(ctx, panic)),
@@ -907,8 +953,8 @@ async fn bounded<T>(
                 .unwrap_or_else(|_| Err(deadline_passed(ctx))),
         }
     };
-    match (ctx.parent(), ctx.cut_token()) {
-        (Some(_), _) => {
+    match ctx.parent() {
+        Some(_) => {
             let token = ctx.cancellation_token();
             tokio::select! {
                 biased;
@@ -916,12 +962,7 @@ async fn bounded<T>(
                 outcome = call => outcome,
             }
         }
-        (None, Some(cut)) => tokio::select! {
-            biased;
-            _ = cut.cancelled() => Err(cut_off(&ctx.operation().id)),
-            outcome = call => outcome,
-        },
-        (None, None) => call.await,
+        None => call.await,
     }
 }
 
@@ -1001,7 +1042,7 @@ impl<T, S: Stream<Item = Result<T, CallError>> + Unpin> Stream for Guarded<S> {
             return Poll::Ready(None);
         };
         let ctx = &this.end.0;
-        let _in_call = ctx.span().enter();
+        let _in_call = ctx.watched_span().map(tracing::Span::enter);
         if let Some(stopped) = this.stopped.as_mut()
             && stopped.as_mut().poll(cx).is_ready()
         {

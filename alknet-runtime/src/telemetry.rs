@@ -131,17 +131,20 @@ pub fn prometheus() -> Result<metrics_exporter_prometheus::PrometheusHandle, Str
         .clone()
 }
 
-/// One call's span, and when it started if anyone is told how long it took.
-pub(crate) struct CallTelemetry {
+/// One call's span and timing, kept only while a subscriber or a recorder is interested:
+/// otherwise a call carries one null pointer for them and its end costs one branch.
+pub(crate) struct CallTelemetry(Option<Box<Watched>>);
+
+struct Watched {
     span: Span,
-    /// `None` when neither a subscriber nor a recorder is interested: then nothing is
-    /// measured and the call's end costs one branch.
-    started: Option<Instant>,
-    /// Whether the call's metrics count it (a recorder was on when it began).
-    metered: bool,
+    started: Instant,
+    /// The call's metric labels, if its metrics count it (a recorder was on when it began).
+    labels: Option<Labels>,
     /// Set when the outcome is recorded, so it is recorded once.
     ended: AtomicBool,
 }
+
+type Labels = [(&'static str, String); 2];
 
 /// Who and what a call is, for its span and labels.
 pub(crate) struct CallFacts<'a> {
@@ -151,70 +154,78 @@ pub(crate) struct CallFacts<'a> {
     pub(crate) identity: Option<&'a Identity>,
     pub(crate) forwarded_for: Option<&'a str>,
     pub(crate) transport: &'static str,
-    /// The parent call's span, when the parent runs in this process.
+    /// The parent call's span, when the parent runs in this process and is traced.
     pub(crate) parent_span: Option<&'a Span>,
 }
 
 impl CallTelemetry {
-    pub(crate) fn begin(facts: CallFacts<'_>) -> Self {
+    /// A call's telemetry: checks two flags, and only when one is set gathers the call's
+    /// facts — most calls (no subscriber, no recorder) never build them.
+    #[inline]
+    pub(crate) fn begin<'a>(facts: impl FnOnce() -> CallFacts<'a>) -> Self {
         // Before any subscriber exists, even a disabled span's callsite checks cost more
         // than the rest of a local call's bookkeeping; this flag is one load.
-        let span = if tracing::dispatcher::has_been_set() {
+        let traced = tracing::dispatcher::has_been_set();
+        let metered = recording();
+        if !traced && !metered {
+            return CallTelemetry(None);
+        }
+        Self::watch(facts(), traced, metered)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn watch(facts: CallFacts<'_>, traced: bool, metered: bool) -> Self {
+        let span = if traced {
             call_span(&facts)
         } else {
             Span::none()
         };
-        let metered = recording();
-        if metered {
-            gauge!(
-                CALLS_IN_FLIGHT,
-                &labels_of(facts.operation, facts.transport)
-            )
-            .increment(1.0);
+        if !metered && span.is_disabled() {
+            return CallTelemetry(None);
         }
-        let started = (metered || !span.is_disabled()).then(Instant::now);
-        CallTelemetry {
+        let labels = metered.then(|| labels_of(facts.operation, facts.transport));
+        if let Some(labels) = &labels {
+            gauge!(CALLS_IN_FLIGHT, labels).increment(1.0);
+        }
+        CallTelemetry(Some(Box::new(Watched {
             span,
-            started,
-            metered,
+            started: Instant::now(),
+            labels,
             ended: AtomicBool::new(false),
-        }
+        })))
     }
 
     /// Whether anyone is told of this call's end: a subscriber or a recorder.
     #[inline]
     pub(crate) fn is_watched(&self) -> bool {
-        self.started.is_some()
+        self.0.is_some()
     }
 
-    pub(crate) fn span(&self) -> &Span {
-        &self.span
+    /// The call's span, if anyone watches the call.
+    #[inline]
+    pub(crate) fn span(&self) -> Option<&Span> {
+        self.0.as_ref().map(|watched| &watched.span)
     }
 
     /// Record the call's outcome (`error`: none for `ok`), once.
-    pub(crate) fn end(
-        &self,
-        operation: &OperationSpec,
-        transport: &'static str,
-        error: Option<&str>,
-    ) {
-        let Some(started) = self.started else { return };
-        if self.ended.swap(true, Ordering::Relaxed) {
+    pub(crate) fn end(&self, error: Option<&str>) {
+        let Some(watched) = &self.0 else { return };
+        if watched.ended.swap(true, Ordering::Relaxed) {
             return;
         }
-        let elapsed = started.elapsed();
+        let elapsed = watched.started.elapsed();
         let outcome = error.unwrap_or("ok");
         let duration_ms = elapsed.as_secs_f64() * 1000.0;
-        self.span.record("outcome", outcome);
-        self.span.record("duration_ms", duration_ms);
-        tracing::debug!(target: TARGET, parent: &self.span, outcome, duration_ms, "call ended");
-        if self.metered {
-            let labels = labels_of(operation, transport);
-            gauge!(CALLS_IN_FLIGHT, &labels).decrement(1.0);
-            counter!(CALLS_TOTAL, &labels).increment(1);
-            histogram!(CALL_DURATION_SECONDS, &labels).record(elapsed.as_secs_f64());
+        watched.span.record("outcome", outcome);
+        watched.span.record("duration_ms", duration_ms);
+        tracing::debug!(target: TARGET, parent: &watched.span, outcome, duration_ms, "call ended");
+        if let Some(labels) = &watched.labels {
+            gauge!(CALLS_IN_FLIGHT, labels).decrement(1.0);
+            counter!(CALLS_TOTAL, labels).increment(1);
+            histogram!(CALL_DURATION_SECONDS, labels).record(elapsed.as_secs_f64());
             if let Some(code) = error {
-                let [transport, operation] = labels;
+                let [transport, operation] = labels.clone();
                 counter!(
                     CALL_ERRORS_TOTAL,
                     &[transport, operation, ("code", code.to_owned())]
@@ -226,21 +237,25 @@ impl CallTelemetry {
 
     /// The call ended without an outcome (its caller went away): a query or mutation
     /// counts as `ABORTED`, a subscription its consumer stopped as `ok`.
-    pub(crate) fn end_dropped(&self, operation: &OperationSpec, transport: &'static str) {
+    pub(crate) fn end_dropped(&self, operation: &OperationSpec) {
         let code = (!operation.is_subscription()).then_some(crate::codes::ABORTED);
-        self.end(operation, transport, code);
+        self.end(code);
     }
+}
 
-    /// The call never ran (a context made to call a handler directly): it leaves the
+impl Drop for Watched {
+    /// A call that never ran (a context made to call a handler directly) leaves the
     /// in-flight count, and is not counted as a call.
-    pub(crate) fn discard(&self, operation: &OperationSpec, transport: &'static str) {
-        if self.metered && !self.ended.swap(true, Ordering::Relaxed) {
-            gauge!(CALLS_IN_FLIGHT, &labels_of(operation, transport)).decrement(1.0);
+    fn drop(&mut self) {
+        if let Some(labels) = &self.labels
+            && !*self.ended.get_mut()
+        {
+            gauge!(CALLS_IN_FLIGHT, labels).decrement(1.0);
         }
     }
 }
 
-fn labels_of(operation: &OperationSpec, transport: &'static str) -> [(&'static str, String); 2] {
+fn labels_of(operation: &OperationSpec, transport: &'static str) -> Labels {
     [
         ("transport", transport.to_owned()),
         ("operation", operation.id.clone()),
