@@ -87,7 +87,7 @@ async fn check_over_quic(connection: &Connection, prefix: &str, sizes: &[u64]) {
 }
 
 fn echo_worker(tester: &TestNode, extra: &[String]) -> NodeProcess {
-    let mut flags = args(["--serve", "echo", "--limit", IDLE_TIMEOUT]);
+    let mut flags = args(["--serve", "echo", "--call", IDLE_TIMEOUT]);
     flags.extend(tester.allow("user:tester"));
     flags.extend_from_slice(extra);
     NodeProcess::start(&NodeIdentity::generate().unwrap(), &flags)
@@ -111,7 +111,7 @@ async fn long_subscriptions_and_large_items_arrive_whole_through_a_mounted_and_a
             &format!("{}=node:front", front_identity.fingerprint()),
         ]),
     );
-    let mut flags = args(["--serve", "front", "--limit", IDLE_TIMEOUT]);
+    let mut flags = args(["--serve", "front", "--call", IDLE_TIMEOUT]);
     flags.extend(tester.allow("user:tester"));
     flags.extend(args([
         "--peer",
@@ -192,17 +192,18 @@ async fn long_subscriptions_and_large_items_arrive_whole_over_websocket() {
         &args([
             "--serve",
             "echo",
-            "--token",
-            "ws-token=user:browser",
+            "--api-key",
+            "alk_ws-key-of-the-browser-user=user:browser",
             "--ws",
         ]),
     );
     let mut request = format!("ws://{}/call", node.ws.unwrap())
         .into_client_request()
         .unwrap();
-    request
-        .headers_mut()
-        .insert("authorization", "Bearer ws-token".parse().unwrap());
+    request.headers_mut().insert(
+        "authorization",
+        "Bearer alk_ws-key-of-the-browser-user".parse().unwrap(),
+    );
     let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
     let mut subscribe = async |id: &str, operation: &str, input: Value| {
         let request = json!({"type": "call.requested", "id": id,
@@ -304,17 +305,18 @@ async fn a_subscription_past_its_deadline_ends_with_timeout_over_websocket() {
         &args([
             "--serve",
             "echo",
-            "--token",
-            "ws-token=user:browser",
+            "--api-key",
+            "alk_ws-key-of-the-browser-user=user:browser",
             "--ws",
         ]),
     );
     let mut request = format!("ws://{}/call", node.ws.unwrap())
         .into_client_request()
         .unwrap();
-    request
-        .headers_mut()
-        .insert("authorization", "Bearer ws-token".parse().unwrap());
+    request.headers_mut().insert(
+        "authorization",
+        "Bearer alk_ws-key-of-the-browser-user".parse().unwrap(),
+    );
     let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
     let started = std::time::Instant::now();
     socket.send(Message::text(SLOW_TICKS)).await.unwrap();

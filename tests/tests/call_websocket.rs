@@ -42,8 +42,8 @@ async fn websocket_calls_subscriptions_errors_and_aborts() {
         &args([
             "--serve",
             "echo,gate",
-            "--token",
-            "ws-token=user:browser",
+            "--api-key",
+            "alk_ws-key-of-the-browser-user=user:browser",
             "--ws",
         ]),
     );
@@ -56,7 +56,7 @@ async fn websocket_calls_subscriptions_errors_and_aborts() {
     assert_eq!(refused["type"], "call.error");
     assert_eq!(refused["payload"]["code"], "UNAUTHENTICATED");
     let mut with_token = requested("2", "/echo/say", json!({"text": "hi"}));
-    with_token["payload"]["auth_token"] = json!("ws-token");
+    with_token["payload"]["auth_token"] = json!("alk_ws-key-of-the-browser-user");
     send(&mut anonymous, with_token).await;
     assert_eq!(
         receive(&mut anonymous).await["payload"]["output"]["length"],
@@ -64,9 +64,10 @@ async fn websocket_calls_subscriptions_errors_and_aborts() {
     );
 
     let mut request = url.as_str().into_client_request().unwrap();
-    request
-        .headers_mut()
-        .insert("Authorization", "Bearer ws-token".parse().unwrap());
+    request.headers_mut().insert(
+        "Authorization",
+        "Bearer alk_ws-key-of-the-browser-user".parse().unwrap(),
+    );
     let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
 
     let said = call(&mut socket, "a", "/echo/say", json!({"text": "hi"})).await;
@@ -155,18 +156,19 @@ async fn an_oversized_message_is_refused_with_its_id_and_the_socket_carries_on()
         &args([
             "--serve",
             "echo",
-            "--token",
-            "ws-token=user:browser",
+            "--api-key",
+            "alk_ws-key-of-the-browser-user=user:browser",
             "--ws",
-            "--max-frame",
-            "1024",
+            "--call",
+            "max_frame_bytes=1024",
         ]),
     );
     let url = format!("ws://{}/call", node.ws.unwrap()).into_client_request();
     let mut request = url.unwrap();
-    request
-        .headers_mut()
-        .insert("authorization", "Bearer ws-token".parse().unwrap());
+    request.headers_mut().insert(
+        "authorization",
+        "Bearer alk_ws-key-of-the-browser-user".parse().unwrap(),
+    );
     let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
 
     let refused = call(

@@ -93,7 +93,7 @@ fn masked_text_header(len: u16) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_that_arrives_too_slowly_closes_the_socket_with_1008() {
-    let node = ws_node(&["--limit", "frame_read_timeout_ms=800"]);
+    let node = ws_node(&["--call", "frame_read_timeout_ms=800"]);
     let mut stream = raw_upgrade(node.ws.unwrap()).await;
     // A whole ping, then a message of 1000 bytes of which 100 come, then a byte every
     // 100 ms: the message's clock started with its first byte.
@@ -171,7 +171,7 @@ async fn closed_within(stream: &mut TcpStream, limit: Duration) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_upgrade_headers_are_cut_at_the_header_timeout() {
-    let node = ws_node(&["--limit", "handshake_timeout_ms=500"]);
+    let node = ws_node(&["--call", "handshake_timeout_ms=500"]);
     let addr = node.ws.unwrap();
     let started = Instant::now();
     let mut silent = TcpStream::connect(addr).await.unwrap();
@@ -193,7 +193,7 @@ async fn slow_upgrade_headers_are_cut_at_the_header_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_sockets_count_against_the_connection_caps_until_they_close() {
-    let node = ws_node(&["--limit", "max_connections_per_address=2"]);
+    let node = ws_node(&["--call", "max_connections_per_address=2"]);
     let first = open(&node, None).await.unwrap();
     let _second = open(&node, None).await.unwrap();
     let (status, code) = refusal(open(&node, None).await);
@@ -205,9 +205,9 @@ async fn open_sockets_count_against_the_connection_caps_until_they_close() {
     .await;
 
     let node = ws_node(&[
-        "--limit",
+        "--call",
         "max_connections=1",
-        "--limit",
+        "--call",
         "max_connections_per_address=10",
     ]);
     let _only = open(&node, None).await.unwrap();
@@ -262,7 +262,7 @@ async fn pages_from_other_origins_are_refused_before_the_upgrade() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn anonymous_sockets_reach_open_operations_and_a_refused_bearer_is_401() {
-    let node = ws_node(&["--token", "ws-token=user:browser"]);
+    let node = ws_node(&["--api-key", "alk_ws-key-of-the-browser-user=user:browser"]);
     let mut anonymous = open(&node, None).await.unwrap();
     let said = call(&mut anonymous, "/echo/say", json!({"text": "hi"})).await;
     assert_eq!(said["payload"]["output"]["length"], 2, "{said}");
