@@ -8,8 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use alknet_runtime::adapters::http::{HttpAdapter, Readiness};
-use alknet_runtime::telemetry;
-use alknet_tests::adapters::{dig, env, identities, python, serve_dns};
+use alknet_tests::adapters::{self, dig, env, python};
 use alknet_tests::probe::Probe;
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
@@ -154,15 +153,9 @@ impl Scrape {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_count_calls_per_transport_for_a_prometheus_scrape() {
-    let handle = telemetry::prometheus().expect("the recorder installs");
-    let env = env(Probe::default());
-    let base = serve(
-        HttpAdapter::new(env.clone())
-            .identities(identities())
-            .metrics(handle),
-    )
-    .await;
-    let dns = serve_dns(env).await;
+    let node = adapters::serve(adapters::node(Probe::default(), "[http]\nmetrics = true\n")).await;
+    let base = format!("http://{}", node.http);
+    let dns = node.dns;
 
     for text in ["a", "bb", "ccc"] {
         let (status, _) = curl(&[
