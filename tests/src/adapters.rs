@@ -126,6 +126,24 @@ pub async fn serve_dns(env: OperationEnv) -> SocketAddr {
     addr
 }
 
+/// `curl --silent --show-error ARGS..`: the status code and the body.
+pub async fn curl(args: &[&str]) -> (String, String) {
+    let output = tokio::process::Command::new("curl")
+        .args(["--silent", "--show-error", "--write-out", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .await
+        .expect("curl runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout).unwrap();
+    let (body, status) = text.rsplit_once('\n').unwrap();
+    (status.to_string(), body.to_string())
+}
+
 /// What `dig` answered.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DigAnswer {

@@ -11,7 +11,7 @@ use alknet_runtime::codes;
 use alknet_tests::gate::{HangCounts as Counts, Seen};
 use futures::StreamExt;
 use serde_json::{Value, json};
-use support::{NodeProcess, TestNode, args, until};
+use support::{NodeProcess, TestNode, args, front_node, until};
 
 fn worker(
     tester: &TestNode,
@@ -97,17 +97,7 @@ async fn a_nested_call_crosses_nodes_as_the_calling_node() {
             &format!("{}=node:front", front_identity.fingerprint()),
         ]),
     );
-    let mut flags = args(["--serve", "front"]);
-    flags.extend(tester.allow("user:tester"));
-    flags.extend(args([
-        "--peer",
-        &format!("worker-1={}@{}", back.addr, back.fingerprint),
-        "--route",
-        "gate=worker-1",
-        "--route",
-        "echo=worker-1",
-    ]));
-    let front = NodeProcess::start(&front_identity, &flags);
+    let front = front_node(&tester, &front_identity, &back, &["gate", "echo"], &[]);
     let peer = tester.connect(&front).await;
 
     let seen: Seen =
@@ -148,15 +138,7 @@ async fn aborting_a_call_cancels_its_nested_call_on_the_other_node() {
             &format!("{}=node:front", front_identity.fingerprint()),
         ]),
     );
-    let mut flags = args(["--serve", "front"]);
-    flags.extend(tester.allow("user:tester"));
-    flags.extend(args([
-        "--peer",
-        &format!("worker-1={}@{}", back.addr, back.fingerprint),
-        "--route",
-        "gate=worker-1",
-    ]));
-    let front = NodeProcess::start(&front_identity, &flags);
+    let front = front_node(&tester, &front_identity, &back, &["gate"], &[]);
     let to_front = tester.connect(&front).await;
     let to_back = tester.connect(&back).await;
 

@@ -15,9 +15,8 @@ use alknet_runtime::config::ConfigServiceImpl;
 use alknet_runtime::{ConfigIdentityProvider, NodePolicy, OperationEnv};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use support::{NodeProcess, TestNode, args};
+use support::{BROWSER_KEY, NodeProcess, TestNode, args, browser_node, front_node, open_websocket};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 const SIZES: [u64; 6] = [1, 1023, 1024, 1025, 64 * 1024, 1024 * 1024];
 const TICKS: u64 = 10_000;
@@ -111,15 +110,13 @@ async fn long_subscriptions_and_large_items_arrive_whole_through_a_mounted_and_a
             &format!("{}=node:front", front_identity.fingerprint()),
         ]),
     );
-    let mut flags = args(["--serve", "front", "--call", IDLE_TIMEOUT]);
-    flags.extend(tester.allow("user:tester"));
-    flags.extend(args([
-        "--peer",
-        &format!("worker-1={}@{}", back.addr, back.fingerprint),
-        "--route",
-        "echo=worker-1",
-    ]));
-    let front = NodeProcess::start(&front_identity, &flags);
+    let front = front_node(
+        &tester,
+        &front_identity,
+        &back,
+        &["echo"],
+        &["--call", IDLE_TIMEOUT],
+    );
     let connection = tester.connect(&front).await;
     // `.route`: the front serves `echo` from the worker; `.remote`: `/worker-1/echo/…`.
     check_over_quic(&connection, "", &SIZES).await;
@@ -187,24 +184,10 @@ async fn long_subscriptions_and_large_items_arrive_whole_through_a_forwarding_no
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_subscriptions_and_large_items_arrive_whole_over_websocket() {
-    let node = NodeProcess::start(
-        &NodeIdentity::generate().unwrap(),
-        &args([
-            "--serve",
-            "echo",
-            "--api-key",
-            "alk_ws-key-of-the-browser-user=user:browser",
-            "--ws",
-        ]),
-    );
-    let mut request = format!("ws://{}/call", node.ws.unwrap())
-        .into_client_request()
+    let node = browser_node("echo", &[]);
+    let mut socket = open_websocket(&node, Some(BROWSER_KEY), None)
+        .await
         .unwrap();
-    request.headers_mut().insert(
-        "authorization",
-        "Bearer alk_ws-key-of-the-browser-user".parse().unwrap(),
-    );
-    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
     let mut subscribe = async |id: &str, operation: &str, input: Value| {
         let request = json!({"type": "call.requested", "id": id,
             "payload": {"operationId": format!("/echo/{operation}"), "input": input}});
@@ -300,24 +283,10 @@ async fn a_subscription_past_its_deadline_ends_with_timeout_over_quic() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscription_past_its_deadline_ends_with_timeout_over_websocket() {
-    let node = NodeProcess::start(
-        &NodeIdentity::generate().unwrap(),
-        &args([
-            "--serve",
-            "echo",
-            "--api-key",
-            "alk_ws-key-of-the-browser-user=user:browser",
-            "--ws",
-        ]),
-    );
-    let mut request = format!("ws://{}/call", node.ws.unwrap())
-        .into_client_request()
+    let node = browser_node("echo", &[]);
+    let mut socket = open_websocket(&node, Some(BROWSER_KEY), None)
+        .await
         .unwrap();
-    request.headers_mut().insert(
-        "authorization",
-        "Bearer alk_ws-key-of-the-browser-user".parse().unwrap(),
-    );
-    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
     let started = std::time::Instant::now();
     socket.send(Message::text(SLOW_TICKS)).await.unwrap();
     let mut items = 0;

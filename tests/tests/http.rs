@@ -6,7 +6,7 @@ use std::time::Duration;
 use alknet_runtime::adapters::http::HttpLimits;
 use alknet_runtime::futures::StreamExt;
 use alknet_runtime::schema;
-use alknet_tests::adapters::{ADMIN, READER, env, serve};
+use alknet_tests::adapters::{ADMIN, READER, curl, env, serve};
 use alknet_tests::probe::Probe;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -417,23 +417,6 @@ async fn listings_openapi_and_health() {
     assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert!(response.headers().contains_key("allow"));
     error(&response.json().await.unwrap(), "NOT_FOUND");
-}
-
-async fn curl(args: &[&str]) -> (String, String) {
-    let output = tokio::process::Command::new("curl")
-        .args(["--silent", "--show-error", "--write-out", "\n%{http_code}"])
-        .args(args)
-        .output()
-        .await
-        .expect("curl runs");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let text = String::from_utf8(output.stdout).unwrap();
-    let (body, status) = text.rsplit_once('\n').unwrap();
-    (status.to_string(), body.to_string())
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -6,42 +6,20 @@ mod support;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use alknet_runtime::call::NodeIdentity;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use support::{NodeProcess, args};
+use support::{NodeProcess, Socket, browser_node, open_websocket};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
 
 fn ws_node(extra: &[&str]) -> NodeProcess {
-    let mut flags = args(["--serve", "echo", "--ws"]);
-    flags.extend(extra.iter().map(|s| s.to_string()));
-    NodeProcess::start(&NodeIdentity::generate().unwrap(), &flags)
-}
-
-fn url(node: &NodeProcess) -> String {
-    format!("ws://{}/call", node.ws.unwrap())
+    browser_node("echo", extra)
 }
 
 /// Open a socket, with `origin` if given; the handshake's outcome.
-async fn open(
-    node: &NodeProcess,
-    origin: Option<&str>,
-) -> Result<
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>,
-    tungstenite::Error,
-> {
-    let mut request = url(node).into_client_request().unwrap();
-    if let Some(origin) = origin {
-        request
-            .headers_mut()
-            .insert("Origin", origin.parse().unwrap());
-    }
-    tokio_tungstenite::connect_async(request)
-        .await
-        .map(|(socket, _)| socket)
+async fn open(node: &NodeProcess, origin: Option<&str>) -> Result<Socket, tungstenite::Error> {
+    open_websocket(node, None, origin).await
 }
 
 /// The HTTP status a refused handshake was answered with, and its error body's code.
@@ -262,12 +240,15 @@ async fn pages_from_other_origins_are_refused_before_the_upgrade() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn anonymous_sockets_reach_open_operations_and_a_refused_bearer_is_401() {
-    let node = ws_node(&["--api-key", "alk_ws-key-of-the-browser-user=user:browser"]);
+    let node = ws_node(&[]);
     let mut anonymous = open(&node, None).await.unwrap();
     let said = call(&mut anonymous, "/echo/say", json!({"text": "hi"})).await;
     assert_eq!(said["payload"]["output"]["length"], 2, "{said}");
     let listed = call(&mut anonymous, "/services/list", json!({})).await;
-    let listed = listed["payload"]["output"].as_array().unwrap().clone();
+    let listed = listed["payload"]["output"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{listed}"))
+        .clone();
     assert!(listed.iter().any(|op| op["operationId"] == "/echo/say"));
     assert!(
         !listed.iter().any(|op| op["operationId"] == "/echo/served"),
@@ -279,10 +260,6 @@ async fn anonymous_sockets_reach_open_operations_and_a_refused_bearer_is_401() {
         "{restricted}"
     );
 
-    let mut request = url(&node).into_client_request().unwrap();
-    request
-        .headers_mut()
-        .insert("Authorization", "Bearer guess".parse().unwrap());
-    let (status, code) = refusal(tokio_tungstenite::connect_async(request).await);
+    let (status, code) = refusal(open_websocket(&node, Some("guess"), None).await);
     assert_eq!((status, code.as_str()), (401, "UNAUTHENTICATED"));
 }

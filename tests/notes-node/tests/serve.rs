@@ -12,7 +12,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use alknet_runtime::quic::NodeIdentity;
-use alknet_tests::adapters::{dig, mcp_session};
+use alknet_tests::adapters::{self, dig, mcp_session};
+use alknet_tests::new_api_key;
 use serde_json::{Value, json};
 
 const NODE: &str = env!("CARGO_BIN_EXE_notes-node");
@@ -103,19 +104,13 @@ impl Drop for Served {
     }
 }
 
-/// `curl -s -X POST -d BODY URL`: the status and the body as JSON.
-async fn curl(url: &str, body: &str) -> (u16, Value) {
-    let output = tokio::process::Command::new("curl")
-        .args(["-s", "-X", "POST", "-H", "content-type: application/json"])
-        .args(["-d", body, "-w", "\n%{http_code}", url])
-        .output()
-        .await
-        .expect("curl runs");
-    let text = String::from_utf8(output.stdout).unwrap();
-    let (body, status) = text.rsplit_once('\n').unwrap();
+/// `curl -X POST -d BODY URL`: the status and the body as JSON.
+async fn post(url: &str, body: &str) -> (u16, Value) {
+    let header = "content-type: application/json";
+    let (status, body) = adapters::curl(&["-X", "POST", "-H", header, "-d", body, url]).await;
     (
         status.parse().unwrap(),
-        serde_json::from_str(body).unwrap_or(Value::Null),
+        serde_json::from_str(&body).unwrap_or(Value::Null),
     )
 }
 
@@ -138,32 +133,17 @@ fn stdout_json(output: &Output) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON: {text}: {e}"))
 }
 
-/// `notes-node keys new`: an API key, and the configuration entry that admits it.
-async fn new_api_key() -> (String, String) {
-    let made = cli(&["keys", "new", "--id", "tester"]).await;
-    let text = String::from_utf8(made.stdout).unwrap();
-    assert!(made.status.success(), "{text}");
-    let key = text
-        .lines()
-        .map(str::trim)
-        .find(|line| line.starts_with("alk_"))
-        .expect("keys new prints the key")
-        .to_string();
-    let entry = text[text.find("[[api_keys]]").expect("and its entry")..].to_string();
-    (key, entry)
-}
-
 #[tokio::test]
 async fn the_users_service_answers_on_every_transport() {
-    let (api_key, entry) = new_api_key().await;
+    let (api_key, entry) = new_api_key(Path::new(NODE), "tester", &[]);
     let node = Served::start(&format!("{LISTEN}\n{entry}"));
 
-    let (status, added) = curl(&node.http("add"), r#"{"text": "buy milk"}"#).await;
+    let (status, added) = post(&node.http("add"), r#"{"text": "buy milk"}"#).await;
     assert_eq!(
         (status, &added),
         (200, &json!({"id": 1, "text": "buy milk"}))
     );
-    let (status, missing) = curl(&node.http("get"), r#"{"id": 9}"#).await;
+    let (status, missing) = post(&node.http("get"), r#"{"id": 9}"#).await;
     assert_eq!(status, 404);
     assert_eq!(missing["error"]["code"], "NO_SUCH_NOTE");
     assert_eq!(missing["error"]["details"], json!({"id": 9}));
@@ -295,14 +275,14 @@ async fn its_schemas_export_and_check_clean() {
 #[tokio::test]
 async fn a_call_in_flight_completes_when_the_node_is_stopped() {
     let mut node = Served::start(LISTEN);
-    curl(&node.http("add"), r#"{"text": "one"}"#).await;
+    post(&node.http("add"), r#"{"text": "one"}"#).await;
     let count = node.http("count");
-    let in_flight = tokio::spawn(async move { curl(&count, r#"{"ms": 1500}"#).await });
+    let in_flight = tokio::spawn(async move { post(&count, r#"{"ms": 1500}"#).await });
     tokio::time::sleep(Duration::from_millis(300)).await;
     node.signal(libc::SIGTERM);
     tokio::time::sleep(Duration::from_millis(200)).await;
 
-    let (status, refused) = curl(&node.http("list"), "{}").await;
+    let (status, refused) = post(&node.http("list"), "{}").await;
     assert_eq!(status, 503, "a call made while stopping: {refused}");
     assert_eq!(refused["error"]["code"], "UNAVAILABLE");
 

@@ -158,3 +158,69 @@ pub async fn until<F: std::future::Future<Output = bool>>(what: &str, condition:
     .await
     .unwrap_or_else(|_| panic!("timed out waiting until {what}"));
 }
+
+/// The API key of `user:browser`, the WebSocket tests' caller.
+pub const BROWSER_KEY: &str = "alk_ws-key-of-the-browser-user";
+
+/// A WebSocket speaking the call protocol.
+pub type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A `call-node` serving `services` (such as `echo,gate`) over QUIC and WebSocket, which
+/// admits [`BROWSER_KEY`] as `user:browser`, with `extra` flags.
+pub fn browser_node(services: &str, extra: &[&str]) -> NodeProcess {
+    let browser = format!("{BROWSER_KEY}=user:browser");
+    let mut flags = args(["--serve", services, "--api-key", &browser, "--ws"]);
+    flags.extend(extra.iter().map(|s| s.to_string()));
+    NodeProcess::start(&NodeIdentity::generate().unwrap(), &flags)
+}
+
+/// Open a WebSocket to `node`'s `/call`, with `Authorization: Bearer {bearer}` and
+/// `Origin: {origin}` when given: the socket, or how the handshake failed.
+pub async fn open_websocket(
+    node: &NodeProcess,
+    bearer: Option<&str>,
+    origin: Option<&str>,
+) -> Result<Socket, tokio_tungstenite::tungstenite::Error> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let url = format!(
+        "ws://{}/call",
+        node.ws.expect("the node listens for WebSocket")
+    );
+    let mut request = url.into_client_request().unwrap();
+    if let Some(bearer) = bearer {
+        let value = format!("Bearer {bearer}").parse().unwrap();
+        request.headers_mut().insert("Authorization", value);
+    }
+    if let Some(origin) = origin {
+        request
+            .headers_mut()
+            .insert("Origin", origin.parse().unwrap());
+    }
+    tokio_tungstenite::connect_async(request)
+        .await
+        .map(|(socket, _)| socket)
+}
+
+/// A `call-node` with `identity` serving `front`, which `tester` may call as
+/// `user:tester`: it mounts `back` as `worker-1` and serves `routes` (namespaces) from it,
+/// with `extra` flags.
+pub fn front_node(
+    tester: &TestNode,
+    identity: &NodeIdentity,
+    back: &NodeProcess,
+    routes: &[&str],
+    extra: &[&str],
+) -> NodeProcess {
+    let mut flags = args(["--serve", "front"]);
+    flags.extend(tester.allow("user:tester"));
+    flags.extend(args([
+        "--peer",
+        &format!("worker-1={}@{}", back.addr, back.fingerprint),
+    ]));
+    for namespace in routes {
+        flags.extend(args(["--route", &format!("{namespace}=worker-1")]));
+    }
+    flags.extend(extra.iter().map(|s| s.to_string()));
+    NodeProcess::start(identity, &flags)
+}
