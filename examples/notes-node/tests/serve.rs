@@ -4,16 +4,14 @@
 //! an irpc client in another process — reloaded, its schemas exported and checked, and
 //! stopped with a call in flight.
 
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use alknet_runtime::quic::NodeIdentity;
 use alknet_tests::adapters::{self, dig, mcp_session};
 use alknet_tests::new_api_key;
+use alknet_tests::served::Served;
 use serde_json::{Value, json};
 
 const NODE: &str = env!("CARGO_BIN_EXE_notes-node");
@@ -31,60 +29,18 @@ irpc = "127.0.0.1:0"
 drain_ms = 5000
 "#;
 
-/// A running `notes-node serve`: killed when dropped.
-struct Served {
-    child: Child,
-    fingerprint: String,
-    listeners: HashMap<String, SocketAddr>,
-    config: PathBuf,
-    _dir: tempfile::TempDir,
+/// `notes-node serve` on `config`.
+fn start(config: &str) -> Served {
+    Served::start(Path::new(NODE), config, &[])
 }
 
-impl Served {
-    fn start(config: &str) -> Served {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("notes.toml");
-        std::fs::write(&path, config).unwrap();
-        let mut child = Command::new(NODE)
-            .args(["serve", "--watch-interval-ms", "50", "--config"])
-            .arg(&path)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("notes-node starts");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut fingerprint = None;
-        let mut listeners = HashMap::new();
-        let mut in_listeners = false;
-        for line in lines.by_ref() {
-            let line = line.unwrap();
-            if let Some(key) = line.strip_prefix("node key: ") {
-                fingerprint = Some(key.to_string());
-            } else if line == "listeners:" {
-                in_listeners = true;
-            } else if in_listeners && line.starts_with("  ") {
-                let mut words = line.split_whitespace();
-                let name = words.next().unwrap().to_string();
-                listeners.insert(name, words.next().unwrap().parse().unwrap());
-            } else if in_listeners {
-                break;
-            }
-        }
-        // Keep reading, so the node never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
-        Served {
-            child,
-            fingerprint: fingerprint.expect("the node prints its key"),
-            listeners,
-            config: path,
-            _dir: dir,
-        }
-    }
+/// What the tests ask of a running node.
+trait NotesNode {
+    fn http(&self, operation: &str) -> String;
+    fn signal(&self, signal: libc::c_int);
+}
 
-    fn address(&self, transport: &str) -> SocketAddr {
-        self.listeners[transport]
-    }
-
+impl NotesNode for Served {
     fn http(&self, operation: &str) -> String {
         format!("http://{}/v1/notes/{operation}", self.address("http"))
     }
@@ -94,13 +50,6 @@ impl Served {
             unsafe { libc::kill(self.child.id() as libc::pid_t, signal) },
             0
         );
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        self.child.kill().ok();
-        self.child.wait().ok();
     }
 }
 
@@ -136,7 +85,7 @@ fn stdout_json(output: &Output) -> Value {
 #[tokio::test]
 async fn the_users_service_answers_on_every_transport() {
     let (api_key, entry) = new_api_key(Path::new(NODE), "tester", &[]);
-    let node = Served::start(&format!("{LISTEN}\n{entry}"));
+    let node = start(&format!("{LISTEN}\n{entry}"));
 
     let (status, added) = post(&node.http("add"), r#"{"text": "buy milk"}"#).await;
     assert_eq!(
@@ -206,7 +155,7 @@ async fn the_users_service_answers_on_every_transport() {
 
 #[tokio::test]
 async fn another_process_calls_over_irpc_once_a_reload_admits_its_key() {
-    let node = Served::start(LISTEN);
+    let node = start(LISTEN);
     let client = NodeIdentity::generate().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("client.pem");
@@ -274,7 +223,7 @@ async fn its_schemas_export_and_check_clean() {
 
 #[tokio::test]
 async fn a_call_in_flight_completes_when_the_node_is_stopped() {
-    let mut node = Served::start(LISTEN);
+    let mut node = start(LISTEN);
     post(&node.http("add"), r#"{"text": "one"}"#).await;
     let count = node.http("count");
     let in_flight = tokio::spawn(async move { post(&count, r#"{"ms": 1500}"#).await });
