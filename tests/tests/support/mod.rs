@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -32,7 +32,7 @@ pub fn key_file(identity: &NodeIdentity) -> PathBuf {
 }
 
 impl NodeProcess {
-    /// Start a node with `identity` and these flags; returns once it serves.
+    /// Start a `call-node` with `identity` and these flags; returns once it serves.
     pub fn start(identity: &NodeIdentity, args: &[String]) -> NodeProcess {
         let key = key_file(identity);
         // `ALKNET_CALL_NODE` runs the tests against another build of the node (an older
@@ -41,14 +41,23 @@ impl NodeProcess {
             || PathBuf::from(env!("CARGO_BIN_EXE_call-node")),
             PathBuf::from,
         );
+        let mut flags = vec!["--key".to_string(), key.display().to_string()];
+        flags.extend_from_slice(args);
+        let node = NodeProcess::spawn(&binary, &flags);
+        assert_eq!(node.fingerprint, identity.fingerprint());
+        std::fs::remove_file(key).ok();
+        node
+    }
+
+    /// Start `binary` (`call-node` or `irpc-node`) with `args`; returns once it prints
+    /// `listening ADDR FINGERPRINT` (and `ws ADDR`, when `args` hold `--ws`).
+    pub fn spawn(binary: &Path, args: &[String]) -> NodeProcess {
         let mut child = Command::new(binary)
-            .arg("--key")
-            .arg(&key)
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .expect("the call-node binary starts");
+            .unwrap_or_else(|err| panic!("{} starts: {err}", binary.display()));
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let first = lines.next().expect("the node prints its address").unwrap();
         let mut words = first.split_whitespace().skip(1);
@@ -58,14 +67,22 @@ impl NodeProcess {
             let line = lines.next().unwrap().unwrap();
             line.trim_start_matches("ws ").parse().unwrap()
         });
-        assert_eq!(fingerprint, identity.fingerprint());
-        std::fs::remove_file(key).ok();
         NodeProcess {
             child,
             addr,
             ws,
             fingerprint,
         }
+    }
+
+    /// The process's id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The process's virtual memory, from `/proc`.
+    pub fn virtual_memory_bytes(&self) -> u64 {
+        self.status_bytes("VmSize:")
     }
 
     /// The process's resident memory, from `/proc`.
