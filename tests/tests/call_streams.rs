@@ -4,15 +4,12 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
+use alknet::Listeners;
 use alknet_example::{EchoProtocol, EchoService};
-use alknet_runtime::call::{
-    CallConfig, CallOptions, CallServer, Connection, NodeIdentity, PeerLinks,
-};
+use alknet_runtime::call::{CallConfig, CallOptions, Connection, NodeIdentity};
 use alknet_runtime::config::ConfigServiceImpl;
-use alknet_runtime::{ConfigIdentityProvider, NodePolicy, OperationEnv};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use support::{BROWSER_KEY, NodeProcess, TestNode, args, browser_node, front_node, open_websocket};
@@ -23,6 +20,7 @@ const TICKS: u64 = 10_000;
 
 /// Megabytes of JSON in debug builds on a loaded machine can stall a process for longer
 /// than the default idle timeout (600 ms); these tests are about framing, not liveness.
+/// A `[call]` setting (and `call-node --call`).
 const IDLE_TIMEOUT: &str = "idle_timeout_ms=10000";
 
 fn patient_config() -> CallConfig {
@@ -85,6 +83,23 @@ async fn check_over_quic(connection: &Connection, prefix: &str, sizes: &[u64]) {
     }
 }
 
+/// A node in this process ([`alknet::Node`]) with `identity`'s key, serving `echo` over
+/// QUIC as patiently as the tester, with `dynamic` configuration: the node and its
+/// listeners.
+async fn echo_node_here(identity: &NodeIdentity, dynamic: &str) -> (alknet::Node, Listeners) {
+    let key = support::key_file(identity);
+    let text = format!(
+        "[node]\nkey = {key:?}\n[listen]\ncall = \"127.0.0.1:0\"\n[call]\n{IDLE_TIMEOUT}\n\n{dynamic}"
+    );
+    let node = alknet::Node::builder(ConfigServiceImpl::from_text(text, "the test node").unwrap())
+        .local(EchoProtocol::local(EchoService::default()))
+        .build()
+        .unwrap();
+    std::fs::remove_file(key).ok();
+    let listeners = node.start().await.unwrap();
+    (node, listeners)
+}
+
 fn echo_worker(tester: &TestNode, extra: &[String]) -> NodeProcess {
     let mut flags = args(["--serve", "echo", "--call", IDLE_TIMEOUT]);
     flags.extend(tester.allow("user:tester"));
@@ -127,54 +142,29 @@ async fn long_subscriptions_and_large_items_arrive_whole_through_a_mounted_and_a
 async fn long_subscriptions_and_large_items_arrive_whole_through_a_forwarding_node() {
     let back_identity = NodeIdentity::generate().unwrap();
     let front_identity = NodeIdentity::generate().unwrap();
-    let config_of = |name: &str, text: String| {
-        let file =
-            std::env::temp_dir().join(format!("alknet-streams-{}-{name}.toml", std::process::id()));
-        std::fs::write(&file, text).unwrap();
-        let config = Arc::new(ConfigServiceImpl::from_file(&file).unwrap());
-        std::fs::remove_file(file).ok();
-        config
-    };
-    let serve = |config: Arc<ConfigServiceImpl>, identity: &NodeIdentity| {
-        let policy = NodePolicy::new(config.shared())
-            .forward_through(PeerLinks::new(identity.clone(), patient_config()));
-        let env = OperationEnv::builder()
-            .local(EchoProtocol::local(EchoService::default()))
-            .admission(policy)
-            .build()
-            .unwrap();
-        let server = CallServer::new(env, Arc::new(ConfigIdentityProvider::new(config.shared())));
-        let node = TestNode::with_config(identity.clone(), patient_config());
-        node.endpoint.serve(server);
-        node
-    };
-    let back = serve(
-        config_of(
-            "back",
-            format!(
-                "[[public_keys]]\nfingerprint = \"{}\"\nidentity = \"node:front\"\n",
-                front_identity.fingerprint()
-            ),
-        ),
+    let (_back, back) = echo_node_here(
         &back_identity,
-    );
-    let tester = patient_tester();
-    let front = serve(
-        config_of(
-            "front",
-            format!(
-                "[[public_keys]]\nfingerprint = \"{}\"\nidentity = \"user:tester\"\n\n\
-                 [[peers]]\nname = \"back\"\naddress = \"{}\"\nfingerprint = \"{}\"\n\n\
-                 [[forwarding.rules]]\noperations = \"echo/*\"\naction = \"forward\"\npeer = \"back\"\n",
-                tester.identity.fingerprint(),
-                back.endpoint.local_addr(),
-                back_identity.fingerprint()
-            ),
+        &format!(
+            "[[public_keys]]\nfingerprint = \"{}\"\nidentity = \"node:front\"\n",
+            front_identity.fingerprint()
         ),
+    )
+    .await;
+    let tester = patient_tester();
+    let (_front, front) = echo_node_here(
         &front_identity,
-    );
+        &format!(
+            "[[public_keys]]\nfingerprint = \"{}\"\nidentity = \"user:tester\"\n\n\
+             [[peers]]\nname = \"back\"\naddress = \"{}\"\nfingerprint = \"{}\"\n\n\
+             [[forwarding.rules]]\noperations = \"echo/*\"\naction = \"forward\"\npeer = \"back\"\n",
+            tester.identity.fingerprint(),
+            back.address("call").unwrap(),
+            back_identity.fingerprint()
+        ),
+    )
+    .await;
     let connection = tester
-        .connect_to(front.endpoint.local_addr(), front_identity.fingerprint())
+        .connect_to(front.address("call").unwrap(), front_identity.fingerprint())
         .await;
     // The forwarder's link to its peer is as patient as the tester's own connection: a
     // debug build re-encoding megabytes on a loaded machine can outlast the default idle

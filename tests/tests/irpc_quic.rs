@@ -11,14 +11,11 @@ use std::time::{Duration, Instant};
 
 use alknet_config::{ConfigClient, ConfigProtocol, Reload};
 use alknet_example::{EchoClient, EchoProtocol, EchoService};
-use alknet_runtime::call::{CallConfig, CallEndpoint, CallServer};
 use alknet_runtime::config::{ConfigServiceImpl, ReloadPart};
 use alknet_runtime::irpc;
 use alknet_runtime::quic::{NodeIdentity, QuicConfig};
-use alknet_runtime::service_path::{Call, CallMeta, IrpcListener, IrpcProtocol, connect};
-use alknet_runtime::{
-    CallError, Caller, Identity, OperationEnv, RequestId, StaticIdentities, codes,
-};
+use alknet_runtime::service_path::{Call, CallMeta, IrpcProtocol, connect};
+use alknet_runtime::{CallError, Caller, Identity, OperationEnv, RequestId, codes};
 use alknet_tests::gate::{Gate, GateClient, GateProtocol, Seen, Whoami};
 use alknet_tests::probe::{ProbeClient, ProbeProtocol};
 use alknet_tests::vault::{Peek, Read, Vault, VaultClient, VaultProtocol};
@@ -244,35 +241,13 @@ async fn refusal(mut recv: alknet_runtime::irpc::rpc::noq::RecvStream) -> CallEr
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_has_as_many_requests_in_flight_as_its_stream_limit_and_the_next_waits() {
     let key = NodeIdentity::generate().unwrap();
-    let gate = Gate::default();
-    let served = OperationEnv::builder()
-        .local(GateProtocol::local(gate.clone()))
-        .build()
-        .unwrap();
-    let allowed = StaticIdentities::new().with_key(key.fingerprint(), Identity::new("app:busy"));
-    let quic = QuicConfig {
-        max_concurrent_streams: 2,
-        ..QuicConfig::default()
-    };
-    let listener = IrpcListener::builder(served.clone(), Arc::new(allowed))
-        .serve::<GateProtocol>()
-        .unwrap()
-        .bind("127.0.0.1:0".parse().unwrap(), node_key(), quic)
-        .unwrap();
-    let client = connect::<GateProtocol>(
-        listener.local_addr(),
-        listener.fingerprint(),
-        &key,
-        &QuicConfig::default(),
+    let node = TrustNode::start_with(
+        "[irpc]\nmax_concurrent_streams = 2\n",
+        &key_entry(&key, "app:busy", false),
     )
-    .unwrap();
-    let remote = GateClient::new(
-        OperationEnv::builder()
-            .local(GateProtocol::service(client))
-            .build()
-            .unwrap(),
-    );
-    let here = GateClient::new(served);
+    .await;
+    let remote = GateClient::new(node.env(&key));
+    let here = GateClient::new(node.node.env().clone());
     let started = || {
         let here = here.clone();
         async move { here.counts().await.unwrap().started }
@@ -335,6 +310,11 @@ fn key_entry(key: &NodeIdentity, who: &str, cluster: bool) -> String {
 
 impl TrustNode {
     async fn start(dynamic: &str) -> TrustNode {
+        TrustNode::start_with("", dynamic).await
+    }
+
+    /// [`TrustNode::start`] with more static settings (`[irpc]` limits).
+    async fn start_with(statics: &str, dynamic: &str) -> TrustNode {
         static N: AtomicUsize = AtomicUsize::new(0);
         let file = std::env::temp_dir().join(format!(
             "alknet-irpc-trust-{}-{}.toml",
@@ -342,7 +322,8 @@ impl TrustNode {
             N.fetch_add(1, Ordering::SeqCst)
         ));
         let key = support::key_file(node_key());
-        let statics = format!("[node]\nkey = {key:?}\n[listen]\nirpc = \"127.0.0.1:0\"\n\n");
+        let statics =
+            format!("[node]\nkey = {key:?}\n[listen]\nirpc = \"127.0.0.1:0\"\n{statics}\n");
         std::fs::write(&file, format!("{statics}{dynamic}")).unwrap();
         let node = alknet::Node::builder(ConfigServiceImpl::from_file(&file).unwrap())
             .local(EchoProtocol::local(EchoService::default()))
@@ -488,27 +469,28 @@ async fn an_outside_key_runs_as_its_own_identity_whatever_its_requests_assert() 
 async fn an_outside_keys_irpc_calls_pass_the_rate_limits_and_the_forwarding_policy() {
     let outsider = NodeIdentity::generate().unwrap();
     // Peer `b` speaks the call protocol and knows this node as the cluster node `node:a`.
-    let b_key = NodeIdentity::generate().unwrap();
-    let b_env = OperationEnv::builder()
-        .local(GateProtocol::local(Gate::default()))
-        .build()
-        .unwrap();
-    let b_identities =
-        StaticIdentities::new().with_cluster_key(node_key().fingerprint(), Identity::new("node:a"));
-    let b = CallEndpoint::bind(
-        "127.0.0.1:0".parse().unwrap(),
-        &b_key,
-        CallConfig::default(),
+    let b = alknet::Node::builder(
+        ConfigServiceImpl::from_text(
+            format!(
+                "[listen]\ncall = \"127.0.0.1:0\"\n\n\
+                 [[public_keys]]\nfingerprint = \"{}\"\nidentity = \"node:a\"\ncluster = true\n",
+                node_key().fingerprint()
+            ),
+            "node b",
+        )
+        .unwrap(),
     )
+    .local(GateProtocol::local(Gate::default()))
+    .build()
     .unwrap();
-    b.serve(CallServer::new(b_env, Arc::new(b_identities)));
+    let b_listening = b.start().await.unwrap();
     let dynamic = format!(
         "{}[[peers]]\nname = \"b\"\naddress = \"{}\"\nfingerprint = \"{}\"\n\n\
          [[forwarding.rules]]\noperations = \"gate/*\"\naction = \"forward\"\npeer = \"b\"\n\n\
          [rate_limits]\nper_identity = {{ per_second = 1, burst = 2 }}\n",
         key_entry(&outsider, "app:outside", false),
-        b.local_addr(),
-        b_key.fingerprint()
+        b_listening.address("call").unwrap(),
+        b.identity().fingerprint()
     );
     let node = TrustNode::start(&dynamic).await;
     let forged = node
