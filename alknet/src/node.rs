@@ -573,3 +573,44 @@ fn node_identity(config: &ConfigServiceImpl) -> Result<NodeIdentity, NodeError> 
         None => NodeIdentity::generate().map_err(|err| NodeError::new(err.message)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A node mounting `far` at `address`, under a key nobody holds.
+    fn mounting_far(address: SocketAddr) -> NodeBuilder {
+        let key = format!("ed25519:{}", "0".repeat(64));
+        Node::builder(ConfigServiceImpl::embedded()).remote("far", address, &key)
+    }
+
+    #[test]
+    fn a_node_that_mounts_a_remote_node_is_built_by_connecting() {
+        let err = mounting_far("127.0.0.1:9".parse().unwrap())
+            .build()
+            .err()
+            .expect("build refuses remote mounts");
+        assert!(
+            err.to_string().contains("`far`") && err.to_string().contains(".connect().await"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_remote_node_that_never_answers_fails_the_build_naming_it() {
+        // A socket that takes QUIC's packets and answers none.
+        let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let address = silent.local_addr().unwrap();
+        let err = mounting_far(address)
+            .connect()
+            .await
+            .err()
+            .expect("the handshake times out");
+        assert!(
+            err.to_string().starts_with(&format!(
+                "the remote node `far` ({address}) cannot be mounted:"
+            )),
+            "{err}"
+        );
+    }
+}
