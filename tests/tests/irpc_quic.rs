@@ -31,6 +31,22 @@ fn irpc_node(allow: &NodeIdentity, extra: &[&str]) -> NodeProcess {
     NodeProcess::spawn(Path::new(env!("CARGO_BIN_EXE_irpc-node")), &flags)
 }
 
+/// A QUIC connection to `node`'s `echo` (its ALPN) as `identity`, to write raw requests on.
+async fn raw_echo_connection(
+    node: &NodeProcess,
+    identity: &NodeIdentity,
+) -> alknet_runtime::call::noq::Connection {
+    alknet_runtime::quic::connect(
+        node.addr,
+        &node.fingerprint,
+        identity,
+        &alknet_runtime::service_path::alpn::<EchoProtocol>(),
+        &QuicConfig::default(),
+    )
+    .await
+    .unwrap()
+}
+
 /// An env that reaches `node`'s `probe` and `echo` over irpc, connecting as `identity`.
 fn irpc_env(node: &NodeProcess, identity: &NodeIdentity) -> OperationEnv {
     let config = QuicConfig::default();
@@ -151,15 +167,7 @@ async fn a_request_larger_than_the_stream_window_arrives_whole_beside_small_call
 async fn an_undecodable_request_gets_invalid_input_on_its_own_stream() {
     let client = NodeIdentity::generate().unwrap();
     let node = irpc_node(&client, &[]);
-    let connection = alknet_runtime::quic::connect(
-        node.addr,
-        &node.fingerprint,
-        &client,
-        &alknet_runtime::service_path::alpn::<EchoProtocol>(),
-        &QuicConfig::default(),
-    )
-    .await
-    .unwrap();
+    let connection = raw_echo_connection(&node, &client).await;
     let (mut send, mut recv) = connection.open_bi().await.unwrap();
     // A length prefix of 4, then four bytes that are no `EchoProtocolRpc`.
     send.write_all(&[4, 0xff, 0xff, 0xff, 0xff]).await.unwrap();
@@ -184,15 +192,7 @@ async fn an_undecodable_request_gets_invalid_input_on_its_own_stream() {
 async fn requests_that_announce_the_limit_and_send_a_few_bytes_cost_what_arrived() {
     let client = NodeIdentity::generate().unwrap();
     let node = irpc_node(&client, &[]);
-    let connection = alknet_runtime::quic::connect(
-        node.addr,
-        &node.fingerprint,
-        &client,
-        &alknet_runtime::service_path::alpn::<EchoProtocol>(),
-        &QuicConfig::default(),
-    )
-    .await
-    .unwrap();
+    let connection = raw_echo_connection(&node, &client).await;
     let echo = EchoClient::new(irpc_env(&node, &client));
     echo.say("warm".into()).await.unwrap();
     let before = node.virtual_memory_bytes();
