@@ -68,6 +68,7 @@ fn the_documented_example_is_valid_and_means_what_its_comments_say() {
     assert_eq!(call.max_connections_per_address.map(|n| n.get()), Some(64));
     assert_eq!(call.handshake_timeout_ms.map(|n| n.get()), Some(1000));
     assert_eq!(call.frame_read_timeout_ms.map(|n| n.get()), Some(10_000));
+    assert_eq!(call.idle_timeout_ms.map(|n| n.get()), Some(600));
     // Every number in [call] is shown with its default, so the limits they give are the
     // defaults; the origins are an example.
     assert_eq!(

@@ -25,7 +25,7 @@ use std::time::Duration;
 use alknet_auth::{AuthProtocol, AuthService};
 use alknet_config::{ConfigProtocol, ConfigService};
 use alknet_runtime::adapters::http::Readiness;
-use alknet_runtime::call::{CallConfig, PeerLinks};
+use alknet_runtime::call::{CallConfig, CallEndpoint, Connection, PeerKey, PeerLinks, RemoteNode};
 use alknet_runtime::config::{ConfigError, ConfigServiceImpl, ConfigSource, ReloadPart};
 use alknet_runtime::quic::NodeIdentity;
 use alknet_runtime::service_path::IrpcServing;
@@ -34,7 +34,7 @@ use alknet_runtime::{
     LocalService, NodePolicy, OperationEnv, OperationEnvBuilder, ServiceSpec,
 };
 
-use crate::transports::{self, Running};
+use crate::transports::{self, AbortOnDrop, Running};
 
 /// Why a node could not be assembled, started or run: one sentence naming the problem.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,6 +88,16 @@ pub struct NodeBuilder {
     auth: bool,
     config_service: bool,
     watch_interval: Duration,
+    remotes: Vec<RemoteMount>,
+    routes: Vec<(String, String)>,
+}
+
+/// A node of the cluster mounted over the call protocol: reached, and its services learnt,
+/// when the node is connected ([`NodeBuilder::connect`]).
+struct RemoteMount {
+    name: String,
+    address: SocketAddr,
+    fingerprint: String,
 }
 
 impl NodeBuilder {
@@ -117,6 +127,28 @@ impl NodeBuilder {
         assemble: impl FnOnce(OperationEnvBuilder) -> OperationEnvBuilder,
     ) -> Self {
         self.env = assemble(self.env);
+        self
+    }
+
+    /// Mount the node at `address`, whose key is `fingerprint` (`ed25519:…`), as the
+    /// namespace `name`: `name/echo/say` runs `/echo/say` there, as this node (the peer
+    /// must know this node's key). The peer is reached, and what this node may call there
+    /// learnt, by [`NodeBuilder::connect`]; the node serves the peer's calls back on the
+    /// same connection. Discovered once: connect again to see new operations.
+    pub fn remote(mut self, name: &str, address: SocketAddr, fingerprint: &str) -> Self {
+        self.remotes.push(RemoteMount {
+            name: name.to_string(),
+            address,
+            fingerprint: fingerprint.to_string(),
+        });
+        self
+    }
+
+    /// Serve `namespace` on the node mounted as `node_name` (with [`NodeBuilder::remote`]
+    /// or `.env(|b| b.remote(..))`): local and outside calls of `namespace` go there.
+    pub fn route(mut self, namespace: &str, node_name: &str) -> Self {
+        self.routes
+            .push((namespace.to_string(), node_name.to_string()));
         self
     }
 
@@ -154,10 +186,70 @@ impl NodeBuilder {
     }
 
     /// Finish assembly: the node's key (from `[node] key`, or a fresh one), its policy,
-    /// its env.
-    pub fn build(mut self) -> Result<Node, NodeError> {
+    /// its env. A node that mounts remote nodes ([`NodeBuilder::remote`]) must reach them
+    /// first: build it with [`NodeBuilder::connect`].
+    pub fn build(self) -> Result<Node, NodeError> {
+        if let Some(remote) = self.remotes.first() {
+            return Err(NodeError::new(format!(
+                "the node mounts the remote node `{}`, which must be reached first: build it with `.connect().await` instead of `.build()`",
+                remote.name
+            )));
+        }
+        let identity = node_identity(&self.config)?;
+        self.finish(identity, Vec::new())
+    }
+
+    /// Reach every remote node ([`NodeBuilder::remote`]), learn what this node may call
+    /// there, mount it, and finish assembly as [`NodeBuilder::build`] does. A peer that
+    /// does not answer within `[call] handshake_timeout_ms` fails the build.
+    pub async fn connect(mut self) -> Result<Node, NodeError> {
+        let identity = node_identity(&self.config)?;
+        let remotes = std::mem::take(&mut self.remotes);
+        let mut connections = Vec::new();
+        if !remotes.is_empty() {
+            let config = CallConfig::from_settings(&self.config.static_config().call);
+            let mut endpoints: Vec<CallEndpoint> = Vec::new();
+            for remote in remotes {
+                let local = outgoing_address(remote.address);
+                let bound = endpoints.iter().find(|e| e.local_addr().ip() == local.ip());
+                let endpoint = match bound {
+                    Some(endpoint) => endpoint.clone(),
+                    None => {
+                        let endpoint = CallEndpoint::bind(local, &identity, config.clone())
+                            .map_err(|err| err.message)?;
+                        endpoints.push(endpoint.clone());
+                        endpoint
+                    }
+                };
+                let unreachable = |why: String| {
+                    NodeError::new(format!(
+                        "the remote node `{}` ({}) cannot be mounted: {why}",
+                        remote.name, remote.address
+                    ))
+                };
+                let connection = endpoint
+                    .connect(remote.address, PeerKey::Pinned(remote.fingerprint.clone()))
+                    .await
+                    .map_err(|err| unreachable(err.message))?;
+                let node = RemoteNode::discover(connection.clone())
+                    .await
+                    .map_err(|err| unreachable(err.message))?;
+                self.env = self.env.remote(&remote.name, node);
+                connections.push(connection);
+            }
+        }
+        self.finish(identity, connections)
+    }
+
+    fn finish(
+        mut self,
+        identity: NodeIdentity,
+        remote_connections: Vec<Connection>,
+    ) -> Result<Node, NodeError> {
         let config = self.config.clone();
-        let identity = node_identity(&config)?;
+        for (namespace, node_name) in std::mem::take(&mut self.routes) {
+            self.env = self.env.route(&namespace, &node_name);
+        }
         if self.auth {
             self = self.local(AuthProtocol::local(AuthService::new(config.clone())));
         }
@@ -184,6 +276,7 @@ impl NodeBuilder {
             env: env.build()?,
             identity,
             irpc: self.irpc,
+            remote_connections,
             drain,
             watch_interval: self.watch_interval,
             config,
@@ -202,6 +295,8 @@ pub struct Node {
     env: OperationEnv,
     identities: Arc<dyn IdentityProvider>,
     irpc: Vec<IrpcServing>,
+    /// The connections to the remote nodes mounted, on which their calls back are served.
+    remote_connections: Vec<Connection>,
     drain: Drain,
     watch_interval: Duration,
 }
@@ -219,6 +314,8 @@ impl Node {
             auth: true,
             config_service: true,
             watch_interval: DEFAULT_WATCH_INTERVAL,
+            remotes: Vec::new(),
+            routes: Vec::new(),
         }
     }
 
@@ -285,8 +382,14 @@ impl Node {
             };
             running.push(transports::http(self, address, readiness).await?);
         }
+        let calls_back = self
+            .remote_connections
+            .iter()
+            .map(|connection| AbortOnDrop(connection.serve(server.clone())))
+            .collect();
         Ok(Listeners {
             running,
+            calls_back,
             drain: self.drain.clone(),
             drain_time: self.config.static_config().drain_time,
         })
@@ -389,6 +492,8 @@ const DEFAULT_WATCH_INTERVAL: Duration = Duration::from_secs(1);
 /// [`Listeners::stop`] stops them gracefully.
 pub struct Listeners {
     running: Vec<Running>,
+    /// The remote nodes' calls on the connections this node made to them.
+    calls_back: Vec<AbortOnDrop>,
     drain: Drain,
     drain_time: Duration,
 }
@@ -429,8 +534,22 @@ impl Listeners {
         for running in self.running {
             running.stop().await;
         }
+        drop(self.calls_back);
         tracing::info!("node stopped");
     }
+}
+
+/// Where this node's connections to a remote node at `peer` come from: loopback for a
+/// loopback peer (nothing is opened beyond the machine), any address otherwise.
+fn outgoing_address(peer: SocketAddr) -> SocketAddr {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    let ip = match (peer.is_ipv4(), peer.ip().is_loopback()) {
+        (true, true) => Ipv4Addr::LOCALHOST.into(),
+        (true, false) => Ipv4Addr::UNSPECIFIED.into(),
+        (false, true) => Ipv6Addr::LOCALHOST.into(),
+        (false, false) => Ipv6Addr::UNSPECIFIED.into(),
+    };
+    SocketAddr::new(ip, 0)
 }
 
 /// The node's key: from the configured file, or a fresh one each start.
@@ -452,5 +571,46 @@ fn node_identity(config: &ConfigServiceImpl) -> Result<NodeIdentity, NodeError> 
             })
         }
         None => NodeIdentity::generate().map_err(|err| NodeError::new(err.message)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A node mounting `far` at `address`, under a key nobody holds.
+    fn mounting_far(address: SocketAddr) -> NodeBuilder {
+        let key = format!("ed25519:{}", "0".repeat(64));
+        Node::builder(ConfigServiceImpl::embedded()).remote("far", address, &key)
+    }
+
+    #[test]
+    fn a_node_that_mounts_a_remote_node_is_built_by_connecting() {
+        let err = mounting_far("127.0.0.1:9".parse().unwrap())
+            .build()
+            .err()
+            .expect("build refuses remote mounts");
+        assert!(
+            err.to_string().contains("`far`") && err.to_string().contains(".connect().await"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_remote_node_that_never_answers_fails_the_build_naming_it() {
+        // A socket that takes QUIC's packets and answers none.
+        let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let address = silent.local_addr().unwrap();
+        let err = mounting_far(address)
+            .connect()
+            .await
+            .err()
+            .expect("the handshake times out");
+        assert!(
+            err.to_string().starts_with(&format!(
+                "the remote node `far` ({address}) cannot be mounted:"
+            )),
+            "{err}"
+        );
     }
 }

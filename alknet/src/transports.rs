@@ -191,7 +191,8 @@ pub(crate) fn call_server(node: &Node) -> CallServer {
         .with_settings(&node.config().static_config().call)
 }
 
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+/// A task that ends when this is dropped.
+pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {

@@ -107,22 +107,9 @@ impl Drop for Server {
     }
 }
 
-/// `alknet keys new` for `scope`: the key, and the entry to paste.
+/// `alknet keys new --id ID ARGS..`: the key, and the entry to paste.
 fn new_key(id: &str, args: &[&str]) -> (String, String) {
-    let mut all = vec!["keys", "new", "--id", id];
-    all.extend(args);
-    let out = alknet(&all);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let text = stdout(&out);
-    let key = text
-        .lines()
-        .map(str::trim)
-        .find(|line| line.starts_with("alk_"))
-        .expect("keys new prints the key")
-        .to_string();
-    let entry = text[text.find("[[api_keys]]").unwrap()..].to_string();
-    assert!(!entry.contains(&key), "the entry holds the key itself");
-    (key, entry)
+    alknet_tests::new_api_key(Path::new(env!("CARGO_BIN_EXE_alknet")), id, args)
 }
 
 #[test]

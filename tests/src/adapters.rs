@@ -1,25 +1,28 @@
-//! What the adapter tests share: a node with the test services served on loopback by every
-//! adapter, and drivers for the real clients (`dig`, the MCP Python SDK).
+//! What the adapter tests share: a node ([`alknet::Node`]) serving the test services on
+//! loopback on every transport, and drivers for the real clients (`dig`, the MCP SDKs).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use alknet::{Node, NodeBuilder};
 use alknet_example::{EchoProtocol, EchoService};
 use alknet_runtime::adapters::dns::DnsAdapter;
-use alknet_runtime::adapters::http::{HttpAdapter, HttpLimits};
-use alknet_runtime::{Identity, OperationEnv, StaticIdentities};
+use alknet_runtime::config::ConfigServiceImpl;
+use alknet_runtime::credentials::api_key_hash;
+use alknet_runtime::{IdentityProvider, OperationEnv};
 use serde_json::Value;
 
 use crate::probe::{Probe, ProbeProtocol};
 use crate::vault::{Vault, VaultProtocol};
 
-/// A bearer token for `user:reader`, who holds `vault:read`.
-pub const READER: &str = "reader-token";
+/// An API key for `user:reader`, who holds `vault:read`.
+pub const READER: &str = "alk_reader-key-of-the-adapter-tests";
 /// An API key for `user:admin`, who holds `echo:admin` and `vault:read`.
-pub const ADMIN: &str = "alk_admin-key";
+pub const ADMIN: &str = "alk_admin-key-of-the-adapter-tests";
 
-/// `echo`, `vault` and `probe`, mounted in-process.
+/// `echo`, `vault` and `probe`, mounted in-process (for a test that drives an adapter
+/// itself).
 pub fn env(probe: Probe) -> OperationEnv {
     OperationEnv::builder()
         .local(EchoProtocol::local(EchoService::default()))
@@ -29,36 +32,91 @@ pub fn env(probe: Probe) -> OperationEnv {
         .expect("the test services mount")
 }
 
-/// The identities behind [`READER`] and [`ADMIN`].
-pub fn identities() -> Arc<StaticIdentities> {
-    Arc::new(
-        StaticIdentities::new()
-            .with_token(
-                READER,
-                Identity::new("user:reader").with_scopes(["vault:read"]),
-            )
-            .with_token(
-                ADMIN,
-                Identity::new("user:admin").with_scopes(["echo:admin", "vault:read"]),
-            ),
-    )
+/// A node over the tests' configuration: HTTP (with MCP at `/mcp`), DNS (under `alk.dev`)
+/// and the call protocol on loopback ports, [`READER`] and [`ADMIN`] as API keys, and
+/// `settings`, more of the configuration (such as an `[http]` section of limits). It
+/// leaves out the node's own `auth` and `config` services: the tests see only theirs.
+pub fn node_builder(settings: &str) -> NodeBuilder {
+    let text = format!(
+        r#"[listen]
+http = "127.0.0.1:0"
+dns = "127.0.0.1:0"
+call = "127.0.0.1:0"
+
+[[api_keys]]
+id = "reader"
+hash = "{reader}"
+identity = "user:reader"
+scopes = ["vault:read"]
+
+[[api_keys]]
+id = "admin"
+hash = "{admin}"
+identity = "user:admin"
+scopes = ["echo:admin", "vault:read"]
+
+{settings}"#,
+        reader = api_key_hash(READER),
+        admin = api_key_hash(ADMIN),
+    );
+    let config = ConfigServiceImpl::from_text(text, "the adapter tests' configuration")
+        .unwrap_or_else(|err| panic!("{err}"));
+    Node::builder(config)
+        .without_auth()
+        .without_config_service()
 }
 
-/// Serve `env` over HTTP (and MCP at `/mcp`) on a loopback port; the server runs until the
-/// test's runtime ends.
-pub async fn serve_http(env: OperationEnv, limits: HttpLimits) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind a loopback port");
-    let addr = listener.local_addr().expect("a bound address");
-    let adapter = HttpAdapter::new(env)
-        .identities(identities())
-        .limits(limits);
-    tokio::spawn(adapter.serve(listener));
-    addr
+/// [`node_builder`] with `echo`, `vault` and `probe`.
+pub fn node(probe: Probe, settings: &str) -> NodeBuilder {
+    node_builder(settings)
+        .local(EchoProtocol::local(EchoService::default()))
+        .local(VaultProtocol::local(Vault))
+        .local(ProbeProtocol::local(probe))
 }
 
-/// Serve `env` over DNS (UDP and TCP on one loopback port) under `alk.dev`.
+/// A started node: where it listens, and what it serves. It serves until the test's
+/// runtime ends.
+pub struct Served {
+    /// HTTP, with MCP at `/mcp`.
+    pub http: SocketAddr,
+    /// DNS, UDP and TCP.
+    pub dns: SocketAddr,
+    /// The call protocol over QUIC.
+    pub call: SocketAddr,
+    /// The node's key fingerprint, which its callers pin.
+    pub fingerprint: String,
+    /// Every service of the node, admitting outside calls with its policy.
+    pub env: OperationEnv,
+    /// The node's credentials.
+    pub identities: Arc<dyn IdentityProvider>,
+}
+
+/// Build and start `node`.
+pub async fn serve(node: NodeBuilder) -> Served {
+    let node = node.build().unwrap_or_else(|err| panic!("{err}"));
+    let listeners = node.start().await.unwrap_or_else(|err| panic!("{err}"));
+    let address = |name: &str| {
+        listeners
+            .address(name)
+            .unwrap_or_else(|| panic!("the test node listens for {name}"))
+    };
+    let served = Served {
+        http: address("http"),
+        dns: address("dns"),
+        call: address("call"),
+        fingerprint: node.identity().fingerprint().to_string(),
+        env: node.env().clone(),
+        identities: node.identities().clone(),
+    };
+    tokio::spawn(async move {
+        let _running = (node, listeners);
+        std::future::pending::<()>().await
+    });
+    served
+}
+
+/// Serve `env` over DNS (UDP and TCP on one loopback port) under `alk.dev`, for a test
+/// of the DNS adapter with services of its own.
 pub async fn serve_dns(env: OperationEnv) -> SocketAddr {
     let (udp, tcp) = DnsAdapter::bind(([127, 0, 0, 1], 0).into())
         .await
@@ -66,6 +124,24 @@ pub async fn serve_dns(env: OperationEnv) -> SocketAddr {
     let addr = udp.local_addr().expect("a bound address");
     tokio::spawn(DnsAdapter::new(env).serve(udp, Some(tcp)));
     addr
+}
+
+/// `curl --silent --show-error ARGS..`: the status code and the body.
+pub async fn curl(args: &[&str]) -> (String, String) {
+    let output = tokio::process::Command::new("curl")
+        .args(["--silent", "--show-error", "--write-out", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .await
+        .expect("curl runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout).unwrap();
+    let (body, status) = text.rsplit_once('\n').unwrap();
+    (status.to_string(), body.to_string())
 }
 
 /// What `dig` answered.

@@ -351,6 +351,35 @@ pub mod probe {
 
 pub mod adapters;
 pub mod fuzz;
+pub mod served;
+
+/// `PROGRAM keys new --id ID ARGS..` of a node binary (`alknet`, or a user's made with
+/// `alknet::cli`): the API key it printed, and the `[[api_keys]]` entry that admits it.
+pub fn new_api_key(program: &std::path::Path, id: &str, args: &[&str]) -> (String, String) {
+    let made = std::process::Command::new(program)
+        .args(["keys", "new", "--id", id])
+        .args(args)
+        .env_remove("ALKNET_API_KEY")
+        .env_remove("ALKNET_TOKEN")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap_or_else(|err| panic!("{} runs: {err}", program.display()));
+    let text = String::from_utf8_lossy(&made.stdout).into_owned();
+    assert!(
+        made.status.success(),
+        "keys new failed: {text}{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let key = text
+        .lines()
+        .map(str::trim)
+        .find(|line| line.starts_with("alk_"))
+        .expect("keys new prints the key")
+        .to_string();
+    let entry = text[text.find("[[api_keys]]").expect("and its entry")..].to_string();
+    assert!(!entry.contains(&key), "the entry holds the key itself");
+    (key, entry)
+}
 
 /// Wait until `condition` holds, polling every 2 ms; panics, naming `what`, after 5 s.
 pub async fn until(what: &str, condition: impl Fn() -> bool) {

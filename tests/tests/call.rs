@@ -11,7 +11,7 @@ use alknet_runtime::codes;
 use alknet_tests::gate::{HangCounts as Counts, Seen};
 use futures::StreamExt;
 use serde_json::{Value, json};
-use support::{NodeProcess, TestNode, args, until};
+use support::{NodeProcess, TestNode, args, front_node, until};
 
 fn worker(
     tester: &TestNode,
@@ -125,17 +125,7 @@ async fn a_nested_call_crosses_nodes_as_the_calling_node() {
             &format!("{}=node:front", front_identity.fingerprint()),
         ]),
     );
-    let mut flags = args(["--serve", "front"]);
-    flags.extend(tester.allow("user:tester"));
-    flags.extend(args([
-        "--peer",
-        &format!("worker-1={}@{}", back.addr, back.fingerprint),
-        "--route",
-        "gate=worker-1",
-        "--route",
-        "echo=worker-1",
-    ]));
-    let front = NodeProcess::start(&front_identity, &flags);
+    let front = front_node(&tester, &front_identity, &back, &["gate", "echo"], &[]);
     let peer = tester.connect(&front).await;
 
     let seen: Seen =
@@ -176,15 +166,7 @@ async fn aborting_a_call_cancels_its_nested_call_on_the_other_node() {
             &format!("{}=node:front", front_identity.fingerprint()),
         ]),
     );
-    let mut flags = args(["--serve", "front"]);
-    flags.extend(tester.allow("user:tester"));
-    flags.extend(args([
-        "--peer",
-        &format!("worker-1={}@{}", back.addr, back.fingerprint),
-        "--route",
-        "gate=worker-1",
-    ]));
-    let front = NodeProcess::start(&front_identity, &flags);
+    let front = front_node(&tester, &front_identity, &back, &["gate"], &[]);
     let to_front = tester.connect(&front).await;
     let to_back = tester.connect(&back).await;
 
@@ -308,7 +290,7 @@ async fn a_request_larger_than_the_stream_window_arrives_whole_beside_small_call
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frame_over_the_limit_is_refused_and_the_connections_other_calls_go_on() {
     let tester = TestNode::new();
-    let (_, node) = worker(&tester, &args(["--max-frame", "1024"]));
+    let (_, node) = worker(&tester, &args(["--call", "max_frame_bytes=1024"]));
     let peer = tester.connect(&node).await;
     let hanging = tokio::spawn({
         let peer = peer.clone();
@@ -451,7 +433,13 @@ async fn a_caller_that_follows_its_request_with_anything_but_an_abort_is_answere
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_peer_calls_anonymously_unless_its_call_carries_a_valid_token() {
     let tester = TestNode::new();
-    let (_, node) = worker(&tester, &args(["--token", "s3cret=user:token-holder"]));
+    let (_, node) = worker(
+        &tester,
+        &args([
+            "--api-key",
+            "alk_s3cret-key-of-the-token-holder=user:token-holder",
+        ]),
+    );
     let stranger = TestNode::new();
     let peer = stranger.connect(&node).await;
 
@@ -472,7 +460,7 @@ async fn an_unknown_peer_calls_anonymously_unless_its_call_carries_a_valid_token
     let err = peer.call("/echo/served", json!({})).await.unwrap_err();
     assert_eq!(err.code, codes::UNAUTHENTICATED, "{err}");
 
-    let with_token = CallOptions::new().auth_token("s3cret");
+    let with_token = CallOptions::new().auth_token("alk_s3cret-key-of-the-token-holder");
     let seen = peer
         .call_with("/gate/whoami", json!({}), &with_token)
         .await

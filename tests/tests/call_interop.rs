@@ -24,7 +24,12 @@ fn python() -> PathBuf {
 fn a_python_aioquic_client_calls_subscribes_fails_and_aborts() {
     let node = NodeProcess::start(
         &NodeIdentity::generate().unwrap(),
-        &args(["--serve", "echo,gate", "--token", "py-token=user:python"]),
+        &args([
+            "--serve",
+            "echo,gate",
+            "--api-key",
+            "alk_py-key-of-the-python-client=user:python",
+        ]),
     );
     let output = Command::new(python())
         .arg(concat!(
@@ -33,7 +38,7 @@ fn a_python_aioquic_client_calls_subscribes_fails_and_aborts() {
         ))
         .args(["--addr", &node.addr.to_string()])
         .args(["--fingerprint", &node.fingerprint])
-        .args(["--token", "py-token"])
+        .args(["--token", "alk_py-key-of-the-python-client"])
         .output()
         .expect("python runs");
     let stdout = String::from_utf8_lossy(&output.stdout);

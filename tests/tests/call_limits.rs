@@ -85,15 +85,15 @@ async fn an_unauthenticated_peer_gets_few_streams_small_frames_and_a_shared_budg
     let node = node(
         &tester,
         &[
-            "--unauthenticated-max-frame",
-            "1048576",
-            "--limit",
-            "unauthenticated_buffer=4194304",
-            "--limit",
+            "--call",
+            "unauthenticated_max_frame_bytes=1048576",
+            "--call",
+            "unauthenticated_buffer_bytes=4194304",
+            "--call",
             "unauthenticated_max_concurrent_calls=8",
             // The frames below are held unfinished on purpose: on a loaded machine, sending
             // them can outlast the default read timeout, which would answer them TIMEOUT.
-            "--limit",
+            "--call",
             "frame_read_timeout_ms=120000",
         ],
     );
@@ -161,15 +161,15 @@ async fn a_call_with_a_valid_token_authenticates_its_connection() {
     let node = node(
         &tester,
         &[
-            "--token",
-            "s3cret=user:token-holder",
-            "--unauthenticated-max-frame",
-            "1024",
+            "--api-key",
+            "alk_s3cret-key-of-the-token-holder=user:token-holder",
+            "--call",
+            "unauthenticated_max_frame_bytes=1024",
         ],
     );
     let stranger = TestNode::new();
     let peer = stranger.connect(&node).await;
-    let with_token = CallOptions::new().auth_token("s3cret");
+    let with_token = CallOptions::new().auth_token("alk_s3cret-key-of-the-token-holder");
     let text = "x".repeat(1500);
     let err = peer
         .call_with("/echo/say", json!({"text": text}), &with_token)
@@ -219,7 +219,7 @@ async fn a_call_with_a_valid_token_authenticates_its_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_are_limited_per_address_and_in_all() {
     let tester = TestNode::new();
-    let per_address = node(&tester, &["--limit", "max_connections_per_address=2"]);
+    let per_address = node(&tester, &["--call", "max_connections_per_address=2"]);
     let first = tester.connect(&per_address).await;
     let second = tester.connect(&per_address).await;
     let third = tester
@@ -252,9 +252,9 @@ async fn connections_are_limited_per_address_and_in_all() {
     let total = node(
         &tester,
         &[
-            "--limit",
+            "--call",
             "max_connections=1",
-            "--limit",
+            "--call",
             "max_connections_per_address=10",
         ],
     );
@@ -299,9 +299,9 @@ async fn a_frame_that_arrives_too_slowly_is_given_up_and_what_it_held_freed() {
     let node = node(
         &tester,
         &[
-            "--limit",
-            "unauthenticated_buffer=65536",
-            "--limit",
+            "--call",
+            "unauthenticated_buffer_bytes=65536",
+            "--call",
             "frame_read_timeout_ms=4000",
         ],
     );

@@ -4,26 +4,23 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
+use alknet::Listeners;
 use alknet_example::{EchoProtocol, EchoService};
-use alknet_runtime::call::{
-    CallConfig, CallOptions, CallServer, Connection, NodeIdentity, PeerLinks,
-};
+use alknet_runtime::call::{CallConfig, CallOptions, Connection, NodeIdentity};
 use alknet_runtime::config::ConfigServiceImpl;
-use alknet_runtime::{ConfigIdentityProvider, NodePolicy, OperationEnv};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use support::{NodeProcess, TestNode, args};
+use support::{BROWSER_KEY, NodeProcess, TestNode, args, browser_node, front_node, open_websocket};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 const SIZES: [u64; 6] = [1, 1023, 1024, 1025, 64 * 1024, 1024 * 1024];
 const TICKS: u64 = 10_000;
 
 /// Megabytes of JSON in debug builds on a loaded machine can stall a process for longer
 /// than the default idle timeout (600 ms); these tests are about framing, not liveness.
+/// A `[call]` setting (and `call-node --call`).
 const IDLE_TIMEOUT: &str = "idle_timeout_ms=10000";
 
 fn patient_config() -> CallConfig {
@@ -86,8 +83,25 @@ async fn check_over_quic(connection: &Connection, prefix: &str, sizes: &[u64]) {
     }
 }
 
+/// A node in this process ([`alknet::Node`]) with `identity`'s key, serving `echo` over
+/// QUIC as patiently as the tester, with `dynamic` configuration: the node and its
+/// listeners.
+async fn echo_node_here(identity: &NodeIdentity, dynamic: &str) -> (alknet::Node, Listeners) {
+    let key = support::key_file(identity);
+    let text = format!(
+        "[node]\nkey = {key:?}\n[listen]\ncall = \"127.0.0.1:0\"\n[call]\n{IDLE_TIMEOUT}\n\n{dynamic}"
+    );
+    let node = alknet::Node::builder(ConfigServiceImpl::from_text(text, "the test node").unwrap())
+        .local(EchoProtocol::local(EchoService::default()))
+        .build()
+        .unwrap();
+    std::fs::remove_file(key).ok();
+    let listeners = node.start().await.unwrap();
+    (node, listeners)
+}
+
 fn echo_worker(tester: &TestNode, extra: &[String]) -> NodeProcess {
-    let mut flags = args(["--serve", "echo", "--limit", IDLE_TIMEOUT]);
+    let mut flags = args(["--serve", "echo", "--call", IDLE_TIMEOUT]);
     flags.extend(tester.allow("user:tester"));
     flags.extend_from_slice(extra);
     NodeProcess::start(&NodeIdentity::generate().unwrap(), &flags)
@@ -111,15 +125,13 @@ async fn long_subscriptions_and_large_items_arrive_whole_through_a_mounted_and_a
             &format!("{}=node:front", front_identity.fingerprint()),
         ]),
     );
-    let mut flags = args(["--serve", "front", "--limit", IDLE_TIMEOUT]);
-    flags.extend(tester.allow("user:tester"));
-    flags.extend(args([
-        "--peer",
-        &format!("worker-1={}@{}", back.addr, back.fingerprint),
-        "--route",
-        "echo=worker-1",
-    ]));
-    let front = NodeProcess::start(&front_identity, &flags);
+    let front = front_node(
+        &tester,
+        &front_identity,
+        &back,
+        &["echo"],
+        &["--call", IDLE_TIMEOUT],
+    );
     let connection = tester.connect(&front).await;
     // `.route`: the front serves `echo` from the worker; `.remote`: `/worker-1/echo/…`.
     check_over_quic(&connection, "", &SIZES).await;
@@ -130,54 +142,29 @@ async fn long_subscriptions_and_large_items_arrive_whole_through_a_mounted_and_a
 async fn long_subscriptions_and_large_items_arrive_whole_through_a_forwarding_node() {
     let back_identity = NodeIdentity::generate().unwrap();
     let front_identity = NodeIdentity::generate().unwrap();
-    let config_of = |name: &str, text: String| {
-        let file =
-            std::env::temp_dir().join(format!("alknet-streams-{}-{name}.toml", std::process::id()));
-        std::fs::write(&file, text).unwrap();
-        let config = Arc::new(ConfigServiceImpl::from_file(&file).unwrap());
-        std::fs::remove_file(file).ok();
-        config
-    };
-    let serve = |config: Arc<ConfigServiceImpl>, identity: &NodeIdentity| {
-        let policy = NodePolicy::new(config.shared())
-            .forward_through(PeerLinks::new(identity.clone(), patient_config()));
-        let env = OperationEnv::builder()
-            .local(EchoProtocol::local(EchoService::default()))
-            .admission(policy)
-            .build()
-            .unwrap();
-        let server = CallServer::new(env, Arc::new(ConfigIdentityProvider::new(config.shared())));
-        let node = TestNode::with_config(identity.clone(), patient_config());
-        node.endpoint.serve(server);
-        node
-    };
-    let back = serve(
-        config_of(
-            "back",
-            format!(
-                "[[public_keys]]\nfingerprint = \"{}\"\nidentity = \"node:front\"\n",
-                front_identity.fingerprint()
-            ),
-        ),
+    let (_back, back) = echo_node_here(
         &back_identity,
-    );
-    let tester = patient_tester();
-    let front = serve(
-        config_of(
-            "front",
-            format!(
-                "[[public_keys]]\nfingerprint = \"{}\"\nidentity = \"user:tester\"\n\n\
-                 [[peers]]\nname = \"back\"\naddress = \"{}\"\nfingerprint = \"{}\"\n\n\
-                 [[forwarding.rules]]\noperations = \"echo/*\"\naction = \"forward\"\npeer = \"back\"\n",
-                tester.identity.fingerprint(),
-                back.endpoint.local_addr(),
-                back_identity.fingerprint()
-            ),
+        &format!(
+            "[[public_keys]]\nfingerprint = \"{}\"\nidentity = \"node:front\"\n",
+            front_identity.fingerprint()
         ),
+    )
+    .await;
+    let tester = patient_tester();
+    let (_front, front) = echo_node_here(
         &front_identity,
-    );
+        &format!(
+            "[[public_keys]]\nfingerprint = \"{}\"\nidentity = \"user:tester\"\n\n\
+             [[peers]]\nname = \"back\"\naddress = \"{}\"\nfingerprint = \"{}\"\n\n\
+             [[forwarding.rules]]\noperations = \"echo/*\"\naction = \"forward\"\npeer = \"back\"\n",
+            tester.identity.fingerprint(),
+            back.address("call").unwrap(),
+            back_identity.fingerprint()
+        ),
+    )
+    .await;
     let connection = tester
-        .connect_to(front.endpoint.local_addr(), front_identity.fingerprint())
+        .connect_to(front.address("call").unwrap(), front_identity.fingerprint())
         .await;
     // The forwarder's link to its peer is as patient as the tester's own connection: a
     // debug build re-encoding megabytes on a loaded machine can outlast the default idle
@@ -187,23 +174,10 @@ async fn long_subscriptions_and_large_items_arrive_whole_through_a_forwarding_no
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_subscriptions_and_large_items_arrive_whole_over_websocket() {
-    let node = NodeProcess::start(
-        &NodeIdentity::generate().unwrap(),
-        &args([
-            "--serve",
-            "echo",
-            "--token",
-            "ws-token=user:browser",
-            "--ws",
-        ]),
-    );
-    let mut request = format!("ws://{}/call", node.ws.unwrap())
-        .into_client_request()
+    let node = browser_node("echo", &[]);
+    let mut socket = open_websocket(&node, Some(BROWSER_KEY), None)
+        .await
         .unwrap();
-    request
-        .headers_mut()
-        .insert("authorization", "Bearer ws-token".parse().unwrap());
-    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
     let mut subscribe = async |id: &str, operation: &str, input: Value| {
         let request = json!({"type": "call.requested", "id": id,
             "payload": {"operationId": format!("/echo/{operation}"), "input": input}});
@@ -299,23 +273,10 @@ async fn a_subscription_past_its_deadline_ends_with_timeout_over_quic() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscription_past_its_deadline_ends_with_timeout_over_websocket() {
-    let node = NodeProcess::start(
-        &NodeIdentity::generate().unwrap(),
-        &args([
-            "--serve",
-            "echo",
-            "--token",
-            "ws-token=user:browser",
-            "--ws",
-        ]),
-    );
-    let mut request = format!("ws://{}/call", node.ws.unwrap())
-        .into_client_request()
+    let node = browser_node("echo", &[]);
+    let mut socket = open_websocket(&node, Some(BROWSER_KEY), None)
+        .await
         .unwrap();
-    request
-        .headers_mut()
-        .insert("authorization", "Bearer ws-token".parse().unwrap());
-    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
     let started = std::time::Instant::now();
     socket.send(Message::text(SLOW_TICKS)).await.unwrap();
     let mut items = 0;

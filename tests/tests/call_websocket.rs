@@ -2,15 +2,10 @@
 
 mod support;
 
-use alknet_runtime::call::NodeIdentity;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use support::{NodeProcess, args};
+use support::{BROWSER_KEY, Socket, browser_node, open_websocket};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn send(socket: &mut Socket, event: Value) {
     socket.send(Message::text(event.to_string())).await.unwrap();
@@ -37,37 +32,22 @@ async fn call(socket: &mut Socket, id: &str, operation: &str, input: Value) -> V
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_calls_subscriptions_errors_and_aborts() {
-    let node = NodeProcess::start(
-        &NodeIdentity::generate().unwrap(),
-        &args([
-            "--serve",
-            "echo,gate",
-            "--token",
-            "ws-token=user:browser",
-            "--ws",
-        ]),
-    );
-    let url = format!("ws://{}/call", node.ws.unwrap());
-
-    let (mut anonymous, _) = tokio_tungstenite::connect_async(url.as_str())
-        .await
-        .unwrap();
+    let node = browser_node("echo,gate", &[]);
+    let mut anonymous = open_websocket(&node, None, None).await.unwrap();
     let refused = call(&mut anonymous, "1", "/echo/served", json!({})).await;
     assert_eq!(refused["type"], "call.error");
     assert_eq!(refused["payload"]["code"], "UNAUTHENTICATED");
     let mut with_token = requested("2", "/echo/say", json!({"text": "hi"}));
-    with_token["payload"]["auth_token"] = json!("ws-token");
+    with_token["payload"]["auth_token"] = json!(BROWSER_KEY);
     send(&mut anonymous, with_token).await;
     assert_eq!(
         receive(&mut anonymous).await["payload"]["output"]["length"],
         2
     );
 
-    let mut request = url.as_str().into_client_request().unwrap();
-    request
-        .headers_mut()
-        .insert("Authorization", "Bearer ws-token".parse().unwrap());
-    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let mut socket = open_websocket(&node, Some(BROWSER_KEY), None)
+        .await
+        .unwrap();
 
     let said = call(&mut socket, "a", "/echo/say", json!({"text": "hi"})).await;
     assert_eq!(
@@ -150,24 +130,10 @@ async fn websocket_calls_subscriptions_errors_and_aborts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_message_is_refused_with_its_id_and_the_socket_carries_on() {
-    let node = NodeProcess::start(
-        &NodeIdentity::generate().unwrap(),
-        &args([
-            "--serve",
-            "echo",
-            "--token",
-            "ws-token=user:browser",
-            "--ws",
-            "--max-frame",
-            "1024",
-        ]),
-    );
-    let url = format!("ws://{}/call", node.ws.unwrap()).into_client_request();
-    let mut request = url.unwrap();
-    request
-        .headers_mut()
-        .insert("authorization", "Bearer ws-token".parse().unwrap());
-    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let node = browser_node("echo", &["--call", "max_frame_bytes=1024"]);
+    let mut socket = open_websocket(&node, Some(BROWSER_KEY), None)
+        .await
+        .unwrap();
 
     let refused = call(
         &mut socket,

@@ -6,15 +6,17 @@ use std::time::Duration;
 use alknet_runtime::adapters::http::HttpLimits;
 use alknet_runtime::futures::StreamExt;
 use alknet_runtime::schema;
-use alknet_tests::adapters::{ADMIN, READER, env, serve_http};
+use alknet_tests::adapters::{ADMIN, READER, curl, env, serve};
 use alknet_tests::probe::Probe;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-async fn node(limits: HttpLimits) -> (String, Probe) {
+/// A node with the test services over `settings` (an `[http]` section, or nothing): its
+/// base URL, and its `probe`.
+async fn node(settings: &str) -> (String, Probe) {
     let probe = Probe::default();
-    let addr = serve_http(env(probe.clone()), limits).await;
-    (format!("http://{addr}"), probe)
+    let served = serve(alknet_tests::adapters::node(probe.clone(), settings)).await;
+    (format!("http://{}", served.http), probe)
 }
 
 async fn post(base: &str, path: &str, body: &str, token: Option<&str>) -> (StatusCode, Value) {
@@ -49,7 +51,7 @@ fn error(body: &Value, code: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_call_answers_its_output_and_request_id() {
-    let (base, _) = node(HttpLimits::default()).await;
+    let (base, _) = node("").await;
     let response = reqwest::Client::new()
         .post(format!("{base}/v1/echo/say"))
         .json(&json!({"text": "hi"}))
@@ -83,7 +85,7 @@ async fn a_call_answers_its_output_and_request_id() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn errors_have_the_status_and_body_of_the_spec() {
-    let (base, _) = node(HttpLimits::default()).await;
+    let (base, _) = node("").await;
 
     let (status, body) = post(&base, "/v1/echo/nope", "{}", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
@@ -152,7 +154,7 @@ async fn errors_have_the_status_and_body_of_the_spec() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bearer_tokens_pick_the_caller() {
-    let (base, _) = node(HttpLimits::default()).await;
+    let (base, _) = node("").await;
 
     let (status, body) = post(&base, "/v1/vault/read", "", None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
@@ -195,13 +197,10 @@ async fn bearer_tokens_pick_the_caller() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn limits_are_enforced_with_the_documented_errors() {
-    let limits = HttpLimits {
-        max_body_bytes: 64,
-        request_timeout: Duration::from_millis(300),
-        max_concurrent_requests: 1,
-        ..HttpLimits::default()
-    };
-    let (base, probe) = node(limits).await;
+    let (base, probe) = node(
+        "[http]\nmax_body_bytes = 64\nrequest_timeout_ms = 300\nmax_concurrent_requests = 1\n",
+    )
+    .await;
 
     let big = json!({"text": "x".repeat(100)}).to_string();
     let (status, body) = post(&base, "/v1/echo/say", &big, None).await;
@@ -273,7 +272,7 @@ fn events(text: &str) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn subscriptions_stream_server_sent_events() {
-    let (base, probe) = node(HttpLimits::default()).await;
+    let (base, probe) = node("").await;
 
     let response = reqwest::Client::new()
         .post(format!("{base}/v1/echo/ticks"))
@@ -350,9 +349,9 @@ async fn subscriptions_stream_server_sent_events() {
 #[tokio::test(flavor = "multi_thread")]
 async fn listings_openapi_and_health() {
     let probe = Probe::default();
-    let env = env(probe);
-    let addr = serve_http(env.clone(), HttpLimits::default()).await;
-    let base = format!("http://{addr}");
+    let served = serve(alknet_tests::adapters::node(probe, "")).await;
+    let env = served.env;
+    let base = format!("http://{}", served.http);
     let client = reqwest::Client::new();
 
     let list = |token: Option<&'static str>| {
@@ -420,26 +419,9 @@ async fn listings_openapi_and_health() {
     error(&response.json().await.unwrap(), "NOT_FOUND");
 }
 
-async fn curl(args: &[&str]) -> (String, String) {
-    let output = tokio::process::Command::new("curl")
-        .args(["--silent", "--show-error", "--write-out", "\n%{http_code}"])
-        .args(args)
-        .output()
-        .await
-        .expect("curl runs");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let text = String::from_utf8(output.stdout).unwrap();
-    let (body, status) = text.rsplit_once('\n').unwrap();
-    (status.to_string(), body.to_string())
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn curl_calls_streams_and_fails_as_documented() {
-    let (base, _) = node(HttpLimits::default()).await;
+    let (base, _) = node("").await;
 
     let (status, body) = curl(&[
         "-X",
@@ -459,7 +441,7 @@ async fn curl_calls_streams_and_fails_as_documented() {
         "-X",
         "POST",
         "-H",
-        "Authorization: Bearer reader-token",
+        &format!("Authorization: Bearer {READER}"),
         &format!("{base}/v1/vault/read"),
     ])
     .await;
@@ -544,13 +526,10 @@ async fn trickle(addr: String, head: &str, trickle: &'static [u8]) -> (String, D
 
 #[tokio::test(flavor = "multi_thread")]
 async fn slow_clients_hold_no_call_slot_and_are_closed_after_the_timeouts() {
-    let limits = HttpLimits {
-        header_read_timeout: Duration::from_millis(600),
-        body_read_timeout: Duration::from_millis(600),
-        max_concurrent_requests: 1,
-        ..HttpLimits::default()
-    };
-    let (base, _) = node(limits).await;
+    let (base, _) = node(
+        "[http]\nheader_read_timeout_ms = 600\nbody_read_timeout_ms = 600\nmax_concurrent_requests = 1\n",
+    )
+    .await;
     let addr = base.trim_start_matches("http://").to_string();
     let many = b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
 
@@ -613,12 +592,12 @@ async fn slow_clients_hold_no_call_slot_and_are_closed_after_the_timeouts() {
 async fn calls_are_capped_per_address() {
     let probe = Probe::default();
     let state = probe.0.clone();
-    let limits = HttpLimits {
-        max_concurrent_requests_per_address: 1,
-        ..HttpLimits::default()
-    };
-    let addr = alknet_tests::adapters::serve_http(env(probe), limits).await;
-    let base = format!("http://{addr}");
+    let served = serve(alknet_tests::adapters::node(
+        probe,
+        "[http]\nmax_concurrent_requests_per_address = 1\n",
+    ))
+    .await;
+    let base = format!("http://{}", served.http);
     let hanging = tokio::spawn({
         let base = base.clone();
         async move { post(&base, "/v1/probe/hang", r#"{"depth": 0}"#, None).await }
@@ -664,14 +643,15 @@ async fn quiet_subscription(base: &str, from: &str, token: Option<&str>) -> reqw
 
 #[tokio::test(flavor = "multi_thread")]
 async fn open_subscriptions_are_capped_per_address_and_per_identity() {
-    let limits = HttpLimits {
-        max_concurrent_requests: 1,
-        max_open_subscriptions: 5,
-        max_open_subscriptions_per_address: 2,
-        max_open_subscriptions_per_identity: 1,
-        ..HttpLimits::default()
-    };
-    let (base, _) = node(limits).await;
+    let (base, _) = node(
+        "[http]
+max_concurrent_requests = 1
+max_open_subscriptions = 5
+max_open_subscriptions_per_address = 2
+max_open_subscriptions_per_identity = 1
+",
+    )
+    .await;
 
     // Up to the address's limit, subscriptions open; one more is turned away.
     let first = quiet_subscription(&base, "127.0.0.1", None).await;
@@ -724,12 +704,10 @@ async fn open_subscriptions_are_capped_per_address_and_per_identity() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_quiet_subscription_is_closed_after_the_idle_timeout_and_a_slow_one_is_not() {
-    let limits = HttpLimits {
-        subscription_idle_timeout: Duration::from_millis(500),
-        max_open_subscriptions_per_address: 1,
-        ..HttpLimits::default()
-    };
-    let (base, _) = node(limits).await;
+    let (base, _) = node(
+        "[http]\nsubscription_idle_timeout_ms = 500\nmax_open_subscriptions_per_address = 1\n",
+    )
+    .await;
 
     let started = std::time::Instant::now();
     let quiet = quiet_subscription(&base, "127.0.0.1", None).await;
@@ -768,11 +746,7 @@ async fn a_quiet_subscription_is_closed_after_the_idle_timeout_and_a_slow_one_is
 #[tokio::test(flavor = "multi_thread")]
 async fn connections_are_capped_per_address() {
     use tokio::io::AsyncWriteExt;
-    let limits = HttpLimits {
-        max_connections_per_address: 2,
-        ..HttpLimits::default()
-    };
-    let (base, _) = node(limits).await;
+    let (base, _) = node("[http]\nmax_connections_per_address = 2\n").await;
     let addr = base.trim_start_matches("http://").to_string();
 
     let mut first = connect_from("127.0.0.1", &addr).await;
@@ -887,7 +861,7 @@ async fn event_source(url: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_event_source_subscribes_with_get_and_stops_after_the_end() {
-    let (base, _) = node(HttpLimits::default()).await;
+    let (base, _) = node("").await;
     let input = r#"{"count":3,"interval_ms":0}"#;
     let query: String = url_escape(input);
     let seen = event_source(&format!("{base}/v1/echo/ticks?input={query}")).await;

@@ -4,84 +4,66 @@
 //! (cluster node or outside caller). (Envelope parity, cancellation and concurrency over
 //! QUIC run in `paths.rs`, on every path.)
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use alknet_config::{ConfigClient, ConfigProtocol, ConfigService, Reload};
+use alknet_config::{ConfigClient, ConfigProtocol, Reload};
 use alknet_example::{EchoClient, EchoProtocol, EchoService};
-use alknet_runtime::call::{CallConfig, CallEndpoint, CallServer, PeerLinks};
 use alknet_runtime::config::{ConfigServiceImpl, ReloadPart};
 use alknet_runtime::irpc;
 use alknet_runtime::quic::{NodeIdentity, QuicConfig};
-use alknet_runtime::service_path::{Call, CallMeta, IrpcListener, IrpcProtocol, connect};
-use alknet_runtime::{
-    CallError, Caller, ConfigIdentityProvider, Identity, NodePolicy, OperationEnv, RequestId,
-    StaticIdentities, codes,
-};
+use alknet_runtime::service_path::{Call, CallMeta, IrpcProtocol, connect};
+use alknet_runtime::{CallError, Caller, Identity, OperationEnv, RequestId, codes};
 use alknet_tests::gate::{Gate, GateClient, GateProtocol, Seen, Whoami};
 use alknet_tests::probe::{ProbeClient, ProbeProtocol};
 use alknet_tests::vault::{Peek, Read, Vault, VaultClient, VaultProtocol};
 
-/// An `irpc-node` process, killed when dropped.
-struct Node {
-    child: Child,
-    addr: SocketAddr,
-    fingerprint: String,
+mod support;
+
+use support::NodeProcess;
+
+/// An `irpc-node` serving `probe` and `echo` to `allow`'s key, with `extra` flags.
+fn irpc_node(allow: &NodeIdentity, extra: &[&str]) -> NodeProcess {
+    let mut flags = vec!["--allow".to_string(), allow.fingerprint().to_string()];
+    flags.extend(extra.iter().map(|s| s.to_string()));
+    NodeProcess::spawn(Path::new(env!("CARGO_BIN_EXE_irpc-node")), &flags)
 }
 
-impl Node {
-    fn start(allow: &NodeIdentity, extra: &[&str]) -> Node {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_irpc-node"))
-            .args(["--allow", allow.fingerprint()])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("irpc-node starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let mut words = line.split_whitespace().skip(1);
-        let addr = words.next().expect("an address").parse().unwrap();
-        let fingerprint = words.next().expect("a fingerprint").to_string();
-        Node {
-            child,
-            addr,
-            fingerprint,
-        }
-    }
-
-    fn env(&self, identity: &NodeIdentity) -> OperationEnv {
-        let config = QuicConfig::default();
-        let probe =
-            connect::<ProbeProtocol>(self.addr, &self.fingerprint, identity, &config).unwrap();
-        let echo =
-            connect::<EchoProtocol>(self.addr, &self.fingerprint, identity, &config).unwrap();
-        OperationEnv::builder()
-            .local(ProbeProtocol::service(probe))
-            .local(EchoProtocol::service(echo))
-            .build()
-            .unwrap()
-    }
+/// A QUIC connection to `node`'s `echo` (its ALPN) as `identity`, to write raw requests on.
+async fn raw_echo_connection(
+    node: &NodeProcess,
+    identity: &NodeIdentity,
+) -> alknet_runtime::call::noq::Connection {
+    alknet_runtime::quic::connect(
+        node.addr,
+        &node.fingerprint,
+        identity,
+        &alknet_runtime::service_path::alpn::<EchoProtocol>(),
+        &QuicConfig::default(),
+    )
+    .await
+    .unwrap()
 }
 
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// An env that reaches `node`'s `probe` and `echo` over irpc, connecting as `identity`.
+fn irpc_env(node: &NodeProcess, identity: &NodeIdentity) -> OperationEnv {
+    let config = QuicConfig::default();
+    let probe = connect::<ProbeProtocol>(node.addr, &node.fingerprint, identity, &config).unwrap();
+    let echo = connect::<EchoProtocol>(node.addr, &node.fingerprint, identity, &config).unwrap();
+    OperationEnv::builder()
+        .local(ProbeProtocol::service(probe))
+        .local(EchoProtocol::service(echo))
+        .build()
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_allowed_peer_is_served_over_quic() {
     let client = NodeIdentity::generate().unwrap();
-    let node = Node::start(&client, &[]);
-    let echo = EchoClient::new(node.env(&client));
+    let node = irpc_node(&client, &[]);
+    let echo = EchoClient::new(irpc_env(&node, &client));
     assert_eq!(echo.say("over quic".into()).await.unwrap().length, 9);
 }
 
@@ -89,8 +71,8 @@ async fn an_allowed_peer_is_served_over_quic() {
 async fn an_unknown_key_is_refused_before_any_request_is_read() {
     let allowed = NodeIdentity::generate().unwrap();
     let stranger = NodeIdentity::generate().unwrap();
-    let node = Node::start(&allowed, &[]);
-    let err = EchoClient::new(node.env(&stranger))
+    let node = irpc_node(&allowed, &[]);
+    let err = EchoClient::new(irpc_env(&node, &stranger))
         .say("let me in".into())
         .await
         .unwrap_err();
@@ -102,7 +84,7 @@ async fn an_unknown_key_is_refused_before_any_request_is_read() {
     );
     // The allowed key still gets in.
     assert!(
-        EchoClient::new(node.env(&allowed))
+        EchoClient::new(irpc_env(&node, &allowed))
             .say("me".into())
             .await
             .is_ok()
@@ -112,12 +94,12 @@ async fn an_unknown_key_is_refused_before_any_request_is_read() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_killed_mid_call_fails_the_call_with_unavailable_within_a_second() {
     let client = NodeIdentity::generate().unwrap();
-    let mut node = Node::start(&client, &[]);
-    let probe = ProbeClient::new(node.env(&client));
+    let mut node = irpc_node(&client, &[]);
+    let probe = ProbeClient::new(irpc_env(&node, &client));
     assert!(probe.ids(false).await.is_ok(), "connected");
     let pending = tokio::spawn(async move { probe.hang(0, false).await });
     tokio::time::sleep(Duration::from_millis(100)).await;
-    node.child.kill().unwrap();
+    node.kill();
     let killed = Instant::now();
     let outcome = tokio::time::timeout(Duration::from_secs(5), pending)
         .await
@@ -135,8 +117,8 @@ async fn a_server_killed_mid_call_fails_the_call_with_unavailable_within_a_secon
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_request_is_refused_and_the_connections_other_calls_carry_on() {
     let client = NodeIdentity::generate().unwrap();
-    let node = Node::start(&client, &["--max-request", "1024"]);
-    let env = node.env(&client);
+    let node = irpc_node(&client, &["--max-request", "1024"]);
+    let env = irpc_env(&node, &client);
     let probe = ProbeClient::new(env.clone());
     let echo = EchoClient::new(env);
     let hanging = {
@@ -166,8 +148,8 @@ async fn an_oversized_request_is_refused_and_the_connections_other_calls_carry_o
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_larger_than_the_stream_window_arrives_whole_beside_small_calls() {
     let client = NodeIdentity::generate().unwrap();
-    let node = Node::start(&client, &[]);
-    let echo = EchoClient::new(node.env(&client));
+    let node = irpc_node(&client, &[]);
+    let echo = EchoClient::new(irpc_env(&node, &client));
     // 4 MiB: more than QUIC lets one stream send before the peer grants more, so the
     // request is written in parts, after the requests that started with it have their turn.
     let large = tokio::spawn({
@@ -184,16 +166,8 @@ async fn a_request_larger_than_the_stream_window_arrives_whole_beside_small_call
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_undecodable_request_gets_invalid_input_on_its_own_stream() {
     let client = NodeIdentity::generate().unwrap();
-    let node = Node::start(&client, &[]);
-    let connection = alknet_runtime::quic::connect(
-        node.addr,
-        &node.fingerprint,
-        &client,
-        &alknet_runtime::service_path::alpn::<EchoProtocol>(),
-        &QuicConfig::default(),
-    )
-    .await
-    .unwrap();
+    let node = irpc_node(&client, &[]);
+    let connection = raw_echo_connection(&node, &client).await;
     let (mut send, mut recv) = connection.open_bi().await.unwrap();
     // A length prefix of 4, then four bytes that are no `EchoProtocolRpc`.
     send.write_all(&[4, 0xff, 0xff, 0xff, 0xff]).await.unwrap();
@@ -206,46 +180,22 @@ async fn an_undecodable_request_gets_invalid_input_on_its_own_stream() {
     assert_eq!(err.code, codes::INVALID_INPUT, "{err}");
     // The connection still serves the protocol.
     assert!(
-        EchoClient::new(node.env(&client))
+        EchoClient::new(irpc_env(&node, &client))
             .say("still".into())
             .await
             .is_ok()
     );
 }
 
-/// The node process's virtual memory, in bytes.
-#[cfg(target_os = "linux")]
-fn virtual_memory(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status
-        .lines()
-        .find(|line| line.starts_with("VmSize:"))
-        .expect("a VmSize line");
-    let kib: u64 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|kib| kib.parse().ok())
-        .expect("VmSize in kB");
-    kib * 1024
-}
-
 #[cfg(target_os = "linux")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_that_announce_the_limit_and_send_a_few_bytes_cost_what_arrived() {
     let client = NodeIdentity::generate().unwrap();
-    let node = Node::start(&client, &[]);
-    let connection = alknet_runtime::quic::connect(
-        node.addr,
-        &node.fingerprint,
-        &client,
-        &alknet_runtime::service_path::alpn::<EchoProtocol>(),
-        &QuicConfig::default(),
-    )
-    .await
-    .unwrap();
-    let echo = EchoClient::new(node.env(&client));
+    let node = irpc_node(&client, &[]);
+    let connection = raw_echo_connection(&node, &client).await;
+    let echo = EchoClient::new(irpc_env(&node, &client));
     echo.say("warm".into()).await.unwrap();
-    let before = virtual_memory(node.child.id());
+    let before = node.virtual_memory_bytes();
     // 32 requests that each announce 16 MiB, the limit, and send three bytes of it: a
     // buffer of the announced size would be 512 MiB.
     let announced = postcard::to_stdvec(&(16u64 << 20)).unwrap();
@@ -261,7 +211,7 @@ async fn requests_that_announce_the_limit_and_send_a_few_bytes_cost_what_arrived
         echo.say("meanwhile".into()).await.is_ok(),
         "the node serves others"
     );
-    let grown = virtual_memory(node.child.id()).saturating_sub(before);
+    let grown = node.virtual_memory_bytes().saturating_sub(before);
     assert!(
         grown < 64 << 20,
         "the node's memory grew by {} MiB for 96 bytes",
@@ -291,35 +241,13 @@ async fn refusal(mut recv: alknet_runtime::irpc::rpc::noq::RecvStream) -> CallEr
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_has_as_many_requests_in_flight_as_its_stream_limit_and_the_next_waits() {
     let key = NodeIdentity::generate().unwrap();
-    let gate = Gate::default();
-    let served = OperationEnv::builder()
-        .local(GateProtocol::local(gate.clone()))
-        .build()
-        .unwrap();
-    let allowed = StaticIdentities::new().with_key(key.fingerprint(), Identity::new("app:busy"));
-    let quic = QuicConfig {
-        max_concurrent_streams: 2,
-        ..QuicConfig::default()
-    };
-    let listener = IrpcListener::builder(served.clone(), Arc::new(allowed))
-        .serve::<GateProtocol>()
-        .unwrap()
-        .bind("127.0.0.1:0".parse().unwrap(), node_key(), quic)
-        .unwrap();
-    let client = connect::<GateProtocol>(
-        listener.local_addr(),
-        listener.fingerprint(),
-        &key,
-        &QuicConfig::default(),
+    let node = TrustNode::start_with(
+        "[irpc]\nmax_concurrent_streams = 2\n",
+        &key_entry(&key, "app:busy", false),
     )
-    .unwrap();
-    let remote = GateClient::new(
-        OperationEnv::builder()
-            .local(GateProtocol::service(client))
-            .build()
-            .unwrap(),
-    );
-    let here = GateClient::new(served);
+    .await;
+    let remote = GateClient::new(node.env(&key));
+    let here = GateClient::new(node.node.env().clone());
     let started = || {
         let here = here.clone();
         async move { here.counts().await.unwrap().started }
@@ -355,13 +283,15 @@ async fn until_async<F: std::future::Future<Output = bool>>(what: &str, conditio
 
 // ---- who a peer is: its key decides (SPEC §5), tested against a listener in this process ----
 
-/// A node in this process: `echo`, `gate`, `vault` and `config` behind a `NodePolicy` over
-/// its configuration file, served by an irpc listener on loopback to the keys the file's
-/// `[[public_keys]]` allow (`ConfigIdentityProvider`).
+/// A node in this process ([`alknet::Node`]): `echo`, `gate`, `vault` and its own `config`
+/// behind the node's policy over its configuration file, served by its irpc listener on
+/// loopback to the keys the file's `[[public_keys]]` allow.
 struct TrustNode {
-    config: Arc<ConfigServiceImpl>,
+    node: alknet::Node,
+    listeners: alknet::Listeners,
     file: PathBuf,
-    listener: IrpcListener,
+    /// The file's static part (the listen address, the node's key), which reloads keep.
+    statics: String,
 }
 
 /// The listener's node key, which forwarded calls present to peers.
@@ -379,58 +309,50 @@ fn key_entry(key: &NodeIdentity, who: &str, cluster: bool) -> String {
 }
 
 impl TrustNode {
-    fn start(dynamic: &str) -> TrustNode {
+    async fn start(dynamic: &str) -> TrustNode {
+        TrustNode::start_with("", dynamic).await
+    }
+
+    /// [`TrustNode::start`] with more static settings (`[irpc]` limits).
+    async fn start_with(statics: &str, dynamic: &str) -> TrustNode {
         static N: AtomicUsize = AtomicUsize::new(0);
         let file = std::env::temp_dir().join(format!(
             "alknet-irpc-trust-{}-{}.toml",
             std::process::id(),
             N.fetch_add(1, Ordering::SeqCst)
         ));
-        std::fs::write(&file, dynamic).unwrap();
-        let config = Arc::new(ConfigServiceImpl::from_file(&file).unwrap());
-        let env = OperationEnv::builder()
+        let key = support::key_file(node_key());
+        let statics =
+            format!("[node]\nkey = {key:?}\n[listen]\nirpc = \"127.0.0.1:0\"\n{statics}\n");
+        std::fs::write(&file, format!("{statics}{dynamic}")).unwrap();
+        let node = alknet::Node::builder(ConfigServiceImpl::from_file(&file).unwrap())
             .local(EchoProtocol::local(EchoService::default()))
             .local(GateProtocol::local(Gate::default()))
             .local(VaultProtocol::local(Vault))
-            .local(ConfigProtocol::local(ConfigService::new(config.clone())))
-            .admission(
-                NodePolicy::new(config.shared())
-                    .forward_through(PeerLinks::new(node_key().clone(), CallConfig::default())),
-            )
+            .without_auth()
             .build()
             .unwrap();
-        let identities = Arc::new(ConfigIdentityProvider::new(config.shared()));
-        let listener = IrpcListener::builder(env, identities)
-            .serve::<EchoProtocol>()
-            .and_then(|b| b.serve::<GateProtocol>())
-            .and_then(|b| b.serve::<VaultProtocol>())
-            .and_then(|b| b.serve::<ConfigProtocol>())
-            .and_then(|b| {
-                b.bind(
-                    "127.0.0.1:0".parse().unwrap(),
-                    node_key(),
-                    QuicConfig::default(),
-                )
-            })
-            .unwrap();
+        std::fs::remove_file(key).ok();
+        let listeners = node.start().await.unwrap();
         TrustNode {
-            config,
+            node,
+            listeners,
             file,
-            listener,
+            statics,
         }
     }
 
     fn reload(&self, dynamic: &str) {
-        std::fs::write(&self.file, dynamic).unwrap();
-        self.config.reload(ReloadPart::All).unwrap();
+        std::fs::write(&self.file, format!("{}{dynamic}", self.statics)).unwrap();
+        self.node.config().reload(ReloadPart::All).unwrap();
     }
 
     /// A raw irpc client of `P` on this node, connecting as `key`: it writes whatever
     /// `CallMeta` it likes.
     fn client<P: IrpcProtocol>(&self, key: &NodeIdentity) -> irpc::Client<P::Rpc> {
         connect::<P>(
-            self.listener.local_addr(),
-            self.listener.fingerprint(),
+            self.listeners.address("irpc").unwrap(),
+            self.node.identity().fingerprint(),
             key,
             &QuicConfig::default(),
         )
@@ -474,8 +396,8 @@ fn root() -> Identity {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outside_key_runs_as_its_own_identity_whatever_its_requests_assert() {
     let outsider = NodeIdentity::generate().unwrap();
-    let node = TrustNode::start(&key_entry(&outsider, "app:outside", false));
-    let generation = node.config.snapshot().generation;
+    let node = TrustNode::start(&key_entry(&outsider, "app:outside", false)).await;
+    let generation = node.node.config().snapshot().generation;
 
     // A forged `user:root` with `config:admin` calls `config/reload`: the key's identity
     // (scoped `echo:admin` only) is what the node checks.
@@ -493,7 +415,7 @@ async fn an_outside_key_runs_as_its_own_identity_whatever_its_requests_assert() 
         assert!(err.message.contains("config:admin"), "{}", err.message);
     }
     assert_eq!(
-        node.config.snapshot().generation,
+        node.node.config().snapshot().generation,
         generation,
         "nothing was reloaded"
     );
@@ -547,29 +469,30 @@ async fn an_outside_key_runs_as_its_own_identity_whatever_its_requests_assert() 
 async fn an_outside_keys_irpc_calls_pass_the_rate_limits_and_the_forwarding_policy() {
     let outsider = NodeIdentity::generate().unwrap();
     // Peer `b` speaks the call protocol and knows this node as the cluster node `node:a`.
-    let b_key = NodeIdentity::generate().unwrap();
-    let b_env = OperationEnv::builder()
-        .local(GateProtocol::local(Gate::default()))
-        .build()
-        .unwrap();
-    let b_identities =
-        StaticIdentities::new().with_cluster_key(node_key().fingerprint(), Identity::new("node:a"));
-    let b = CallEndpoint::bind(
-        "127.0.0.1:0".parse().unwrap(),
-        &b_key,
-        CallConfig::default(),
+    let b = alknet::Node::builder(
+        ConfigServiceImpl::from_text(
+            format!(
+                "[listen]\ncall = \"127.0.0.1:0\"\n\n\
+                 [[public_keys]]\nfingerprint = \"{}\"\nidentity = \"node:a\"\ncluster = true\n",
+                node_key().fingerprint()
+            ),
+            "node b",
+        )
+        .unwrap(),
     )
+    .local(GateProtocol::local(Gate::default()))
+    .build()
     .unwrap();
-    b.serve(CallServer::new(b_env, Arc::new(b_identities)));
+    let b_listening = b.start().await.unwrap();
     let dynamic = format!(
         "{}[[peers]]\nname = \"b\"\naddress = \"{}\"\nfingerprint = \"{}\"\n\n\
          [[forwarding.rules]]\noperations = \"gate/*\"\naction = \"forward\"\npeer = \"b\"\n\n\
          [rate_limits]\nper_identity = {{ per_second = 1, burst = 2 }}\n",
         key_entry(&outsider, "app:outside", false),
-        b.local_addr(),
-        b_key.fingerprint()
+        b_listening.address("call").unwrap(),
+        b.identity().fingerprint()
     );
-    let node = TrustNode::start(&dynamic);
+    let node = TrustNode::start(&dynamic).await;
     let forged = node
         .env(&outsider)
         .with_caller(Caller::new().identity(root()).forwarded_for("user:root"));
@@ -595,7 +518,8 @@ async fn a_cluster_keys_calls_run_as_the_identities_it_asserts_with_access_check
     let node = TrustNode::start(&format!(
         "{}[rate_limits]\nper_identity = {{ per_second = 1, burst = 1 }}\n",
         key_entry(&head, "node:head", true)
-    ));
+    ))
+    .await;
     let env = node.env(&head);
     let as_ada = env.with_caller(
         Caller::new()

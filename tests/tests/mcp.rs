@@ -1,19 +1,15 @@
 //! The MCP adapter over streamable HTTP, with the official MCP SDKs (Python and
 //! TypeScript) as the clients.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering::SeqCst;
 
-use alknet_runtime::RateLimiter;
-use alknet_runtime::adapters::http::{HttpAdapter, HttpLimits};
-use alknet_runtime::adapters::mcp::McpSessionLimits;
-use alknet_tests::adapters::{ADMIN, McpClient, env, mcp_session_with, serve_http};
+use alknet_tests::adapters::{ADMIN, McpClient, mcp_session_with, node, serve};
 use alknet_tests::probe::Probe;
 use alknet_tests::until;
 use serde_json::{Value, json};
 
 async fn url() -> String {
-    let addr = serve_http(env(Probe::default()), HttpLimits::default()).await;
+    let addr = serve(node(Probe::default(), "")).await.http;
     format!("http://{addr}/mcp")
 }
 
@@ -222,7 +218,7 @@ impl RawSession {
 async fn a_cancelled_notification_cancels_the_handler() {
     let probe = Probe::default();
     let state = probe.0.clone();
-    let addr = serve_http(env(probe), HttpLimits::default()).await;
+    let addr = serve(node(probe, "")).await.http;
     let mcp = RawSession::open(&format!("http://{addr}/mcp")).await;
 
     let call = mcp
@@ -264,11 +260,9 @@ async fn a_cancelled_notification_cancels_the_handler() {
 async fn tool_calls_share_the_http_concurrency_limit() {
     let probe = Probe::default();
     let state = probe.0.clone();
-    let limits = HttpLimits {
-        max_concurrent_requests: 1,
-        ..HttpLimits::default()
-    };
-    let addr = serve_http(env(probe), limits).await;
+    let addr = serve(node(probe, "[http]\nmax_concurrent_requests = 1\n"))
+        .await
+        .http;
     let mcp = RawSession::open(&format!("http://{addr}/mcp")).await;
     let say = || {
         reqwest::Client::new()
@@ -376,17 +370,19 @@ async fn only_allowed_host_names_reach_mcp() {
     };
 
     // By default only loopback names, against DNS rebinding.
-    let default = serve_http(env(Probe::default()), HttpLimits::default()).await;
+    let default = serve(node(Probe::default(), "")).await.http;
     let refused = initialize("node.example", default).await.unwrap();
     assert_eq!(refused.status(), 403);
     let loopback = initialize("localhost", default).await.unwrap();
     assert!(loopback.status().is_success(), "{}", loopback.status());
 
     // A node reached by name lists it.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let named = listener.local_addr().unwrap();
-    let adapter = HttpAdapter::new(env(Probe::default())).mcp_allowed_hosts(["node.example"]);
-    tokio::spawn(adapter.serve(listener));
+    let named = serve(node(
+        Probe::default(),
+        "[http]\nmcp_allowed_hosts = [\"node.example\"]\n",
+    ))
+    .await
+    .http;
     let allowed = initialize("node.example", named).await.unwrap();
     assert!(allowed.status().is_success(), "{}", allowed.status());
     let refused = initialize("localhost", named).await.unwrap();
@@ -410,15 +406,12 @@ async fn refused_initialize(url: &str, source: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sessions_are_capped_in_all_and_per_address() {
-    let limits = HttpLimits {
-        mcp_sessions: McpSessionLimits {
-            max_sessions: 3,
-            max_sessions_per_address: 2,
-            ..McpSessionLimits::default()
-        },
-        ..HttpLimits::default()
-    };
-    let addr = serve_http(env(Probe::default()), limits).await;
+    let addr = serve(node(
+        Probe::default(),
+        "[http]\nmcp_max_sessions = 3\nmcp_max_sessions_per_address = 2\n",
+    ))
+    .await
+    .http;
     let url = format!("http://{addr}/mcp");
 
     let first = RawSession::open_from(&url, "127.0.0.1").await;
@@ -455,15 +448,12 @@ async fn sessions_are_capped_in_all_and_per_address() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_idle_session_expires_and_frees_its_place() {
-    let limits = HttpLimits {
-        mcp_sessions: McpSessionLimits {
-            max_sessions_per_address: 1,
-            idle_timeout: std::time::Duration::from_millis(500),
-            ..McpSessionLimits::default()
-        },
-        ..HttpLimits::default()
-    };
-    let addr = serve_http(env(Probe::default()), limits).await;
+    let addr = serve(node(
+        Probe::default(),
+        "[http]\nmcp_max_sessions_per_address = 1\nmcp_session_idle_timeout_ms = 500\n",
+    ))
+    .await
+    .http;
     let url = format!("http://{addr}/mcp");
 
     let session = RawSession::open(&url).await;
@@ -483,16 +473,13 @@ async fn an_idle_session_expires_and_frees_its_place() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn opening_sessions_is_rate_limited_per_address() {
-    let config = alknet_runtime::config::ConfigServiceImpl::from_text(
+    let addr = serve(node(
+        Probe::default(),
         "[rate_limits]\nper_ip = { per_second = 1, burst = 2 }\n",
-        "test",
-    )
-    .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
-    let adapter = HttpAdapter::new(env(Probe::default()))
-        .mcp_session_rate_limits(Arc::new(RateLimiter::new(config.shared())));
-    tokio::spawn(adapter.serve(listener));
+    ))
+    .await
+    .http;
+    let url = format!("http://{addr}/mcp");
 
     RawSession::open_from(&url, "127.0.0.1").await;
     RawSession::open_from(&url, "127.0.0.1").await;

@@ -8,29 +8,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use alknet_runtime::adapters::http::{HttpAdapter, Readiness};
-use alknet_runtime::telemetry;
-use alknet_tests::adapters::{dig, env, identities, python, serve_dns};
+use alknet_tests::adapters::{self, curl, dig, env, python};
 use alknet_tests::probe::Probe;
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
-
-/// `curl` `args`: the status and the body.
-async fn curl(args: &[&str]) -> (String, String) {
-    let output = tokio::process::Command::new("curl")
-        .args(["--silent", "--show-error", "--write-out", "\n%{http_code}"])
-        .args(args)
-        .output()
-        .await
-        .expect("curl runs");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let text = String::from_utf8(output.stdout).unwrap();
-    let (body, status) = text.rsplit_once('\n').unwrap();
-    (status.to_string(), body.to_string())
-}
 
 async fn serve(adapter: HttpAdapter) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -154,15 +135,9 @@ impl Scrape {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_count_calls_per_transport_for_a_prometheus_scrape() {
-    let handle = telemetry::prometheus().expect("the recorder installs");
-    let env = env(Probe::default());
-    let base = serve(
-        HttpAdapter::new(env.clone())
-            .identities(identities())
-            .metrics(handle),
-    )
-    .await;
-    let dns = serve_dns(env).await;
+    let node = adapters::serve(adapters::node(Probe::default(), "[http]\nmetrics = true\n")).await;
+    let base = format!("http://{}", node.http);
+    let dns = node.dns;
 
     for text in ["a", "bb", "ccc"] {
         let (status, _) = curl(&[

@@ -7,14 +7,13 @@
 
 use std::path::{Path, PathBuf};
 
-use alknet_runtime::adapters::http::HttpLimits;
-use alknet_tests::adapters::{env, python, serve_http, ts_interop_dir};
+use alknet_tests::adapters::{node, python, serve, ts_interop_dir};
 use alknet_tests::probe::Probe;
 use serde_json::{Value, json};
 
 /// A node's base URL and its OpenAPI document, written to a fresh directory.
 async fn node_and_document(dir: &Path) -> (String, PathBuf) {
-    let addr = serve_http(env(Probe::default()), HttpLimits::default()).await;
+    let addr = serve(node(Probe::default(), "")).await.http;
     let base = format!("http://{addr}");
     let document = reqwest::get(format!("{base}/openapi.json"))
         .await

@@ -12,19 +12,19 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use alknet::NodeBuilder;
 use alknet_example::{EchoProtocol, EchoService};
-use alknet_runtime::adapters::http::HttpLimits;
 use alknet_runtime::call::{
-    CallConfig, CallEndpoint, CallOptions, CallServer, Connection, NodeIdentity, PeerKey,
+    CallConfig, CallEndpoint, CallOptions, Connection, NodeIdentity, PeerKey,
 };
 use alknet_runtime::futures::StreamExt;
 use alknet_runtime::futures::future::BoxFuture;
 use alknet_runtime::{
-    Admission, Admit, Admitting, CallError, Caller, Credential, DispatchPath, IdentityProvider,
-    OperationContext, OperationEnv, ValueStream,
+    Admission, Admit, Admitting, CallError, Caller, Credential, DispatchPath, OperationContext,
+    OperationEnv, ValueStream,
 };
 use alknet_tests::adapters::{
-    ADMIN, READER, base64url, dig, identities, mcp_session, serve_dns, serve_http,
+    ADMIN, READER, Served, base64url, dig, mcp_session, node_builder, serve,
 };
 use serde_json::{Value, json};
 
@@ -78,28 +78,26 @@ fn cases() -> Vec<Case> {
     ]
 }
 
-/// A fresh node's env, and what its admission step has seen (none here).
-fn env() -> (OperationEnv, Option<Arc<AtomicUsize>>) {
-    let env = OperationEnv::builder()
-        .local(EchoProtocol::local(EchoService::default()))
-        .build()
-        .unwrap();
-    (env, None)
+/// A fresh node serving `echo`, and what its admission step has seen (none here).
+fn echo_node() -> (NodeBuilder, Option<Arc<AtomicUsize>>) {
+    let node = node_builder("").local(EchoProtocol::local(EchoService::default()));
+    (node, None)
 }
 
 /// `echo` as a third party could serve it through the public API alone: along a dispatch
 /// path of this crate's own (a relay to another env, as a gateway would), behind an
 /// admission step of its own (an audit count).
-fn relayed_env() -> (OperationEnv, Option<Arc<AtomicUsize>>) {
-    let (inner, _) = env();
-    let spec = EchoProtocol::local(EchoService::default()).spec().clone();
-    let admitted = Arc::new(AtomicUsize::new(0));
-    let env = OperationEnv::builder()
-        .mount(spec, Relay(inner))
-        .admission(Audit(admitted.clone()))
+fn relayed_node() -> (NodeBuilder, Option<Arc<AtomicUsize>>) {
+    let inner = OperationEnv::builder()
+        .local(EchoProtocol::local(EchoService::default()))
         .build()
         .unwrap();
-    (env, Some(admitted))
+    let spec = EchoProtocol::local(EchoService::default()).spec().clone();
+    let admitted = Arc::new(AtomicUsize::new(0));
+    let node = node_builder("")
+        .mount(spec, Relay(inner))
+        .admission(Audit(admitted.clone()));
+    (node, Some(admitted))
 }
 
 /// Serves a namespace by calling the same operation of another env as the same caller.
@@ -199,34 +197,29 @@ impl Driver {
     }
 }
 
-/// A call-protocol connection from a second endpoint to one serving `env`; the client's
-/// key is unknown to the server, so each call's `auth_token` names the caller.
-async fn call_protocol(env: &OperationEnv) -> Connection {
-    let loopback = "127.0.0.1:0".parse().unwrap();
-    let node = NodeIdentity::generate().unwrap();
-    let server = CallEndpoint::bind(loopback, &node, CallConfig::default()).unwrap();
-    server.serve(CallServer::new(env.clone(), identities()));
+/// A call-protocol connection to `node` from an endpoint whose key the node does not
+/// know, so each call's `auth_token` names the caller.
+async fn call_protocol(node: &Served) -> Connection {
     let client = CallEndpoint::bind(
-        loopback,
+        "127.0.0.1:0".parse().unwrap(),
         &NodeIdentity::generate().unwrap(),
         CallConfig::default(),
     )
     .unwrap();
     client
-        .connect(
-            server.local_addr(),
-            PeerKey::Pinned(node.fingerprint().to_string()),
-        )
+        .connect(node.call, PeerKey::Pinned(node.fingerprint.clone()))
         .await
         .unwrap()
 }
 
-async fn run(driver: Driver, caller: As, env: &OperationEnv, cases: &[Case]) -> Vec<Outcome> {
+async fn run(driver: Driver, caller: As, node: &Served, cases: &[Case]) -> Vec<Outcome> {
+    let env = &node.env;
     match driver {
         Driver::Local => {
             let mut with_caller = Caller::new();
             if let Some(token) = caller.token() {
-                let identity = identities()
+                let identity = node
+                    .identities
                     .resolve(Credential::bearer(token))
                     .await
                     .unwrap();
@@ -247,7 +240,7 @@ async fn run(driver: Driver, caller: As, env: &OperationEnv, cases: &[Case]) -> 
             outcomes
         }
         Driver::Http => {
-            let base = serve_http(env.clone(), HttpLimits::default()).await;
+            let base = node.http;
             let client = reqwest::Client::new();
             let mut outcomes = Vec::new();
             for case in cases {
@@ -288,7 +281,7 @@ async fn run(driver: Driver, caller: As, env: &OperationEnv, cases: &[Case]) -> 
             outcomes
         }
         Driver::Mcp => {
-            let base = serve_http(env.clone(), HttpLimits::default()).await;
+            let base = node.http;
             let served: Vec<&Case> = cases
                 .iter()
                 .filter(|c| {
@@ -332,7 +325,7 @@ async fn run(driver: Driver, caller: As, env: &OperationEnv, cases: &[Case]) -> 
                 .collect()
         }
         Driver::Dns => {
-            let server = serve_dns(env.clone()).await;
+            let server = node.dns;
             let mut outcomes = Vec::new();
             for case in cases {
                 let Some(name) = env
@@ -365,7 +358,7 @@ async fn run(driver: Driver, caller: As, env: &OperationEnv, cases: &[Case]) -> 
             outcomes
         }
         Driver::CallProtocol => {
-            let connection = call_protocol(env).await;
+            let connection = call_protocol(node).await;
             let options = caller.token().map_or_else(CallOptions::new, |token| {
                 CallOptions::new().auth_token(token)
             });
@@ -389,16 +382,17 @@ async fn run(driver: Driver, caller: As, env: &OperationEnv, cases: &[Case]) -> 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_adapter_agrees_with_a_local_call_for_every_caller() {
-    agree(env).await;
+    agree(echo_node).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_third_partys_dispatch_path_and_admission_step_work_on_every_adapter() {
-    agree(relayed_env).await;
+    agree(relayed_node).await;
 }
 
-async fn agree(make_env: fn() -> (OperationEnv, Option<Arc<AtomicUsize>>)) {
-    let (specs, _) = make_env();
+async fn agree(make_node: fn() -> (NodeBuilder, Option<Arc<AtomicUsize>>)) {
+    let specs = make_node().0.build().unwrap();
+    let specs = specs.env();
     let cases = cases();
     let covered: BTreeSet<&str> = cases.iter().map(|c| c.operation).collect();
     for op in specs.operations().filter(|op| op.is_external()) {
@@ -415,8 +409,9 @@ async fn agree(make_env: fn() -> (OperationEnv, Option<Arc<AtomicUsize>>)) {
         let mut all = Vec::new();
         for driver in DRIVERS.into_iter().filter(|d| d.presents(caller)) {
             // A fresh node per run: `echo/served` answers how many calls it has served.
-            let (env, admitted) = make_env();
-            all.push((driver, run(driver, caller, &env, &cases).await));
+            let (node, admitted) = make_node();
+            let node = serve(node).await;
+            all.push((driver, run(driver, caller, &node, &cases).await));
             if let Some(admitted) = admitted {
                 assert!(
                     admitted.load(Ordering::SeqCst) > 0,

@@ -9,15 +9,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use alknet::Listeners;
 use alknet_example::{EchoProtocol, EchoService};
-use alknet_runtime::adapters::dns::DnsAdapter;
-use alknet_runtime::adapters::http::HttpAdapter;
-use alknet_runtime::call::{
-    CallConfig, CallEndpoint, CallOptions, CallServer, NodeIdentity, PeerLinks,
-};
+use alknet_runtime::call::{CallOptions, NodeIdentity};
 use alknet_runtime::config::{ConfigServiceImpl, ReloadPart};
 use alknet_runtime::credentials::api_key_hash;
-use alknet_runtime::{CallError, ConfigIdentityProvider, NodePolicy, OperationEnv, codes};
+use alknet_runtime::{CallError, codes};
 use alknet_tests::adapters::dig;
 use alknet_tests::front::{Front, FrontProtocol};
 use alknet_tests::gate::{Gate, GateProtocol, Seen};
@@ -34,17 +31,20 @@ const ADA: &str = "alk_ada-0123456789abcdef0123456789";
 /// The API key of `user:bob`.
 const BOB: &str = "alk_bob-0123456789abcdef0123456789";
 
-/// A node in this process: `echo`, `gate` and `front` behind a `NodePolicy` over its
-/// configuration file, served over the call protocol (QUIC), WebSocket, HTTP and DNS.
+/// A node in this process ([`alknet::Node`]): `echo`, `gate` and `front` behind the
+/// node's policy over its configuration file, served over the call protocol (QUIC),
+/// WebSocket, HTTP and DNS.
 struct Node {
     config: Arc<ConfigServiceImpl>,
     file: PathBuf,
+    /// The file's static part (listen addresses, the node's key), which reloads keep.
+    statics: String,
     identity: NodeIdentity,
     call: SocketAddr,
     ws: SocketAddr,
     http: String,
     dns: SocketAddr,
-    _endpoint: CallEndpoint,
+    _listeners: Listeners,
 }
 
 /// A fresh config file path.
@@ -98,60 +98,37 @@ impl Node {
 
     async fn start_as(identity: NodeIdentity, dynamic: &str) -> Node {
         let file = config_file();
-        std::fs::write(&file, format!("{}{dynamic}", keys())).unwrap();
-        let config = Arc::new(ConfigServiceImpl::from_file(&file).unwrap());
-        let policy = NodePolicy::new(config.shared())
-            .forward_through(PeerLinks::new(identity.clone(), CallConfig::default()));
-        let env = OperationEnv::builder()
+        let key = support::key_file(&identity);
+        let statics = format!(
+            "[node]\nkey = {key:?}\n[listen]\ncall = \"127.0.0.1:0\"\nwebsocket = \"127.0.0.1:0\"\n\
+             http = \"127.0.0.1:0\"\ndns = \"127.0.0.1:0\"\n\n"
+        );
+        std::fs::write(&file, format!("{statics}{}{dynamic}", keys())).unwrap();
+        let node = alknet::Node::builder(ConfigServiceImpl::from_file(&file).unwrap())
             .local(EchoProtocol::local(EchoService::default()))
             .local(GateProtocol::local(Gate::default()))
             .local(FrontProtocol::local(Front))
-            .admission(policy)
-            .config(config.shared())
             .build()
             .unwrap();
-        let identities = Arc::new(ConfigIdentityProvider::new(config.shared()));
-        let server = CallServer::new(env.clone(), identities.clone());
-
-        let endpoint = CallEndpoint::bind(
-            "127.0.0.1:0".parse().unwrap(),
-            &identity,
-            CallConfig::default(),
-        )
-        .unwrap();
-        endpoint.serve(server.clone());
-
-        let ws_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let ws = ws_listener.local_addr().unwrap();
-        tokio::spawn(alknet_runtime::call::WebSocketAdapter::new(server).serve(ws_listener));
-
-        let http_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let http = format!("http://{}", http_listener.local_addr().unwrap());
-        tokio::spawn(
-            HttpAdapter::new(env.clone())
-                .identities(identities)
-                .serve(http_listener),
-        );
-
-        let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let dns = udp.local_addr().unwrap();
-        tokio::spawn(DnsAdapter::new(env).serve(udp, None));
-
+        std::fs::remove_file(key).ok();
+        let listeners = node.start().await.unwrap();
+        let address = |name| listeners.address(name).unwrap();
         Node {
-            config,
+            config: node.config().clone(),
             file,
-            call: endpoint.local_addr(),
+            statics,
             identity,
-            ws,
-            http,
-            dns,
-            _endpoint: endpoint,
+            call: address("call"),
+            ws: address("websocket"),
+            http: format!("http://{}", address("http")),
+            dns: address("dns"),
+            _listeners: listeners,
         }
     }
 
     /// Replace the dynamic part of the file and reload it, as `config/reload` would.
     fn reload(&self, dynamic: &str) {
-        std::fs::write(&self.file, format!("{}{dynamic}", keys())).unwrap();
+        std::fs::write(&self.file, format!("{}{}{dynamic}", self.statics, keys())).unwrap();
         self.config
             .reload(ReloadPart::All)
             .expect("the new configuration is valid");

@@ -6,42 +6,20 @@ mod support;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use alknet_runtime::call::NodeIdentity;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use support::{NodeProcess, args};
+use support::{NodeProcess, Socket, browser_node, open_websocket};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
 
 fn ws_node(extra: &[&str]) -> NodeProcess {
-    let mut flags = args(["--serve", "echo", "--ws"]);
-    flags.extend(extra.iter().map(|s| s.to_string()));
-    NodeProcess::start(&NodeIdentity::generate().unwrap(), &flags)
-}
-
-fn url(node: &NodeProcess) -> String {
-    format!("ws://{}/call", node.ws.unwrap())
+    browser_node("echo", extra)
 }
 
 /// Open a socket, with `origin` if given; the handshake's outcome.
-async fn open(
-    node: &NodeProcess,
-    origin: Option<&str>,
-) -> Result<
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>,
-    tungstenite::Error,
-> {
-    let mut request = url(node).into_client_request().unwrap();
-    if let Some(origin) = origin {
-        request
-            .headers_mut()
-            .insert("Origin", origin.parse().unwrap());
-    }
-    tokio_tungstenite::connect_async(request)
-        .await
-        .map(|(socket, _)| socket)
+async fn open(node: &NodeProcess, origin: Option<&str>) -> Result<Socket, tungstenite::Error> {
+    open_websocket(node, None, origin).await
 }
 
 /// The HTTP status a refused handshake was answered with, and its error body's code.
@@ -93,7 +71,7 @@ fn masked_text_header(len: u16) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_that_arrives_too_slowly_closes_the_socket_with_1008() {
-    let node = ws_node(&["--limit", "frame_read_timeout_ms=800"]);
+    let node = ws_node(&["--call", "frame_read_timeout_ms=800"]);
     let mut stream = raw_upgrade(node.ws.unwrap()).await;
     // A whole ping, then a message of 1000 bytes of which 100 come, then a byte every
     // 100 ms: the message's clock started with its first byte.
@@ -171,7 +149,7 @@ async fn closed_within(stream: &mut TcpStream, limit: Duration) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_upgrade_headers_are_cut_at_the_header_timeout() {
-    let node = ws_node(&["--limit", "handshake_timeout_ms=500"]);
+    let node = ws_node(&["--call", "handshake_timeout_ms=500"]);
     let addr = node.ws.unwrap();
     let started = Instant::now();
     let mut silent = TcpStream::connect(addr).await.unwrap();
@@ -193,7 +171,7 @@ async fn slow_upgrade_headers_are_cut_at_the_header_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_sockets_count_against_the_connection_caps_until_they_close() {
-    let node = ws_node(&["--limit", "max_connections_per_address=2"]);
+    let node = ws_node(&["--call", "max_connections_per_address=2"]);
     let first = open(&node, None).await.unwrap();
     let _second = open(&node, None).await.unwrap();
     let (status, code) = refusal(open(&node, None).await);
@@ -205,9 +183,9 @@ async fn open_sockets_count_against_the_connection_caps_until_they_close() {
     .await;
 
     let node = ws_node(&[
-        "--limit",
+        "--call",
         "max_connections=1",
-        "--limit",
+        "--call",
         "max_connections_per_address=10",
     ]);
     let _only = open(&node, None).await.unwrap();
@@ -262,12 +240,15 @@ async fn pages_from_other_origins_are_refused_before_the_upgrade() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn anonymous_sockets_reach_open_operations_and_a_refused_bearer_is_401() {
-    let node = ws_node(&["--token", "ws-token=user:browser"]);
+    let node = ws_node(&[]);
     let mut anonymous = open(&node, None).await.unwrap();
     let said = call(&mut anonymous, "/echo/say", json!({"text": "hi"})).await;
     assert_eq!(said["payload"]["output"]["length"], 2, "{said}");
     let listed = call(&mut anonymous, "/services/list", json!({})).await;
-    let listed = listed["payload"]["output"].as_array().unwrap().clone();
+    let listed = listed["payload"]["output"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{listed}"))
+        .clone();
     assert!(listed.iter().any(|op| op["operationId"] == "/echo/say"));
     assert!(
         !listed.iter().any(|op| op["operationId"] == "/echo/served"),
@@ -279,10 +260,6 @@ async fn anonymous_sockets_reach_open_operations_and_a_refused_bearer_is_401() {
         "{restricted}"
     );
 
-    let mut request = url(&node).into_client_request().unwrap();
-    request
-        .headers_mut()
-        .insert("Authorization", "Bearer guess".parse().unwrap());
-    let (status, code) = refusal(tokio_tungstenite::connect_async(request).await);
+    let (status, code) = refusal(open_websocket(&node, Some("guess"), None).await);
     assert_eq!((status, code.as_str()), (401, "UNAUTHENTICATED"));
 }

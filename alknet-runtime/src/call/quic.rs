@@ -82,6 +82,7 @@ impl CallConfig {
         let millis = |setting: Option<NonZeroU64>, default| {
             setting.map_or(default, |ms| Duration::from_millis(ms.get()))
         };
+        let idle_timeout = millis(settings.idle_timeout_ms, defaults.idle_timeout);
         CallConfig {
             max_frame_size: count(settings.max_frame_bytes, defaults.max_frame_size),
             max_concurrent_calls: calls(
@@ -104,6 +105,10 @@ impl CallConfig {
                 defaults.max_connections_per_address,
             ),
             handshake_timeout: millis(settings.handshake_timeout_ms, defaults.handshake_timeout),
+            idle_timeout,
+            keep_alive: settings
+                .idle_timeout_ms
+                .map_or(defaults.keep_alive, |_| idle_timeout / 3),
             frame_read_timeout: millis(settings.frame_read_timeout_ms, defaults.frame_read_timeout),
             ..defaults
         }

@@ -176,6 +176,10 @@ pub struct CallSettings {
     /// How long a QUIC handshake may take, either way, and how long a WebSocket client
     /// has to send its upgrade request's headers, in milliseconds (default 1000).
     pub handshake_timeout_ms: Option<NonZeroU64>,
+    /// How long a QUIC connection may go without a packet from its peer before it is
+    /// declared lost, in milliseconds (default 600); an idle connection is pinged every
+    /// third of it.
+    pub idle_timeout_ms: Option<NonZeroU64>,
     /// How long a frame (or WebSocket message) may take to arrive whole, from its first
     /// byte, in milliseconds (default 10000); a slower one is given up and what it held
     /// freed.

@@ -61,7 +61,10 @@ pub fn run(
     }
     runtime.block_on(async {
         let config = load_config(request.config.as_deref())?;
-        let node = assemble(config).build().map_err(|err| err.to_string())?;
+        let node = assemble(config)
+            .connect()
+            .await
+            .map_err(|err| err.to_string())?;
         // At most one of the two: both were refused above.
         let credential = (request.api_key.as_deref().map(Credential::ApiKey))
             .or(request.token.as_deref().map(Credential::Token));

@@ -233,7 +233,8 @@ impl Command {
                     .block_on(async {
                         assemble(config)
                             .config_watch_interval(Duration::from_millis(watch_interval_ms))
-                            .build()?
+                            .connect()
+                            .await?
                             .serve()
                             .await?;
                         Ok::<_, NodeError>(ExitCode::SUCCESS)
@@ -244,7 +245,7 @@ impl Command {
                 let config = load_config(config.as_deref())?;
                 runtime(&config)?
                     .block_on(async {
-                        assemble(config).build()?.serve_mcp_stdio().await?;
+                        assemble(config).connect().await?.serve_mcp_stdio().await?;
                         Ok::<_, NodeError>(ExitCode::SUCCESS)
                     })
                     .map_err(|err| err.to_string())

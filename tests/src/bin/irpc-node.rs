@@ -1,50 +1,47 @@
-//! A node for the irpc-over-QUIC tests, started in its own process:
+//! A node for the irpc-over-QUIC tests, started in its own process: an [`alknet::Node`]
+//! over a configuration its flags write.
 //!
 //! ```text
 //! irpc-node --allow FINGERPRINT [--max-request BYTES]
 //! ```
 //!
-//! Serves `probe` and `echo` to the one allowed key, prints `listening <addr> <fingerprint>`,
-//! then runs until killed.
+//! Serves `probe` and `echo` on the irpc listener to the one allowed key (as
+//! `node:test-client`), prints `listening <addr> <fingerprint>`, then runs until killed.
 
-use std::sync::Arc;
-
+use alknet::Node;
 use alknet_example::{EchoProtocol, EchoService};
-use alknet_runtime::quic::{NodeIdentity, QuicConfig};
-use alknet_runtime::service_path::{IrpcLimits, IrpcListener};
-use alknet_runtime::{Identity, OperationEnv, StaticIdentities};
+use alknet_runtime::config::ConfigServiceImpl;
 use alknet_tests::probe::{Probe, ProbeProtocol};
+use serde_json::json;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let mut allowed = StaticIdentities::new();
-    let mut limits = IrpcLimits::default();
+    let mut irpc = String::new();
+    let mut allowed = String::new();
     while let Some(flag) = args.next() {
         let value = args
             .next()
             .unwrap_or_else(|| panic!("{flag} needs a value"));
         match flag.as_str() {
-            "--allow" => allowed = allowed.with_key(value, Identity::new("node:test-client")),
-            "--max-request" => limits.max_request_size = value.parse()?,
+            "--allow" => {
+                allowed = format!(
+                    "[[public_keys]]\nfingerprint = {}\nidentity = \"node:test-client\"\n",
+                    json!(value)
+                );
+            }
+            "--max-request" => irpc = format!("max_request_bytes = {}\n", value.parse::<u64>()?),
             other => panic!("unknown flag {other}"),
         }
     }
-    let env = OperationEnv::builder()
+    let text = format!("[listen]\nirpc = \"127.0.0.1:0\"\n[irpc]\n{irpc}{allowed}");
+    let node = Node::builder(ConfigServiceImpl::from_text(text, "irpc-node flags")?)
         .local(ProbeProtocol::local(Probe::default()))
         .local(EchoProtocol::local(EchoService::default()))
         .build()?;
-    let node = NodeIdentity::generate()?;
-    let listener = IrpcListener::builder(env, Arc::new(allowed))
-        .limits(limits)
-        .serve::<ProbeProtocol>()?
-        .serve::<EchoProtocol>()?
-        .bind("127.0.0.1:0".parse()?, &node, QuicConfig::default())?;
-    println!(
-        "listening {} {}",
-        listener.local_addr(),
-        listener.fingerprint()
-    );
+    let listeners = node.start().await?;
+    let address = listeners.address("irpc").expect("[listen] irpc is set");
+    println!("listening {address} {}", node.identity().fingerprint());
     std::future::pending::<()>().await;
     Ok(())
 }

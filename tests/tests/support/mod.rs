@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -32,7 +32,7 @@ pub fn key_file(identity: &NodeIdentity) -> PathBuf {
 }
 
 impl NodeProcess {
-    /// Start a node with `identity` and these flags; returns once it serves.
+    /// Start a `call-node` with `identity` and these flags; returns once it serves.
     pub fn start(identity: &NodeIdentity, args: &[String]) -> NodeProcess {
         let key = key_file(identity);
         // `ALKNET_CALL_NODE` runs the tests against another build of the node (an older
@@ -41,14 +41,23 @@ impl NodeProcess {
             || PathBuf::from(env!("CARGO_BIN_EXE_call-node")),
             PathBuf::from,
         );
+        let mut flags = vec!["--key".to_string(), key.display().to_string()];
+        flags.extend_from_slice(args);
+        let node = NodeProcess::spawn(&binary, &flags);
+        assert_eq!(node.fingerprint, identity.fingerprint());
+        std::fs::remove_file(key).ok();
+        node
+    }
+
+    /// Start `binary` (`call-node` or `irpc-node`) with `args`; returns once it prints
+    /// `listening ADDR FINGERPRINT` (and `ws ADDR`, when `args` hold `--ws`).
+    pub fn spawn(binary: &Path, args: &[String]) -> NodeProcess {
         let mut child = Command::new(binary)
-            .arg("--key")
-            .arg(&key)
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .expect("the call-node binary starts");
+            .unwrap_or_else(|err| panic!("{} starts: {err}", binary.display()));
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let first = lines.next().expect("the node prints its address").unwrap();
         let mut words = first.split_whitespace().skip(1);
@@ -58,14 +67,22 @@ impl NodeProcess {
             let line = lines.next().unwrap().unwrap();
             line.trim_start_matches("ws ").parse().unwrap()
         });
-        assert_eq!(fingerprint, identity.fingerprint());
-        std::fs::remove_file(key).ok();
         NodeProcess {
             child,
             addr,
             ws,
             fingerprint,
         }
+    }
+
+    /// The process's id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The process's virtual memory, from `/proc`.
+    pub fn virtual_memory_bytes(&self) -> u64 {
+        self.status_bytes("VmSize:")
     }
 
     /// The process's resident memory, from `/proc`.
@@ -157,4 +174,70 @@ pub async fn until<F: std::future::Future<Output = bool>>(what: &str, condition:
     })
     .await
     .unwrap_or_else(|_| panic!("timed out waiting until {what}"));
+}
+
+/// The API key of `user:browser`, the WebSocket tests' caller.
+pub const BROWSER_KEY: &str = "alk_ws-key-of-the-browser-user";
+
+/// A WebSocket speaking the call protocol.
+pub type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A `call-node` serving `services` (such as `echo,gate`) over QUIC and WebSocket, which
+/// admits [`BROWSER_KEY`] as `user:browser`, with `extra` flags.
+pub fn browser_node(services: &str, extra: &[&str]) -> NodeProcess {
+    let browser = format!("{BROWSER_KEY}=user:browser");
+    let mut flags = args(["--serve", services, "--api-key", &browser, "--ws"]);
+    flags.extend(extra.iter().map(|s| s.to_string()));
+    NodeProcess::start(&NodeIdentity::generate().unwrap(), &flags)
+}
+
+/// Open a WebSocket to `node`'s `/call`, with `Authorization: Bearer {bearer}` and
+/// `Origin: {origin}` when given: the socket, or how the handshake failed.
+pub async fn open_websocket(
+    node: &NodeProcess,
+    bearer: Option<&str>,
+    origin: Option<&str>,
+) -> Result<Socket, tokio_tungstenite::tungstenite::Error> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let url = format!(
+        "ws://{}/call",
+        node.ws.expect("the node listens for WebSocket")
+    );
+    let mut request = url.into_client_request().unwrap();
+    if let Some(bearer) = bearer {
+        let value = format!("Bearer {bearer}").parse().unwrap();
+        request.headers_mut().insert("Authorization", value);
+    }
+    if let Some(origin) = origin {
+        request
+            .headers_mut()
+            .insert("Origin", origin.parse().unwrap());
+    }
+    tokio_tungstenite::connect_async(request)
+        .await
+        .map(|(socket, _)| socket)
+}
+
+/// A `call-node` with `identity` serving `front`, which `tester` may call as
+/// `user:tester`: it mounts `back` as `worker-1` and serves `routes` (namespaces) from it,
+/// with `extra` flags.
+pub fn front_node(
+    tester: &TestNode,
+    identity: &NodeIdentity,
+    back: &NodeProcess,
+    routes: &[&str],
+    extra: &[&str],
+) -> NodeProcess {
+    let mut flags = args(["--serve", "front"]);
+    flags.extend(tester.allow("user:tester"));
+    flags.extend(args([
+        "--peer",
+        &format!("worker-1={}@{}", back.addr, back.fingerprint),
+    ]));
+    for namespace in routes {
+        flags.extend(args(["--route", &format!("{namespace}=worker-1")]));
+    }
+    flags.extend(extra.iter().map(|s| s.to_string()));
+    NodeProcess::start(identity, &flags)
 }

@@ -4,15 +4,14 @@
 //! an irpc client in another process — reloaded, its schemas exported and checked, and
 //! stopped with a call in flight.
 
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use alknet_runtime::quic::NodeIdentity;
-use alknet_tests::adapters::{dig, mcp_session};
+use alknet_tests::adapters::{self, dig, mcp_session};
+use alknet_tests::new_api_key;
+use alknet_tests::served::Served;
 use serde_json::{Value, json};
 
 const NODE: &str = env!("CARGO_BIN_EXE_notes-node");
@@ -30,60 +29,18 @@ irpc = "127.0.0.1:0"
 drain_ms = 5000
 "#;
 
-/// A running `notes-node serve`: killed when dropped.
-struct Served {
-    child: Child,
-    fingerprint: String,
-    listeners: HashMap<String, SocketAddr>,
-    config: PathBuf,
-    _dir: tempfile::TempDir,
+/// `notes-node serve` on `config`.
+fn start(config: &str) -> Served {
+    Served::start(Path::new(NODE), config, &[])
 }
 
-impl Served {
-    fn start(config: &str) -> Served {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("notes.toml");
-        std::fs::write(&path, config).unwrap();
-        let mut child = Command::new(NODE)
-            .args(["serve", "--watch-interval-ms", "50", "--config"])
-            .arg(&path)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("notes-node starts");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut fingerprint = None;
-        let mut listeners = HashMap::new();
-        let mut in_listeners = false;
-        for line in lines.by_ref() {
-            let line = line.unwrap();
-            if let Some(key) = line.strip_prefix("node key: ") {
-                fingerprint = Some(key.to_string());
-            } else if line == "listeners:" {
-                in_listeners = true;
-            } else if in_listeners && line.starts_with("  ") {
-                let mut words = line.split_whitespace();
-                let name = words.next().unwrap().to_string();
-                listeners.insert(name, words.next().unwrap().parse().unwrap());
-            } else if in_listeners {
-                break;
-            }
-        }
-        // Keep reading, so the node never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
-        Served {
-            child,
-            fingerprint: fingerprint.expect("the node prints its key"),
-            listeners,
-            config: path,
-            _dir: dir,
-        }
-    }
+/// What the tests ask of a running node.
+trait NotesNode {
+    fn http(&self, operation: &str) -> String;
+    fn signal(&self, signal: libc::c_int);
+}
 
-    fn address(&self, transport: &str) -> SocketAddr {
-        self.listeners[transport]
-    }
-
+impl NotesNode for Served {
     fn http(&self, operation: &str) -> String {
         format!("http://{}/v1/notes/{operation}", self.address("http"))
     }
@@ -96,26 +53,13 @@ impl Served {
     }
 }
 
-impl Drop for Served {
-    fn drop(&mut self) {
-        self.child.kill().ok();
-        self.child.wait().ok();
-    }
-}
-
-/// `curl -s -X POST -d BODY URL`: the status and the body as JSON.
-async fn curl(url: &str, body: &str) -> (u16, Value) {
-    let output = tokio::process::Command::new("curl")
-        .args(["-s", "-X", "POST", "-H", "content-type: application/json"])
-        .args(["-d", body, "-w", "\n%{http_code}", url])
-        .output()
-        .await
-        .expect("curl runs");
-    let text = String::from_utf8(output.stdout).unwrap();
-    let (body, status) = text.rsplit_once('\n').unwrap();
+/// `curl -X POST -d BODY URL`: the status and the body as JSON.
+async fn post(url: &str, body: &str) -> (u16, Value) {
+    let header = "content-type: application/json";
+    let (status, body) = adapters::curl(&["-X", "POST", "-H", header, "-d", body, url]).await;
     (
         status.parse().unwrap(),
-        serde_json::from_str(body).unwrap_or(Value::Null),
+        serde_json::from_str(&body).unwrap_or(Value::Null),
     )
 }
 
@@ -138,32 +82,17 @@ fn stdout_json(output: &Output) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON: {text}: {e}"))
 }
 
-/// `notes-node keys new`: an API key, and the configuration entry that admits it.
-async fn new_api_key() -> (String, String) {
-    let made = cli(&["keys", "new", "--id", "tester"]).await;
-    let text = String::from_utf8(made.stdout).unwrap();
-    assert!(made.status.success(), "{text}");
-    let key = text
-        .lines()
-        .map(str::trim)
-        .find(|line| line.starts_with("alk_"))
-        .expect("keys new prints the key")
-        .to_string();
-    let entry = text[text.find("[[api_keys]]").expect("and its entry")..].to_string();
-    (key, entry)
-}
-
 #[tokio::test]
 async fn the_users_service_answers_on_every_transport() {
-    let (api_key, entry) = new_api_key().await;
-    let node = Served::start(&format!("{LISTEN}\n{entry}"));
+    let (api_key, entry) = new_api_key(Path::new(NODE), "tester", &[]);
+    let node = start(&format!("{LISTEN}\n{entry}"));
 
-    let (status, added) = curl(&node.http("add"), r#"{"text": "buy milk"}"#).await;
+    let (status, added) = post(&node.http("add"), r#"{"text": "buy milk"}"#).await;
     assert_eq!(
         (status, &added),
         (200, &json!({"id": 1, "text": "buy milk"}))
     );
-    let (status, missing) = curl(&node.http("get"), r#"{"id": 9}"#).await;
+    let (status, missing) = post(&node.http("get"), r#"{"id": 9}"#).await;
     assert_eq!(status, 404);
     assert_eq!(missing["error"]["code"], "NO_SUCH_NOTE");
     assert_eq!(missing["error"]["details"], json!({"id": 9}));
@@ -226,7 +155,7 @@ async fn the_users_service_answers_on_every_transport() {
 
 #[tokio::test]
 async fn another_process_calls_over_irpc_once_a_reload_admits_its_key() {
-    let node = Served::start(LISTEN);
+    let node = start(LISTEN);
     let client = NodeIdentity::generate().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("client.pem");
@@ -294,15 +223,15 @@ async fn its_schemas_export_and_check_clean() {
 
 #[tokio::test]
 async fn a_call_in_flight_completes_when_the_node_is_stopped() {
-    let mut node = Served::start(LISTEN);
-    curl(&node.http("add"), r#"{"text": "one"}"#).await;
+    let mut node = start(LISTEN);
+    post(&node.http("add"), r#"{"text": "one"}"#).await;
     let count = node.http("count");
-    let in_flight = tokio::spawn(async move { curl(&count, r#"{"ms": 1500}"#).await });
+    let in_flight = tokio::spawn(async move { post(&count, r#"{"ms": 1500}"#).await });
     tokio::time::sleep(Duration::from_millis(300)).await;
     node.signal(libc::SIGTERM);
     tokio::time::sleep(Duration::from_millis(200)).await;
 
-    let (status, refused) = curl(&node.http("list"), "{}").await;
+    let (status, refused) = post(&node.http("list"), "{}").await;
     assert_eq!(status, 503, "a call made while stopping: {refused}");
     assert_eq!(refused["error"]["code"], "UNAVAILABLE");
 
