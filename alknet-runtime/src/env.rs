@@ -655,6 +655,27 @@ impl OperationEnv {
         service: usize,
         index: usize,
     ) -> Result<(OperationContext, Admit), CallError> {
+        self.admit_or_refuse(request_id, service, index)
+            .inspect_err(|err| self.refused(service, index, err))
+    }
+
+    #[cold]
+    fn refused(&self, service: usize, index: usize, err: &CallError) {
+        let transport = match &self.origin {
+            Origin::External(caller) => caller.transport,
+            Origin::Nested(_) => crate::telemetry::NESTED,
+        };
+        let spec = &self.shared.services[service].spec.operations[index];
+        crate::telemetry::refused(spec, transport, &err.code);
+    }
+
+    #[inline(always)]
+    fn admit_or_refuse(
+        &self,
+        request_id: RequestId,
+        service: usize,
+        index: usize,
+    ) -> Result<(OperationContext, Admit), CallError> {
         let entry = &self.shared.services[service];
         let spec = &entry.spec.operations[index];
         let parts = match &self.origin {

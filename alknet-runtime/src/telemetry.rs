@@ -10,7 +10,7 @@
 //! | `request_id` | the call's id, as its caller is answered with it |
 //! | `operation` | `namespace/operation` |
 //! | `caller` | the identity the call runs with, or `anonymous` |
-//! | `transport` | how the call arrived ([`Caller::transport`](crate::Caller::transport)): `http`, `mcp`, `dns`, `call`, `irpc`, `nested`, or `local` |
+//! | `transport` | how the call arrived ([`Caller::transport`](crate::Caller::transport)): `http`, `mcp`, `dns`, `quic`, `websocket`, `irpc`, `nested`, or `local` |
 //! | `parent_request_id` | the calling call's id, for a nested call or one a cluster peer sent over irpc |
 //! | `forwarded_for` | who another node forwarded the call for, when it did |
 //! | `outcome` | `ok`, or the error code the caller received |
@@ -30,6 +30,10 @@
 //! | `alknet_call_errors_total` | counter: calls that ended in an error | `transport`, `operation`, `code` |
 //! | `alknet_call_duration_seconds` | histogram: how long calls took | `transport`, `operation` |
 //! | `alknet_calls_in_flight` | gauge: calls admitted and not yet ended | `transport`, `operation` |
+//!
+//! A call refused before it began (access, admission, a node shutting down) counts in
+//! `alknet_calls_total` and `alknet_call_errors_total` with its code, with no duration; a
+//! call to an operation that does not exist is not counted (its name is the caller's).
 //!
 //! A query or mutation whose caller went away before it ended (an HTTP client that
 //! disconnected) counts as `ABORTED`; a subscription its consumer stopped counts as `ok`.
@@ -222,16 +226,8 @@ impl CallTelemetry {
         tracing::debug!(target: TARGET, parent: &watched.span, outcome, duration_ms, "call ended");
         if let Some(labels) = &watched.labels {
             gauge!(CALLS_IN_FLIGHT, labels).decrement(1.0);
-            counter!(CALLS_TOTAL, labels).increment(1);
             histogram!(CALL_DURATION_SECONDS, labels).record(elapsed.as_secs_f64());
-            if let Some(code) = error {
-                let [transport, operation] = labels.clone();
-                counter!(
-                    CALL_ERRORS_TOTAL,
-                    &[transport, operation, ("code", code.to_owned())]
-                )
-                .increment(1);
-            }
+            count(labels, error);
         }
     }
 
@@ -252,6 +248,28 @@ impl Drop for Watched {
         {
             gauge!(CALLS_IN_FLIGHT, labels).decrement(1.0);
         }
+    }
+}
+
+/// A call refused before it began (its access, the node's admission steps, a node that is
+/// shutting down): counted as a call that ended with `code`, with no duration. A call to
+/// an operation that does not exist is not counted: its name is the caller's to choose.
+pub(crate) fn refused(operation: &OperationSpec, transport: &'static str, code: &str) {
+    if recording() {
+        count(&labels_of(operation, transport), Some(code));
+    }
+}
+
+/// Count a call that ended, and its error if it ended in one.
+fn count(labels: &Labels, error: Option<&str>) {
+    counter!(CALLS_TOTAL, labels).increment(1);
+    if let Some(code) = error {
+        let [transport, operation] = labels.clone();
+        counter!(
+            CALL_ERRORS_TOTAL,
+            &[transport, operation, ("code", code.to_owned())]
+        )
+        .increment(1);
     }
 }
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use alknet::{Node, NodeBuilder};
 use alknet_example::{EchoProtocol, EchoService};
 use alknet_runtime::adapters::dns::DnsAdapter;
+use alknet_runtime::call::{CallConfig, CallEndpoint, Connection, NodeIdentity, PeerKey};
 use alknet_runtime::config::ConfigServiceImpl;
 use alknet_runtime::credentials::api_key_hash;
 use alknet_runtime::{IdentityProvider, OperationEnv};
@@ -89,6 +90,23 @@ pub struct Served {
     pub env: OperationEnv,
     /// The node's credentials.
     pub identities: Arc<dyn IdentityProvider>,
+}
+
+impl Served {
+    /// A call-protocol connection over QUIC from an endpoint whose key the node does not
+    /// know: its calls are anonymous unless they carry an `auth_token`.
+    pub async fn connect_call(&self) -> Connection {
+        let client = CallEndpoint::bind(
+            "127.0.0.1:0".parse().expect("a loopback address"),
+            &NodeIdentity::generate().expect("a node key"),
+            CallConfig::default(),
+        )
+        .expect("bind a loopback port");
+        client
+            .connect(self.call, PeerKey::Pinned(self.fingerprint.clone()))
+            .await
+            .unwrap_or_else(|err| panic!("connect to the test node: {err}"))
+    }
 }
 
 /// Build and start `node`.

@@ -154,8 +154,28 @@ async fn metrics_count_calls_per_transport_for_a_prometheus_scrape() {
         let answer = dig(dns, "motd.vault.alk.dev", "TXT", &[]).await;
         assert_eq!(answer.status, "NOERROR");
     }
+    let connection = node.connect_call().await;
+    connection
+        .call("/echo/say", json!({ "text": "over QUIC" }))
+        .await
+        .unwrap();
+
+    // Refused before it began: `vault/read` needs a scope an anonymous caller lacks.
+    let (status, _) = curl(&["--data", "{}", &format!("{base}/v1/vault/read")]).await;
+    assert_eq!(status, "401");
 
     let scrape = Scrape::of(&base).await;
+    let quic = [("transport", "quic"), ("operation", "echo/say")];
+    assert_eq!(scrape.value("alknet_calls_total", &quic), 1.0);
+    let refused = [("transport", "http"), ("operation", "vault/read")];
+    assert_eq!(scrape.value("alknet_calls_total", &refused), 1.0);
+    assert_eq!(
+        scrape.value(
+            "alknet_call_errors_total",
+            &[refused[0], refused[1], ("code", "UNAUTHENTICATED")]
+        ),
+        1.0
+    );
     let http = [("transport", "http"), ("operation", "echo/say")];
     let over_dns = [("transport", "dns"), ("operation", "vault/motd")];
     assert_eq!(scrape.value("alknet_calls_total", &http), 4.0);

@@ -14,9 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use alknet::NodeBuilder;
 use alknet_example::{EchoProtocol, EchoService};
-use alknet_runtime::call::{
-    CallConfig, CallEndpoint, CallOptions, Connection, NodeIdentity, PeerKey,
-};
+use alknet_runtime::call::CallOptions;
 use alknet_runtime::futures::StreamExt;
 use alknet_runtime::futures::future::BoxFuture;
 use alknet_runtime::{
@@ -197,21 +195,6 @@ impl Driver {
     }
 }
 
-/// A call-protocol connection to `node` from an endpoint whose key the node does not
-/// know, so each call's `auth_token` names the caller.
-async fn call_protocol(node: &Served) -> Connection {
-    let client = CallEndpoint::bind(
-        "127.0.0.1:0".parse().unwrap(),
-        &NodeIdentity::generate().unwrap(),
-        CallConfig::default(),
-    )
-    .unwrap();
-    client
-        .connect(node.call, PeerKey::Pinned(node.fingerprint.clone()))
-        .await
-        .unwrap()
-}
-
 async fn run(driver: Driver, caller: As, node: &Served, cases: &[Case]) -> Vec<Outcome> {
     let env = &node.env;
     match driver {
@@ -358,7 +341,7 @@ async fn run(driver: Driver, caller: As, node: &Served, cases: &[Case]) -> Vec<O
             outcomes
         }
         Driver::CallProtocol => {
-            let connection = call_protocol(node).await;
+            let connection = node.connect_call().await;
             let options = caller.token().map_or_else(CallOptions::new, |token| {
                 CallOptions::new().auth_token(token)
             });

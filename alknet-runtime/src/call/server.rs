@@ -145,7 +145,7 @@ impl CallServer {
             .resolve(Credential::KeyFingerprint(fingerprint))
             .await
             .ok();
-        Peer::new(identity, Some(fingerprint.to_string()), address)
+        Peer::new(identity, Some(fingerprint.to_string()), address, "quic")
     }
 
     /// The peer of a WebSocket, from the bearer token of its upgrade (none: anonymous). A
@@ -172,7 +172,7 @@ impl CallServer {
                     })?,
             ),
         };
-        Ok(Peer::new(identity, None, address))
+        Ok(Peer::new(identity, None, address, "websocket"))
     }
 
     /// Run one call and send its events to `sink`; dropping the future cancels the call
@@ -262,7 +262,7 @@ impl CallServer {
         let mut caller = identity
             .iter()
             .cloned()
-            .fold(Caller::new().transport("call"), Caller::identity);
+            .fold(Caller::new().transport(peer.transport), Caller::identity);
         if let Some(address) = peer.address {
             caller = caller.peer_addr(address);
         }
@@ -310,18 +310,27 @@ pub(crate) struct Peer {
     key: Option<String>,
     /// The address it connects from.
     address: Option<IpAddr>,
+    /// What it connects over (`quic`, `websocket`): its calls' `transport` in spans and
+    /// metrics.
+    transport: &'static str,
     /// Whether it proved who it is: its credential resolved, or since then the
     /// `auth_token` of one of its calls did. Until then it has the smaller limits.
     authenticated: watch::Sender<bool>,
 }
 
 impl Peer {
-    fn new(identity: Option<Arc<Identity>>, key: Option<String>, address: Option<IpAddr>) -> Self {
+    fn new(
+        identity: Option<Arc<Identity>>,
+        key: Option<String>,
+        address: Option<IpAddr>,
+        transport: &'static str,
+    ) -> Self {
         Peer {
             authenticated: watch::Sender::new(identity.is_some()),
             identity,
             key,
             address,
+            transport,
         }
     }
 
