@@ -235,7 +235,7 @@ impl NodeBuilder {
                     .await
                     .map_err(|err| unreachable(err.message))?;
                 self.env = self.env.remote(&remote.name, node);
-                connections.push(connection);
+                connections.push((remote.name.clone(), connection));
             }
         }
         self.finish(identity, connections)
@@ -244,7 +244,7 @@ impl NodeBuilder {
     fn finish(
         mut self,
         identity: NodeIdentity,
-        remote_connections: Vec<Connection>,
+        remote_connections: Vec<(String, Connection)>,
     ) -> Result<Node, NodeError> {
         let config = self.config.clone();
         for (namespace, node_name) in std::mem::take(&mut self.routes) {
@@ -295,8 +295,9 @@ pub struct Node {
     env: OperationEnv,
     identities: Arc<dyn IdentityProvider>,
     irpc: Vec<IrpcServing>,
-    /// The connections to the remote nodes mounted, on which their calls back are served.
-    remote_connections: Vec<Connection>,
+    /// The connections to the remote nodes mounted, by mount name, on which their calls
+    /// back are served.
+    remote_connections: Vec<(String, Connection)>,
     drain: Drain,
     watch_interval: Duration,
 }
@@ -367,9 +368,21 @@ impl Node {
             let mut listening: Vec<&'static str> = running.iter().map(|r| r.name).collect();
             listening.push("http");
             let drain = self.drain.clone();
+            let remotes = self.remote_connections.clone();
             let readiness = move || {
                 let ready = listening.iter().fold(Readiness::new(), |ready, name| {
                     ready.check(format!("listen.{name}"), true)
+                });
+                let ready = remotes.iter().fold(ready, |ready, (name, connection)| {
+                    let check = format!("remote.{name}");
+                    match connection.quic().close_reason() {
+                        None => ready.check(check, true),
+                        Some(reason) => ready.check_detail(
+                            check,
+                            false,
+                            format!("the connection to the mounted node closed: {reason}"),
+                        ),
+                    }
                 });
                 match drain.is_closed() {
                     false => ready.check("calls", true),
@@ -385,7 +398,7 @@ impl Node {
         let calls_back = self
             .remote_connections
             .iter()
-            .map(|connection| AbortOnDrop(connection.serve(server.clone())))
+            .map(|(_, connection)| AbortOnDrop(connection.serve(server.clone())))
             .collect();
         Ok(Listeners {
             running,

@@ -65,7 +65,7 @@ pub(crate) fn call(
     Ok(Running {
         name: "call",
         address,
-        stop: Stop::Drop(Box::new(AbortOnDrop(serving))),
+        stop: Stop::Drop(Box::new((AbortOnDrop(serving), CloseOnDrop(endpoint)))),
     })
 }
 
@@ -193,6 +193,16 @@ pub(crate) fn call_server(node: &Node) -> CallServer {
 
 /// A task that ends when this is dropped.
 pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
+
+/// Closes a call endpoint's connections when dropped: peers learn at once that the node
+/// stopped, rather than when their idle timeout ends.
+struct CloseOnDrop(CallEndpoint);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {

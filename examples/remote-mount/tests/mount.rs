@@ -68,4 +68,41 @@ async fn the_gateway_serves_the_notes_of_the_node_it_mounts() {
     let error: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(error["error"]["code"], "NO_SUCH_NOTE");
     assert_eq!(error["error"]["details"], json!({"id": 9}));
+
+    // Readiness names the mounted node, and says when its connection is gone.
+    let readyz = format!("http://{}/readyz", gateway.address("http"));
+    let remote_check = |body: &str| {
+        let answer: Value = serde_json::from_str(body).unwrap();
+        answer["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|check| check["name"] == "remote.notes-node")
+            .cloned()
+            .unwrap_or_else(|| panic!("no check `remote.notes-node` in {answer}"))
+    };
+    let (status, body) = curl(&[&readyz]).await;
+    assert_eq!(status, "200", "{body}");
+    assert_eq!(remote_check(&body)["ready"], true);
+    listening.stop().await;
+    drop(notes);
+    let mut answer = (String::new(), String::new());
+    for _ in 0..50 {
+        answer = curl(&[&readyz]).await;
+        if answer.0 == "503" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (status, body) = answer;
+    assert_eq!(status, "503", "{body}");
+    let check = remote_check(&body);
+    assert_eq!(check["ready"], false);
+    assert!(
+        check["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("the connection to the mounted node closed"),
+        "{check}"
+    );
 }
