@@ -165,6 +165,9 @@ impl Caller {
 pub(crate) struct EnvShared {
     pub(crate) services: Vec<ServiceEntry>,
     by_namespace: FxHashMap<String, usize>,
+    /// The namespaces a protocol serves in-process, by the type of their [`TypedPath`]:
+    /// a typed call finds its service and path with one lookup of a type id, not a string.
+    by_typed_path: FxHashMap<std::any::TypeId, usize>,
     /// Admit outside calls, in order: forwarding policy, rate limits, the user's own.
     admission: AdmissionSteps,
     config: Option<Arc<ArcSwap<DynamicConfig>>>,
@@ -331,9 +334,19 @@ impl OperationEnvBuilder {
             .enumerate()
             .map(|(index, s)| (s.spec.namespace.clone(), index))
             .collect();
+        let by_typed_path = self
+            .services
+            .iter()
+            .enumerate()
+            .map(|(index, s)| {
+                let path: &dyn std::any::Any = &*s.path;
+                (path.type_id(), index)
+            })
+            .collect();
         let shared = Arc::new(EnvShared {
             services: self.services,
             by_namespace,
+            by_typed_path,
             admission: self.admission,
             config: self.config,
             drain: self.drain,
@@ -494,8 +507,7 @@ impl OperationEnv {
     /// involved; on other paths the request is encoded at the boundary.
     pub async fn call<R: UnaryOperation>(&self, request: R) -> Result<R::Output, CallError> {
         let request_id = RequestId::next();
-        let service = self.resolve_namespace(<R::Protocol as Protocol>::NAMESPACE)?;
-        if let Some(typed) = self.typed::<R::Protocol>(service) {
+        if let Some((service, typed)) = self.typed_service::<R::Protocol>() {
             let (ctx, admitted) = self.admit(request_id, service, R::INDEX)?;
             let path = match admitted {
                 Admit::Here => {
@@ -509,8 +521,9 @@ impl OperationEnv {
             let end = EndOnDrop(ctx);
             return decode_output(run(&end.0, path.invoke(end.0.clone(), input)).await?);
         }
+        let namespace = <R::Protocol as Protocol>::NAMESPACE;
+        self.resolve_namespace(namespace)?;
         let input = encode_request(&request)?;
-        let namespace = &self.shared.services[service].spec.namespace;
         let (end, call) = self.start_json(request_id, namespace, R::NAME, input)?;
         decode_output(run(&end.0, call).await?)
     }
@@ -521,8 +534,7 @@ impl OperationEnv {
         request: R,
     ) -> Result<ItemStream<R::Output>, CallError> {
         let request_id = RequestId::next();
-        let service = self.resolve_namespace(<R::Protocol as Protocol>::NAMESPACE)?;
-        if let Some(typed) = self.typed::<R::Protocol>(service) {
+        if let Some((service, typed)) = self.typed_service::<R::Protocol>() {
             let (ctx, admitted) = self.admit(request_id, service, R::INDEX)?;
             let ctx = match admitted {
                 Admit::Here => ctx,
@@ -535,12 +547,22 @@ impl OperationEnv {
             let items = run_subscription(typed, ctx, request.into()).await?;
             return Ok(Box::pin(items.map(output::<R>)));
         }
+        let namespace = <R::Protocol as Protocol>::NAMESPACE;
+        self.resolve_namespace(namespace)?;
         let input = encode_request(&request)?;
-        let namespace = &self.shared.services[service].spec.namespace;
         let items = self
             .subscribe_json(request_id, namespace, R::NAME, input)
             .await?;
         Ok(Box::pin(items.map(|item| item.and_then(decode_output))))
+    }
+
+    /// The namespace protocol `P` serves in-process, and its typed path, if it does.
+    fn typed_service<P: Protocol>(&self) -> Option<(usize, &TypedPath<P>)> {
+        let service = *self
+            .shared
+            .by_typed_path
+            .get(&std::any::TypeId::of::<TypedPath<P>>())?;
+        Some((service, self.typed::<P>(service)?))
     }
 
     /// The typed path of namespace `service`, if protocol `P` serves it in-process.
@@ -629,6 +651,7 @@ impl OperationEnv {
         Some((service, index))
     }
 
+    #[inline]
     fn resolve(&self, namespace: &str, operation: &str) -> Result<(usize, usize), CallError> {
         self.lookup(namespace, operation)
             .ok_or_else(|| no_such_operation(namespace, operation))
