@@ -110,15 +110,27 @@ async fn an_unauthenticated_peer_gets_few_streams_small_frames_and_a_shared_budg
         "{err}"
     );
 
-    // Frames in transit from every unauthenticated peer share 4 MiB: four streams fit
-    // 1 MiB each, not five; whichever of them comes last is refused, the others held.
-    let mut answers = Vec::new();
+    // Frames in transit from every unauthenticated peer share 4 MiB: four frames of 1 MiB
+    // fit. They are sent first and given time to arrive, so that the fifth, from another
+    // unauthenticated peer, is the one that finds no room. (Sent at once, their arrivals
+    // interleave, and two readers asking at the same instant may both be refused.)
     let mut held = Vec::new();
-    for _ in 0..5 {
+    let mut answers = Vec::new();
+    for _ in 0..4 {
         let (send, recv) = promise(&peer, 1024 * 1024, 1024 * 1024 - 8).await;
         held.push(send);
         answers.push(Box::pin(answer(recv)));
     }
+    let quiet = tokio::time::timeout(
+        Duration::from_millis(300),
+        futures::future::select_all(answers.iter_mut()),
+    );
+    assert!(quiet.await.is_err(), "four frames in transit fit");
+    let second_stranger = TestNode::new();
+    let second = second_stranger.connect(&node).await;
+    let (send, recv) = promise(&second, 1024 * 1024, 1024 * 1024 - 8).await;
+    held.push(send);
+    answers.push(Box::pin(answer(recv)));
     let (err, _, still_held) = futures::future::select_all(answers).await;
     assert_eq!(err.code, codes::RESOURCE_EXHAUSTED);
     assert!(err.retryable, "the room comes back");
@@ -131,7 +143,7 @@ async fn an_unauthenticated_peer_gets_few_streams_small_frames_and_a_shared_budg
         Duration::from_millis(300),
         futures::future::select_all(still_held),
     );
-    assert!(more.await.is_err(), "four frames in transit fit");
+    assert!(more.await.is_err(), "the other four frames are held");
     // An authenticated peer's frames do not come out of it.
     let known = tester.connect(&node).await;
     let large = known
