@@ -196,7 +196,8 @@ impl NodeBuilder {
             )));
         }
         let identity = node_identity(&self.config)?;
-        self.finish(identity, Vec::new())
+        let call_config = CallConfig::from_settings(&self.config.static_config().call);
+        self.finish(identity, call_config, Vec::new())
     }
 
     /// Reach every remote node ([`NodeBuilder::remote`]), learn what this node may call
@@ -204,10 +205,10 @@ impl NodeBuilder {
     /// does not answer within `[call] handshake_timeout_ms` fails the build.
     pub async fn connect(mut self) -> Result<Node, NodeError> {
         let identity = node_identity(&self.config)?;
+        let call_config = CallConfig::from_settings(&self.config.static_config().call);
         let remotes = std::mem::take(&mut self.remotes);
         let mut connections = Vec::new();
         if !remotes.is_empty() {
-            let config = CallConfig::from_settings(&self.config.static_config().call);
             let mut endpoints: Vec<CallEndpoint> = Vec::new();
             for remote in remotes {
                 let local = outgoing_address(remote.address);
@@ -215,7 +216,7 @@ impl NodeBuilder {
                 let endpoint = match bound {
                     Some(endpoint) => endpoint.clone(),
                     None => {
-                        let endpoint = CallEndpoint::bind(local, &identity, config.clone())
+                        let endpoint = CallEndpoint::bind(local, &identity, call_config.clone())
                             .map_err(|err| err.message)?;
                         endpoints.push(endpoint.clone());
                         endpoint
@@ -238,12 +239,13 @@ impl NodeBuilder {
                 connections.push((remote.name.clone(), connection));
             }
         }
-        self.finish(identity, connections)
+        self.finish(identity, call_config, connections)
     }
 
     fn finish(
         mut self,
         identity: NodeIdentity,
+        call_config: CallConfig,
         remote_connections: Vec<(String, Connection)>,
     ) -> Result<Node, NodeError> {
         let config = self.config.clone();
@@ -256,16 +258,13 @@ impl NodeBuilder {
         if self.config_service {
             self = self.local(ConfigProtocol::local(ConfigService::new(config.clone())));
         }
-        let peers = PeerLinks::new(
-            identity.clone(),
-            CallConfig::from_settings(&config.static_config().call),
-        );
+        let peers = PeerLinks::new(identity.clone(), call_config.clone());
         let drain = Drain::new();
         let mut env = self
             .env
             .config(config.shared())
             .drain(drain.clone())
-            .admission(NodePolicy::new(config.shared()).forward_through(peers));
+            .admission(NodePolicy::new(config.shared()).forward_through(peers.clone()));
         for step in self.admission {
             env = env.admission(step);
         }
@@ -277,6 +276,8 @@ impl NodeBuilder {
             identity,
             irpc: self.irpc,
             remote_connections,
+            peers,
+            call_config,
             drain,
             watch_interval: self.watch_interval,
             config,
@@ -298,6 +299,10 @@ pub struct Node {
     /// The connections to the remote nodes mounted, by mount name, on which their calls
     /// back are served.
     remote_connections: Vec<(String, Connection)>,
+    /// The connections to `[[peers]]` that the forwarding policy uses.
+    peers: PeerLinks,
+    /// `[call]`, for the node's call endpoint and its connections to other nodes.
+    call_config: CallConfig,
     drain: Drain,
     watch_interval: Duration,
 }
@@ -328,6 +333,12 @@ impl Node {
     /// The node's key: what its listeners prove, and how it connects to its peers.
     pub fn identity(&self) -> &NodeIdentity {
         &self.identity
+    }
+
+    /// `[call]`: the limits and QUIC settings of the node's call endpoint and of its
+    /// connections to other nodes.
+    pub(crate) fn call_config(&self) -> &CallConfig {
+        &self.call_config
     }
 
     /// Every service of the node, admitting outside calls with the node's policy.
@@ -369,6 +380,7 @@ impl Node {
             listening.push("http");
             let drain = self.drain.clone();
             let remotes = self.remote_connections.clone();
+            let (peers, config) = (self.peers.clone(), self.config.shared());
             let readiness = move || {
                 let ready = listening.iter().fold(Readiness::new(), |ready, name| {
                     ready.check(format!("listen.{name}"), true)
@@ -384,6 +396,17 @@ impl Node {
                         ),
                     }
                 });
+                let ready =
+                    peers
+                        .readiness(&config.load().peers)
+                        .into_iter()
+                        .fold(ready, |ready, peer| {
+                            let check = format!("peer.{}", peer.name);
+                            match peer.detail {
+                                None => ready.check(check, peer.ready),
+                                Some(detail) => ready.check_detail(check, peer.ready, detail),
+                            }
+                        });
                 match drain.is_closed() {
                     false => ready.check("calls", true),
                     true => ready.check_detail(
@@ -625,5 +648,87 @@ mod tests {
             )),
             "{err}"
         );
+    }
+
+    /// `/readyz` until `done` holds of its status and its check `peer.b`, or 10 s passed.
+    async fn peer_check(base: &str, done: impl Fn(&str, &serde_json::Value) -> bool) {
+        let mut last = String::new();
+        for _ in 0..100 {
+            let (status, body) = alknet_tests::adapters::curl(&[&format!("{base}/readyz")]).await;
+            let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+            let check = answer["checks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|check| check["name"] == "peer.b")
+                .cloned()
+                .unwrap_or_else(|| panic!("no check `peer.b` in {answer}"));
+            if done(&status, &check) {
+                return;
+            }
+            last = format!("{status} {check}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("readiness never came to what was awaited; last: {last}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn readiness_names_each_peer_and_follows_its_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = dir.path().join("b.key");
+        let key = NodeIdentity::generate().unwrap();
+        std::fs::write(&key_file, key.private_key_pem()).unwrap();
+        let b_at = |address: &str| {
+            let config = format!("[node]\nkey = {key_file:?}\n[listen]\ncall = \"{address}\"\n");
+            Node::builder(ConfigServiceImpl::from_text(config, "b's").unwrap())
+                .build()
+                .unwrap()
+        };
+        let b = b_at("127.0.0.1:0");
+        let b_listening = b.start().await.unwrap();
+        let b_address = b_listening.address("call").unwrap();
+        let config = format!(
+            "[listen]\nhttp = \"127.0.0.1:0\"\n\n[[peers]]\nname = \"b\"\naddress = \"{b_address}\"\nfingerprint = \"{}\"\n",
+            b.identity().fingerprint()
+        );
+        let a = Node::builder(ConfigServiceImpl::from_text(config, "a's").unwrap())
+            .build()
+            .unwrap();
+        let a_listening = a.start().await.unwrap();
+        let base = format!("http://{}", a_listening.address("http").unwrap());
+
+        // Before any call is forwarded, the first answer begins connecting.
+        let (status, body) = alknet_tests::adapters::curl(&[&format!("{base}/readyz")]).await;
+        assert_eq!(status, "503", "{body}");
+        assert!(body.contains("not connected yet: connecting"), "{body}");
+        peer_check(&base, |status, check| {
+            status == "200" && check["ready"] == true
+        })
+        .await;
+
+        // The peer goes away: not ready, saying why.
+        b_listening.stop().await;
+        drop(b);
+        peer_check(&base, |status, check| {
+            status == "503" && check["ready"] == false && check["detail"] != "connecting"
+        })
+        .await;
+
+        // It comes back where it was (once its old endpoint has let go of the port): ready
+        // again, with no call forwarded to it.
+        let mut back = None;
+        for _ in 0..100 {
+            let node = b_at(&b_address.to_string());
+            if let Ok(listening) = node.start().await {
+                back = Some((node, listening));
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let _back = back.expect("the peer binds its old address again");
+        peer_check(&base, |status, check| {
+            status == "200" && check["ready"] == true
+        })
+        .await;
     }
 }

@@ -9,9 +9,7 @@ use alknet_runtime::RateLimiter;
 use alknet_runtime::adapters::dns::DnsAdapter;
 use alknet_runtime::adapters::http::Readiness;
 use alknet_runtime::adapters::http::{HttpAdapter, HttpLimits};
-use alknet_runtime::call::{
-    CallConfig, CallEndpoint, CallServer, WebSocketAdapter, WebSocketLimits,
-};
+use alknet_runtime::call::{CallEndpoint, CallServer, WebSocketAdapter, WebSocketLimits};
 use alknet_runtime::service_path::{IrpcLimits, IrpcListener, IrpcServing};
 
 use crate::node::{Node, NodeError};
@@ -57,9 +55,8 @@ pub(crate) fn call(
     address: SocketAddr,
     server: CallServer,
 ) -> Result<Running, NodeError> {
-    let config = CallConfig::from_settings(&node.config().static_config().call);
-    let endpoint =
-        CallEndpoint::bind(address, node.identity(), config).map_err(|err| err.message)?;
+    let endpoint = CallEndpoint::bind(address, node.identity(), node.call_config().clone())
+        .map_err(|err| err.message)?;
     let address = endpoint.local_addr();
     let serving = endpoint.serve(server);
     Ok(Running {

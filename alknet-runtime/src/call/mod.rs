@@ -22,7 +22,7 @@ mod wire;
 /// Node identities and key pinning live in [`crate::quic`]; re-exported for the call protocol's users.
 pub use crate::quic::{NodeIdentity, PeerKey};
 pub use client::{CallOptions, Connection};
-pub use peers::PeerLinks;
+pub use peers::{PeerLinks, PeerReadiness};
 pub use quic::{CallConfig, CallEndpoint};
 pub use remote::RemoteNode;
 pub use server::{CallServer, DEFAULT_UNAUTHENTICATED_MAX_FRAME_SIZE, ListedOperation};

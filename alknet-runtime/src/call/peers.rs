@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::FutureExt;
@@ -41,6 +42,23 @@ struct Link {
     peer: Peer,
     /// Held while connecting, so concurrent first calls make one connection.
     connection: tokio::sync::Mutex<Option<Connection>>,
+    /// Why the last attempt to connect failed, until one succeeds.
+    failed: Mutex<Option<String>>,
+    /// Whether a readiness answer has a connection begun in the background: one at a time,
+    /// however often an (unauthenticated) caller asks.
+    reconnecting: AtomicBool,
+}
+
+/// How one peer of `[[peers]]` stands, as a node's readiness answer reports it
+/// ([`PeerLinks::readiness`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerReadiness {
+    /// The peer's name in the configuration.
+    pub name: String,
+    /// Whether a connection to it is up.
+    pub ready: bool,
+    /// Why not, for the operator.
+    pub detail: Option<String>,
 }
 
 impl PeerLinks {
@@ -57,6 +75,60 @@ impl PeerLinks {
     }
 }
 
+impl PeerLinks {
+    /// How each of `peers` stands: ready while a connection to it is up. For a peer with
+    /// none (never called yet, closed, or unreachable at the last attempt) a connection is
+    /// begun in the background, so that the next answer tells, and a peer that came back
+    /// is ready again without waiting for a call to be forwarded to it.
+    pub fn readiness(&self, peers: &[Peer]) -> Vec<PeerReadiness> {
+        peers
+            .iter()
+            .map(|peer| {
+                let link = self.0.link(peer);
+                let not_ready = |detail: String| PeerReadiness {
+                    name: peer.name.clone(),
+                    ready: false,
+                    detail: Some(detail),
+                };
+                let Ok(slot) = link.connection.try_lock() else {
+                    return not_ready("connecting".into());
+                };
+                let closed = match slot.as_ref().map(|c| c.quic().close_reason()) {
+                    Some(None) => {
+                        return PeerReadiness {
+                            name: peer.name.clone(),
+                            ready: true,
+                            detail: None,
+                        };
+                    }
+                    Some(Some(reason)) => Some(format!("the connection closed: {reason}")),
+                    None => None,
+                };
+                drop(slot);
+                let failed = link
+                    .failed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                if let Ok(runtime) = tokio::runtime::Handle::try_current()
+                    && !link.reconnecting.swap(true, Ordering::AcqRel)
+                {
+                    let (links, peer) = (self.clone(), peer.clone());
+                    runtime.spawn(async move {
+                        let _ = links.0.connection(&peer).await;
+                        link.reconnecting.store(false, Ordering::Release);
+                    });
+                }
+                not_ready(
+                    failed
+                        .or(closed)
+                        .unwrap_or_else(|| "not connected yet: connecting".into()),
+                )
+            })
+            .collect()
+    }
+}
+
 impl PeerPaths for PeerLinks {
     fn path(&self, peer: &Peer) -> Arc<dyn DispatchPath> {
         Arc::new(Forward {
@@ -70,22 +142,34 @@ impl Links {
     /// A live connection to `peer`: the one made before if it is still up and the peer's
     /// address and key are unchanged, else a new one.
     async fn connection(&self, peer: &Peer) -> Result<Connection, CallError> {
-        let link = {
-            let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
-            let link = links
-                .entry(peer.name.clone())
-                .or_insert_with(|| Link::new(peer));
-            if link.peer != *peer {
-                *link = Link::new(peer);
-            }
-            link.clone()
-        };
+        let link = self.link(peer);
         let mut slot = link.connection.lock().await;
         if let Some(connection) = slot.as_ref()
             && connection.quic().close_reason().is_none()
         {
             return Ok(connection.clone());
         }
+        let connected = self.connect(peer).await;
+        *link.failed.lock().unwrap_or_else(|p| p.into_inner()) =
+            connected.as_ref().err().map(|err| err.message.clone());
+        *slot = connected.as_ref().ok().cloned();
+        connected
+    }
+
+    /// The link to `peer` as the configuration describes it now: a new one when its
+    /// address or key changed.
+    fn link(&self, peer: &Peer) -> Arc<Link> {
+        let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
+        let link = links
+            .entry(peer.name.clone())
+            .or_insert_with(|| Link::new(peer));
+        if link.peer != *peer {
+            *link = Link::new(peer);
+        }
+        link.clone()
+    }
+
+    async fn connect(&self, peer: &Peer) -> Result<Connection, CallError> {
         let unreachable = |why: String| {
             CallError::unavailable(format!(
                 "the peer `{}` ({}) cannot be reached: {why}",
@@ -97,12 +181,10 @@ impl Links {
             .parse()
             .map_err(|_| unreachable("its address is not `host:port`".to_string()))?;
         let endpoint = self.endpoint(address).map_err(|e| unreachable(e.message))?;
-        let connection = endpoint
+        endpoint
             .connect(address, PeerKey::Pinned(peer.fingerprint.clone()))
             .await
-            .map_err(|e| unreachable(e.message))?;
-        *slot = Some(connection.clone());
-        Ok(connection)
+            .map_err(|e| unreachable(e.message))
     }
 
     fn endpoint(&self, peer: SocketAddr) -> Result<CallEndpoint, CallError> {
@@ -126,6 +208,8 @@ impl Link {
         Arc::new(Link {
             peer: peer.clone(),
             connection: tokio::sync::Mutex::new(None),
+            failed: Mutex::new(None),
+            reconnecting: AtomicBool::new(false),
         })
     }
 }
