@@ -35,16 +35,27 @@ pub struct ResourceRule {
 
 impl AccessControl {
     /// Whether the operation is open to anyone.
+    #[inline]
     pub fn is_open(&self) -> bool {
         self.scopes.is_empty() && self.any_scopes.is_empty() && self.resource.is_none()
     }
 
     /// Check `identity` against these requirements; `operation` names the operation in
     /// the error message.
+    #[inline]
     pub fn check(&self, identity: Option<&Identity>, operation: &str) -> Result<(), CallError> {
+        // Inlined for the open operation, which most calls are; the rest is a call away.
         if self.is_open() {
             return Ok(());
         }
+        self.check_required(identity, operation)
+    }
+
+    fn check_required(
+        &self,
+        identity: Option<&Identity>,
+        operation: &str,
+    ) -> Result<(), CallError> {
         let Some(identity) = identity else {
             return Err(CallError::unauthenticated(format!(
                 "`{operation}` requires an authenticated caller"

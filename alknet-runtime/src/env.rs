@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
-use futures::{FutureExt, Stream, StreamExt};
+use futures::{Stream, StreamExt};
 use rustc_hash::FxHashMap;
 use serde_json::{Map, Value};
 use tokio::time::Instant;
@@ -165,9 +165,10 @@ impl Caller {
 pub(crate) struct EnvShared {
     pub(crate) services: Vec<ServiceEntry>,
     by_namespace: FxHashMap<String, usize>,
-    /// The namespaces a protocol serves in-process, by the type of their [`TypedPath`]:
-    /// a typed call finds its service and path with one lookup of a type id, not a string.
-    by_typed_path: FxHashMap<std::any::TypeId, usize>,
+    /// The type of each service's path, in the order of `services`: a typed call finds
+    /// the namespace its protocol serves in-process by comparing type ids, not names. An
+    /// env has a handful of services, so a scan costs less than hashing.
+    path_types: Box<[std::any::TypeId]>,
     /// Admit outside calls, in order: forwarding policy, rate limits, the user's own.
     admission: AdmissionSteps,
     config: Option<Arc<ArcSwap<DynamicConfig>>>,
@@ -334,19 +335,18 @@ impl OperationEnvBuilder {
             .enumerate()
             .map(|(index, s)| (s.spec.namespace.clone(), index))
             .collect();
-        let by_typed_path = self
+        let path_types = self
             .services
             .iter()
-            .enumerate()
-            .map(|(index, s)| {
+            .map(|s| {
                 let path: &dyn std::any::Any = &*s.path;
-                (path.type_id(), index)
+                path.type_id()
             })
             .collect();
         let shared = Arc::new(EnvShared {
             services: self.services,
             by_namespace,
-            by_typed_path,
+            path_types,
             admission: self.admission,
             config: self.config,
             drain: self.drain,
@@ -558,10 +558,8 @@ impl OperationEnv {
 
     /// The namespace protocol `P` serves in-process, and its typed path, if it does.
     fn typed_service<P: Protocol>(&self) -> Option<(usize, &TypedPath<P>)> {
-        let service = *self
-            .shared
-            .by_typed_path
-            .get(&std::any::TypeId::of::<TypedPath<P>>())?;
+        let wanted = std::any::TypeId::of::<TypedPath<P>>();
+        let service = self.shared.path_types.iter().position(|&ty| ty == wanted)?;
         Some((service, self.typed::<P>(service)?))
     }
 
@@ -701,7 +699,7 @@ impl OperationEnv {
     ) -> Result<(OperationContext, Admit), CallError> {
         let entry = &self.shared.services[service];
         let spec = &entry.spec.operations[index];
-        let parts = match &self.origin {
+        let mut parts = match &self.origin {
             Origin::External(caller) => {
                 if !spec.is_external() {
                     return Err(no_such_operation(&spec.namespace, &spec.name));
@@ -751,25 +749,14 @@ impl OperationEnv {
             }
             _ => Admit::Here,
         };
-        let in_flight = match (&self.origin, &self.shared.drain) {
-            (Origin::External(_), Some(drain)) => Some(drain.enter(&spec.id)?),
-            _ => None,
-        };
-        let deadline = match (parts.deadline, spec.timeout) {
-            (deadline, None) => deadline,
-            (None, Some(timeout)) => Some(Instant::now() + timeout),
-            (Some(deadline), Some(timeout)) => Some(deadline.min(Instant::now() + timeout)),
-        };
-        let ctx = OperationContext::new(
-            self.shared.clone(),
-            service,
-            index,
-            ContextParts {
-                deadline,
-                in_flight,
-                ..parts
-            },
-        );
+        if let (Origin::External(_), Some(drain)) = (&self.origin, &self.shared.drain) {
+            parts.in_flight = Some(drain.enter(&spec.id)?);
+        }
+        if let Some(timeout) = spec.timeout {
+            let end = Instant::now() + timeout;
+            parts.deadline = Some(parts.deadline.map_or(end, |deadline| deadline.min(end)));
+        }
+        let ctx = OperationContext::new(self.shared.clone(), service, index, parts);
         Ok((ctx, admitted))
     }
 }
@@ -874,10 +861,11 @@ impl fmt::Debug for Subscription {
 /// Runs a call's future under its context: the deadline, cancellation by the parent or by
 /// the env's drain, a panic turned into `INTERNAL`, and undeclared error codes turned into
 /// `INTERNAL`.
-async fn run<'a, T: Send + 'a>(
+#[inline]
+fn run<'a, T: Send + 'a>(
     ctx: &'a OperationContext,
     call: BoxFuture<'a, Result<T, CallError>>,
-) -> Result<T, CallError> {
+) -> Run<'a, T> {
     // Most calls have neither a deadline nor a parent; only those that do pay for the
     // timer and the cancellation wait, boxed so the common future stays small.
     let call = if ctx.deadline().is_none() && ctx.parent().is_none() {
@@ -890,46 +878,63 @@ async fn run<'a, T: Send + 'a>(
         Some(span) => Box::pin(call.instrument(span.clone())),
         None => call,
     };
-    let call = UntilCut {
+    Run {
         call,
         ctx,
         cut: None,
-    };
-    settle(ctx, AssertUnwindSafe(call).catch_unwind().await)
+    }
 }
 
-/// A call that the env's drain may cut ([`OperationContext::cut_token`]). Most calls are
-/// done at their first poll, so a waiter is registered on the cut only once the call has
-/// to wait: registering costs two locks, more than the rest of a local call.
-struct UntilCut<'a, T> {
+/// The future of [`run`]: one layer around the call, since most calls are done at their
+/// first poll. A waiter is registered on the drain's cut
+/// ([`OperationContext::cut_token`]) only once the call has to wait: registering costs two
+/// locks, more than the rest of a local call.
+struct Run<'a, T> {
     call: BoxFuture<'a, Result<T, CallError>>,
     ctx: &'a OperationContext,
     cut: Option<Pin<Box<tokio_util::sync::WaitForCancellationFuture<'a>>>>,
 }
 
-impl<T> Future for UntilCut<'_, T> {
+impl<T> Future for Run<'_, T> {
     type Output = Result<T, CallError>;
 
+    #[inline]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
+        let cut_short = |ctx: &OperationContext| settle(ctx, Ok(Err(cut_off(&ctx.operation().id))));
         if let Some(cut) = this.cut.as_mut()
             && cut.as_mut().poll(cx).is_ready()
         {
-            return Poll::Ready(Err(cut_off(&this.ctx.operation().id)));
+            return Poll::Ready(cut_short(this.ctx));
         }
-        let Poll::Ready(outcome) = this.call.as_mut().poll(cx) else {
+        let Poll::Ready(outcome) = poll_settled(this.ctx, &mut this.call, cx) else {
             if this.cut.is_none()
                 && let Some(token) = this.ctx.cut_token()
             {
                 let mut cut = Box::pin(token.cancelled());
                 if cut.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Err(cut_off(&this.ctx.operation().id)));
+                    return Poll::Ready(cut_short(this.ctx));
                 }
                 this.cut = Some(cut);
             }
             return Poll::Pending;
         };
         Poll::Ready(outcome)
+    }
+}
+
+/// Poll `call` once, guarded: a panic becomes `INTERNAL`, and what it ends with is
+/// [`settle`]d.
+#[inline]
+fn poll_settled<T>(
+    ctx: &OperationContext,
+    call: &mut BoxFuture<'_, Result<T, CallError>>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<T, CallError>> {
+    match std::panic::catch_unwind(AssertUnwindSafe(|| call.as_mut().poll(cx))) {
+        Ok(Poll::Pending) => Poll::Pending,
+        Ok(Poll::Ready(result)) => Poll::Ready(settle(ctx, Ok(result))),
+        Err(panic) => Poll::Ready(settle(ctx, Err(panic))),
     }
 }
 
@@ -970,11 +975,7 @@ impl<P: Protocol> ServedCall<P> {
     /// deadline; the deadline is watched from [`finish`](Self::finish) on. A call that
     /// adopted from elsewhere has no parent in this process, so there is no parent to watch.
     pub fn poll_first(&mut self, cx: &mut Context<'_>) -> Poll<Result<P::Response, CallError>> {
-        match std::panic::catch_unwind(AssertUnwindSafe(|| self.call.as_mut().poll(cx))) {
-            Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(result)) => Poll::Ready(settle(&self.end.0, Ok(result))),
-            Err(panic) => Poll::Ready(settle(&self.end.0, Err(panic))),
-        }
+        poll_settled(&self.end.0, &mut self.call, cx)
     }
 
     /// Run the call to its end under its context (after a first poll that found it
