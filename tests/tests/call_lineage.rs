@@ -149,7 +149,7 @@ async fn near(identity: &NodeIdentity, far: &Running, far_identity: &NodeIdentit
     Running::start(identity, &sections, true, |node| {
         node.local(ProbeProtocol::local(Probe::default()))
             .local(relay::RelayProtocol::local(relay::Relay))
-            .remote("far", far_call, &far_identity.fingerprint())
+            .remote("far", far_call, far_identity.fingerprint())
     })
     .await
 }
@@ -210,7 +210,7 @@ async fn only_a_cluster_nodes_request_ids_are_believed() {
     let call = far.address("call");
 
     // A cluster node's call runs under the ids it sent.
-    let to_far = member.connect_to(call, &far_identity.fingerprint()).await;
+    let to_far = member.connect_to(call, far_identity.fingerprint()).await;
     let seen = ids(to_far
         .call_with("/probe/ids", json!({"nest": false}), &claim)
         .await
@@ -229,7 +229,7 @@ async fn only_a_cluster_nodes_request_ids_are_believed() {
     assert_eq!(seen.1, None);
 
     // Anyone else's are ignored: the call gets a fresh id and no parent.
-    let to_far = outsider.connect_to(call, &far_identity.fingerprint()).await;
+    let to_far = outsider.connect_to(call, far_identity.fingerprint()).await;
     let seen = ids(to_far
         .call_with("/probe/ids", json!({"nest": false}), &claim)
         .await
