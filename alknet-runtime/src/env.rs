@@ -142,10 +142,11 @@ impl Caller {
     }
 
     /// The id the call runs under, instead of a fresh one: the id another node's call
-    /// has there, so that both nodes' logs name the call alike. For an env made for one
-    /// call (every call made through it gets this id). Like
-    /// [`forwarded_for`](Self::forwarded_for), an adapter sets it only for a peer whose key
-    /// is a cluster node: logs are only as trustworthy as the ids they hold.
+    /// has there, so that both nodes' logs name the call alike. Every call made through
+    /// an env with this caller runs under it, so make that env for one call, as adapters
+    /// do per request. Like [`forwarded_for`](Self::forwarded_for), an adapter sets it
+    /// only for a peer whose key is a cluster node: logs are only as trustworthy as the
+    /// ids they hold.
     pub fn request_id(mut self, id: RequestId) -> Self {
         self.request_id = Some(id);
         self
