@@ -175,7 +175,8 @@ impl OperationContext {
         self.0.request_id
     }
 
-    /// The id of the call that made this one, for a nested call.
+    /// The id of the call that made this one, for a nested call — made here, or on a
+    /// cluster node that sent it along.
     pub fn parent_request_id(&self) -> Option<RequestId> {
         self.0.parent_request_id
     }

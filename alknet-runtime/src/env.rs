@@ -80,6 +80,8 @@ pub(crate) struct ExternalCaller {
     identity: Option<Arc<Identity>>,
     peer_addr: Option<IpAddr>,
     forwarded_for: Option<Arc<str>>,
+    request_id: Option<RequestId>,
+    parent_request_id: Option<RequestId>,
     metadata: Option<Arc<Map<String, Value>>>,
     deadline: Option<Instant>,
     transport: &'static str,
@@ -101,6 +103,8 @@ pub struct Caller {
     identity: Option<Arc<Identity>>,
     peer_addr: Option<IpAddr>,
     forwarded_for: Option<String>,
+    request_id: Option<RequestId>,
+    parent_request_id: Option<RequestId>,
     metadata: Map<String, Value>,
     deadline: Option<Instant>,
     transport: Option<&'static str>,
@@ -134,6 +138,25 @@ impl Caller {
     /// what an outside caller claims.
     pub fn forwarded_for(mut self, forwarded_for: impl Into<String>) -> Self {
         self.forwarded_for = Some(forwarded_for.into());
+        self
+    }
+
+    /// The id the call runs under, instead of a fresh one: the id another node's call
+    /// has there, so that both nodes' logs name the call alike. Every call made through
+    /// an env with this caller runs under it, so make that env for one call, as adapters
+    /// do per request. Like [`forwarded_for`](Self::forwarded_for), an adapter sets it
+    /// only for a peer whose key is a cluster node: logs are only as trustworthy as the
+    /// ids they hold.
+    pub fn request_id(mut self, id: RequestId) -> Self {
+        self.request_id = Some(id);
+        self
+    }
+
+    /// The id of the call on whose behalf this one is made, on another node: the call's
+    /// `parent_request_id`. Set only for a cluster node, as
+    /// [`request_id`](Self::request_id) is.
+    pub fn parent_request_id(mut self, id: RequestId) -> Self {
+        self.parent_request_id = Some(id);
         self
     }
 
@@ -357,6 +380,8 @@ impl OperationEnvBuilder {
                 identity: None,
                 peer_addr: None,
                 forwarded_for: None,
+                request_id: None,
+                parent_request_id: None,
                 metadata: None,
                 deadline: None,
                 transport: crate::telemetry::LOCAL,
@@ -392,6 +417,8 @@ impl OperationEnv {
                 identity: caller.identity,
                 peer_addr: caller.peer_addr,
                 forwarded_for: caller.forwarded_for.map(Arc::from),
+                request_id: caller.request_id,
+                parent_request_id: caller.parent_request_id,
                 metadata,
                 deadline: caller.deadline,
                 transport: caller.transport.unwrap_or(crate::telemetry::LOCAL),
@@ -427,12 +454,22 @@ impl OperationEnv {
     /// operation is `NOT_FOUND`; a subscription is `INVALID_OPERATION_TYPE`. `null` input
     /// stands for `{}`.
     pub async fn invoke(&self, namespace: &str, operation: &str, input: Value) -> ResponseEnvelope {
-        let request_id = RequestId::next();
+        let request_id = self.answered_request_id();
         let result = match self.start_json(request_id, namespace, operation, input) {
             Ok((end, call)) => run(&end.0, call).await,
             Err(err) => Err(err),
         };
         ResponseEnvelope { request_id, result }
+    }
+
+    /// The request id a JSON call answers with, refused or not: the one its caller set
+    /// ([`Caller::request_id`]), which the call then runs under, else a fresh one.
+    fn answered_request_id(&self) -> RequestId {
+        match &self.origin {
+            Origin::External(caller) => caller.request_id,
+            Origin::Nested(_) => None,
+        }
+        .unwrap_or_else(RequestId::next)
     }
 
     /// Resolve, admit and decode a JSON call: everything before its handler runs.
@@ -465,7 +502,7 @@ impl OperationEnv {
     /// Subscribe to a subscription with JSON input. Errors before the first item (unknown
     /// operation, access, input) come as the stream's only item.
     pub async fn subscribe(&self, namespace: &str, operation: &str, input: Value) -> Subscription {
-        let request_id = RequestId::next();
+        let request_id = self.answered_request_id();
         let items = match self
             .subscribe_json(request_id, namespace, operation, input)
             .await
@@ -705,9 +742,9 @@ impl OperationEnv {
                     return Err(no_such_operation(&spec.namespace, &spec.name));
                 }
                 ContextParts {
-                    request_id,
+                    request_id: caller.request_id.unwrap_or(request_id),
                     parent: None,
-                    parent_request_id: None,
+                    parent_request_id: caller.parent_request_id,
                     identity: caller.identity.clone(),
                     forwarded_for: caller.forwarded_for.clone(),
                     metadata: caller.metadata.clone(),

@@ -7,11 +7,11 @@
 //!
 //! | field | value |
 //! |---|---|
-//! | `request_id` | the call's id, as its caller is answered with it |
+//! | `request_id` | the call's id, as its caller is answered with it; a call a cluster node continues here keeps the id it has there |
 //! | `operation` | `namespace/operation` |
 //! | `caller` | the identity the call runs with, or `anonymous` |
 //! | `transport` | how the call arrived ([`Caller::transport`](crate::Caller::transport)): `http`, `mcp`, `dns`, `quic`, `websocket`, `irpc`, `nested`, or `local` |
-//! | `parent_request_id` | the calling call's id, for a nested call or one a cluster peer sent over irpc |
+//! | `parent_request_id` | the calling call's id, for a nested call, or one a cluster node sent (irpc, the call protocol) on behalf of a call of its own |
 //! | `forwarded_for` | who another node forwarded the call for, when it did |
 //! | `outcome` | `ok`, or the error code the caller received |
 //! | `duration_ms` | from the call's admission to its answer (a subscription: to its end) |

@@ -89,6 +89,8 @@ fn envelope_hop(value: &Value) -> Value {
             input: value.clone(),
             auth_token: None,
             forwarded_for: None,
+            request_id: None,
+            parent_request_id: None,
             deadline: None,
         }),
     );

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use alknet_runtime::{Caller, OperationEnv, codes};
+use alknet_runtime::{Caller, OperationEnv, RequestId, codes};
 use alknet_tests::probe::{IdReport, Probe, ProbeClient, ProbeProtocol};
 use serde_json::json;
 
@@ -46,6 +46,40 @@ async fn typed_and_json_calls_get_their_own_ids() {
     let a = probe.ids(false).await.unwrap();
     let b = probe.ids(false).await.unwrap();
     assert_ne!(a.id, b.id);
+}
+
+#[tokio::test]
+async fn an_outside_caller_may_give_the_ids_its_call_runs_under() {
+    let (id, parent) = (RequestId::next(), RequestId::next());
+    let env = env().with_caller(Caller::new().request_id(id).parent_request_id(parent));
+    let reply = env.invoke("probe", "ids", json!({"nest": true})).await;
+    assert_eq!(
+        reply.request_id, id,
+        "the envelope carries the id the call ran under"
+    );
+    let report: IdReport = serde_json::from_value(reply.result.unwrap()).unwrap();
+    assert_eq!(report.id, id.to_string());
+    assert_eq!(report.parent, Some(parent.to_string()));
+    let nested = report.nested.unwrap();
+    assert_eq!(nested.parent, Some(id.to_string()));
+    assert_ne!(nested.id, id.to_string(), "a nested call gets a fresh id");
+
+    let typed = ProbeClient::new(env.clone()).ids(false).await.unwrap();
+    assert_eq!(
+        (typed.id, typed.parent),
+        (id.to_string(), Some(parent.to_string()))
+    );
+    assert_eq!(
+        env.subscribe("probe", "forever", json!({}))
+            .await
+            .request_id(),
+        id
+    );
+    // A refused call answers with it too.
+    assert_eq!(
+        env.invoke("probe", "nothing", json!({})).await.request_id,
+        id
+    );
 }
 
 #[tokio::test]

@@ -32,19 +32,24 @@ pub struct Connection {
     pub(crate) turns: Arc<Turns>,
 }
 
-/// Per-call options: deadline, a token for the callee, who the call is made for.
+/// Per-call options: deadline, a token for the callee, who the call is made for, which
+/// call it is and on whose behalf.
 ///
 /// ```
 /// use std::time::Duration;
+/// use alknet_runtime::RequestId;
 /// use alknet_runtime::call::CallOptions;
 ///
 /// let options = CallOptions::new().timeout(Duration::from_secs(2)).auth_token("alk_…");
+/// let traced = CallOptions::new().request_id(RequestId::next());
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct CallOptions {
     timeout: Option<Duration>,
     auth_token: Option<String>,
     forwarded_for: Option<String>,
+    request_id: Option<RequestId>,
+    parent_request_id: Option<RequestId>,
 }
 
 impl CallOptions {
@@ -69,6 +74,21 @@ impl CallOptions {
     /// Who the call is made on behalf of (audit only).
     pub fn forwarded_for(mut self, who: impl Into<String>) -> Self {
         self.forwarded_for = Some(who.into());
+        self
+    }
+
+    /// The caller's id for this call (sent as `request_id`): a callee that believes it
+    /// (as it believes `forwarded_for`, from a cluster node) runs the call under it, so
+    /// both nodes' logs name the call alike.
+    pub fn request_id(mut self, id: RequestId) -> Self {
+        self.request_id = Some(id);
+        self
+    }
+
+    /// The id of the call on whose behalf this one is made (sent as `parent_request_id`),
+    /// believed as [`request_id`](Self::request_id) is.
+    pub fn parent_request_id(mut self, id: RequestId) -> Self {
+        self.parent_request_id = Some(id);
         self
     }
 }
@@ -210,6 +230,8 @@ impl Connection {
                 input,
                 auth_token: options.auth_token.clone(),
                 forwarded_for: options.forwarded_for.clone(),
+                request_id: options.request_id,
+                parent_request_id: options.parent_request_id,
                 deadline: timeout.map(|t| t.as_millis() as u64),
             }),
         );

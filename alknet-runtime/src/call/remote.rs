@@ -65,12 +65,15 @@ struct RemotePath {
 }
 
 /// The options of a call this node makes to a peer on behalf of `ctx`'s caller: the
-/// call's remaining deadline, and in `forwarded_for` who it is for — the original caller
-/// if the call was already made for someone, else the caller's identity, else
-/// `anonymous`. Always set, so the peer knows the call was forwarded and never forwards
-/// it again.
+/// call's remaining deadline, its request id and its parent's (so the peer's logs join
+/// this node's), and in `forwarded_for` who it is for — the original caller if the call
+/// was already made for someone, else the caller's identity, else `anonymous`. Always
+/// set, so the peer knows the call was forwarded and never forwards it again.
 pub(crate) fn call_options(ctx: &OperationContext) -> CallOptions {
-    let mut options = CallOptions::new();
+    let mut options = CallOptions::new().request_id(ctx.request_id());
+    if let Some(parent) = ctx.parent_request_id() {
+        options = options.parent_request_id(parent);
+    }
     if let Some(remaining) = ctx.remaining() {
         options = options.timeout(remaining);
     }

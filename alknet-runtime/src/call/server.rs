@@ -266,16 +266,26 @@ impl CallServer {
         if let Some(address) = peer.address {
             caller = caller.peer_addr(address);
         }
-        if let Some(forwarded_for) = &request.forwarded_for {
+        if claims_to_continue(request) {
             if self.speaks_for_others(peer, request).await {
-                caller = caller.forwarded_for(forwarded_for.clone());
+                if let Some(forwarded_for) = &request.forwarded_for {
+                    caller = caller.forwarded_for(forwarded_for.clone());
+                }
+                if let Some(id) = request.request_id {
+                    caller = caller.request_id(id);
+                }
+                if let Some(id) = request.parent_request_id {
+                    caller = caller.parent_request_id(id);
+                }
             } else {
                 tracing::warn!(
                     caller = identity.as_ref().map_or("anonymous", |identity| identity.id.as_str()),
                     address = ?peer.address,
-                    forwarded_for = %forwarded_for,
+                    forwarded_for = request.forwarded_for.as_deref(),
+                    request_id = request.request_id.map(tracing::field::display),
+                    parent_request_id = request.parent_request_id.map(tracing::field::display),
                     operation = %request.operation_id,
-                    "a caller that is not a cluster node set `forwarded_for`; it is ignored"
+                    "a caller that is not a cluster node set `forwarded_for`, `request_id` or `parent_request_id`; they are ignored"
                 );
             }
         }
@@ -285,10 +295,12 @@ impl CallServer {
         Ok((caller, identity))
     }
 
-    /// Whether `request`'s `forwarded_for` is believed: only from a connection whose key
-    /// is a cluster node, asked now (a reload that changes the marker applies to the next
-    /// call), and never beside an `auth_token` — a call with a token runs as the token's
-    /// holder, an outside caller, whoever carried it.
+    /// Whether `request`'s `forwarded_for`, `request_id` and `parent_request_id` are
+    /// believed: only from a connection whose key is a cluster node, asked now (a reload
+    /// that changes the marker applies to the next call), and never beside an
+    /// `auth_token` — a call with a token runs as the token's holder, an outside caller,
+    /// whoever carried it. An outside caller's ids are not kept even as a parent: a log
+    /// names only calls the cluster made.
     async fn speaks_for_others(&self, peer: &Peer, request: &CallRequested) -> bool {
         let Some(key) = peer.key.as_deref().filter(|_| request.auth_token.is_none()) else {
             return false;
@@ -299,6 +311,14 @@ impl CallServer {
             .await
             .is_ok_and(|holder| holder.cluster)
     }
+}
+
+/// Whether `request` says it continues a call made elsewhere: for whom, under which id,
+/// on whose behalf.
+fn claims_to_continue(request: &CallRequested) -> bool {
+    request.forwarded_for.is_some()
+        || request.request_id.is_some()
+        || request.parent_request_id.is_some()
 }
 
 /// A connection's peer, as its transport authenticated it.

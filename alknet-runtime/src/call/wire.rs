@@ -16,7 +16,7 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::codec::{Decoder, FramedRead};
 
 use super::budget::Charge;
-use crate::CallError;
+use crate::{CallError, RequestId};
 
 /// The ALPN protocol name of the call protocol over QUIC.
 pub const ALPN: &[u8] = b"alknet/call/1";
@@ -82,9 +82,60 @@ pub struct CallRequested {
     /// Who the call is made on behalf of, for audit only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forwarded_for: Option<String>,
+    /// The caller's id for this call, so that the callee's logs name the call as the
+    /// caller's do.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "sent_ids::request_id"
+    )]
+    pub request_id: Option<RequestId>,
+    /// The id of the call on whose behalf this one is made.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "sent_ids::parent_request_id"
+    )]
+    pub parent_request_id: Option<RequestId>,
     /// How many milliseconds the caller will wait, counted from when it sent the event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline: Option<u64>,
+}
+
+/// The request ids a `call.requested` may carry, read by [`RequestId`]'s rules; one that is
+/// not a request id is refused with a sentence naming its field.
+mod sent_ids {
+    use std::borrow::Cow;
+
+    use serde::de::Error;
+    use serde::{Deserialize, Deserializer};
+
+    use crate::RequestId;
+
+    pub(super) fn request_id<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<RequestId>, D::Error> {
+        named("request_id", d)
+    }
+
+    pub(super) fn parent_request_id<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<RequestId>, D::Error> {
+        named("parent_request_id", d)
+    }
+
+    fn named<'de, D: Deserializer<'de>>(field: &str, d: D) -> Result<Option<RequestId>, D::Error> {
+        let text = Option::<Cow<str>>::deserialize(d)
+            .map_err(|err| D::Error::custom(format!("`{field}` is not a string: {err}")))?;
+        text.map(|text| {
+            text.parse().map_err(|_| {
+                D::Error::custom(format!(
+                    "`{field}` is `{text}`, which is not a request id (32 hex digits)"
+                ))
+            })
+        })
+        .transpose()
+    }
 }
 
 impl Event {
@@ -571,6 +622,8 @@ mod tests {
                     input: json!({"text": "hi"}),
                     auth_token: Some("t".into()),
                     forwarded_for: Some("user:ada".into()),
+                    request_id: Some(RequestId::from(0xab_u128 << 64 | 7)),
+                    parent_request_id: Some(RequestId::from(0xab_u128 << 64 | 6)),
                     deadline: Some(30_000),
                 }),
             ),
@@ -608,6 +661,8 @@ mod tests {
                 input: json!({"text": "hi"}),
                 auth_token: None,
                 forwarded_for: None,
+                request_id: None,
+                parent_request_id: None,
                 deadline: Some(30000),
             }),
         );
@@ -615,6 +670,77 @@ mod tests {
         let json = r#"{"type":"call.requested","id":"1","payload":{"operationId":"/echo/say","input":{"text":"hi"},"deadline":30000}}"#;
         assert_eq!(&frame[4..], json.as_bytes());
         assert_eq!(&frame[..4], &(json.len() as u32).to_be_bytes());
+    }
+
+    #[test]
+    fn a_request_carries_its_callers_request_ids_or_leaves_them_out() {
+        let json = r#"{"type":"call.requested","id":"2","payload":{"operationId":"/echo/say","input":{},"forwarded_for":"user:ada","request_id":"000000000000000a0000000000000007","parent_request_id":"000000000000000a0000000000000006"}}"#;
+        let event = EventEnvelope::decode(json.as_bytes()).unwrap();
+        let Event::Requested(request) = &event.event else {
+            panic!("{event:?}")
+        };
+        assert_eq!(
+            request.request_id,
+            Some(RequestId::from(0xa_u128 << 64 | 7))
+        );
+        assert_eq!(
+            request.parent_request_id,
+            Some(RequestId::from(0xa_u128 << 64 | 6))
+        );
+        assert_eq!(event.to_json(), json);
+
+        // Absent or `null`: none, and none is not written.
+        let json = r#"{"type":"call.requested","id":"3","payload":{"operationId":"/echo/say","input":{}}}"#;
+        for payload in [
+            r#"{"operationId":"/echo/say","input":{}}"#,
+            r#"{"operationId":"/echo/say","input":{},"request_id":null,"parent_request_id":null}"#,
+        ] {
+            let event = EventEnvelope::decode(
+                format!(r#"{{"type":"call.requested","id":"3","payload":{payload}}}"#).as_bytes(),
+            )
+            .unwrap();
+            let Event::Requested(request) = &event.event else {
+                panic!("{event:?}")
+            };
+            assert_eq!(
+                (request.request_id, request.parent_request_id),
+                (None, None)
+            );
+            assert_eq!(event.to_json(), json);
+        }
+    }
+
+    #[test]
+    fn a_request_id_that_is_not_one_is_refused_naming_its_field() {
+        for (field, value, sentence) in [
+            (
+                "request_id",
+                r#""xyz""#,
+                "`request_id` is `xyz`, which is not a request id (32 hex digits)",
+            ),
+            (
+                "parent_request_id",
+                r#""fffffffffffffffffffffffffffffffff""#,
+                "`parent_request_id` is `fffffffffffffffffffffffffffffffff`, which is not a request id (32 hex digits)",
+            ),
+            (
+                "request_id",
+                "7",
+                "`request_id` is not a string: invalid type: integer `7`, expected a string",
+            ),
+        ] {
+            let json = format!(
+                r#"{{"type":"call.requested","id":"4","payload":{{"operationId":"/echo/say","{field}":{value}}}}}"#
+            );
+            let err = EventEnvelope::decode(json.as_bytes()).unwrap_err();
+            assert_eq!(err.id(), Some("4"));
+            let err = err.to_call_error();
+            assert_eq!(err.code, crate::codes::INVALID_INPUT);
+            assert_eq!(
+                err.message,
+                format!("the payload of `call.requested` is invalid: {sentence}")
+            );
+        }
     }
 
     #[test]

@@ -207,6 +207,8 @@ mod websocket {
             input,
             auth_token: secret.map(str::to_string),
             forwarded_for: None,
+            request_id: None,
+            parent_request_id: None,
             deadline: None,
         };
         // The node's own catalog says whether this is a subscription, as over QUIC.
