@@ -464,6 +464,7 @@ impl OperationEnv {
 
     /// The request id a JSON call answers with, refused or not: the one its caller set
     /// ([`Caller::request_id`]), which the call then runs under, else a fresh one.
+    #[inline]
     fn answered_request_id(&self) -> RequestId {
         match &self.origin {
             Origin::External(caller) => caller.request_id,

@@ -261,6 +261,7 @@ pub mod __private {
     }
 
     /// Encode an output or item.
+    #[inline]
     pub fn encode<T: serde::Serialize>(output: T) -> Result<Value, CallError> {
         serde_json::to_value(output).map_err(|e| {
             CallError::internal(format!("the output could not be encoded as JSON: {e}"))
