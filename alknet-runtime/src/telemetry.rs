@@ -31,9 +31,11 @@
 //! | `alknet_call_duration_seconds` | histogram: how long calls took | `transport`, `operation` |
 //! | `alknet_calls_in_flight` | gauge: calls admitted and not yet ended | `transport`, `operation` |
 //!
-//! A call refused before it began (access, admission, a node shutting down) counts in
-//! `alknet_calls_total` and `alknet_call_errors_total` with its code, with no duration; a
-//! call to an operation that does not exist is not counted (its name is the caller's).
+//! A call refused before it began (access, admission, a node shutting down; over HTTP
+//! also a refused bearer token, a body over the limit or too slow, no free call slot)
+//! counts in `alknet_calls_total` and `alknet_call_errors_total` with its code, with no
+//! duration ([`refused`]); a call to an operation that does not exist is not counted (its
+//! name is the caller's).
 //!
 //! A query or mutation whose caller went away before it ended (an HTTP client that
 //! disconnected) counts as `ABORTED`; a subscription its consumer stopped counts as `ok`.
@@ -252,9 +254,11 @@ impl Drop for Watched {
 }
 
 /// A call refused before it began (its access, the node's admission steps, a node that is
-/// shutting down): counted as a call that ended with `code`, with no duration. A call to
-/// an operation that does not exist is not counted: its name is the caller's to choose.
-pub(crate) fn refused(operation: &OperationSpec, transport: &'static str, code: &str) {
+/// shutting down; or, at a transport, its credential, its size, no free slot): counted as
+/// a call that ended with `code`, with no duration. The env counts the calls it refuses; a
+/// transport counts those it refuses before they reach the env. A call to an operation
+/// that does not exist is not counted: its name is the caller's to choose.
+pub fn refused(operation: &OperationSpec, transport: &'static str, code: &str) {
     if recording() {
         count(&labels_of(operation, transport), Some(code));
     }

@@ -163,6 +163,19 @@ async fn metrics_count_calls_per_transport_for_a_prometheus_scrape() {
     // Refused before it began: `vault/read` needs a scope an anonymous caller lacks.
     let (status, _) = curl(&["--data", "{}", &format!("{base}/v1/vault/read")]).await;
     assert_eq!(status, "401");
+    // Refused by the adapter, before the env: a bearer token nobody holds; a body that is
+    // not JSON.
+    let (status, _) = curl(&[
+        "-H",
+        "Authorization: Bearer alk_nobody-holds-this",
+        "--data",
+        "{}",
+        &format!("{base}/v1/echo/shout"),
+    ])
+    .await;
+    assert_eq!(status, "401");
+    let (status, _) = curl(&["--data", "{", &format!("{base}/v1/echo/shout")]).await;
+    assert_eq!(status, "400");
 
     let scrape = Scrape::of(&base).await;
     let quic = [("transport", "quic"), ("operation", "echo/say")];
@@ -176,6 +189,16 @@ async fn metrics_count_calls_per_transport_for_a_prometheus_scrape() {
         ),
         1.0
     );
+    let shout = [("transport", "http"), ("operation", "echo/shout")];
+    assert_eq!(scrape.value("alknet_calls_total", &shout), 2.0);
+    for code in ["UNAUTHENTICATED", "INVALID_INPUT"] {
+        let labels = [shout[0], shout[1], ("code", code)];
+        assert_eq!(
+            scrape.value("alknet_call_errors_total", &labels),
+            1.0,
+            "{code}"
+        );
+    }
     let http = [("transport", "http"), ("operation", "echo/say")];
     let over_dns = [("transport", "dns"), ("operation", "vault/motd")];
     assert_eq!(scrape.value("alknet_calls_total", &http), 4.0);

@@ -412,7 +412,9 @@ async fn call(
     );
     let input = match body.await.and_then(parse_input) {
         Ok(input) => input,
-        Err((status, err)) => return refuse(status, &err, client_id),
+        Err((status, err)) => {
+            return refuse_call(&shared, &namespace, &operation, status, &err, client_id);
+        }
     };
     serve_call(&shared, &namespace, &operation, &parts, input, client_id).await
 }
@@ -483,9 +485,19 @@ async fn serve_call(
     input: Value,
     client_id: Option<HeaderValue>,
 ) -> Response {
+    let refused = |status, err: CallError| {
+        refuse_call(
+            shared,
+            namespace,
+            operation,
+            status,
+            &err,
+            client_id.clone(),
+        )
+    };
     let identity = match bearer::identity(&*shared.identities, &parts.headers).await {
         Ok(identity) => identity,
-        Err(err) => return refuse(StatusCode::UNAUTHORIZED, &err, client_id),
+        Err(err) => return refused(StatusCode::UNAUTHORIZED, err),
     };
     let address = peer_addr(&shared.env, &parts.extensions, &parts.headers);
     let spec = shared.env.spec(namespace, operation);
@@ -499,7 +511,7 @@ async fn serve_call(
     };
     let slot = match slots.take(identity.as_ref().map(|id| id.id.as_str()), address) {
         Ok(slot) => slot,
-        Err(err) => return refuse(StatusCode::TOO_MANY_REQUESTS, &err, client_id),
+        Err(err) => return refused(StatusCode::TOO_MANY_REQUESTS, err),
     };
     let mut caller = identity
         .into_iter()
@@ -689,6 +701,26 @@ fn echo(client_id: Option<HeaderValue>, request_id: RequestId) -> HeaderValue {
 }
 
 /// An error found before any call was made, under a fresh request id.
+/// [`refuse`] a call to `namespace/operation` before it reached the env (its body, its
+/// credential, no free slot), counted in the metrics as the env counts the calls it
+/// refuses. A call to an operation that does not exist is not counted: its name is the
+/// caller's to choose.
+fn refuse_call(
+    shared: &Shared,
+    namespace: &str,
+    operation: &str,
+    status: StatusCode,
+    err: &CallError,
+    client_id: Option<HeaderValue>,
+) -> Response {
+    if let Some(spec) = shared.env.spec(namespace, operation)
+        && spec.is_external()
+    {
+        crate::telemetry::refused(spec, "http", &err.code);
+    }
+    refuse(status, err, client_id)
+}
+
 pub(crate) fn refuse(
     status: StatusCode,
     err: &CallError,
