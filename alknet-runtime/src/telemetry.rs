@@ -32,7 +32,8 @@
 //! | `alknet_calls_in_flight` | gauge: calls admitted and not yet ended | `transport`, `operation` |
 //!
 //! A call refused before it began (access, admission, a node shutting down; over HTTP
-//! also a refused bearer token, a body over the limit or too slow, no free call slot)
+//! also a refused bearer token, a body over the limit or too slow, no free call slot;
+//! over the call protocol a refused `auth_token`)
 //! counts in `alknet_calls_total` and `alknet_call_errors_total` with its code, with no
 //! duration ([`refused`]); a call to an operation that does not exist is not counted (its
 //! name is the caller's).

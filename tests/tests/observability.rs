@@ -159,6 +159,12 @@ async fn metrics_count_calls_per_transport_for_a_prometheus_scrape() {
         .call("/echo/say", json!({ "text": "over QUIC" }))
         .await
         .unwrap();
+    let guessed = alknet_runtime::call::CallOptions::new().auth_token("alk_a-guess");
+    let err = connection
+        .call_with("/echo/say", json!({ "text": "as someone" }), &guessed)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, "UNAUTHENTICATED");
 
     // Refused before it began: `vault/read` needs a scope an anonymous caller lacks.
     let (status, _) = curl(&["--data", "{}", &format!("{base}/v1/vault/read")]).await;
@@ -179,7 +185,14 @@ async fn metrics_count_calls_per_transport_for_a_prometheus_scrape() {
 
     let scrape = Scrape::of(&base).await;
     let quic = [("transport", "quic"), ("operation", "echo/say")];
-    assert_eq!(scrape.value("alknet_calls_total", &quic), 1.0);
+    assert_eq!(scrape.value("alknet_calls_total", &quic), 2.0);
+    assert_eq!(
+        scrape.value(
+            "alknet_call_errors_total",
+            &[quic[0], quic[1], ("code", "UNAUTHENTICATED")]
+        ),
+        1.0
+    );
     let refused = [("transport", "http"), ("operation", "vault/read")];
     assert_eq!(scrape.value("alknet_calls_total", &refused), 1.0);
     assert_eq!(

@@ -185,13 +185,6 @@ impl CallServer {
         sink: &mut S,
     ) {
         let reply = |event| EventEnvelope::new(id, event);
-        let (caller, identity) = match self.caller(peer, &request).await {
-            Ok(found) => found,
-            Err(err) => {
-                let _ = sink.send(reply(Event::Error(err))).await;
-                return;
-            }
-        };
         let Some((namespace, operation)) = split_operation_id(&request.operation_id) else {
             let err = CallError::not_found(format!(
                 "`{}` is not an operation id: expected `/namespace/operation`",
@@ -199,6 +192,19 @@ impl CallServer {
             ));
             let _ = sink.send(reply(Event::Error(err))).await;
             return;
+        };
+        let (caller, identity) = match self.caller(peer, &request).await {
+            Ok(found) => found,
+            Err(err) => {
+                // Refused before the env saw it, so counted here as the env counts its own.
+                if let Some(spec) = self.inner.env.spec(namespace, operation)
+                    && spec.is_external()
+                {
+                    crate::telemetry::refused(spec, peer.transport, &err.code);
+                }
+                let _ = sink.send(reply(Event::Error(err))).await;
+                return;
+            }
         };
         let env = self.inner.env.with_caller(caller);
         if namespace == "services" {
