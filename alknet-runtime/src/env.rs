@@ -899,7 +899,7 @@ impl fmt::Debug for Subscription {
 /// Runs a call's future under its context: the deadline, cancellation by the parent or by
 /// the env's drain, a panic turned into `INTERNAL`, and undeclared error codes turned into
 /// `INTERNAL`.
-#[inline]
+#[inline(always)]
 fn run<'a, T: Send + 'a>(
     ctx: &'a OperationContext,
     call: BoxFuture<'a, Result<T, CallError>>,
@@ -978,7 +978,7 @@ fn poll_settled<T>(
 
 /// What a call's caller receives for its `outcome`: a panic and an undeclared error code
 /// become `INTERNAL`. It is the call's recorded outcome.
-#[inline]
+#[inline(always)]
 fn settle<T>(
     ctx: &OperationContext,
     outcome: std::thread::Result<Result<T, CallError>>,
