@@ -21,7 +21,8 @@ use crate::{CallError, DispatchPath, OperationContext, PeerPaths, ValueStream};
 /// way [`NodePolicy`](crate::NodePolicy) forwards calls
 /// ([`NodePolicy::forward_through`](crate::NodePolicy::forward_through)).
 ///
-/// Connections are made on the first call forwarded to a peer and reused; when a reload
+/// Connections are made on the first call forwarded to a peer (or the first
+/// [`readiness`](PeerLinks::readiness) answer that finds none) and reused; when a reload
 /// changes a peer's address or fingerprint, the next forwarded call connects anew. A peer
 /// that does not complete the QUIC handshake within the [`CallConfig`]'s
 /// `handshake_timeout` is unreachable (`UNAVAILABLE`).
