@@ -48,36 +48,49 @@ const CONTAINERS: [&str; 12] = [
 
 /// The types inside `ty` that need `#[alk_type]` themselves: `ty`, or what its standard
 /// containers, tuples, arrays and references hold.
-pub fn leaf_types(ty: &syn::Type) -> Vec<&syn::Type> {
+pub fn leaf_types(ty: &mut syn::Type) -> Vec<&mut syn::Type> {
+    if !holds_types(ty) {
+        return vec![ty];
+    }
     match ty {
-        syn::Type::Tuple(tuple) if !tuple.elems.is_empty() => {
-            tuple.elems.iter().flat_map(leaf_types).collect()
-        }
-        syn::Type::Array(array) => leaf_types(&array.elem),
-        syn::Type::Slice(slice) => leaf_types(&slice.elem),
-        syn::Type::Reference(reference) => leaf_types(&reference.elem),
-        syn::Type::Paren(paren) => leaf_types(&paren.elem),
+        syn::Type::Tuple(tuple) => tuple.elems.iter_mut().flat_map(leaf_types).collect(),
+        syn::Type::Array(array) => leaf_types(&mut array.elem),
+        syn::Type::Slice(slice) => leaf_types(&mut slice.elem),
+        syn::Type::Reference(reference) => leaf_types(&mut reference.elem),
+        syn::Type::Paren(paren) => leaf_types(&mut paren.elem),
+        syn::Type::Path(path) => match path.path.segments.last_mut().map(|s| &mut s.arguments) {
+            Some(syn::PathArguments::AngleBracketed(args)) => args
+                .args
+                .iter_mut()
+                .filter_map(|arg| match arg {
+                    syn::GenericArgument::Type(ty) => Some(ty),
+                    _ => None,
+                })
+                .flat_map(leaf_types)
+                .collect(),
+            _ => unreachable!("a container has type arguments"),
+        },
+        _ => unreachable!("only these hold types"),
+    }
+}
+
+/// Whether `ty` is a tuple, array, slice, reference or standard container with a type
+/// argument (`Vec<Task>`, not `Vec`): what [`leaf_types`] looks into.
+fn holds_types(ty: &syn::Type) -> bool {
+    match ty {
+        syn::Type::Tuple(tuple) => !tuple.elems.is_empty(),
+        syn::Type::Array(_)
+        | syn::Type::Slice(_)
+        | syn::Type::Reference(_)
+        | syn::Type::Paren(_) => true,
         syn::Type::Path(path) if path.qself.is_none() => {
-            let last = path.path.segments.last();
-            let args: Vec<&syn::Type> = match last.map(|s| &s.arguments) {
-                Some(syn::PathArguments::AngleBracketed(args)) => args
-                    .args
-                    .iter()
-                    .filter_map(|arg| match arg {
-                        syn::GenericArgument::Type(ty) => Some(ty),
-                        _ => None,
-                    })
-                    .collect(),
-                _ => Vec::new(),
-            };
-            let container = last.is_some_and(|s| CONTAINERS.iter().any(|c| s.ident == c));
-            if container && !args.is_empty() {
-                args.into_iter().flat_map(leaf_types).collect()
-            } else {
-                vec![ty]
-            }
+            path.path.segments.last().is_some_and(|last| {
+                CONTAINERS.iter().any(|c| last.ident == c)
+                    && matches!(&last.arguments, syn::PathArguments::AngleBracketed(args)
+                        if args.args.iter().any(|arg| matches!(arg, syn::GenericArgument::Type(_))))
+            })
         }
-        _ => vec![ty],
+        _ => false,
     }
 }
 

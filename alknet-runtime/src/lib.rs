@@ -152,17 +152,38 @@ pub mod __private {
     use crate::CallError;
 
     /// What `#[alk_type]` gives a type, as the macro checks every type in a request, an
-    /// output, an item or error details: one error of its own for a type that lacks it,
-    /// reported before the errors of the serde code generated around the type. A type has
-    /// it when it has a JSON Schema, the one trait serde's derives do not also name.
+    /// output, an item or error details ([`Checked`]). A type has it when it has a JSON
+    /// Schema, the one trait serde's derives do not also name.
     #[diagnostic::on_unimplemented(
         message = "`{Self}` cannot travel in an alknet operation: put `#[alk_type]` and `#[derive(Debug, Clone)]` on it",
         label = "used in an operation here, without `#[alk_type]`",
         note = "`#[alk_type]` derives Serialize, Deserialize and JsonSchema through `alknet_runtime`: the service crate needs no dependency on serde or schemars"
     )]
-    pub trait AlkType {}
+    pub trait AlkType {
+        /// Zero: the length of the array [`Checked`] takes as its proof.
+        const PROOF: usize = 0;
+    }
 
+    #[diagnostic::do_not_recommend]
     impl<T: schemars::JsonSchema + ?Sized> AlkType for T {}
+
+    /// `T` itself, named by generated code through a check that `T` has [`AlkType`]:
+    /// `<T as Checked<[(); <T as AlkType>::PROOF]>>::Type`.
+    ///
+    /// For a `T` without it, the array length is the one error (with `AlkType`'s message),
+    /// and the type becomes an error type, about which rustc reports nothing more: no
+    /// serde, `Debug` or `JsonSchema` errors from the code generated around `T`. Every
+    /// mention of `T` gives the same error at the same span, which rustc prints once. (A
+    /// plain `<T as AlkType>::Type` would not do: the one blanket impl is selected before
+    /// its bound is checked, so the projection would still be `T`.)
+    pub trait Checked<Proof> {
+        /// `Self`.
+        type Type: ?Sized;
+    }
+
+    impl<T: ?Sized, Proof> Checked<Proof> for T {
+        type Type = T;
+    }
 
     /// What the transports of this build need attached to a service of protocol `P`:
     /// with the irpc path, its registration ([`IrpcServing`](crate::service_path::IrpcServing)).

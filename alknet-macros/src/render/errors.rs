@@ -42,10 +42,13 @@ pub fn render(service: &Service) -> TokenStream {
             op.variant,
         );
         let (params, build) = match &error.details {
-            Some(details) => (
-                quote!(message: impl ::core::convert::Into<::std::string::String>, details: #details),
-                quote!(#rt::__private::domain_error(#code, message.into(), &details)),
-            ),
+            Some(details) => {
+                let checked = super::checked(rt, details);
+                (
+                    quote!(message: impl ::core::convert::Into<::std::string::String>, details: #details),
+                    quote!(#rt::__private::domain_error::<#checked>(#code, message.into(), &details)),
+                )
+            }
             None => (
                 quote!(message: impl ::core::convert::Into<::std::string::String>),
                 quote!(#rt::CallError::new(#code, message)),

@@ -31,15 +31,14 @@ pub fn render(service: &Service) -> TokenStream {
         quote!(#docs #variant(#irpc::WithChannels<#path::Call<#request>, #rpc>))
     });
     let per_operation = service.operations.iter().filter(|op| op.request_taken_by.is_none()).map(|op| {
-        let (variant, request, output) = (&op.variant, &op.request, &op.output);
-        let tx = if op.is_subscription() {
-            quote!(#irpc::channel::mpsc::Sender<::core::result::Result<#output, #rt::CallError>>)
-        } else {
-            quote!(#irpc::channel::oneshot::Sender<::core::result::Result<#output, #rt::CallError>>)
-        };
+        let (variant, request) = (&op.variant, &op.request);
+        let channel = if op.is_subscription() { quote!(mpsc) } else { quote!(oneshot) };
+        let tx = super::documented_as_written(rt, &op.output, |output| {
+            quote!(type Tx = #irpc::channel::#channel::Sender<::core::result::Result<#output, #rt::CallError>>;)
+        });
         quote! {
             impl #irpc::Channels<#rpc> for #path::Call<#request> {
-                type Tx = #tx;
+                #tx
                 type Rx = #irpc::channel::none::NoReceiver;
             }
 

@@ -5,7 +5,7 @@ use proc_macro2::TokenStream;
 use quote::quote;
 
 use crate::ast::Shape;
-use crate::model::Service;
+use crate::model::{Operation, Service};
 
 pub fn render(service: &Service) -> TokenStream {
     let rt = &service.runtime;
@@ -39,17 +39,16 @@ pub fn render(service: &Service) -> TokenStream {
 
     // Each arm boxes only its own operation's future; the other kind's arms answer with
     // a ready error that the runtime never asks for, since it checks the kind first.
-    let arms = |unary: bool, body: &dyn Fn(&syn::Ident, &syn::Ident) -> TokenStream| {
+    let arms = |unary: bool, body: &dyn Fn(&Operation) -> TokenStream| {
         service
             .operations
             .iter()
             .map(|op| {
                 let variant = &op.variant;
-                let method = &op.method;
                 let id = format!("{namespace}/{}", op.name);
                 // An operation whose method another one took (an error) has no method to call.
                 if op.is_subscription() != unary && op.method_taken_by.is_none() {
-                    let call = body(variant, method);
+                    let call = body(op);
                     quote!(#protocol::#variant(request) => {
                         let handler = ::std::sync::Arc::clone(&self.0);
                         ::std::boxed::Box::pin(async move { #call })
@@ -60,15 +59,17 @@ pub fn render(service: &Service) -> TokenStream {
             })
             .collect::<Vec<_>>()
     };
-    let call_arms = arms(
-        true,
-        &|variant, method| quote!(<H as #handler>::#method(&handler, &ctx, request).await.map(#response::#variant)),
-    );
-    let call_json_arms = arms(
-        true,
-        &|_, method| quote!(#private::encode(<H as #handler>::#method(&handler, &ctx, request).await?)),
-    );
-    let subscribe_arms = arms(false, &|variant, method| {
+    let call_arms = arms(true, &|op| {
+        let (variant, method) = (&op.variant, &op.method);
+        quote!(<H as #handler>::#method(&handler, &ctx, request).await.map(#response::#variant))
+    });
+    let call_json_arms = arms(true, &|op| {
+        let method = &op.method;
+        let output = super::checked(rt, &op.output);
+        quote!(#private::encode::<#output>(<H as #handler>::#method(&handler, &ctx, request).await?))
+    });
+    let subscribe_arms = arms(false, &|op| {
+        let (variant, method) = (&op.variant, &op.method);
         quote! {
             let items = <H as #handler>::#method(&handler, &ctx, request).await?;
             ::core::result::Result::Ok(#private::StreamExt::boxed(#private::StreamExt::map(

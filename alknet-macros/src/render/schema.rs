@@ -71,7 +71,7 @@ pub fn declaration(service: &Service) -> TokenStream {
             None => quote!(::core::option::Option::None),
         };
         let request = &op.request;
-        let output = &op.output;
+        let output = super::checked(rt, &op.output);
         // An error without a code is reported already; the rest render with what they have.
         let errors = attrs
             .errors
@@ -89,7 +89,10 @@ pub fn declaration(service: &Service) -> TokenStream {
                     .map(|d| d.value())
                     .unwrap_or_default();
                 let details = match &e.details {
-                    Some(ty) => quote!(::core::option::Option::Some(#private::schema_of::<#ty>)),
+                    Some(ty) => {
+                        let ty = super::checked(rt, ty);
+                        quote!(::core::option::Option::Some(#private::schema_of::<#ty>))
+                    }
                     None => quote!(::core::option::Option::None),
                 };
                 quote! {

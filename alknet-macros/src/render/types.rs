@@ -6,7 +6,6 @@ use syn::spanned::Spanned as _;
 
 use crate::ast::Shape;
 use crate::model::Service;
-use crate::wire;
 
 pub fn render(service: &Service) -> TokenStream {
     let rt = &service.runtime;
@@ -29,10 +28,13 @@ pub fn render(service: &Service) -> TokenStream {
                     let allow = (!documented).then(|| quote!(#[allow(missing_docs)]));
                     let attrs = &field.attrs;
                     let name = &field.ident;
-                    let ty = &field.ty;
-                    quote!(#allow #(#attrs)* pub #name: #ty)
+                    super::documented_as_written(
+                        rt,
+                        &field.ty,
+                        |ty| quote!(#allow #(#attrs)* pub #name: #ty,),
+                    )
                 });
-                quote!({ #(#fields,)* })
+                quote!({ #(#fields)* })
             }
         };
         quote_spanned! {ident.span()=>
@@ -52,7 +54,7 @@ pub fn render(service: &Service) -> TokenStream {
 
     let response_variants = service.operations.iter().map(|op| {
         let ident = &op.variant;
-        let output = &op.output;
+        let output = super::checked(rt, &op.output);
         quote!(#ident(#output))
     });
 
@@ -64,6 +66,8 @@ pub fn render(service: &Service) -> TokenStream {
             let variant = &op.variant;
             let request = &op.request;
             let output = &op.output;
+            let output_type =
+                super::documented_as_written(rt, output, |output| quote!(type Output = #output;));
             let index = op.index;
             let name = &op.name;
             let kind = if op.is_subscription() {
@@ -74,7 +78,7 @@ pub fn render(service: &Service) -> TokenStream {
             quote_spanned! {request.span()=>
                 impl #rt::Operation for #request {
                     type Protocol = #protocol;
-                    type Output = #output;
+                    #output_type
                     const INDEX: usize = #index;
                     const NAME: &'static str = #name;
 
@@ -97,6 +101,9 @@ pub fn render(service: &Service) -> TokenStream {
             }
         });
 
+    // Every type that travels, checked once more on its own: a wrapped request is named
+    // as written elsewhere, since its impls are the user's. For the other types this is the
+    // same error at the same span as where they are named, which rustc prints once.
     let wire_types = service.operations.iter().flat_map(|op| {
         let fields: Vec<&syn::Type> = match &op.shape {
             Shape::Named(fields) => fields.iter().map(|f| &f.ty).collect(),
@@ -108,16 +115,10 @@ pub fn render(service: &Service) -> TokenStream {
             .into_iter()
             .chain(std::iter::once(&op.output))
             .chain(details)
-            .flat_map(wire::leaf_types)
             .map(|ty| {
-                // Checked with the impl's well-formedness, before any generated body, and
-                // reported on the type where the declaration names it.
-                quote_spanned! {ty.span()=>
-                    const _: () = {
-                        #[allow(dead_code)]
-                        trait Check: #rt::__private::AlkType {}
-                        impl Check for #ty {}
-                    };
+                let checked = super::checked(rt, ty);
+                quote! {
+                    const _: ::core::marker::PhantomData<#checked> = ::core::marker::PhantomData;
                 }
             })
             .collect::<Vec<_>>()
