@@ -718,6 +718,26 @@ impl OperationEnv {
             .inspect_err(|err| self.refused(service, index, err))
     }
 
+    /// Count a call to `namespace/operation` that a transport refused before it reached
+    /// the env (a refused credential, a body over the limit, no free slot) as the env
+    /// counts the calls it refuses itself ([`telemetry`](crate::telemetry)). A call to an
+    /// operation that does not exist, or is internal, is not counted: its name is the
+    /// caller's to choose.
+    #[cold]
+    pub fn count_refused(
+        &self,
+        namespace: &str,
+        operation: &str,
+        transport: &'static str,
+        err: &CallError,
+    ) {
+        if let Some(spec) = self.spec(namespace, operation)
+            && spec.is_external()
+        {
+            crate::telemetry::refused(spec, transport, &err.code);
+        }
+    }
+
     #[cold]
     fn refused(&self, service: usize, index: usize, err: &CallError) {
         let transport = match &self.origin {

@@ -35,7 +35,8 @@
 //! also a refused bearer token, a body over the limit or too slow, no free call slot;
 //! over the call protocol a refused `auth_token`)
 //! counts in `alknet_calls_total` and `alknet_call_errors_total` with its code, with no
-//! duration ([`refused`]); a call to an operation that does not exist is not counted (its
+//! duration ([`OperationEnv::count_refused`](crate::OperationEnv::count_refused) for a
+//! transport's); a call to an operation that does not exist is not counted (its
 //! name is the caller's).
 //!
 //! A query or mutation whose caller went away before it ended (an HTTP client that
@@ -256,10 +257,9 @@ impl Drop for Watched {
 
 /// A call refused before it began (its access, the node's admission steps, a node that is
 /// shutting down; or, at a transport, its credential, its size, no free slot): counted as
-/// a call that ended with `code`, with no duration. The env counts the calls it refuses; a
-/// transport counts those it refuses before they reach the env. A call to an operation
-/// that does not exist is not counted: its name is the caller's to choose.
-pub fn refused(operation: &OperationSpec, transport: &'static str, code: &str) {
+/// a call that ended with `code`, with no duration. Transports count theirs through
+/// [`OperationEnv::count_refused`](crate::OperationEnv::count_refused).
+pub(crate) fn refused(operation: &OperationSpec, transport: &'static str, code: &str) {
     if recording() {
         count(&labels_of(operation, transport), Some(code));
     }

@@ -196,12 +196,9 @@ impl CallServer {
         let (caller, identity) = match self.caller(peer, &request).await {
             Ok(found) => found,
             Err(err) => {
-                // Refused before the env saw it, so counted here as the env counts its own.
-                if let Some(spec) = self.inner.env.spec(namespace, operation)
-                    && spec.is_external()
-                {
-                    crate::telemetry::refused(spec, peer.transport, &err.code);
-                }
+                self.inner
+                    .env
+                    .count_refused(namespace, operation, peer.transport, &err);
                 let _ = sink.send(reply(Event::Error(err))).await;
                 return;
             }

@@ -702,9 +702,7 @@ fn echo(client_id: Option<HeaderValue>, request_id: RequestId) -> HeaderValue {
 
 /// An error found before any call was made, under a fresh request id.
 /// [`refuse`] a call to `namespace/operation` before it reached the env (its body, its
-/// credential, no free slot), counted in the metrics as the env counts the calls it
-/// refuses. A call to an operation that does not exist is not counted: its name is the
-/// caller's to choose.
+/// credential, no free slot), counted in the metrics ([`OperationEnv::count_refused`]).
 fn refuse_call(
     shared: &Shared,
     namespace: &str,
@@ -713,11 +711,7 @@ fn refuse_call(
     err: &CallError,
     client_id: Option<HeaderValue>,
 ) -> Response {
-    if let Some(spec) = shared.env.spec(namespace, operation)
-        && spec.is_external()
-    {
-        crate::telemetry::refused(spec, "http", &err.code);
-    }
+    shared.env.count_refused(namespace, operation, "http", err);
     refuse(status, err, client_id)
 }
 
