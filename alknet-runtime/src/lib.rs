@@ -46,6 +46,7 @@ mod access;
 #[cfg(any(feature = "http", feature = "dns", feature = "websocket"))]
 pub mod adapters;
 mod admission;
+mod binary;
 #[cfg(feature = "call")]
 pub mod call;
 #[cfg(feature = "http")]
@@ -80,6 +81,7 @@ pub mod schema;
 
 pub use access::{AccessControl, ResourceRule};
 pub use admission::{Admission, Admit, Admitting};
+pub use binary::Binary;
 pub use config_identity::ConfigIdentityProvider;
 pub use context::{CallMeta, OperationContext};
 pub use drain::Drain;
@@ -116,7 +118,7 @@ pub use serde_json;
 /// The names a service crate needs: `use alknet_runtime::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        CallError, Caller, Identity, ItemStream, Json, OperationContext, OperationEnv,
+        Binary, CallError, Caller, Identity, ItemStream, Json, OperationContext, OperationEnv,
         ResourceGrant, ResponseEnvelope, alk_service, alk_type,
     };
     pub use schemars::JsonSchema;

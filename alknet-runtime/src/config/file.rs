@@ -64,6 +64,8 @@ struct File {
     #[serde(default)]
     irpc: IrpcSettings,
     #[serde(default)]
+    secret: SecretSettings,
+    #[serde(default)]
     auth: AuthSection,
     #[serde(default)]
     api_keys: Vec<Spanned<ApiKeyFile>>,
@@ -201,6 +203,31 @@ pub struct IrpcSettings {
     /// How many requests one connection may have in flight at once (default 1024): QUIC's
     /// stream limit, so a peer's further requests wait until one of them is done.
     pub max_concurrent_streams: Option<NonZeroU32>,
+}
+
+/// The `secret` service's settings (`[secret]`); an absent setting keeps the service's
+/// default.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretSettings {
+    /// The sealed seed's file; absent: `alknet/secret.json` under `$XDG_DATA_HOME` (or
+    /// `~/.local/share`).
+    pub file: Option<PathBuf>,
+    /// The memory Argon2id uses to derive the sealing key from a new seed's passphrase,
+    /// in KiB (default 65536, 64 MiB).
+    pub kdf_memory_kib: Option<NonZeroU32>,
+    /// How long deriving that key should take at least, in milliseconds (default 250):
+    /// `init` raises Argon2id's passes until it does, on the machine it runs on.
+    pub kdf_target_ms: Option<u64>,
+    /// The wait after the first wrong passphrase, in milliseconds (default 1000); it
+    /// doubles with each further one.
+    pub unlock_backoff_ms: Option<NonZeroU64>,
+    /// The longest wait between attempts, in milliseconds (default 300000, 5 minutes).
+    pub unlock_backoff_max_ms: Option<NonZeroU64>,
+    /// Refuse core dumps of this process (`RLIMIT_CORE` 0 and not dumpable), so the seed
+    /// cannot leave through one; for a node that holds a seed.
+    #[serde(default)]
+    pub refuse_core_dumps: bool,
 }
 
 // The irpc listener's types live in `service_path`; their settings are read here, beside
@@ -625,6 +652,7 @@ impl File {
             http: self.http,
             call: self.call,
             irpc: self.irpc,
+            secret: self.secret,
         };
         let dynamic = DynamicConfig {
             generation: 0,

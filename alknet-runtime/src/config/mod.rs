@@ -30,7 +30,7 @@ pub(crate) mod time;
 pub use dynamic::{
     ApiKeyEntry, DynamicConfig, Peer, ProxyHeader, ProxyNetwork, Rate, RateLimits, TokenKey,
 };
-pub use file::{CallSettings, HttpSettings, IrpcSettings, Listen};
+pub use file::{CallSettings, HttpSettings, IrpcSettings, Listen, SecretSettings};
 pub use forwarding::{ForwardingAction, ForwardingPolicy, ForwardingRule};
 pub use service::{ConfigServiceImpl, ConfigSource, ConfigStatus, ReloadPart, ReloadReport};
 pub use time::parse_datetime;
@@ -45,7 +45,7 @@ pub const MAX_WORKER_THREADS: usize = 1024;
 pub const DEFAULT_DRAIN_TIME: Duration = Duration::from_secs(10);
 
 /// Settings read once at start: listen addresses, the node's key, the DNS zone, the HTTP
-/// adapter's, the call protocol's and the irpc listener's limits.
+/// adapter's, the call protocol's and the irpc listener's limits, the seed file's settings.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct StaticConfig {
     /// Where each transport listens.
@@ -67,6 +67,8 @@ pub struct StaticConfig {
     pub call: CallSettings,
     /// The irpc listener's limits.
     pub irpc: IrpcSettings,
+    /// The `secret` service's seed file and its sealing and unlocking settings.
+    pub secret: SecretSettings,
 }
 
 /// Why a configuration was refused: where, on which line, and what is wrong.
