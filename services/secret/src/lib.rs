@@ -700,10 +700,11 @@ impl SecretHandler for SecretService {
         check_passphrase(&passphrase)?;
         let _writer = self.writer.lock().await;
         if self.state().file.is_some() {
-            return Err(SecretErrors::already_initialized(format!(
-                "the node has a seed already, in {}",
-                self.path.display()
-            )));
+            // The path stays in the node's log: callers need not learn the node's layout.
+            tracing::info!(target: "alknet::secret", path = %self.path.display(), "init refused: the seed file exists");
+            return Err(SecretErrors::already_initialized(
+                "the node has a seed already: remove its file by hand to make another",
+            ));
         }
         let (seed, shown) = new_seed(mnemonic.as_deref().map(String::as_str))?;
         let unlocked = Unlocked::new(seed);
@@ -1011,5 +1012,28 @@ impl SecretHandler for SecretService {
             private_key: Binary(key.to_bytes().to_vec()),
             public_key: public_key_hex(&key.verifying_key()),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mnemonic_gives_its_bip39_seed() {
+        // BIP-39's reference vector for this mnemonic with an empty passphrase.
+        let words = "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about";
+        let (seed, shown) = new_seed(Some(&words.to_uppercase())).unwrap();
+        assert_eq!(shown, None);
+        let hex: String = seed.seed().iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(
+            hex,
+            "5eb00bbddcf069084889a8ab9155568165f5c453ccb85e70811aaed6f6da5fc19a5ac40b389cd370d086206dec8aa6c43daea6690f20ad3d8d48b2d2ce9e38e4"
+        );
+        let (fresh, shown) = new_seed(None).unwrap();
+        let words = shown.unwrap();
+        assert_eq!(words.split(' ').count(), 24);
+        let (again, _) = new_seed(Some(&words)).unwrap();
+        assert_eq!(fresh.seed(), again.seed());
     }
 }
