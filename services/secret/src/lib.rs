@@ -524,14 +524,16 @@ impl SecretService {
         }
     }
 
-    fn key_info(&self, key_name: &str) -> KeyInfo {
+    /// Read the versions of `key_name` in place: encrypt and decrypt ask on every call.
+    fn versions<T>(&self, key_name: &str, read: impl FnOnce(&KeyVersions) -> T) -> T {
         let state = self.state();
-        let versions = state
-            .file
-            .as_ref()
-            .and_then(|file| file.keys.get(key_name).cloned())
-            .unwrap_or_else(first_version);
-        key_info(key_name, &versions)
+        read(
+            state
+                .file
+                .as_ref()
+                .and_then(|file| file.keys.get(key_name))
+                .unwrap_or(&FIRST_VERSION),
+        )
     }
 
     /// Change the keyring with `change` and write the file; the change is kept only when
@@ -550,10 +552,7 @@ impl SecretService {
             .clone()
             .expect("an unlocked seed has its file");
         let mut keys = file.keys.clone();
-        change(
-            keys.entry(key_name.to_string())
-                .or_insert_with(first_version),
-        )?;
+        change(keys.entry(key_name.to_string()).or_insert(FIRST_VERSION))?;
         file.set_keys(keys, &unlocked.keyring_key()[..]);
         let written = file.clone();
         let path = self.path.clone();
@@ -561,7 +560,7 @@ impl SecretService {
             .await?
             .map_err(|err| self.file_error("write", err))?;
         self.state_mut().file = Some(file);
-        Ok(self.key_info(key_name))
+        Ok(self.versions(key_name, |versions| key_info(key_name, versions)))
     }
 
     fn file_error(&self, verb: &str, err: impl std::fmt::Display) -> CallError {
@@ -590,12 +589,11 @@ fn millis(duration: Duration) -> u64 {
     duration.as_micros().div_ceil(1000) as u64
 }
 
-fn first_version() -> KeyVersions {
-    KeyVersions {
-        current: 1,
-        ..KeyVersions::default()
-    }
-}
+/// The versions of a name never rotated.
+const FIRST_VERSION: KeyVersions = KeyVersions {
+    current: 1,
+    retired: std::collections::BTreeSet::new(),
+};
 
 fn key_info(key_name: &str, versions: &KeyVersions) -> KeyInfo {
     KeyInfo {
@@ -876,7 +874,7 @@ impl SecretHandler for SecretService {
     ) -> Result<Encrypted, CallError> {
         cipher::check_name(&request.key_name)?;
         let unlocked = self.unlocked()?;
-        let version = self.key_info(&request.key_name).current_version;
+        let version = self.versions(&request.key_name, |versions| versions.current);
         let key = unlocked.version_key(&request.key_name, version);
         audit(ctx, &request.key_name);
         let ciphertext = cipher::encrypt(
@@ -900,23 +898,25 @@ impl SecretHandler for SecretService {
     ) -> Result<Decrypted, CallError> {
         let parsed = cipher::parse(&request.ciphertext)?;
         let unlocked = self.unlocked()?;
-        let info = self.key_info(parsed.name);
+        let (current_version, retired) = self.versions(parsed.name, |versions| {
+            (versions.current, versions.retired.contains(&parsed.version))
+        });
         audit(ctx, parsed.name);
         let details = || KeyVersionDetails {
             key_name: parsed.name.to_string(),
             key_version: parsed.version,
-            current_version: info.current_version,
+            current_version,
         };
-        if parsed.version == 0 || parsed.version > info.current_version {
+        if parsed.version == 0 || parsed.version > current_version {
             return Err(SecretErrors::unknown_key_version(
                 format!(
                     "`{}` has no version {}: its current version is {}",
-                    parsed.name, parsed.version, info.current_version
+                    parsed.name, parsed.version, current_version
                 ),
                 details(),
             ));
         }
-        if info.retired_versions.contains(&parsed.version) {
+        if retired {
             return Err(SecretErrors::retired_key_version(
                 format!("version {} of `{}` is retired", parsed.version, parsed.name),
                 details(),

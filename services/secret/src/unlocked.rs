@@ -30,7 +30,8 @@ const CACHE_LIMIT: usize = 1024;
 pub struct Unlocked {
     seed: SeedMemory,
     signing: Mutex<HashMap<DerivationPath, Arc<SigningKey>>>,
-    versions: Mutex<HashMap<(String, u32), Arc<VersionKey>>>,
+    /// By name, then version: looked up by `&str`, with no allocation per call.
+    versions: Mutex<HashMap<String, HashMap<u32, Arc<VersionKey>>>>,
 }
 
 impl Unlocked {
@@ -80,7 +81,7 @@ impl Unlocked {
     /// the `aad` check.
     pub fn version_key(&self, name: &str, version: u32) -> Arc<VersionKey> {
         let mut cache = self.versions.lock().expect("the cache is never left torn");
-        if let Some(key) = cache.get(&(name.to_string(), version)) {
+        if let Some(key) = cache.get(name).and_then(|versions| versions.get(&version)) {
             return key.clone();
         }
         let material: Zeroizing<[u8; 64]> =
@@ -93,7 +94,11 @@ impl Unlocked {
         if cache.len() >= CACHE_LIMIT {
             cache.clear();
         }
-        cache.insert((name.to_string(), version), key.clone());
+        // Versions per name are bounded by the rotations an admin made; names by the limit.
+        cache
+            .entry(name.to_string())
+            .or_default()
+            .insert(version, key.clone());
         key
     }
 }
