@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use alknet_auth::{AuthProtocol, AuthService};
 use alknet_config::{ConfigProtocol, ConfigService};
+use alknet_secret::{SecretProtocol, SecretService};
 use alknet_runtime::adapters::http::Readiness;
 use alknet_runtime::call::{CallConfig, CallEndpoint, Connection, PeerKey, PeerLinks, RemoteNode};
 use alknet_runtime::config::{ConfigError, ConfigServiceImpl, ConfigSource, ReloadPart};
@@ -76,7 +77,8 @@ impl From<String> for NodeError {
 /// Assembles a [`Node`]: from [`Node::builder`].
 ///
 /// The services you add come first, in the order added; then, unless left out, the node's
-/// own `auth` (credentials) and `config` (the live configuration) services. Outside calls
+/// own `auth` (credentials), `config` (the live configuration) and `secret` (the node's
+/// seed, locked until `secret/unlock`) services. Outside calls
 /// pass the configuration's forwarding policy and rate limits ([`NodePolicy`]), then the
 /// admission steps you add.
 pub struct NodeBuilder {
@@ -87,6 +89,7 @@ pub struct NodeBuilder {
     identities: Option<Arc<dyn IdentityProvider>>,
     auth: bool,
     config_service: bool,
+    secret: bool,
     watch_interval: Duration,
     remotes: Vec<RemoteMount>,
     routes: Vec<(String, String)>,
@@ -179,6 +182,13 @@ impl NodeBuilder {
         self
     }
 
+    /// Leave out the `secret` service (the node's seed, from the file `[secret] file`
+    /// names; see docs/secret.md).
+    pub fn without_secret(mut self) -> Self {
+        self.secret = false;
+        self
+    }
+
     /// How often a node serving a configuration file checks it for changes (default 1 s).
     pub fn config_watch_interval(mut self, interval: Duration) -> Self {
         self.watch_interval = interval;
@@ -258,6 +268,11 @@ impl NodeBuilder {
         if self.config_service {
             self = self.local(ConfigProtocol::local(ConfigService::new(config.clone())));
         }
+        if self.secret {
+            let secret = SecretService::open(&config.static_config().secret)
+                .map_err(|err| NodeError::new(format!("the `secret` service: {err}")))?;
+            self = self.local(SecretProtocol::local(secret));
+        }
         let peers = PeerLinks::new(identity.clone(), call_config.clone());
         let drain = Drain::new();
         let mut env = self
@@ -319,6 +334,7 @@ impl Node {
             identities: None,
             auth: true,
             config_service: true,
+            secret: true,
             watch_interval: DEFAULT_WATCH_INTERVAL,
             remotes: Vec::new(),
             routes: Vec::new(),
