@@ -6,24 +6,20 @@ use std::time::Instant;
 
 use alknet_runtime::config::ConfigServiceImpl;
 use alknet_runtime::futures::{Stream, StreamExt};
-use alknet_runtime::{CallError, Caller, Credential, OperationEnv};
+use alknet_runtime::{CallError, Caller, Credential, Identity, OperationEnv};
 use serde_json::Value;
 
-use super::load_config;
+use super::{Target, load_config};
 use crate::node::NodeBuilder;
 
 pub struct CallRequest {
+    /// `namespace/operation`.
     pub operation: String,
-    pub input: Option<String>,
-    pub config: Option<std::path::PathBuf>,
-    pub api_key: Option<String>,
-    pub token: Option<String>,
-    /// A running node to call over the call protocol (QUIC), and its key.
-    pub node: Option<(std::net::SocketAddr, String)>,
-    /// A running node to call over HTTP, by its base URL.
-    pub http: Option<String>,
-    /// A running node to call over the call protocol on a WebSocket, by its URL.
-    pub ws: Option<String>,
+    pub input: Value,
+    pub target: Target,
+    /// The identity a call in this process runs with when no credential is given: none
+    /// calls anonymously.
+    pub operator: Option<Identity>,
 }
 
 pub fn run(
@@ -40,43 +36,51 @@ pub fn run(
                 request.operation
             )
         })?;
-    let input = read_input(request.input.as_deref())?;
+    let CallRequest {
+        input,
+        target,
+        operator,
+        ..
+    } = &request;
+    let input = input.clone();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|err| format!("cannot start a tokio runtime: {err}"))?;
-    let secret = match (&request.api_key, &request.token) {
+    let secret = match (&target.api_key, &target.token) {
         (Some(_), Some(_)) => return Err("give --api-key or --token, not both".to_string()),
         (key, token) => key.as_deref().or(token.as_deref()),
     };
     let operation_id = format!("/{namespace}/{operation}");
-    if let Some((address, key)) = &request.node {
-        return runtime.block_on(remote::call(*address, key, &operation_id, input, secret));
+    if let Some((address, key)) = target.node.zip(target.node_key.as_ref()) {
+        return runtime.block_on(remote::call(address, key, &operation_id, input, secret));
     }
-    if let Some(url) = &request.ws {
+    if let Some(url) = &target.ws {
         return runtime.block_on(websocket::call(url, &operation_id, input, secret));
     }
-    if let Some(base) = &request.http {
+    if let Some(base) = &target.http {
         return runtime.block_on(http::call(base, namespace, operation, input, secret));
     }
     runtime.block_on(async {
-        let config = load_config(request.config.as_deref())?;
+        let config = load_config(target.config.as_deref())?;
         let node = assemble(config)
             .connect()
             .await
             .map_err(|err| err.to_string())?;
         // At most one of the two: both were refused above.
-        let credential = (request.api_key.as_deref().map(Credential::ApiKey))
-            .or(request.token.as_deref().map(Credential::Token));
-        let mut caller = Caller::new();
-        if let Some(credential) = credential {
-            let identity = node
-                .identities()
-                .resolve(credential)
-                .await
-                .map_err(|err| format!("the credential was refused: {}", err.message))?;
-            caller = caller.identity(identity);
-        }
+        let credential = (target.api_key.as_deref().map(Credential::ApiKey))
+            .or(target.token.as_deref().map(Credential::Token));
+        let caller = match credential {
+            Some(credential) => Caller::new().identity(
+                node.identities()
+                    .resolve(credential)
+                    .await
+                    .map_err(|err| format!("the credential was refused: {}", err.message))?,
+            ),
+            None => operator
+                .clone()
+                .map_or_else(Caller::new, |operator| Caller::new().identity(operator)),
+        };
         let env = node.env().with_caller(caller);
         call(&env, namespace, operation, input).await
     })
@@ -378,7 +382,7 @@ fn describe(err: &CallError) -> String {
 }
 
 /// The input: the argument (`-` reads stdin), else stdin when it is not a terminal, else `{}`.
-fn read_input(argument: Option<&str>) -> Result<Value, String> {
+pub fn read_input(argument: Option<&str>) -> Result<Value, String> {
     let text = match argument {
         Some("-") => read_stdin()?,
         Some(text) => text.to_string(),

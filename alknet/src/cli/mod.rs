@@ -1,5 +1,5 @@
 //! The `alknet` command line, for your own services: `serve`, `call`, `mcp-stdio`,
-//! `schema export|check|diff` and `keys …`, over the node your services make.
+//! `schema export|check|diff`, `secret …` and `keys …`, over the node your services make.
 //!
 //! A binary that serves its own services is one call:
 //!
@@ -21,13 +21,14 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use alknet_runtime::config::ConfigServiceImpl;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 use crate::node::{Node, NodeBuilder, NodeError};
 
 mod call;
 mod keys;
 mod schema;
+mod secret;
 
 /// Parse the process's arguments, start logging, and run the command on the node
 /// `services` assembles. Returns the process's exit code; an error is printed on stderr
@@ -94,31 +95,13 @@ pub enum Command {
         operation: String,
         /// The input as JSON; `-` or nothing reads it from stdin when stdin is not a terminal.
         input: Option<String>,
-        /// The configuration file credentials are checked against.
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Call as the identity of this API key.
-        #[arg(long, env = "ALKNET_API_KEY")]
-        api_key: Option<String>,
-        /// Call as the identity of this signed token.
-        #[arg(long, env = "ALKNET_TOKEN")]
-        token: Option<String>,
-        /// Call a running node over the call protocol (QUIC) at this address, such as
-        /// 127.0.0.1:4433, instead of a node assembled in this process.
-        #[arg(long, requires = "node_key")]
-        node: Option<std::net::SocketAddr>,
-        /// The key of the node named by --node (`ed25519:…`, printed by `serve`).
-        #[arg(long, requires = "node")]
-        node_key: Option<String>,
-        /// Call a running node over HTTP at this base URL, such as http://127.0.0.1:8080
-        /// (`POST /v1/{namespace}/{op}`; subscriptions as Server-Sent Events).
-        #[arg(long, conflicts_with = "node")]
-        http: Option<String>,
-        /// Call a running node over the call protocol on a WebSocket at this URL, such as
-        /// ws://127.0.0.1:4480/call.
-        #[arg(long, conflicts_with_all = ["node", "http"])]
-        ws: Option<String>,
+        #[command(flatten)]
+        target: Target,
     },
+    /// The node's seed (the `secret` service): make it, unlock it, lock it, ask its state.
+    /// A passphrase comes from `ALKNET_SECRET_PASSPHRASE` or a prompt, never an argument.
+    #[command(subcommand)]
+    Secret(SecretCommand),
     /// Make credentials.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -131,6 +114,74 @@ pub enum Command {
     /// Export and check the JSON Schemas and the OpenAPI document of the node's services.
     #[command(subcommand)]
     Schema(SchemaCommand),
+}
+
+/// Where a call goes: the node `services` assembles in this process (over `--config`), or
+/// a running node over the call protocol (`--node`), HTTP (`--http`) or WebSocket (`--ws`).
+#[derive(Args, Debug, Clone, Default)]
+pub struct Target {
+    /// The configuration file the node in this process is assembled over (its credentials,
+    /// its `[secret] file`).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Call as the identity of this API key.
+    #[arg(long, env = "ALKNET_API_KEY")]
+    pub api_key: Option<String>,
+    /// Call as the identity of this signed token.
+    #[arg(long, env = "ALKNET_TOKEN")]
+    pub token: Option<String>,
+    /// Call a running node over the call protocol (QUIC) at this address, such as
+    /// 127.0.0.1:4433, instead of a node assembled in this process.
+    #[arg(long, requires = "node_key")]
+    pub node: Option<std::net::SocketAddr>,
+    /// The key of the node named by --node (`ed25519:…`, printed by `serve`).
+    #[arg(long, requires = "node")]
+    pub node_key: Option<String>,
+    /// Call a running node over HTTP at this base URL, such as http://127.0.0.1:8080
+    /// (`POST /v1/{namespace}/{op}`; subscriptions as Server-Sent Events).
+    #[arg(long, conflicts_with = "node")]
+    pub http: Option<String>,
+    /// Call a running node over the call protocol on a WebSocket at this URL, such as
+    /// ws://127.0.0.1:4480/call.
+    #[arg(long, conflicts_with_all = ["node", "http"])]
+    pub ws: Option<String>,
+}
+
+impl Target {
+    /// Whether the call goes to a running node rather than one assembled in this process.
+    pub fn is_running_node(&self) -> bool {
+        self.node.is_some() || self.http.is_some() || self.ws.is_some()
+    }
+}
+
+/// `secret …`.
+#[derive(Subcommand)]
+pub enum SecretCommand {
+    /// Make the node's seed and seal it under a passphrase (asked twice): a new seed, whose
+    /// 24 words are printed this once, or with `--import` one restored from its words. In
+    /// this process, on the seed file the configuration names, or on a running node.
+    Init {
+        /// Restore the seed from its mnemonic (from `ALKNET_SECRET_MNEMONIC` or a prompt).
+        #[arg(long)]
+        import: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Open a running node's seed into its memory.
+    Unlock {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Zero a running node's seed in its memory, and every key derived from it.
+    Lock {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Whether the node has a seed, whether it is unlocked, and its public fingerprint.
+    Status {
+        #[command(flatten)]
+        target: Target,
+    },
 }
 
 /// `keys …`.
@@ -253,26 +304,17 @@ impl Command {
             Command::Call {
                 operation,
                 input,
-                config,
-                api_key,
-                token,
-                node,
-                node_key,
-                http,
-                ws,
+                target,
             } => call::run(
                 call::CallRequest {
                     operation,
-                    input,
-                    config,
-                    api_key,
-                    token,
-                    node: node.zip(node_key),
-                    http,
-                    ws,
+                    input: call::read_input(input.as_deref())?,
+                    target,
+                    operator: None,
                 },
                 assemble,
             ),
+            Command::Secret(command) => secret::run(command, assemble),
             Command::Keys(KeysCommand::New {
                 id,
                 identity,
