@@ -668,3 +668,136 @@ fn a_key_from_keys_node_is_the_key_serve_proves_and_peers_pin() {
         stderr(&refused)
     );
 }
+
+/// `alknet secret ARGS..`, with `passphrase` in `ALKNET_SECRET_PASSPHRASE` (none: unset)
+/// and no terminal to ask on: the child starts a session of its own.
+fn secret(args: &[&str], passphrase: Option<&str>) -> Output {
+    use std::os::unix::process::CommandExt;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_alknet"));
+    command
+        .arg("secret")
+        .args(args)
+        .env_remove("ALKNET_API_KEY")
+        .env_remove("ALKNET_TOKEN")
+        .env_remove("ALKNET_SECRET_PASSPHRASE")
+        .env_remove("ALKNET_SECRET_MNEMONIC")
+        .stdin(Stdio::null());
+    if let Some(passphrase) = passphrase {
+        command.env("ALKNET_SECRET_PASSPHRASE", passphrase);
+    }
+    // SAFETY: setsid(2) is async-signal-safe; it detaches the child from this terminal.
+    unsafe {
+        command.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    command.output().expect("the alknet binary runs")
+}
+
+#[test]
+fn secret_init_seals_a_seed_in_process_and_unlock_and_lock_act_on_a_served_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.toml");
+    let (key, entry) = new_key("keeper", &["--scope", "secret:admin"]);
+    let (plain, plain_entry) = new_key("plain", &[]);
+    let seed = dir.path().join("seed").join("secret.json");
+    std::fs::write(
+        &path,
+        format!(
+            "[listen]\nhttp = \"127.0.0.1:0\"\n\n[secret]\nfile = \"{}\"\nkdf_memory_kib = 1024\nkdf_target_ms = 0\nunlock_backoff_ms = 10\n\n{entry}{plain_entry}",
+            seed.display()
+        ),
+    )
+    .unwrap();
+    let config = path.to_str().unwrap();
+    let passphrase = "correct horse battery staple";
+
+    let out = secret(&["status", "--config", config], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("\"uninitialized\""),
+        "{}",
+        stdout(&out)
+    );
+
+    // No passphrase in the environment and no terminal: a sentence naming the variable.
+    let out = secret(&["init", "--config", config], None);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("set ALKNET_SECRET_PASSPHRASE"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!seed.exists());
+
+    let out = secret(&["init", "--config", config], Some(passphrase));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let made: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(made["mnemonic"].as_str().unwrap().split(' ').count(), 24);
+    assert!(stderr(&out).contains("shown this once"), "{}", stderr(&out));
+    assert!(seed.exists());
+    let out = secret(&["init", "--config", config], Some(passphrase));
+    assert!(
+        stderr(&out).contains("ALREADY_INITIALIZED"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = secret(&["unlock", "--config", config], Some(passphrase));
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("acts on the seed of a running node"),
+        "{}",
+        stderr(&out)
+    );
+
+    let server = Server::start(&path, 600_000);
+    let base = format!(
+        "http://{}",
+        server
+            .expect_output("  http ")
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+    );
+    let at_node = |args: &[&str], passphrase: Option<&str>, key: &str| {
+        let mut all = args.to_vec();
+        all.extend(["--http", &base, "--api-key", key]);
+        secret(&all, passphrase)
+    };
+    let state = |out: &Output| -> String {
+        assert!(out.status.success(), "{}", stderr(out));
+        let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        status["state"].as_str().unwrap().to_string()
+    };
+    assert_eq!(state(&at_node(&["status"], None, &key)), "locked");
+    let out = at_node(&["unlock"], Some(passphrase), &plain);
+    assert!(stderr(&out).contains("FORBIDDEN"), "{}", stderr(&out));
+    let out = at_node(&["unlock"], Some("not the passphrase"), &key);
+    assert!(
+        stderr(&out).contains("WRONG_PASSPHRASE"),
+        "{}",
+        stderr(&out)
+    );
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(
+        state(&at_node(&["unlock"], Some(passphrase), &key)),
+        "unlocked"
+    );
+
+    let out = alknet(&[
+        "call",
+        "--http",
+        &base,
+        "--api-key",
+        &key,
+        "secret/public_key",
+        r#"{"path": "m/44'/1234'/0'"}"#,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("\"public_key\""), "{}", stdout(&out));
+
+    assert_eq!(state(&at_node(&["lock"], None, &key)), "locked");
+    server.stop();
+}

@@ -33,11 +33,10 @@ pub fn env(probe: Probe) -> OperationEnv {
         .expect("the test services mount")
 }
 
-/// A node over the tests' configuration: HTTP (with MCP at `/mcp`), DNS (under `alk.dev`)
-/// and the call protocol on loopback ports, [`READER`] and [`ADMIN`] as API keys, and
-/// `settings`, more of the configuration (such as an `[http]` section of limits). It
-/// leaves out the node's own `auth` and `config` services: the tests see only theirs.
-pub fn node_builder(settings: &str) -> NodeBuilder {
+/// The tests' configuration: HTTP (with MCP at `/mcp`), DNS (under `alk.dev`) and the
+/// call protocol on loopback ports, [`READER`] and [`ADMIN`] as API keys, and `settings`,
+/// more of the configuration (such as an `[http]` section of limits).
+pub fn config(settings: &str) -> ConfigServiceImpl {
     let text = format!(
         r#"[listen]
 http = "127.0.0.1:0"
@@ -60,11 +59,17 @@ scopes = ["echo:admin", "vault:read"]
         reader = api_key_hash(READER),
         admin = api_key_hash(ADMIN),
     );
-    let config = ConfigServiceImpl::from_text(text, "the adapter tests' configuration")
-        .unwrap_or_else(|err| panic!("{err}"));
-    Node::builder(config)
+    ConfigServiceImpl::from_text(text, "the adapter tests' configuration")
+        .unwrap_or_else(|err| panic!("{err}"))
+}
+
+/// A node over [`config`]`(settings)`, without the node's own `auth`, `config` and
+/// `secret` services: the tests see only theirs.
+pub fn node_builder(settings: &str) -> NodeBuilder {
+    Node::builder(config(settings))
         .without_auth()
         .without_config_service()
+        .without_secret()
 }
 
 /// [`node_builder`] with `echo`, `vault` and `probe`.
