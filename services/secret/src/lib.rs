@@ -1018,6 +1018,43 @@ impl SecretHandler for SecretService {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::memory::tests::take_freed;
+
+    #[tokio::test]
+    async fn lock_zeroes_the_seed_page_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = SecretSettings {
+            file: Some(dir.path().join("secret.json")),
+            kdf_memory_kib: std::num::NonZeroU32::new(1024),
+            kdf_target_ms: Some(0),
+            ..SecretSettings::default()
+        };
+        let env = OperationEnv::builder()
+            .local(SecretProtocol::local(
+                SecretService::open(&settings).unwrap(),
+            ))
+            .build()
+            .unwrap()
+            .with_caller(
+                Caller::new().identity(Identity::new("user:ops").with_scopes(["secret:admin"])),
+            );
+        let secret = SecretClient::new(env);
+        secret
+            .init("correct horse battery".into(), None)
+            .await
+            .unwrap();
+        secret
+            .sign("m/0'".into(), Binary(b"hi".to_vec()))
+            .await
+            .unwrap();
+        take_freed();
+
+        secret.lock().await.unwrap();
+        // No call holds the keys, so the seed's page is zeroed as `lock` answers.
+        assert_eq!(take_freed(), [true]);
+        let err = secret.public_key("m/0'".into()).await.unwrap_err();
+        assert_eq!(err.code, "LOCKED");
+    }
 
     #[test]
     fn a_mnemonic_gives_its_bip39_seed() {

@@ -69,6 +69,8 @@ impl SeedMemory {
 impl Drop for SeedMemory {
     fn drop(&mut self) {
         self.page.0.zeroize();
+        #[cfg(test)]
+        tests::record_freed(&self.page.0);
         if self.locked {
             // SAFETY: the page is still allocated; it was locked in `new`.
             unsafe { libc::munlock(self.page.0.as_ptr() as *const libc::c_void, PAGE) };
@@ -109,8 +111,34 @@ pub fn refuse_core_dumps() -> std::io::Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
+    use std::cell::RefCell;
+
     use super::*;
+
+    thread_local! {
+        /// For each seed page freed on this thread, in order: whether it was all zeros.
+        static FREED: RefCell<Vec<bool>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// What a page held as it was freed: a test's window on memory it may not read after.
+    pub(crate) fn record_freed(page: &[u8; PAGE]) {
+        FREED.with(|freed| freed.borrow_mut().push(page.iter().all(|&byte| byte == 0)));
+    }
+
+    /// The seed pages freed on this thread since the last call: whether each was zeroed.
+    pub(crate) fn take_freed() -> Vec<bool> {
+        FREED.with(|freed| freed.take())
+    }
+
+    #[test]
+    fn a_page_is_zeroed_before_it_is_freed() {
+        take_freed();
+        let mut memory = SeedMemory::new();
+        memory.seed_mut().copy_from_slice(&[7; SEED_LEN]);
+        drop(memory);
+        assert_eq!(take_freed(), [true]);
+    }
 
     #[test]
     fn keeps_the_seed_on_its_own_locked_page() {
