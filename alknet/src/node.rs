@@ -24,7 +24,6 @@ use std::time::Duration;
 
 use alknet_auth::{AuthProtocol, AuthService};
 use alknet_config::{ConfigProtocol, ConfigService};
-use alknet_secret::{SecretProtocol, SecretService};
 use alknet_runtime::adapters::http::Readiness;
 use alknet_runtime::call::{CallConfig, CallEndpoint, Connection, PeerKey, PeerLinks, RemoteNode};
 use alknet_runtime::config::{ConfigError, ConfigServiceImpl, ConfigSource, ReloadPart};
@@ -34,6 +33,7 @@ use alknet_runtime::{
     Admission, BuildError, ConfigIdentityProvider, DispatchPath, Drain, IdentityProvider,
     LocalService, NodePolicy, OperationEnv, OperationEnvBuilder, ServiceSpec,
 };
+use alknet_secret::{SecretProtocol, SecretService};
 
 use crate::transports::{self, AbortOnDrop, Running};
 

@@ -4,10 +4,13 @@
 use std::path::PathBuf;
 
 /// Where criterion writes its estimates; set on the `Criterion` so this file can read them.
+/// It is `criterion` in the target directory this benchmark was built in (the benchmark
+/// runs as `TARGET/PROFILE/deps/NAME`), which every crate's benchmarks share.
 pub fn output_directory() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target")))
+    let exe = std::env::current_exe().expect("the benchmark knows its own path");
+    exe.ancestors()
+        .nth(3)
+        .expect("the benchmark runs from TARGET/PROFILE/deps")
         .join("criterion")
 }
 
