@@ -66,6 +66,8 @@ struct File {
     #[serde(default)]
     secret: SecretSettings,
     #[serde(default)]
+    storage: StorageSettings,
+    #[serde(default)]
     auth: AuthSection,
     #[serde(default)]
     api_keys: Vec<Spanned<ApiKeyFile>>,
@@ -228,6 +230,33 @@ pub struct SecretSettings {
     /// cannot leave through one; for a node that holds a seed.
     #[serde(default)]
     pub refuse_core_dumps: bool,
+}
+
+/// The `storage` service's settings (`[storage]`); an absent setting keeps the service's
+/// default.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSettings {
+    /// The SQLite database file; absent: `alknet/storage.sqlite3` under `$XDG_DATA_HOME`
+    /// (or `~/.local/share`).
+    pub file: Option<PathBuf>,
+    /// Keep the database in memory only: nothing is written to disk, and everything is
+    /// gone when the node stops.
+    #[serde(default)]
+    pub in_memory: bool,
+    /// The largest attributes of one graph, node or edge, as JSON text, in bytes
+    /// (default 65536).
+    pub max_attributes_bytes: Option<NonZeroUsize>,
+    /// How many writes one `apply` may hold (default 1000).
+    pub max_writes_per_apply: Option<NonZeroUsize>,
+    /// How many changes the change log keeps for `watch` to resume from (default
+    /// 100000); older ones are dropped.
+    pub change_log_keep: Option<NonZeroU64>,
+    /// How long a write waits for the database when another process holds it, in
+    /// milliseconds (default 5000).
+    pub busy_timeout_ms: Option<NonZeroU64>,
+    /// How many connections serve reads beside the one writer (default 4).
+    pub readers: Option<NonZeroUsize>,
 }
 
 // The irpc listener's types live in `service_path`; their settings are read here, beside
@@ -653,6 +682,7 @@ impl File {
             call: self.call,
             irpc: self.irpc,
             secret: self.secret,
+            storage: self.storage,
         };
         let dynamic = DynamicConfig {
             generation: 0,

@@ -30,7 +30,7 @@ pub(crate) mod time;
 pub use dynamic::{
     ApiKeyEntry, DynamicConfig, Peer, ProxyHeader, ProxyNetwork, Rate, RateLimits, TokenKey,
 };
-pub use file::{CallSettings, HttpSettings, IrpcSettings, Listen, SecretSettings};
+pub use file::{CallSettings, HttpSettings, IrpcSettings, Listen, SecretSettings, StorageSettings};
 pub use forwarding::{ForwardingAction, ForwardingPolicy, ForwardingRule};
 pub use service::{ConfigServiceImpl, ConfigSource, ConfigStatus, ReloadPart, ReloadReport};
 pub use time::parse_datetime;
@@ -69,6 +69,8 @@ pub struct StaticConfig {
     pub irpc: IrpcSettings,
     /// The `secret` service's seed file and its sealing and unlocking settings.
     pub secret: SecretSettings,
+    /// The `storage` service's database and limits.
+    pub storage: StorageSettings,
 }
 
 /// Why a configuration was refused: where, on which line, and what is wrong.
@@ -101,6 +103,19 @@ impl ConfigError {
     pub fn not_reloaded(&self) -> String {
         format!("the configuration was not reloaded: {self}")
     }
+}
+
+/// Where a node keeps its files when the configuration names none (the `secret` seed, the
+/// `storage` database): `alknet` under `$XDG_DATA_HOME`, else under `~/.local/share`; none
+/// when neither variable is set.
+pub fn data_dir() -> Option<std::path::PathBuf> {
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .filter(|dir| !dir.is_empty())
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|home| std::path::Path::new(&home).join(".local/share"))
+        })?;
+    Some(data.join("alknet"))
 }
 
 /// Parse and validate configuration text; `origin` names it in errors.

@@ -604,11 +604,7 @@ fn key_info(key_name: &str, versions: &KeyVersions) -> KeyInfo {
 }
 
 fn default_file() -> Option<PathBuf> {
-    let data = std::env::var_os("XDG_DATA_HOME")
-        .filter(|dir| !dir.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".local/share")))?;
-    Some(data.join("alknet").join("secret.json"))
+    Some(alknet_runtime::config::data_dir()?.join("secret.json"))
 }
 
 /// Argon2id and file writes take long enough to hold up other tasks: run them on a
