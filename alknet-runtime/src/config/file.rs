@@ -544,14 +544,116 @@ impl TryFrom<String> for Grant {
     }
 }
 
+/// A key's expiry: a TOML date and time, or the same written as a string (which is how
+/// JSON, and so the `storage` service, carries one).
 #[derive(Deserialize)]
-#[serde(try_from = "toml::value::Datetime")]
+#[serde(try_from = "toml::Value")]
 struct Expiry(i64);
 
-impl TryFrom<toml::value::Datetime> for Expiry {
+impl TryFrom<toml::Value> for Expiry {
     type Error = String;
-    fn try_from(datetime: toml::value::Datetime) -> Result<Self, String> {
+    fn try_from(value: toml::Value) -> Result<Self, String> {
+        let datetime = match value {
+            toml::Value::Datetime(datetime) => datetime,
+            toml::Value::String(text) => text.parse().map_err(|_| {
+                format!("`{text}` is not a date and time, such as `2027-01-01T00:00:00Z`")
+            })?,
+            other => {
+                return Err(format!(
+                    "`expires` is a {}: it must be a date and time, such as `2027-01-01T00:00:00Z`",
+                    other.type_str()
+                ));
+            }
+        };
         unix_seconds(&datetime).map(Expiry)
+    }
+}
+
+impl From<ApiKeyFile> for ApiKeyEntry {
+    fn from(key: ApiKeyFile) -> Self {
+        ApiKeyEntry {
+            id: key.id.0,
+            hash: key.hash.0,
+            identity: identity(key.identity, key.scopes, key.resources),
+            expires_at: key.expires.map(|e| e.0),
+        }
+    }
+}
+
+impl PublicKeyFile {
+    fn into_entry(self) -> (String, KeyHolder) {
+        let holder = KeyHolder {
+            identity: identity(self.identity, self.scopes, self.resources),
+            cluster: self.cluster,
+        };
+        (self.fingerprint.0, holder)
+    }
+}
+
+impl TokenKeyFile {
+    fn into_entry(self) -> (String, TokenKey) {
+        let token_key = TokenKey {
+            public_key: self.public_key.0,
+            identity: identity(self.identity, self.scopes, self.resources),
+        };
+        (self.key_id.0, token_key)
+    }
+}
+
+/// Credentials in the shape of a configuration file's `[[api_keys]]`, `[[public_keys]]`
+/// and `[[token_keys]]` entries, from somewhere other than the file (the `storage` service
+/// keeps them as nodes), each a JSON object with the fields its entry has. They are read by
+/// the code that reads the file's, so they resolve exactly as the same entries would there.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CredentialEntries {
+    /// `[[api_keys]]` entries: `id`, `hash`, `identity`, `scopes`, `resources`, `expires`.
+    pub api_keys: Vec<serde_json::Value>,
+    /// `[[public_keys]]` entries: `fingerprint`, `identity`, `scopes`, `resources`,
+    /// `cluster`.
+    pub public_keys: Vec<serde_json::Value>,
+    /// `[[token_keys]]` entries: `key_id`, `public_key`, `identity`, `scopes`, `resources`.
+    pub token_keys: Vec<serde_json::Value>,
+}
+
+impl DynamicConfig {
+    /// This configuration with its API keys, public keys and token keys replaced by
+    /// `entries`, and why each entry that does not read was left out (its list, its place
+    /// in it, and what is wrong).
+    pub fn with_credentials(&self, entries: CredentialEntries) -> (DynamicConfig, Vec<String>) {
+        fn read<T: serde::de::DeserializeOwned>(
+            list: &str,
+            entries: Vec<serde_json::Value>,
+            refused: &mut Vec<String>,
+        ) -> Vec<T> {
+            entries
+                .into_iter()
+                .enumerate()
+                .filter_map(|(index, entry)| {
+                    serde_json::from_value(entry)
+                        .map_err(|err| refused.push(format!("{list} entry {index}: {err}")))
+                        .ok()
+                })
+                .collect()
+        }
+        let mut refused = Vec::new();
+        let api_keys: Vec<ApiKeyFile> = read("[[api_keys]]", entries.api_keys, &mut refused);
+        let public_keys: Vec<PublicKeyFile> =
+            read("[[public_keys]]", entries.public_keys, &mut refused);
+        let token_keys: Vec<TokenKeyFile> =
+            read("[[token_keys]]", entries.token_keys, &mut refused);
+        let config = DynamicConfig {
+            api_keys: api_keys.into_iter().map(ApiKeyEntry::from).collect(),
+            public_keys: public_keys
+                .into_iter()
+                .map(PublicKeyFile::into_entry)
+                .collect(),
+            token_keys: token_keys
+                .into_iter()
+                .map(TokenKeyFile::into_entry)
+                .collect(),
+            ..self.clone()
+        };
+        (config, refused)
     }
 }
 
@@ -690,39 +792,17 @@ impl File {
             api_keys: self
                 .api_keys
                 .into_iter()
-                .map(|key| {
-                    let key = key.into_inner();
-                    ApiKeyEntry {
-                        id: key.id.0,
-                        hash: key.hash.0,
-                        identity: identity(key.identity, key.scopes, key.resources),
-                        expires_at: key.expires.map(|e| e.0),
-                    }
-                })
+                .map(|key| ApiKeyEntry::from(key.into_inner()))
                 .collect(),
             public_keys: self
                 .public_keys
                 .into_iter()
-                .map(|key| {
-                    let key = key.into_inner();
-                    let holder = KeyHolder {
-                        identity: identity(key.identity, key.scopes, key.resources),
-                        cluster: key.cluster,
-                    };
-                    (key.fingerprint.0, holder)
-                })
+                .map(|key| key.into_inner().into_entry())
                 .collect(),
             token_keys: self
                 .token_keys
                 .into_iter()
-                .map(|key| {
-                    let key = key.into_inner();
-                    let token_key = TokenKey {
-                        public_key: key.public_key.0,
-                        identity: identity(key.identity, key.scopes, key.resources),
-                    };
-                    (key.key_id.0, token_key)
-                })
+                .map(|key| key.into_inner().into_entry())
                 .collect(),
             peers: self
                 .peers

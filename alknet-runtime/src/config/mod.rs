@@ -30,7 +30,10 @@ pub(crate) mod time;
 pub use dynamic::{
     ApiKeyEntry, DynamicConfig, Peer, ProxyHeader, ProxyNetwork, Rate, RateLimits, TokenKey,
 };
-pub use file::{CallSettings, HttpSettings, IrpcSettings, Listen, SecretSettings, StorageSettings};
+pub use file::{
+    CallSettings, CredentialEntries, HttpSettings, IrpcSettings, Listen, SecretSettings,
+    StorageSettings,
+};
 pub use forwarding::{ForwardingAction, ForwardingPolicy, ForwardingRule};
 pub use service::{ConfigServiceImpl, ConfigSource, ConfigStatus, ReloadPart, ReloadReport};
 pub use time::parse_datetime;
