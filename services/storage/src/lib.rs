@@ -29,6 +29,7 @@
 #![deny(missing_docs, warnings)]
 
 mod cursor;
+mod identities;
 mod sqlite;
 mod store;
 
@@ -40,6 +41,8 @@ use alknet_runtime::config::StorageSettings;
 use alknet_runtime::futures::stream;
 use alknet_runtime::prelude::*;
 use serde_json::{Map, Value};
+
+pub use identities::{IDENTITY_GRAPH, StorageIdentityProvider};
 
 pub use sqlite::SqliteStore;
 pub use store::{Limits, NeighbourQuery, NodeQuery, Store, StoreError, Written};
@@ -195,6 +198,21 @@ pub enum Write {
     CreateEdge(CreateEdge),
     /// `delete_edge`.
     DeleteEdge(DeleteEdge),
+}
+
+impl Write {
+    /// The graph the write changes.
+    pub fn graph(&self) -> &str {
+        match self {
+            Write::CreateGraph(w) => &w.graph,
+            Write::DeleteGraph(w) => &w.graph,
+            Write::CreateNode(w) => &w.graph,
+            Write::UpdateNode(w) => &w.graph,
+            Write::DeleteNode(w) => &w.graph,
+            Write::CreateEdge(w) => &w.graph,
+            Write::DeleteEdge(w) => &w.graph,
+        }
+    }
 }
 
 /// What one write of an `apply` made, changed or removed.
@@ -608,6 +626,40 @@ pub struct StorageService {
     limits: Limits,
     /// The log's head after the last write: what wakes `watch`.
     head: tokio::sync::watch::Sender<u64>,
+    commits: Commits,
+}
+
+/// The sequence number of each graph's last change committed by one [`StorageService`],
+/// known the moment the write returns: what lets a reader in the same process, such as
+/// [`StorageIdentityProvider::with_commits`], tell that it has not yet seen a write.
+#[derive(Clone, Default)]
+pub struct Commits(Arc<std::sync::Mutex<std::collections::HashMap<String, u64>>>);
+
+impl Commits {
+    /// The sequence number of `graph`'s last change committed since the service started
+    /// (0: none).
+    pub fn last(&self, graph: &str) -> u64 {
+        let last = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        last.get(graph).copied().unwrap_or(0)
+    }
+
+    fn record(&self, writes: &[Write], seqs: &[u64]) {
+        let mut last = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for (write, &seq) in writes.iter().zip(seqs) {
+            match last.get_mut(write.graph()) {
+                Some(known) => *known = (*known).max(seq),
+                None => {
+                    last.insert(write.graph().to_string(), seq);
+                }
+            }
+        }
+    }
 }
 
 impl StorageService {
@@ -656,7 +708,13 @@ impl StorageService {
             store,
             limits,
             head: tokio::sync::watch::Sender::new(head),
+            commits: Commits::default(),
         })
+    }
+
+    /// Each graph's last committed change, as this service's writes return.
+    pub fn commits(&self) -> Commits {
+        self.commits.clone()
     }
 
     async fn read<T: Send + 'static>(
@@ -671,8 +729,11 @@ impl StorageService {
             self.check_write(write)
                 .map_err(|err| in_write(&writes, index, err))?;
         }
-        let written = self.read(move |store| store.write(&writes)).await?;
-        self.head.send_replace(written.head);
+        let (written, writes) = self
+            .read(move |store| store.write(&writes).map(|written| (written, writes)))
+            .await?;
+        self.commits.record(&writes, &written.seqs);
+        self.head.send_replace(written.head());
         Ok(written.applied)
     }
 

@@ -342,23 +342,24 @@ impl Store for SqliteStore {
     fn write(&self, writes: &[Write]) -> Result<Written, StoreError> {
         let mut conn = self.writer();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let applied = writes
-            .iter()
-            .enumerate()
-            .map(|(index, write)| {
-                apply(&tx, write, &self.limits).map_err(|error| match writes.len() {
-                    1 => error,
-                    _ => StoreError::InWrite {
-                        index,
-                        error: Box::new(error),
-                    },
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let head = head(&tx)?;
-        prune(&tx, head, self.limits.change_log_keep)?;
+        let mut written = Written {
+            applied: Vec::with_capacity(writes.len()),
+            seqs: Vec::with_capacity(writes.len()),
+        };
+        for (index, write) in writes.iter().enumerate() {
+            let applied = apply(&tx, write, &self.limits).map_err(|error| match writes.len() {
+                1 => error,
+                _ => StoreError::InWrite {
+                    index,
+                    error: Box::new(error),
+                },
+            })?;
+            written.applied.push(applied);
+            written.seqs.push(head(&tx)?);
+        }
+        prune(&tx, written.head(), self.limits.change_log_keep)?;
         tx.commit()?;
-        Ok(Written { applied, head })
+        Ok(written)
     }
 
     fn changes(&self, graph: &str, after: u64, limit: usize) -> Result<Vec<Change>, StoreError> {

@@ -46,13 +46,20 @@ pub trait Store: Send + Sync + 'static {
     fn cursor_key(&self) -> &[u8; 32];
 }
 
-/// What a [`Store::write`] did: one record per write, and the log's newest sequence number.
+/// What a [`Store::write`] did: one record per write, and where the log stood after each.
 #[derive(Debug)]
 pub struct Written {
     /// What each write made, changed or removed.
     pub applied: Vec<Applied>,
+    /// The sequence number of each write's last change (each write changes one graph).
+    pub seqs: Vec<u64>,
+}
+
+impl Written {
     /// The sequence number of the last change the writes logged.
-    pub head: u64,
+    pub fn head(&self) -> u64 {
+        self.seqs.last().copied().unwrap_or(0)
+    }
 }
 
 /// The limits a store keeps to, from `[storage]`.

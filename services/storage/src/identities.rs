@@ -1,0 +1,247 @@
+//! [`StorageIdentityProvider`]: API keys, public keys and token keys kept as nodes of a
+//! `storage` graph, resolved by the same code as the configuration file's.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use alknet_runtime::arc_swap::ArcSwap;
+use alknet_runtime::config::{CredentialEntries, DynamicConfig};
+use alknet_runtime::futures::future::BoxFuture;
+use alknet_runtime::futures::{FutureExt, StreamExt};
+use alknet_runtime::{
+    CallError, Caller, ConfigIdentityProvider, Credential, Identity, IdentityProvider, KeyHolder,
+    OperationEnv, ResourceGrant,
+};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use crate::Commits;
+
+/// The graph identities are kept in unless told otherwise.
+pub const IDENTITY_GRAPH: &str = "identities";
+
+/// How long a lookup waits for a change it has heard of to be loaded before it answers
+/// `UNAVAILABLE`.
+const FRESHNESS_WAIT: Duration = Duration::from_secs(2);
+/// How long the provider waits before it watches again after the watch ended.
+const REWATCH_DELAY: Duration = Duration::from_secs(1);
+
+/// The node types of the identity graph, each with the field its node id fills and the
+/// list of [`CredentialEntries`] it goes to.
+const KINDS: [(&str, &str); 3] = [
+    ("api_key", "id"),
+    ("public_key", "fingerprint"),
+    ("token_key", "key_id"),
+];
+
+/// Resolves key fingerprints, API keys and signed tokens against identities kept in the
+/// `storage` service, reached through an [`OperationEnv`] (in this process, or on another
+/// node of the cluster).
+///
+/// The identity graph holds one node per credential, of type `api_key` (its id is the key's
+/// id), `public_key` (its id is the fingerprint) or `token_key` (its id is the key id), whose
+/// attributes are the other fields of the configuration file's `[[api_keys]]`,
+/// `[[public_keys]]` or `[[token_keys]]` entry. They are read and resolved by the code that
+/// reads and resolves the file's ([`DynamicConfig::with_credentials`] and
+/// [`ConfigIdentityProvider`]), so the same data gives the same identities.
+///
+/// The provider keeps them in memory, follows the graph's changes with `watch`, and
+/// reloads on each; a lookup that comes after a change was heard of waits for the reload,
+/// so a key deleted from the graph is refused from the next call on.
+#[derive(Clone)]
+pub struct StorageIdentityProvider {
+    resolver: ConfigIdentityProvider,
+    graph: Arc<str>,
+    /// The sequence number of the last change heard of, and of the last one loaded.
+    heard: watch::Sender<u64>,
+    loaded: watch::Receiver<u64>,
+    commits: Option<Commits>,
+}
+
+/// What loads the identity graph into the resolver's snapshot.
+struct Loader {
+    env: OperationEnv,
+    graph: String,
+    base: Arc<ArcSwap<DynamicConfig>>,
+    snapshot: Arc<ArcSwap<DynamicConfig>>,
+}
+
+impl StorageIdentityProvider {
+    /// Load the identities of `graph` through `env`, then follow its changes on a task of
+    /// the current runtime. `base` is the configuration the credentials go into (its token
+    /// window applies), such as [`ConfigServiceImpl::shared`](alknet_runtime::config::ConfigServiceImpl::shared).
+    pub async fn start(
+        env: &OperationEnv,
+        graph: &str,
+        base: Arc<ArcSwap<DynamicConfig>>,
+    ) -> Result<Self, CallError> {
+        let reader = Identity::new("service:storage-identities")
+            .with_resources([ResourceGrant::new("graph", ["read"])]);
+        let loader = Loader {
+            env: env.with_caller(Caller::new().identity(reader)),
+            graph: graph.to_string(),
+            snapshot: Arc::new(ArcSwap::new(base.load_full())),
+            base,
+        };
+        let head = loader.head().await?;
+        loader.load().await?;
+        let (heard, _) = watch::channel(head);
+        let (loaded_tx, loaded) = watch::channel(head);
+        let provider = StorageIdentityProvider {
+            resolver: ConfigIdentityProvider::new(loader.snapshot.clone()),
+            graph: Arc::from(graph),
+            heard: heard.clone(),
+            loaded,
+            commits: None,
+        };
+        tokio::spawn(loader.follow(head, heard, loaded_tx));
+        Ok(provider)
+    }
+
+    /// Know of a write to the graph the moment it returns, from the service in this process
+    /// that `env` reaches ([`StorageService::commits`](crate::StorageService::commits)): a lookup after it waits for the
+    /// reload, even before the watch delivers the change. Without it, a change counts from
+    /// when the watch delivers it, a moment after the write.
+    pub fn with_commits(mut self, commits: Commits) -> Self {
+        self.commits = Some(commits);
+        self
+    }
+
+    /// Wait until every change heard of is loaded.
+    async fn fresh(&self) -> Result<(), CallError> {
+        let committed = self.commits.as_ref().map_or(0, |c| c.last(&self.graph));
+        let heard = (*self.heard.borrow()).max(committed);
+        let mut loaded = self.loaded.clone();
+        let caught_up = loaded.wait_for(|&loaded| loaded >= heard);
+        match tokio::time::timeout(FRESHNESS_WAIT, caught_up).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(CallError::unavailable(format!(
+                "the identities in storage changed and could not be reloaded within {} ms",
+                FRESHNESS_WAIT.as_millis()
+            ))),
+        }
+    }
+}
+
+impl IdentityProvider for StorageIdentityProvider {
+    fn resolve<'a>(
+        &'a self,
+        credential: Credential<'a>,
+    ) -> BoxFuture<'a, Result<Arc<Identity>, CallError>> {
+        async move {
+            self.fresh().await?;
+            self.resolver.resolve_now(credential)
+        }
+        .boxed()
+    }
+
+    fn resolve_key<'a>(
+        &'a self,
+        fingerprint: &'a str,
+    ) -> BoxFuture<'a, Result<KeyHolder, CallError>> {
+        async move {
+            self.fresh().await?;
+            self.resolver.resolve_key(fingerprint).await
+        }
+        .boxed()
+    }
+}
+
+impl Loader {
+    async fn head(&self) -> Result<u64, CallError> {
+        let log = self.env.invoke("storage", "change_log", json!({})).await;
+        let head = log.result?["head"].as_u64();
+        head.ok_or_else(|| CallError::internal("`storage/change_log` answered without a head"))
+    }
+
+    /// Read every credential node of the graph and swap them in.
+    async fn load(&self) -> Result<(), CallError> {
+        let mut entries = CredentialEntries::default();
+        for (node_type, id_field) in KINDS {
+            let mut cursor: Option<String> = None;
+            loop {
+                let input = json!({"graph": self.graph, "type": node_type, "limit": 1000, "cursor": cursor});
+                let page = self.env.invoke("storage", "list_nodes", input).await.result;
+                let page = match page {
+                    Ok(page) => page,
+                    // No graph yet: no identities yet.
+                    Err(err) if err.code == "GRAPH_NOT_FOUND" => break,
+                    Err(err) => return Err(err),
+                };
+                for node in page["items"].as_array().into_iter().flatten() {
+                    let mut entry = node["attributes"].clone();
+                    if let Value::Object(fields) = &mut entry {
+                        fields.insert(id_field.to_string(), node["id"].clone());
+                    }
+                    let list = match node_type {
+                        "api_key" => &mut entries.api_keys,
+                        "public_key" => &mut entries.public_keys,
+                        _ => &mut entries.token_keys,
+                    };
+                    list.push(entry);
+                }
+                match page["next"].as_str() {
+                    Some(next) => cursor = Some(next.to_string()),
+                    None => break,
+                }
+            }
+        }
+        let (config, refused) = self.base.load().with_credentials(entries);
+        for why in refused {
+            tracing::warn!(target: "alknet::storage", graph = %self.graph, "an identity left out: {why}");
+        }
+        self.snapshot.store(Arc::new(config));
+        Ok(())
+    }
+
+    /// Watch the graph from `since`, and reload after each change; when the watch ends
+    /// (the log was pruned past it, the storage node went away), start over from a fresh
+    /// load. Ends when the provider is dropped.
+    async fn follow(self, mut since: u64, heard: watch::Sender<u64>, loaded: watch::Sender<u64>) {
+        loop {
+            let mut changes = self
+                .env
+                .subscribe(
+                    "storage",
+                    "watch",
+                    json!({"graph": self.graph, "since": since}),
+                )
+                .await;
+            while let Some(Ok(change)) = changes.next().await {
+                let mut seq = change["seq"].as_u64().unwrap_or(since);
+                heard.send_replace(seq);
+                // Changes that came together load together.
+                while let Some(Some(Ok(change))) = changes.next().now_or_never() {
+                    seq = change["seq"].as_u64().unwrap_or(seq);
+                    heard.send_replace(seq);
+                }
+                match self.load().await {
+                    Ok(()) => {
+                        since = seq;
+                        if loaded.send(seq).is_err() {
+                            return;
+                        }
+                    }
+                    Err(err) => {
+                        tracing::warn!(target: "alknet::storage", graph = %self.graph, "reloading identities failed: {}", err.message);
+                        break;
+                    }
+                }
+            }
+            if loaded.is_closed() {
+                return;
+            }
+            tokio::time::sleep(REWATCH_DELAY).await;
+            // The watch may have missed changes: load everything again from a new head.
+            if let Ok(head) = self.head().await
+                && self.load().await.is_ok()
+            {
+                since = head;
+                heard.send_replace(head);
+                if loaded.send(head).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
