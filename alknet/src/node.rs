@@ -34,6 +34,7 @@ use alknet_runtime::{
     LocalService, NodePolicy, OperationEnv, OperationEnvBuilder, ServiceSpec,
 };
 use alknet_secret::{SecretProtocol, SecretService};
+use alknet_storage::{StorageProtocol, StorageService};
 
 use crate::transports::{self, AbortOnDrop, Running};
 
@@ -77,8 +78,9 @@ impl From<String> for NodeError {
 /// Assembles a [`Node`]: from [`Node::builder`].
 ///
 /// The services you add come first, in the order added; then, unless left out, the node's
-/// own `auth` (credentials), `config` (the live configuration) and `secret` (the node's
-/// seed, locked until `secret/unlock`) services. Outside calls
+/// own `auth` (credentials), `config` (the live configuration), `secret` (the node's
+/// seed, locked until `secret/unlock`) and `storage` (graphs on SQLite, in the file
+/// `[storage] file` names) services. Outside calls
 /// pass the configuration's forwarding policy and rate limits ([`NodePolicy`]), then the
 /// admission steps you add.
 pub struct NodeBuilder {
@@ -90,6 +92,7 @@ pub struct NodeBuilder {
     auth: bool,
     config_service: bool,
     secret: bool,
+    storage: bool,
     watch_interval: Duration,
     remotes: Vec<RemoteMount>,
     routes: Vec<(String, String)>,
@@ -189,6 +192,13 @@ impl NodeBuilder {
         self
     }
 
+    /// Leave out the `storage` service (graphs on SQLite, in the file `[storage] file`
+    /// names; see docs/storage.md).
+    pub fn without_storage(mut self) -> Self {
+        self.storage = false;
+        self
+    }
+
     /// How often a node serving a configuration file checks it for changes (default 1 s).
     pub fn config_watch_interval(mut self, interval: Duration) -> Self {
         self.watch_interval = interval;
@@ -273,6 +283,11 @@ impl NodeBuilder {
                 .map_err(|err| NodeError::new(format!("the `secret` service: {err}")))?;
             self = self.local(SecretProtocol::local(secret));
         }
+        if self.storage {
+            let storage = StorageService::open(&config.static_config().storage)
+                .map_err(|err| NodeError::new(format!("the `storage` service: {err}")))?;
+            self = self.local(StorageProtocol::local(storage));
+        }
         let peers = PeerLinks::new(identity.clone(), call_config.clone());
         let drain = Drain::new();
         let mut env = self
@@ -335,6 +350,7 @@ impl Node {
             auth: true,
             config_service: true,
             secret: true,
+            storage: true,
             watch_interval: DEFAULT_WATCH_INTERVAL,
             remotes: Vec::new(),
             routes: Vec::new(),

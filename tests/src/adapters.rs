@@ -63,13 +63,14 @@ scopes = ["echo:admin", "vault:read"]
         .unwrap_or_else(|err| panic!("{err}"))
 }
 
-/// A node over [`config`]`(settings)`, without the node's own `auth`, `config` and
-/// `secret` services: the tests see only theirs.
+/// A node over [`config`]`(settings)`, without the node's own `auth`, `config`, `secret`
+/// and `storage` services: the tests see only theirs.
 pub fn node_builder(settings: &str) -> NodeBuilder {
     Node::builder(config(settings))
         .without_auth()
         .without_config_service()
         .without_secret()
+        .without_storage()
 }
 
 /// [`node_builder`] with `echo`, `vault` and `probe`.

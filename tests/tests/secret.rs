@@ -39,7 +39,8 @@ unlock_backoff_ms = {BACKOFF_MS}
     serve(
         Node::builder(config(&settings))
             .without_auth()
-            .without_config_service(),
+            .without_config_service()
+            .without_storage(),
     )
     .await
 }
