@@ -14,7 +14,8 @@ use alknet_runtime::adapters::dns::DnsAdapter;
 use alknet_runtime::call::{EventEnvelope, FrameError, FrameReader};
 use alknet_runtime::config::ConfigServiceImpl;
 use alknet_runtime::service_path::IrpcProtocol;
-use alknet_runtime::{OperationEnv, codes};
+use alknet_runtime::{Caller, Identity, OperationEnv, ResourceGrant, codes};
+use alknet_storage::{StorageProtocol, StorageService};
 use hickory_server::net::NetError;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::proto::op::Message;
@@ -35,6 +36,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("request_json", request_json),
     ("irpc_request", irpc_request),
     ("dns_query", dns_query),
+    ("storage_input", storage_input),
 ];
 
 /// `EventEnvelope::decode`: what it accepts, written again, decodes to the same envelope.
@@ -288,4 +290,66 @@ impl ResponseHandler for Answer {
         *self.0.lock().unwrap() = Some(bytes);
         Ok(info)
     }
+}
+
+thread_local! {
+    /// A storage service in memory holding a graph `g` of three nodes and two edges, and a
+    /// caller who may read and write it.
+    static STORAGE: (tokio::runtime::Runtime, OperationEnv) = {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        let env = OperationEnv::builder()
+            .local(StorageProtocol::local(StorageService::in_memory().unwrap()))
+            .build()
+            .unwrap()
+            .with_caller(Caller::new().identity(
+                Identity::new("user:fuzz").with_resources([ResourceGrant::new("graph", ["read", "write"])]),
+            ));
+        runtime.block_on(async {
+            let writes = serde_json::json!({"writes": [
+                {"create_graph": {"graph": "g"}},
+                {"create_node": {"graph": "g", "id": "a", "type": "t", "attributes": {"n": 1, "s": "x"}}},
+                {"create_node": {"graph": "g", "id": "b", "type": "t", "attributes": {"n": 2}}},
+                {"create_node": {"graph": "g", "id": "c", "type": "u"}},
+                {"create_edge": {"graph": "g", "id": "e1", "type": "k", "from": "a", "to": "b"}},
+                {"create_edge": {"graph": "g", "id": "e2", "type": "k", "from": "b", "to": "c"}},
+            ]});
+            let made = env.invoke("storage", "apply", writes).await;
+            assert!(made.result.is_ok(), "{made:?}");
+        });
+        (runtime, env)
+    };
+}
+
+/// JSON input to the `storage` service's listings (ids, types, filters, limits and page
+/// cursors), reads and `update_node`: every answer is an output or a refusal the operation
+/// declares (or `INVALID_INPUT`), never `INTERNAL`. Writes that add nodes are left out, so
+/// a long campaign does not grow the database.
+pub fn storage_input(data: &[u8]) {
+    let Ok(input) = serde_json::from_slice::<Value>(data) else {
+        return;
+    };
+    STORAGE.with(|(runtime, env)| {
+        runtime.block_on(async {
+            for operation in [
+                "list_nodes",
+                "neighbours",
+                "list_graphs",
+                "get_node",
+                "get_edge",
+                "update_node",
+            ] {
+                let reply = env.invoke("storage", operation, input.clone()).await;
+                if let Err(err) = reply.result {
+                    let declared = env
+                        .operations()
+                        .find(|op| op.namespace == "storage" && op.name == operation)
+                        .is_some_and(|op| op.errors.iter().any(|e| e.code == err.code));
+                    assert!(
+                        declared || err.code == codes::INVALID_INPUT,
+                        "storage/{operation} answered {err:?}"
+                    );
+                }
+            }
+        })
+    });
 }

@@ -40,7 +40,30 @@ fn tag(key: &[u8; 32], query: &str, last: &str) -> [u8; TAG_LEN] {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        #[test]
+        fn any_text_decodes_only_as_what_was_encoded(
+            query in "[a-z ]{0,20}",
+            last in "[A-Za-z0-9_.:-]{1,128}",
+            noise in ".{0,200}",
+        ) {
+            let key = [5; 32];
+            let cursor = encode(&key, &query, &last);
+            prop_assert_eq!(decode(&key, &query, &cursor), Some(last.clone()));
+            // Text that is not that cursor is refused, never read as a position.
+            if noise != cursor {
+                prop_assert_eq!(decode(&key, &query, &noise), None);
+            }
+            let mut altered = cursor.into_bytes();
+            let at = noise.len() % altered.len();
+            altered[at] = if altered[at] == b'A' { b'B' } else { b'A' };
+            prop_assert_eq!(decode(&key, &query, &String::from_utf8(altered).unwrap()), None);
+        }
+    }
 
     #[test]
     fn a_cursor_reads_back_only_for_its_query_and_key() {
