@@ -1,7 +1,7 @@
 //! [`StorageIdentityProvider`]: API keys, public keys and token keys kept as nodes of a
 //! `storage` graph, resolved by the same code as the configuration file's.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use alknet_runtime::arc_swap::ArcSwap;
@@ -52,10 +52,21 @@ const KINDS: [(&str, &str); 3] = [
 pub struct StorageIdentityProvider {
     resolver: ConfigIdentityProvider,
     graph: Arc<str>,
-    /// The sequence number of the last change heard of, and of the last one loaded.
+    /// The sequence number of the last change heard of, and of the last one loaded (none
+    /// before the first load).
     heard: watch::Sender<u64>,
-    loaded: watch::Receiver<u64>,
+    loaded: watch::Receiver<Option<u64>>,
     commits: Option<Commits>,
+    /// What follows the graph, until [`follow`](Self::follow) or the first lookup starts
+    /// it on the runtime it runs on.
+    follower: Arc<Mutex<Option<Follower>>>,
+}
+
+/// The task that loads the graph and reloads it on each change.
+struct Follower {
+    loader: Loader,
+    heard: watch::Sender<u64>,
+    loaded: watch::Sender<Option<u64>>,
 }
 
 /// What loads the identity graph into the resolver's snapshot.
@@ -67,14 +78,12 @@ struct Loader {
 }
 
 impl StorageIdentityProvider {
-    /// Load the identities of `graph` through `env`, then follow its changes on a task of
-    /// the current runtime. `base` is the configuration the credentials go into (its token
-    /// window applies), such as [`ConfigServiceImpl::shared`](alknet_runtime::config::ConfigServiceImpl::shared).
-    pub async fn start(
-        env: &OperationEnv,
-        graph: &str,
-        base: Arc<ArcSwap<DynamicConfig>>,
-    ) -> Result<Self, CallError> {
+    /// The identities of `graph`, read through `env`: loaded when the provider starts
+    /// following the graph ([`follow`](Self::follow), or the first lookup), which needs no
+    /// runtime until then. Lookups wait for the first load. `base` is the configuration the
+    /// credentials go into (its token window applies), such as
+    /// [`ConfigServiceImpl::shared`](alknet_runtime::config::ConfigServiceImpl::shared).
+    pub fn new(env: &OperationEnv, graph: &str, base: Arc<ArcSwap<DynamicConfig>>) -> Self {
         let reader = Identity::new("service:storage-identities")
             .with_resources([ResourceGrant::new("graph", ["read"])]);
         let loader = Loader {
@@ -83,19 +92,44 @@ impl StorageIdentityProvider {
             snapshot: Arc::new(ArcSwap::new(base.load_full())),
             base,
         };
-        let head = loader.head().await?;
-        loader.load().await?;
-        let (heard, _) = watch::channel(head);
-        let (loaded_tx, loaded) = watch::channel(head);
-        let provider = StorageIdentityProvider {
+        let (heard, _) = watch::channel(0);
+        let (loaded_tx, loaded) = watch::channel(None);
+        StorageIdentityProvider {
             resolver: ConfigIdentityProvider::new(loader.snapshot.clone()),
             graph: Arc::from(graph),
             heard: heard.clone(),
             loaded,
             commits: None,
-        };
-        tokio::spawn(loader.follow(head, heard, loaded_tx));
+            follower: Arc::new(Mutex::new(Some(Follower {
+                loader,
+                heard,
+                loaded: loaded_tx,
+            }))),
+        }
+    }
+
+    /// [`new`](Self::new), following the graph from now, once its identities are loaded.
+    pub async fn start(
+        env: &OperationEnv,
+        graph: &str,
+        base: Arc<ArcSwap<DynamicConfig>>,
+    ) -> Result<Self, CallError> {
+        let provider = Self::new(env, graph, base);
+        provider.fresh().await?;
         Ok(provider)
+    }
+
+    /// Start following the graph on a task of the current runtime (once; later calls do
+    /// nothing).
+    pub fn follow(&self) {
+        let follower = self
+            .follower
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let Some(follower) = follower {
+            tokio::spawn(follower.run());
+        }
     }
 
     /// Know of a write to the graph the moment it returns, from the service in this process
@@ -109,14 +143,17 @@ impl StorageIdentityProvider {
 
     /// Wait until every change heard of is loaded.
     async fn fresh(&self) -> Result<(), CallError> {
+        self.follow();
         let committed = self.commits.as_ref().map_or(0, |c| c.last(&self.graph));
-        let heard = (*self.heard.borrow()).max(committed);
         let mut loaded = self.loaded.clone();
-        let caught_up = loaded.wait_for(|&loaded| loaded >= heard);
+        let heard = &self.heard;
+        let caught_up = loaded.wait_for(|loaded| {
+            loaded.is_some_and(|loaded| loaded >= committed.max(*heard.borrow()))
+        });
         match tokio::time::timeout(FRESHNESS_WAIT, caught_up).await {
             Ok(Ok(_)) => Ok(()),
             _ => Err(CallError::unavailable(format!(
-                "the identities in storage changed and could not be reloaded within {} ms",
+                "the identities in storage could not be loaded within {} ms",
                 FRESHNESS_WAIT.as_millis()
             ))),
         }
@@ -193,53 +230,63 @@ impl Loader {
         self.snapshot.store(Arc::new(config));
         Ok(())
     }
+}
 
-    /// Watch the graph from `since`, and reload after each change; when the watch ends
-    /// (the log was pruned past it, the storage node went away), start over from a fresh
-    /// load. Ends when the provider is dropped.
-    async fn follow(self, mut since: u64, heard: watch::Sender<u64>, loaded: watch::Sender<u64>) {
+impl Follower {
+    /// Load the graph, then watch it and reload after each change; when the watch ends
+    /// (the log was pruned past it, the storage node went away), start over with a fresh
+    /// load. Ends when every copy of the provider is dropped.
+    async fn run(self) {
         loop {
-            let mut changes = self
-                .env
-                .subscribe(
-                    "storage",
-                    "watch",
-                    json!({"graph": self.graph, "since": since}),
-                )
-                .await;
+            let Some(mut since) = self.load_all().await else {
+                return;
+            };
+            let input = json!({"graph": self.loader.graph, "since": since});
+            let mut changes = self.loader.env.subscribe("storage", "watch", input).await;
             while let Some(Ok(change)) = changes.next().await {
                 let mut seq = change["seq"].as_u64().unwrap_or(since);
-                heard.send_replace(seq);
+                self.heard.send_replace(seq);
                 // Changes that came together load together.
                 while let Some(Some(Ok(change))) = changes.next().now_or_never() {
                     seq = change["seq"].as_u64().unwrap_or(seq);
-                    heard.send_replace(seq);
+                    self.heard.send_replace(seq);
                 }
-                match self.load().await {
-                    Ok(()) => {
-                        since = seq;
-                        if loaded.send(seq).is_err() {
-                            return;
-                        }
-                    }
-                    Err(err) => {
-                        tracing::warn!(target: "alknet::storage", graph = %self.graph, "reloading identities failed: {}", err.message);
-                        break;
-                    }
+                if let Err(err) = self.loader.load().await {
+                    tracing::warn!(target: "alknet::storage", graph = %self.loader.graph, "reloading identities failed: {}", err.message);
+                    break;
+                }
+                since = seq;
+                if self.loaded.send(Some(seq)).is_err() {
+                    return;
                 }
             }
-            if loaded.is_closed() {
+            if self.loaded.is_closed() {
                 return;
             }
             tokio::time::sleep(REWATCH_DELAY).await;
-            // The watch may have missed changes: load everything again from a new head.
-            if let Ok(head) = self.head().await
-                && self.load().await.is_ok()
-            {
-                since = head;
-                heard.send_replace(head);
-                if loaded.send(head).is_err() {
-                    return;
+        }
+    }
+
+    /// Every identity of the graph, from a head read first (so the watch after it misses
+    /// nothing); retried until it works. None once nobody is left to ask.
+    async fn load_all(&self) -> Option<u64> {
+        loop {
+            let loaded = async {
+                let head = self.loader.head().await?;
+                self.loader.load().await?;
+                Ok::<_, CallError>(head)
+            };
+            match loaded.await {
+                Ok(head) => {
+                    self.heard.send_modify(|heard| *heard = (*heard).max(head));
+                    return self.loaded.send(Some(head)).is_ok().then_some(head);
+                }
+                Err(err) => {
+                    tracing::warn!(target: "alknet::storage", graph = %self.loader.graph, "loading identities failed: {}", err.message);
+                    if self.loaded.is_closed() {
+                        return None;
+                    }
+                    tokio::time::sleep(REWATCH_DELAY).await;
                 }
             }
         }

@@ -712,6 +712,23 @@ impl StorageService {
         })
     }
 
+    /// Make `graph` unless it exists, before the service serves (a node makes the graph its
+    /// identities are kept in this way).
+    pub fn ensure_graph(&self, graph: &str) -> Result<(), StoreError> {
+        let write = Write::CreateGraph(CreateGraph {
+            graph: graph.to_string(),
+            attributes: Attributes::default(),
+        });
+        match self.store.write(&[write]) {
+            Ok(written) => {
+                self.head.send_replace(written.head());
+                Ok(())
+            }
+            Err(StoreError::AlreadyExists { .. }) => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+
     /// Each graph's last committed change, as this service's writes return.
     pub fn commits(&self) -> Commits {
         self.commits.clone()
@@ -760,8 +777,8 @@ impl StorageService {
             Write::UpdateNode(w) => {
                 check_id("graph", &w.graph)?;
                 check_id("node id", &w.id)?;
-                // Replacing can only be checked here; a merge grows or shrinks, and the
-                // store checks what it makes.
+                // A patch over the limit is refused before the database is touched; the
+                // store checks the attributes a merge makes.
                 self.check_attributes(&w.id, &w.attributes)
             }
             Write::DeleteNode(w) => {
