@@ -34,7 +34,7 @@ use alknet_runtime::{
     LocalService, NodePolicy, OperationEnv, OperationEnvBuilder, ServiceSpec,
 };
 use alknet_secret::{SecretProtocol, SecretService};
-use alknet_storage::{StorageProtocol, StorageService};
+use alknet_storage::{IDENTITY_GRAPH, StorageIdentityProvider, StorageProtocol, StorageService};
 
 use crate::transports::{self, AbortOnDrop, Running};
 
@@ -283,9 +283,17 @@ impl NodeBuilder {
                 .map_err(|err| NodeError::new(format!("the `secret` service: {err}")))?;
             self = self.local(SecretProtocol::local(secret));
         }
+        let settings = &config.static_config().storage;
+        let mut commits = None;
         if self.storage {
-            let storage = StorageService::open(&config.static_config().storage)
+            let storage = StorageService::open(settings)
                 .map_err(|err| NodeError::new(format!("the `storage` service: {err}")))?;
+            if settings.identities {
+                storage.ensure_graph(IDENTITY_GRAPH).map_err(|err| {
+                    NodeError::new(format!("the `storage` graph `{IDENTITY_GRAPH}`: {err}"))
+                })?;
+            }
+            commits = Some(storage.commits());
             self = self.local(StorageProtocol::local(storage));
         }
         let peers = PeerLinks::new(identity.clone(), call_config.clone());
@@ -298,11 +306,21 @@ impl NodeBuilder {
         for step in self.admission {
             env = env.admission(step);
         }
+        let env = env.build()?;
+        let identities = match self.identities {
+            Some(provider) => provider,
+            None if settings.identities => {
+                let provider = StorageIdentityProvider::new(&env, IDENTITY_GRAPH, config.shared());
+                Arc::new(match commits {
+                    Some(commits) => provider.with_commits(commits),
+                    None => provider,
+                })
+            }
+            None => Arc::new(ConfigIdentityProvider::new(config.shared())),
+        };
         Ok(Node {
-            identities: self
-                .identities
-                .unwrap_or_else(|| Arc::new(ConfigIdentityProvider::new(config.shared()))),
-            env: env.build()?,
+            identities,
+            env,
             identity,
             irpc: self.irpc,
             remote_connections,

@@ -801,3 +801,92 @@ fn secret_init_seals_a_seed_in_process_and_unlock_and_lock_act_on_a_served_node(
     assert_eq!(state(&at_node(&["lock"], None, &key)), "locked");
     server.stop();
 }
+
+#[test]
+fn keys_kept_in_storage_authenticate_a_served_node_until_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[listen]\nhttp = \"127.0.0.1:0\"\n\n[storage]\nfile = \"{}\"\nidentities = true\n",
+            dir.path().join("storage.sqlite3").display()
+        ),
+    )
+    .unwrap();
+    let config = path.to_str().unwrap();
+    let key_of = |out: &Output| -> String {
+        assert!(out.status.success(), "{}", stderr(out));
+        stdout(out)
+            .lines()
+            .map(str::trim)
+            .find(|line| line.starts_with("alk_"))
+            .expect("keys add prints the key")
+            .to_string()
+    };
+    // In this process, before the node runs: as the local operator.
+    let admin = key_of(&alknet(&[
+        "keys",
+        "add",
+        "--config",
+        config,
+        "--id",
+        "admin",
+        "--resource",
+        "graph:*",
+    ]));
+    let ci = key_of(&alknet(&[
+        "keys",
+        "add",
+        "--config",
+        config,
+        "--id",
+        "ci",
+        "--scope",
+        "echo:admin",
+    ]));
+    let again = alknet(&["keys", "add", "--config", config, "--id", "ci"]);
+    assert!(
+        stderr(&again).contains("ALREADY_EXISTS"),
+        "{}",
+        stderr(&again)
+    );
+
+    let server = Server::start(&path, 600_000);
+    let base = format!(
+        "http://{}",
+        server
+            .expect_output("  http ")
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+    );
+    let served = |key: &str| alknet(&["call", "--http", &base, "--api-key", key, "echo/served"]);
+    assert!(served(&ci).status.success(), "{}", stderr(&served(&ci)));
+    let listed = alknet(&["keys", "list", "--http", &base, "--api-key", &admin]);
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    assert!(
+        stdout(&listed).contains("\"ci\"") && !stdout(&listed).contains(&ci),
+        "{}",
+        stdout(&listed)
+    );
+    let revoked = alknet(&[
+        "keys",
+        "revoke",
+        "--http",
+        &base,
+        "--api-key",
+        &admin,
+        "--id",
+        "ci",
+    ]);
+    assert!(revoked.status.success(), "{}", stderr(&revoked));
+    let refused = served(&ci);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("UNAUTHENTICATED"),
+        "{}",
+        stderr(&refused)
+    );
+    server.stop();
+}

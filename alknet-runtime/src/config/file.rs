@@ -257,6 +257,11 @@ pub struct StorageSettings {
     pub busy_timeout_ms: Option<NonZeroU64>,
     /// How many connections serve reads beside the one writer (default 4).
     pub readers: Option<NonZeroUsize>,
+    /// Resolve callers against the identities kept in this node's `storage` (the graph
+    /// `identities`), instead of the file's `[[api_keys]]`, `[[public_keys]]` and
+    /// `[[token_keys]]`; `alknet keys add|list|revoke` manage them.
+    #[serde(default)]
+    pub identities: bool,
 }
 
 // The irpc listener's types live in `service_path`; their settings are read here, beside

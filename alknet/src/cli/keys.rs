@@ -5,11 +5,18 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use alknet_runtime::config;
+use alknet_runtime::config::ConfigServiceImpl;
 use alknet_runtime::credentials::{
     api_key_hash, key_from_hex, key_to_hex, new_api_key, new_signing_key, sign_token, unix_now,
 };
 use alknet_runtime::ed25519_dalek::SigningKey;
 use alknet_runtime::quic::NodeIdentity;
+use alknet_storage::IDENTITY_GRAPH;
+use serde_json::json;
+
+use super::call::{self, CallRequest};
+use super::{Target, operator};
+use crate::node::NodeBuilder;
 
 pub struct NewKey {
     pub id: String,
@@ -17,6 +24,97 @@ pub struct NewKey {
     pub scopes: Vec<String>,
     pub resources: Vec<String>,
     pub expires: Option<String>,
+}
+
+/// A fresh API key for `request`, and its `[[api_keys]]` entry, checked as a node reads it.
+fn made(request: &NewKey) -> Result<(String, String), String> {
+    if let Some(expires) = &request.expires {
+        config::parse_datetime(expires).map_err(|err| format!("--expires: {err}"))?;
+    }
+    let key =
+        new_api_key().map_err(|err| format!("the operating system gave no random bytes: {err}"))?;
+    let mut entry = format!(
+        "[[api_keys]]\nid = {:?}\nhash = \"{}\"\n{}",
+        request.id,
+        api_key_hash(&key),
+        request.grants().lines()
+    );
+    if let Some(expires) = &request.expires {
+        entry.push_str(&format!("expires = {expires}\n"));
+    }
+    check(&entry)?;
+    Ok((key, entry))
+}
+
+impl NewKey {
+    fn grants(&self) -> Grants {
+        Grants {
+            identity: self
+                .identity
+                .clone()
+                .unwrap_or_else(|| format!("key:{}", self.id)),
+            scopes: self.scopes.clone(),
+            resources: self.resources.clone(),
+        }
+    }
+}
+
+/// `keys add`: a fresh API key kept as a node of the storage graph `identities` (its
+/// attributes are its `[[api_keys]]` entry but the id), shown once it is stored.
+pub fn add(
+    request: NewKey,
+    target: Target,
+    assemble: impl FnOnce(ConfigServiceImpl) -> NodeBuilder,
+) -> Result<ExitCode, String> {
+    let (key, _) = made(&request)?;
+    let grants = request.grants();
+    let mut attributes = json!({
+        "hash": api_key_hash(&key),
+        "identity": grants.identity,
+        "scopes": grants.scopes,
+        "resources": grants.resources,
+    });
+    if let Some(expires) = &request.expires {
+        attributes["expires"] = json!(expires);
+    }
+    let input = json!({"graph": IDENTITY_GRAPH, "id": request.id, "type": "api_key", "attributes": attributes});
+    let code = in_storage("create_node", input, target, assemble)?;
+    println!("\nAPI key (shown once; only its hash is kept):\n\n  {key}\n");
+    Ok(code)
+}
+
+/// `keys list`: the API keys of the storage graph `identities`.
+pub fn list_stored(
+    target: Target,
+    assemble: impl FnOnce(ConfigServiceImpl) -> NodeBuilder,
+) -> Result<ExitCode, String> {
+    let input = json!({"graph": IDENTITY_GRAPH, "type": "api_key", "limit": 1000});
+    in_storage("list_nodes", input, target, assemble)
+}
+
+/// `keys revoke`: the API key `id` removed from the storage graph `identities`.
+pub fn revoke(
+    id: &str,
+    target: Target,
+    assemble: impl FnOnce(ConfigServiceImpl) -> NodeBuilder,
+) -> Result<ExitCode, String> {
+    let input = json!({"graph": IDENTITY_GRAPH, "id": id});
+    in_storage("delete_node", input, target, assemble)
+}
+
+fn in_storage(
+    operation: &str,
+    input: serde_json::Value,
+    target: Target,
+    assemble: impl FnOnce(ConfigServiceImpl) -> NodeBuilder,
+) -> Result<ExitCode, String> {
+    let request = CallRequest {
+        operation: format!("storage/{operation}"),
+        input,
+        target,
+        operator: Some(operator()),
+    };
+    call::run(request, assemble)
 }
 
 /// `keys signing-key`: a fresh token-signing key written to `out` (hex, owner-only), and
@@ -126,28 +224,7 @@ fn check(entry: &str) -> Result<(), String> {
 }
 
 pub fn new(request: NewKey) -> Result<ExitCode, String> {
-    if let Some(expires) = &request.expires {
-        config::parse_datetime(expires).map_err(|err| format!("--expires: {err}"))?;
-    }
-    let key =
-        new_api_key().map_err(|err| format!("the operating system gave no random bytes: {err}"))?;
-    let grants = Grants {
-        identity: request
-            .identity
-            .unwrap_or_else(|| format!("key:{}", request.id)),
-        scopes: request.scopes,
-        resources: request.resources,
-    };
-    let mut entry = format!(
-        "[[api_keys]]\nid = {:?}\nhash = \"{}\"\n{}",
-        request.id,
-        api_key_hash(&key),
-        grants.lines()
-    );
-    if let Some(expires) = &request.expires {
-        entry.push_str(&format!("expires = {expires}\n"));
-    }
-    check(&entry)?;
+    let (key, entry) = made(&request)?;
     println!("API key (shown once; only its hash is kept):\n\n  {key}\n");
     println!("Add this to the node's configuration file, then reload (SIGHUP or config/reload):\n");
     print!("{entry}");

@@ -147,6 +147,15 @@ pub struct Target {
     pub ws: Option<String>,
 }
 
+/// Who a command in this process runs as when it is given no credential: whoever can run
+/// it can read and write the node's files (its seed, its database), which is all this
+/// identity may do there.
+fn operator() -> alknet_runtime::Identity {
+    alknet_runtime::Identity::new("local:operator")
+        .with_scopes(["secret:admin"])
+        .with_resources([alknet_runtime::ResourceGrant::new("graph", ["*"])])
+}
+
 impl Target {
     /// Whether the call goes to a running node rather than one assembled in this process.
     pub fn is_running_node(&self) -> bool {
@@ -204,6 +213,41 @@ pub enum KeysCommand {
         /// When the key stops working, such as `2027-01-01T00:00:00Z`.
         #[arg(long)]
         expires: Option<String>,
+    },
+    /// Make an API key kept in the node's storage (`[storage] identities = true`): prints
+    /// the key once. In this process, on the database the configuration names, or on a
+    /// running node as a caller holding `graph:write`.
+    Add {
+        /// The key's name (unique; logs use it).
+        #[arg(long)]
+        id: String,
+        /// The identity the key authenticates (default `key:<id>`).
+        #[arg(long)]
+        identity: Option<String>,
+        /// A scope to grant (repeat for several).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// A resource grant, `type:action` (repeat for several).
+        #[arg(long = "resource")]
+        resources: Vec<String>,
+        /// When the key stops working, such as `2027-01-01T00:00:00Z`.
+        #[arg(long)]
+        expires: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// The API keys kept in the node's storage (their hashes, never the keys).
+    List {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Remove an API key from the node's storage: refused from the next call on.
+    Revoke {
+        /// The key's name.
+        #[arg(long)]
+        id: String,
+        #[command(flatten)]
+        target: Target,
     },
     /// Make a key that signs tokens: writes its secret to a new file (owner-only) and
     /// prints the `[[token_keys]]` entry that accepts its tokens.
@@ -328,6 +372,28 @@ impl Command {
                 resources,
                 expires,
             }),
+            Command::Keys(KeysCommand::Add {
+                id,
+                identity,
+                scopes,
+                resources,
+                expires,
+                target,
+            }) => keys::add(
+                keys::NewKey {
+                    id,
+                    identity,
+                    scopes,
+                    resources,
+                    expires,
+                },
+                target,
+                assemble,
+            ),
+            Command::Keys(KeysCommand::List { target }) => keys::list_stored(target, assemble),
+            Command::Keys(KeysCommand::Revoke { id, target }) => {
+                keys::revoke(&id, target, assemble)
+            }
             Command::Keys(KeysCommand::SigningKey {
                 key_id,
                 out,

@@ -4,12 +4,11 @@
 
 use std::process::ExitCode;
 
-use alknet_runtime::Identity;
 use alknet_runtime::config::ConfigServiceImpl;
 use serde_json::json;
 
 use super::call::{self, CallRequest};
-use super::{SecretCommand, Target};
+use super::{SecretCommand, Target, operator};
 use crate::node::NodeBuilder;
 
 /// Where the passphrase is read from before a prompt is shown.
@@ -72,12 +71,6 @@ impl Operation {
             Operation::Status => "secret/status",
         }
     }
-}
-
-/// Who a `secret` command in this process runs as: whoever can run it can read and write
-/// the seed file it opens, which is all `secret:admin` grants there.
-fn operator() -> Identity {
-    Identity::new("local:operator").with_scopes(["secret:admin"])
 }
 
 /// Unlocking or locking the seed of a node in this process would end with the process.
