@@ -257,6 +257,11 @@ pub struct StorageSettings {
     pub busy_timeout_ms: Option<NonZeroU64>,
     /// How many connections serve reads beside the one writer (default 4).
     pub readers: Option<NonZeroUsize>,
+    /// The top-level node attributes `list_nodes` filters are served by an index for; a
+    /// filter on any other attribute reads every node of the graph (of the type, when the
+    /// listing names one). Indexes made for keys no longer listed are dropped at start.
+    #[serde(default)]
+    pub indexed_attributes: Vec<String>,
     /// Resolve callers against the identities kept in this node's `storage` (the graph
     /// `identities`), instead of the file's `[[api_keys]]`, `[[public_keys]]` and
     /// `[[token_keys]]`; `alknet keys add|list|revoke` manage them.

@@ -45,7 +45,7 @@ use serde_json::{Map, Value};
 pub use identities::{IDENTITY_GRAPH, StorageIdentityProvider};
 
 pub use sqlite::SqliteStore;
-pub use store::{Limits, NeighbourQuery, NodeQuery, Store, StoreError, Written};
+pub use store::{Limits, NeighbourQuery, NodeQuery, Store, StoreError, Written, is_attribute_key};
 
 /// Attributes: a JSON object.
 pub type Attributes = Json<Map<String, Value>>;
@@ -666,6 +666,16 @@ impl StorageService {
     /// The service over the database `settings` name: a file (made, and migrated to this
     /// version, if need be), or memory alone when they say `in_memory`.
     pub fn open(settings: &StorageSettings) -> Result<Self, StoreError> {
+        if let Some(key) = settings
+            .indexed_attributes
+            .iter()
+            .find(|key| !is_attribute_key(key))
+        {
+            return Err(StoreError::Settings(format!(
+                "`[storage] indexed_attributes`: `{}` cannot be indexed: a key is 1 to 64 of `A-Z a-z 0-9 _ -`",
+                key.escape_debug()
+            )));
+        }
         let limits = Limits::from_settings(settings);
         let store = if settings.in_memory {
             SqliteStore::in_memory(limits.clone())?
@@ -674,7 +684,7 @@ impl StorageService {
                 Some(path) => path.clone(),
                 None => alknet_runtime::config::data_dir()
                     .ok_or_else(|| {
-                        StoreError::Database(
+                        StoreError::Settings(
                             "neither XDG_DATA_HOME nor HOME is set: give `[storage] file`".into(),
                         )
                     })?
@@ -682,6 +692,7 @@ impl StorageService {
             };
             SqliteStore::open(&path, limits.clone())?
         };
+        store.index_attributes(&settings.indexed_attributes)?;
         Self::with_store(Arc::new(store), limits)
     }
 
@@ -1182,6 +1193,7 @@ fn store_error(err: StoreError) -> CallError {
             err
         }
         StoreError::Database(message) => CallError::internal(format!("the database: {message}")),
+        StoreError::Settings(message) => CallError::internal(message),
     }
 }
 
@@ -1247,10 +1259,7 @@ fn check_filter(filter: Map<String, Value>) -> Result<Vec<(String, Value)>, Call
     filter
         .into_iter()
         .map(|(key, value)| {
-            let key_ok = !key.is_empty()
-                && key.len() <= 64
-                && key.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'));
-            if !key_ok {
+            if !is_attribute_key(&key) {
                 return Err(CallError::invalid_input(format!(
                     "`{}` cannot be filtered on: a filter key is 1 to 64 of `A-Z a-z 0-9 _ -`",
                     key.escape_debug()

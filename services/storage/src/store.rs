@@ -44,6 +44,10 @@ pub trait Store: Send + Sync + 'static {
     /// The key that authenticates this database's page cursors: kept with the data, so a
     /// cursor outlives a restart and is refused by another database.
     fn cursor_key(&self) -> &[u8; 32];
+    /// Keep exactly the top-level attributes `keys` indexed for `list_nodes` filters: make
+    /// the indexes that are missing, drop those no longer named. Each key passed
+    /// [`is_attribute_key`].
+    fn index_attributes(&self, keys: &[String]) -> Result<(), StoreError>;
 }
 
 /// What a [`Store::write`] did: one record per write, and where the log stood after each.
@@ -110,6 +114,16 @@ pub fn check_size(id: &str, bytes: usize, limits: &Limits) -> Result<(), StoreEr
     })
 }
 
+/// Whether `key` can name a top-level attribute in a filter or an index: 1 to 64 ASCII
+/// letters, digits, `_` and `-`, so a store can write it into a JSON path as it is.
+pub fn is_attribute_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= 64
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+}
+
 /// Which nodes to list.
 #[derive(Debug)]
 pub struct NodeQuery<'a> {
@@ -169,6 +183,8 @@ pub enum StoreError {
     },
     /// The database failed; the message says how.
     Database(String),
+    /// `[storage]` asks for what the store cannot do; the message says what.
+    Settings(String),
 }
 
 impl std::fmt::Display for StoreError {

@@ -419,6 +419,99 @@ async fn concurrent_writers_and_a_watcher_lose_nothing() {
     assert_eq!(output(&listed)["items"].as_array().unwrap().len(), 1000);
 }
 
+/// Every node a listing gives, page by page.
+async fn list_all(env: &OperationEnv, mut query: Value) -> Vec<Value> {
+    let mut nodes = Vec::new();
+    loop {
+        let page = env.invoke("storage", "list_nodes", query.clone()).await;
+        let page = output(&page);
+        nodes.extend(page["items"].as_array().unwrap().iter().cloned());
+        match page["next"].as_str() {
+            Some(cursor) => query["cursor"] = json!(cursor),
+            None => return nodes,
+        }
+    }
+}
+
+#[tokio::test]
+async fn indexed_attributes_list_what_unindexed_ones_do_and_follow_the_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("indexed.sqlite3");
+    let indexed = |keys: &[&str]| StorageSettings {
+        file: Some(file.clone()),
+        indexed_attributes: keys.iter().map(|key| key.to_string()).collect(),
+        ..StorageSettings::default()
+    };
+    let with_index = as_caller(
+        &env_of(StorageService::open(&indexed(&["team", "age"])).unwrap()),
+        &["read", "write"],
+    );
+    let without = as_caller(
+        &env_of(StorageService::in_memory().unwrap()),
+        &["read", "write"],
+    );
+    for env in [&with_index, &without] {
+        let made = env
+            .invoke("storage", "create_graph", json!({"graph": "g"}))
+            .await;
+        output(&made);
+        for n in 0..240 {
+            let (node_type, team) = (["person", "place"][n % 2], ["red", "blue", "green"][n % 3]);
+            let node = json!({
+                "graph": "g",
+                "id": format!("n{n:03}"),
+                "type": node_type,
+                "attributes": {"team": team, "age": 20 + n % 7, "n": n},
+            });
+            output(&env.invoke("storage", "create_node", node).await);
+        }
+    }
+    let queries = [
+        json!({"graph": "g", "filter": {"team": "red"}, "limit": 7}),
+        json!({"graph": "g", "type": "place", "filter": {"team": "blue"}, "limit": 7}),
+        json!({"graph": "g", "filter": {"age": 23, "team": "green"}, "limit": 5}),
+        json!({"graph": "g", "type": "person", "filter": {"n": 12, "team": "red"}}),
+        json!({"graph": "g", "filter": {"team": "none"}}),
+    ];
+    for query in queries {
+        let listed = list_all(&with_index, query.clone()).await;
+        assert_eq!(listed, list_all(&without, query.clone()).await, "{query}");
+        let ids: Vec<&str> = listed
+            .iter()
+            .map(|node| node["id"].as_str().unwrap())
+            .collect();
+        assert!(ids.is_sorted(), "{query}: {ids:?}");
+    }
+    drop(with_index);
+
+    let index_names = || -> Vec<String> {
+        let conn = rusqlite::Connection::open(&file).unwrap();
+        let mut statement = conn
+            .prepare("SELECT name FROM sqlite_schema WHERE type = 'index' AND name GLOB 'nodes_by_attribute:*' ORDER BY name")
+            .unwrap();
+        statement
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    assert_eq!(
+        index_names(),
+        ["nodes_by_attribute:age", "nodes_by_attribute:team"]
+    );
+    drop(StorageService::open(&indexed(&["team"])).unwrap());
+    assert_eq!(index_names(), ["nodes_by_attribute:team"]);
+
+    let err = StorageService::open(&indexed(&["team", "a.b"]))
+        .err()
+        .unwrap();
+    assert_eq!(
+        err.to_string(),
+        "`[storage] indexed_attributes`: `a.b` cannot be indexed: a key is 1 to 64 of `A-Z a-z 0-9 _ -`"
+    );
+    assert_eq!(index_names(), ["nodes_by_attribute:team"]);
+}
+
 #[test]
 fn a_database_file_is_migrated_once_and_a_newer_one_is_refused() {
     let dir = tempfile::tempdir().unwrap();
