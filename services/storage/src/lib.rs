@@ -32,6 +32,7 @@ mod cursor;
 mod identities;
 mod sqlite;
 mod store;
+mod threads;
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -41,6 +42,7 @@ use alknet_runtime::config::StorageSettings;
 use alknet_runtime::futures::stream;
 use alknet_runtime::prelude::*;
 use serde_json::{Map, Value};
+use threads::StoreThreads;
 
 pub use identities::{IDENTITY_GRAPH, StorageIdentityProvider};
 
@@ -623,6 +625,7 @@ const MAX_FILTER_KEYS: usize = 8;
 /// The `storage` service over a [`Store`].
 pub struct StorageService {
     store: Arc<dyn Store>,
+    threads: StoreThreads,
     limits: Limits,
     /// The log's head after the last write: what wakes `watch`.
     head: tokio::sync::watch::Sender<u64>,
@@ -716,6 +719,7 @@ impl StorageService {
     pub fn with_store(store: Arc<dyn Store>, limits: Limits) -> Result<Self, StoreError> {
         let head = store.log()?.head;
         Ok(StorageService {
+            threads: StoreThreads::start(store.clone(), limits.readers)?,
             store,
             limits,
             head: tokio::sync::watch::Sender::new(head),
@@ -732,7 +736,7 @@ impl StorageService {
         });
         match self.store.write(&[write]) {
             Ok(written) => {
-                self.head.send_replace(written.head());
+                self.advance_head(written.head());
                 Ok(())
             }
             Err(StoreError::AlreadyExists { .. }) => Ok(()),
@@ -745,11 +749,21 @@ impl StorageService {
         self.commits.clone()
     }
 
+    /// Tell the watches the log's head is at `head`. Writes return in any order; the head
+    /// only moves on.
+    fn advance_head(&self, head: u64) {
+        self.head.send_if_modified(|known| {
+            let newer = head > *known;
+            *known = (*known).max(head);
+            newer
+        });
+    }
+
     async fn read<T: Send + 'static>(
         &self,
         work: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, CallError> {
-        blocking(self.store.clone(), work).await
+        self.threads.read(work).await
     }
 
     async fn write(&self, writes: Vec<Write>) -> Result<Vec<Applied>, CallError> {
@@ -757,11 +771,9 @@ impl StorageService {
             self.check_write(write)
                 .map_err(|err| in_write(&writes, index, err))?;
         }
-        let (written, writes) = self
-            .read(move |store| store.write(&writes).map(|written| (written, writes)))
-            .await?;
+        let (writes, written) = self.threads.write(writes).await?;
         self.commits.record(&writes, &written.seqs);
-        self.head.send_replace(written.head());
+        self.advance_head(written.head());
         Ok(written.applied)
     }
 
@@ -1071,7 +1083,7 @@ impl StorageHandler for StorageService {
             None => *heads.borrow_and_update(),
         };
         let mut watching = Watching {
-            store: self.store.clone(),
+            threads: self.threads.clone(),
             graph: Arc::from(request.graph),
             last: since,
             ready: VecDeque::new(),
@@ -1087,7 +1099,7 @@ impl StorageHandler for StorageService {
 
 /// One `watch`: the changes read and not yet sent, and the last sequence number passed on.
 struct Watching {
-    store: Arc<dyn Store>,
+    threads: StoreThreads,
     graph: Arc<str>,
     last: u64,
     ready: VecDeque<Change>,
@@ -1100,11 +1112,11 @@ impl Watching {
     /// the head seen before the read, since every change up to it had committed.
     async fn fill(&mut self) -> Result<(), CallError> {
         let head = *self.heads.borrow_and_update();
-        let (store, graph, after) = (self.store.clone(), self.graph.clone(), self.last);
-        let changes = blocking(store, move |store| {
-            store.changes(&graph, after, WATCH_BATCH)
-        })
-        .await?;
+        let (graph, after) = (self.graph.clone(), self.last);
+        let changes = self
+            .threads
+            .read(move |store| store.changes(&graph, after, WATCH_BATCH))
+            .await?;
         if changes.is_empty() {
             self.last = self.last.max(head);
         }
@@ -1133,19 +1145,8 @@ impl Watching {
     }
 }
 
-/// Run a store call on a blocking thread: SQLite waits on disk and on locks.
-async fn blocking<T: Send + 'static>(
-    store: Arc<dyn Store>,
-    work: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, CallError> {
-    tokio::task::spawn_blocking(move || work(&*store))
-        .await
-        .map_err(|err| CallError::internal(format!("the storage task failed: {err}")))?
-        .map_err(store_error)
-}
-
 /// The error a call answers with for a store's.
-fn store_error(err: StoreError) -> CallError {
+pub(crate) fn store_error(err: StoreError) -> CallError {
     match err {
         StoreError::GraphNotFound { graph } => {
             StorageErrors::graph_not_found(format!("there is no graph `{graph}`"))

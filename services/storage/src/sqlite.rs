@@ -5,11 +5,11 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, RwLock};
+use std::sync::{Mutex, MutexGuard, RwLock, TryLockError};
 
 use rusqlite::config::DbConfig;
 use rusqlite::types::Value as SqlValue;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
 use serde_json::{Map, Value};
 
 use crate::store::{Limits, NeighbourQuery, NodeQuery, Store, StoreError, Written, check_size};
@@ -131,15 +131,56 @@ impl SqliteStore {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// A reader's connection, taken in turn; the writer's when there are none.
+    /// A reader's connection: the first free one from this call's turn on, or, when all
+    /// are busy, the turn's once it is free; the writer's when there are no readers.
     fn reader(&self) -> MutexGuard<'_, Connection> {
         if self.readers.is_empty() {
             return self.writer();
         }
-        let turn = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len();
-        self.readers[turn]
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        let turn = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        let count = self.readers.len();
+        (0..count)
+            .find_map(
+                |step| match self.readers[(turn + step) % count].try_lock() {
+                    Ok(conn) => Some(conn),
+                    Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+                    Err(TryLockError::WouldBlock) => None,
+                },
+            )
+            .unwrap_or_else(|| {
+                self.readers[turn % count]
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+            })
+    }
+
+    /// One transaction, a savepoint per batch: a batch that fails rolls back to its
+    /// savepoint alone. An error here (the commit's, say) is every batch's.
+    fn commit_each(
+        &self,
+        conn: &mut Connection,
+        batches: &[&[Write]],
+    ) -> Result<Vec<Result<Written, StoreError>>, StoreError> {
+        let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut results = Vec::with_capacity(batches.len());
+        let mut head = None;
+        for writes in batches {
+            let savepoint = tx.savepoint()?;
+            match apply_all(&savepoint, writes, &self.limits) {
+                Ok(written) => {
+                    savepoint.commit()?;
+                    head = Some(written.head());
+                    results.push(Ok(written));
+                }
+                // Dropping the savepoint rolls it back.
+                Err(err) => results.push(Err(err)),
+            }
+        }
+        if let Some(head) = head {
+            prune(&tx, head, self.limits.change_log_keep)?;
+        }
+        tx.commit()?;
+        Ok(results)
     }
 }
 
@@ -367,27 +408,10 @@ impl Store for SqliteStore {
             .collect()
     }
 
-    fn write(&self, writes: &[Write]) -> Result<Written, StoreError> {
+    fn write_each(&self, batches: &[&[Write]]) -> Vec<Result<Written, StoreError>> {
         let mut conn = self.writer();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut written = Written {
-            applied: Vec::with_capacity(writes.len()),
-            seqs: Vec::with_capacity(writes.len()),
-        };
-        for (index, write) in writes.iter().enumerate() {
-            let applied = apply(&tx, write, &self.limits).map_err(|error| match writes.len() {
-                1 => error,
-                _ => StoreError::InWrite {
-                    index,
-                    error: Box::new(error),
-                },
-            })?;
-            written.applied.push(applied);
-            written.seqs.push(head(&tx)?);
-        }
-        prune(&tx, written.head(), self.limits.change_log_keep)?;
-        tx.commit()?;
-        Ok(written)
+        self.commit_each(&mut conn, batches)
+            .unwrap_or_else(|err| batches.iter().map(|_| Err(err.clone())).collect())
     }
 
     fn changes(&self, graph: &str, after: u64, limit: usize) -> Result<Vec<Change>, StoreError> {
@@ -519,7 +543,7 @@ fn pruned_through(conn: &Connection) -> Result<u64, StoreError> {
 }
 
 /// Drop the changes older than the `keep` newest.
-fn prune(tx: &Transaction<'_>, head: u64, keep: u64) -> Result<(), StoreError> {
+fn prune(tx: &Connection, head: u64, keep: u64) -> Result<(), StoreError> {
     let through = head.saturating_sub(keep);
     if through > pruned_through(tx)? {
         tx.prepare_cached("DELETE FROM changes WHERE seq <= ?1")?
@@ -530,7 +554,27 @@ fn prune(tx: &Transaction<'_>, head: u64, keep: u64) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn apply(tx: &Transaction<'_>, write: &Write, limits: &Limits) -> Result<Applied, StoreError> {
+/// `writes` in order, each error named by its write's place when there are several.
+fn apply_all(tx: &Connection, writes: &[Write], limits: &Limits) -> Result<Written, StoreError> {
+    let mut written = Written {
+        applied: Vec::with_capacity(writes.len()),
+        seqs: Vec::with_capacity(writes.len()),
+    };
+    for (index, write) in writes.iter().enumerate() {
+        let applied = apply(tx, write, limits).map_err(|error| match writes.len() {
+            1 => error,
+            _ => StoreError::InWrite {
+                index,
+                error: Box::new(error),
+            },
+        })?;
+        written.applied.push(applied);
+        written.seqs.push(head(tx)?);
+    }
+    Ok(written)
+}
+
+fn apply(tx: &Connection, write: &Write, limits: &Limits) -> Result<Applied, StoreError> {
     match write {
         Write::CreateGraph(w) => {
             let attributes = encode(&w.graph, &w.attributes, limits)?;
@@ -912,5 +956,54 @@ mod tests {
             plan.contains("USING INDEX nodes_by_attribute:age (graph=? AND <expr>=?"),
             "{plan}"
         );
+    }
+
+    fn create_node(id: &str) -> Write {
+        Write::CreateNode(crate::CreateNode {
+            graph: "g".into(),
+            id: Some(id.into()),
+            r#type: "person".into(),
+            attributes: Default::default(),
+        })
+    }
+
+    #[test]
+    fn a_batch_that_fails_among_others_committed_together_leaves_no_trace_and_theirs_commit() {
+        let store = SqliteStore::in_memory(Limits::default()).unwrap();
+        store
+            .write(&[Write::CreateGraph(crate::CreateGraph {
+                graph: "g".into(),
+                attributes: Default::default(),
+            })])
+            .unwrap();
+        let first = [create_node("a")];
+        // Its second write fails: `a` exists by then.
+        let failing = [create_node("b"), create_node("a")];
+        let last = [create_node("c")];
+        let results = store.write_each(&[&first, &failing, &last]);
+
+        let first = results[0].as_ref().unwrap();
+        assert!(matches!(
+            &results[1],
+            Err(StoreError::InWrite { index: 1, error })
+                if matches!(**error, StoreError::AlreadyExists { entity: "node", .. })
+        ));
+        let last = results[2].as_ref().unwrap();
+        // The failed batch's change was rolled back with its sequence number.
+        assert_eq!(last.seqs, [first.head() + 1]);
+        assert!(matches!(
+            store.node("g", "b"),
+            Err(StoreError::NodeNotFound { .. })
+        ));
+        for id in ["a", "c"] {
+            store.node("g", id).unwrap();
+        }
+        let logged: Vec<String> = store
+            .changes("g", 1, 10)
+            .unwrap()
+            .into_iter()
+            .map(|change| change.id)
+            .collect();
+        assert_eq!(logged, ["a", "c"]);
     }
 }

@@ -36,7 +36,15 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<Neighbour>, StoreError>;
     /// Apply `writes` in one transaction; on an error, none of them.
-    fn write(&self, writes: &[Write]) -> Result<Written, StoreError>;
+    fn write(&self, writes: &[Write]) -> Result<Written, StoreError> {
+        self.write_each(&[writes])
+            .pop()
+            .expect("one batch, one result")
+    }
+    /// Apply each of `batches` as [`write`](Store::write) does, all or nothing, and leave
+    /// the other batches be when one fails; a result per batch, in order. What a store can
+    /// commit together is here, so that many writers cost fewer commits.
+    fn write_each(&self, batches: &[&[Write]]) -> Vec<Result<Written, StoreError>>;
     /// The changes to `graph` after sequence number `after`, oldest first.
     fn changes(&self, graph: &str, after: u64, limit: usize) -> Result<Vec<Change>, StoreError>;
     /// The log's newest sequence number, and the oldest one it still holds.

@@ -1,0 +1,140 @@
+//! The threads a storage service's store calls run on.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+
+use alknet_runtime::CallError;
+use crossbeam_channel::Sender;
+
+use crate::Write;
+use crate::store::{Store, StoreError, Written};
+
+type Job = Box<dyn FnOnce(&dyn Store) + Send>;
+
+/// A call's writes and where their outcome goes; the writes come back with it.
+struct WriteJob {
+    writes: Vec<Write>,
+    reply: tokio::sync::oneshot::Sender<(Vec<Write>, Result<Written, StoreError>)>,
+}
+
+/// The most calls' writes one commit takes.
+const MAX_COMMIT_BATCHES: usize = 256;
+
+/// A store waits on disk and on locks, so its calls never run on the async runtime. They
+/// run on threads that live as long as the service: reads on as many threads as the store
+/// has read connections, all taking from one queue, so a read waits only for a busy
+/// connection, never behind a slow call on another; writes, which the store serialises
+/// anyway, on one thread of their own, so a write never waits behind reads, and the
+/// writes of every call waiting when it gets to them are committed together
+/// ([`Store::write_each`]): under load, a commit serves many calls. (Tokio's blocking pool
+/// would start a thread for every call in flight, each then waiting for one of a few
+/// connections, and commit each call alone.)
+#[derive(Clone)]
+pub(crate) struct StoreThreads {
+    reads: Sender<Job>,
+    writes: Sender<WriteJob>,
+}
+
+impl StoreThreads {
+    pub(crate) fn start(store: Arc<dyn Store>, readers: usize) -> Result<Self, StoreError> {
+        Ok(StoreThreads {
+            reads: spawn("alknet-storage-read", store.clone(), readers.max(1))?,
+            writes: spawn_writer(store)?,
+        })
+    }
+
+    pub(crate) async fn read<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, CallError> {
+        run(&self.reads, work).await
+    }
+
+    /// `writes` in one transaction, as [`Store::write`]; handed back with what they did.
+    pub(crate) async fn write(
+        &self,
+        writes: Vec<Write>,
+    ) -> Result<(Vec<Write>, Written), CallError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.writes
+            .send(WriteJob { writes, reply })
+            .map_err(|_| stopped())?;
+        let (writes, written) = answer.await.map_err(|_| panicked())?;
+        Ok((writes, written.map_err(crate::store_error)?))
+    }
+}
+
+/// The writer: it waits for a call's writes, takes every other call's that waits too, and
+/// commits them together.
+fn spawn_writer(store: Arc<dyn Store>) -> Result<Sender<WriteJob>, StoreError> {
+    let (sender, jobs) = crossbeam_channel::unbounded::<WriteJob>();
+    std::thread::Builder::new()
+        .name("alknet-storage-write".to_string())
+        .spawn(move || {
+            while let Ok(first) = jobs.recv() {
+                let mut batch = vec![first];
+                batch.extend(jobs.try_iter().take(MAX_COMMIT_BATCHES - 1));
+                let results = catch_unwind(AssertUnwindSafe(|| {
+                    let writes: Vec<&[Write]> =
+                        batch.iter().map(|job| job.writes.as_slice()).collect();
+                    store.write_each(&writes)
+                }));
+                // After a panic, the batch's replies are dropped: each caller answers an
+                // internal error.
+                if let Ok(results) = results {
+                    for (job, result) in batch.into_iter().zip(results) {
+                        // The caller may have gone; the write is done either way.
+                        let _ = job.reply.send((job.writes, result));
+                    }
+                }
+            }
+        })
+        .map_err(|err| StoreError::Database(format!("cannot start the storage writer: {err}")))?;
+    Ok(sender)
+}
+
+/// `count` threads taking jobs from one queue until every sender of it is gone.
+fn spawn(name: &str, store: Arc<dyn Store>, count: usize) -> Result<Sender<Job>, StoreError> {
+    let (sender, jobs) = crossbeam_channel::unbounded::<Job>();
+    for _ in 0..count {
+        let (store, jobs) = (store.clone(), jobs.clone());
+        std::thread::Builder::new()
+            .name(name.to_string())
+            .spawn(move || {
+                for job in jobs {
+                    // A job that panics drops its reply, which its caller answers as an
+                    // internal error; the thread goes on with the next.
+                    let _ = catch_unwind(AssertUnwindSafe(|| job(&*store)));
+                }
+            })
+            .map_err(|err| {
+                StoreError::Database(format!("cannot start a `{name}` thread: {err}"))
+            })?;
+    }
+    Ok(sender)
+}
+
+async fn run<T: Send + 'static>(
+    queue: &Sender<Job>,
+    work: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, CallError> {
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    queue
+        .send(Box::new(move |store| {
+            // The caller may have gone; the work is done either way.
+            let _ = reply.send(work(store));
+        }))
+        .map_err(|_| stopped())?;
+    answer
+        .await
+        .map_err(|_| panicked())?
+        .map_err(crate::store_error)
+}
+
+fn stopped() -> CallError {
+    CallError::internal("the storage threads have stopped")
+}
+
+fn panicked() -> CallError {
+    CallError::internal("the storage call failed: its thread panicked")
+}
