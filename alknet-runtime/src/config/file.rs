@@ -257,6 +257,10 @@ pub struct StorageSettings {
     pub busy_timeout_ms: Option<NonZeroU64>,
     /// How many connections serve reads beside the one writer (default 4).
     pub readers: Option<NonZeroUsize>,
+    /// How often, in milliseconds, the service looks for changes another process wrote to
+    /// the database file (default 1000): they reach `watch`, and so the identities kept in
+    /// storage, within it.
+    pub poll_ms: Option<NonZeroU64>,
     /// The top-level node attributes `list_nodes` filters are served by an index for; a
     /// filter on any other attribute reads every node of the graph (of the type, when the
     /// listing names one). Indexes made for keys no longer listed are dropped at start.

@@ -627,8 +627,9 @@ pub struct StorageService {
     store: Arc<dyn Store>,
     threads: StoreThreads,
     limits: Limits,
-    /// The log's head after the last write: what wakes `watch`.
-    head: tokio::sync::watch::Sender<u64>,
+    /// The log's head after the last write (this service's or, polled, another
+    /// process's): what wakes `watch`. Watches end when the service is gone.
+    head: Arc<tokio::sync::watch::Sender<u64>>,
     commits: Commits,
 }
 
@@ -717,12 +718,18 @@ impl StorageService {
 
     /// The service over another engine's [`Store`].
     pub fn with_store(store: Arc<dyn Store>, limits: Limits) -> Result<Self, StoreError> {
-        let head = store.log()?.head;
+        let head = Arc::new(tokio::sync::watch::Sender::new(store.log()?.head));
+        let polled = Arc::downgrade(&head);
+        let on_head = move |at| {
+            if let Some(head) = polled.upgrade() {
+                advance(&head, at);
+            }
+        };
         Ok(StorageService {
-            threads: StoreThreads::start(store.clone(), limits.readers)?,
+            threads: StoreThreads::start(store.clone(), limits.readers, limits.poll, on_head)?,
             store,
             limits,
-            head: tokio::sync::watch::Sender::new(head),
+            head,
             commits: Commits::default(),
         })
     }
@@ -749,14 +756,8 @@ impl StorageService {
         self.commits.clone()
     }
 
-    /// Tell the watches the log's head is at `head`. Writes return in any order; the head
-    /// only moves on.
     fn advance_head(&self, head: u64) {
-        self.head.send_if_modified(|known| {
-            let newer = head > *known;
-            *known = (*known).max(head);
-            newer
-        });
+        advance(&self.head, head);
     }
 
     async fn read<T: Send + 'static>(
@@ -1095,6 +1096,16 @@ impl StorageHandler for StorageService {
         watching.fill().await?;
         Ok(Box::pin(stream::unfold(watching, Watching::next)))
     }
+}
+
+/// Tell the watches the log's head is at `at`. Writes return in any order and a poll may
+/// read the head before a write's own return: the head only moves on.
+fn advance(head: &tokio::sync::watch::Sender<u64>, at: u64) {
+    head.send_if_modified(|known| {
+        let newer = at > *known;
+        *known = (*known).max(at);
+        newer
+    });
 }
 
 /// One `watch`: the changes read and not yet sent, and the last sequence number passed on.

@@ -87,6 +87,9 @@ pub struct Limits {
     pub busy_timeout: std::time::Duration,
     /// How many connections serve reads beside the writer.
     pub readers: usize,
+    /// How often the service reads the log's head while it writes nothing, so that
+    /// changes another process writes to the database reach `watch`.
+    pub poll: std::time::Duration,
 }
 
 impl Default for Limits {
@@ -106,6 +109,7 @@ impl Limits {
                 settings.busy_timeout_ms.map_or(5000, |n| n.get()),
             ),
             readers: settings.readers.map_or(4, |n| n.get()),
+            poll: std::time::Duration::from_millis(settings.poll_ms.map_or(1000, |n| n.get())),
         }
     }
 }

@@ -2,9 +2,10 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::time::Duration;
 
 use alknet_runtime::CallError;
-use crossbeam_channel::Sender;
+use crossbeam_channel::{RecvTimeoutError, Sender};
 
 use crate::Write;
 use crate::store::{Store, StoreError, Written};
@@ -36,10 +37,18 @@ pub(crate) struct StoreThreads {
 }
 
 impl StoreThreads {
-    pub(crate) fn start(store: Arc<dyn Store>, readers: usize) -> Result<Self, StoreError> {
+    /// The threads over `store`: `readers` of them for reads, and the writer, which, every
+    /// `poll` it has no write to make, tells `on_head` where the log's head stands — so
+    /// another process's writes to the same database reach the service too.
+    pub(crate) fn start(
+        store: Arc<dyn Store>,
+        readers: usize,
+        poll: Duration,
+        on_head: impl Fn(u64) + Send + 'static,
+    ) -> Result<Self, StoreError> {
         Ok(StoreThreads {
             reads: spawn("alknet-storage-read", store.clone(), readers.max(1))?,
-            writes: spawn_writer(store)?,
+            writes: spawn_writer(store, poll, on_head)?,
         })
     }
 
@@ -65,13 +74,28 @@ impl StoreThreads {
 }
 
 /// The writer: it waits for a call's writes, takes every other call's that waits too, and
-/// commits them together.
-fn spawn_writer(store: Arc<dyn Store>) -> Result<Sender<WriteJob>, StoreError> {
+/// commits them together; while none come, it reads the log's head every `poll`.
+fn spawn_writer(
+    store: Arc<dyn Store>,
+    poll: Duration,
+    on_head: impl Fn(u64) + Send + 'static,
+) -> Result<Sender<WriteJob>, StoreError> {
     let (sender, jobs) = crossbeam_channel::unbounded::<WriteJob>();
     std::thread::Builder::new()
         .name("alknet-storage-write".to_string())
         .spawn(move || {
-            while let Ok(first) = jobs.recv() {
+            loop {
+                let first = match jobs.recv_timeout(poll) {
+                    Ok(first) => first,
+                    Err(RecvTimeoutError::Timeout) => {
+                        // A head that cannot be read now is read again at the next poll.
+                        if let Ok(log) = store.log() {
+                            on_head(log.head);
+                        }
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                };
                 let mut batch = vec![first];
                 batch.extend(jobs.try_iter().take(MAX_COMMIT_BATCHES - 1));
                 let results = catch_unwind(AssertUnwindSafe(|| {

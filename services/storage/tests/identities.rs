@@ -324,3 +324,50 @@ async fn a_key_deleted_from_storage_is_refused_on_the_next_call() {
     );
     let _: Arc<dyn IdentityProvider> = Arc::new(provider);
 }
+
+#[tokio::test]
+async fn a_key_another_service_adds_to_the_file_resolves_within_the_poll() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = alknet_runtime::config::StorageSettings {
+        file: Some(dir.path().join("db.sqlite3")),
+        poll_ms: std::num::NonZeroU64::new(50),
+        ..Default::default()
+    };
+    let env_over_file = || {
+        OperationEnv::builder()
+            .local(StorageProtocol::local(
+                StorageService::open(&settings).unwrap(),
+            ))
+            .build()
+            .unwrap()
+    };
+    // The node's service, and another over the same file: to SQLite, as another process
+    // (`alknet keys add --config` while the node runs) would be.
+    let (node, other) = (env_over_file(), env_over_file());
+    let empty = ConfigServiceImpl::from_text(String::new(), "no credentials").unwrap();
+    let provider = StorageIdentityProvider::start(&node, IDENTITY_GRAPH, empty.shared())
+        .await
+        .unwrap();
+    let key = new_api_key().unwrap();
+    let other = writer(&other);
+    other
+        .invoke("storage", "create_graph", json!({"graph": IDENTITY_GRAPH}))
+        .await;
+    let added = other
+        .invoke(
+            "storage",
+            "create_node",
+            json!({"graph": IDENTITY_GRAPH, "id": "ci", "type": "api_key",
+                   "attributes": {"hash": api_key_hash(&key), "identity": "svc:ci"}}),
+        )
+        .await;
+    assert!(added.result.is_ok(), "{added:?}");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while provider.resolve(Credential::ApiKey(&key)).await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the key is not resolved 5 s after another writer added it"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}

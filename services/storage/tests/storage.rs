@@ -632,3 +632,79 @@ fn write_forever(file: &Path) {
         }
     });
 }
+
+/// Where the child of `another_process_writes_reach_watch` writes its nodes.
+const OTHER_WRITER: &str = "ALKNET_STORAGE_OTHER_WRITER";
+const OTHER_WRITES: u64 = 50;
+
+#[test]
+fn another_process_writes_reach_watch() {
+    if let Some(file) = std::env::var_os(OTHER_WRITER) {
+        return write_nodes(Path::new(&file), OTHER_WRITES);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("db.sqlite3");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let env = env_of(
+            StorageService::open(&StorageSettings {
+                file: Some(file.clone()),
+                poll_ms: NonZeroU64::new(50),
+                ..StorageSettings::default()
+            })
+            .unwrap(),
+        );
+        let writer = as_caller(&env, &["read", "write"]);
+        writer
+            .invoke("storage", "create_graph", json!({"graph": "g"}))
+            .await;
+        let mut changes = writer
+            .subscribe("storage", "watch", json!({"graph": "g"}))
+            .await;
+        let child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "another_process_writes_reach_watch",
+                "--test-threads=1",
+            ])
+            .env(OTHER_WRITER, &file)
+            .output()
+            .unwrap();
+        assert!(
+            child.status.success(),
+            "the other process failed to write: {}",
+            String::from_utf8_lossy(&child.stdout)
+        );
+        let mut seen = Vec::new();
+        while seen.len() < OTHER_WRITES as usize {
+            let change = tokio::time::timeout(std::time::Duration::from_secs(10), changes.next())
+                .await
+                .unwrap_or_else(|_| panic!("no change after {} of {OTHER_WRITES}", seen.len()))
+                .expect("the watch goes on")
+                .unwrap();
+            seen.push(change["id"].as_str().unwrap().to_string());
+        }
+        let written: Vec<String> = (1..=OTHER_WRITES).map(|n| format!("n{n}")).collect();
+        assert_eq!(seen, written);
+    });
+}
+
+fn write_nodes(file: &Path, count: u64) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let env = env_of(StorageService::file(file).unwrap());
+        let writer = as_caller(&env, &["read", "write"]);
+        for n in 1..=count {
+            let node =
+                json!({"graph": "g", "id": format!("n{n}"), "type": "t", "attributes": {"n": n}});
+            let made = writer.invoke("storage", "create_node", node).await;
+            assert!(made.result.is_ok(), "{made:?}");
+        }
+    });
+}
