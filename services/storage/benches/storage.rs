@@ -23,8 +23,25 @@ mod support;
 const GROUP: &str = "storage";
 const GRAPH: &str = "g";
 const PROBE: &str = "probe";
-/// How many reads the throughput benchmark keeps in flight.
+/// How many calls the throughput benchmarks keep in flight.
 const IN_FLIGHT: usize = 64;
+
+/// The time `calls` take on `runtime`, IN_FLIGHT at a time, each answered without error.
+fn in_flight<T, E: std::fmt::Debug>(
+    runtime: &tokio::runtime::Runtime,
+    calls: impl Iterator<Item = impl Future<Output = Result<T, E>>>,
+) -> Duration {
+    runtime.block_on(async {
+        let start = Instant::now();
+        alknet_runtime::futures::stream::iter(calls)
+            .buffer_unordered(IN_FLIGHT)
+            .for_each(|answer| async move {
+                black_box(answer.unwrap());
+            })
+            .await;
+        start.elapsed()
+    })
+}
 
 fn attributes() -> Map<String, Value> {
     json!({ "name": "Ada", "age": 36, "tags": ["math", "engines"] })
@@ -222,17 +239,10 @@ fn storage(c: &mut Criterion) {
         .unwrap();
     group.bench_function("get_node_typed_in_flight", |b| {
         b.iter_custom(|iters| {
-            parallel.block_on(async {
-                let start = Instant::now();
-                alknet_runtime::futures::stream::iter(0..iters)
-                    .map(|_| client.get_node(GRAPH.into(), black_box(PROBE).into()))
-                    .buffer_unordered(IN_FLIGHT)
-                    .for_each(|node| async move {
-                        black_box(node.unwrap());
-                    })
-                    .await;
-                start.elapsed()
-            })
+            in_flight(
+                &parallel,
+                (0..iters).map(|_| client.get_node(GRAPH.into(), black_box(PROBE).into())),
+            )
         })
     });
     let mut in_flight_n = 0u64;
@@ -240,24 +250,17 @@ fn storage(c: &mut Criterion) {
         b.iter_custom(|iters| {
             let first = in_flight_n;
             in_flight_n += iters;
-            parallel.block_on(async {
-                let start = Instant::now();
-                alknet_runtime::futures::stream::iter(first..first + iters)
-                    .map(|n| {
-                        client.create_node(
-                            GRAPH.into(),
-                            Some(format!("f{n}")),
-                            "person".into(),
-                            black_box(&typed_attributes).clone(),
-                        )
-                    })
-                    .buffer_unordered(IN_FLIGHT)
-                    .for_each(|node| async move {
-                        black_box(node.unwrap());
-                    })
-                    .await;
-                start.elapsed()
-            })
+            in_flight(
+                &parallel,
+                (first..first + iters).map(|n| {
+                    client.create_node(
+                        GRAPH.into(),
+                        Some(format!("f{n}")),
+                        "person".into(),
+                        black_box(&typed_attributes).clone(),
+                    )
+                }),
+            )
         })
     });
     let readers = Limits::default().readers;

@@ -47,7 +47,7 @@ impl StoreThreads {
         on_head: impl Fn(u64) + Send + 'static,
     ) -> Result<Self, StoreError> {
         Ok(StoreThreads {
-            reads: spawn("alknet-storage-read", store.clone(), readers.max(1))?,
+            reads: spawn_readers(store.clone(), readers.max(1))?,
             writes: spawn_writer(store, poll, on_head)?,
         })
     }
@@ -56,7 +56,17 @@ impl StoreThreads {
         &self,
         work: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, CallError> {
-        run(&self.reads, work).await
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.reads
+            .send(Box::new(move |store| {
+                // The caller may have gone; the work is done either way.
+                let _ = reply.send(work(store));
+            }))
+            .map_err(|_| stopped())?;
+        answer
+            .await
+            .map_err(|_| panicked())?
+            .map_err(crate::store_error)
     }
 
     /// `writes` in one transaction, as [`Store::write`]; handed back with what they did.
@@ -117,13 +127,13 @@ fn spawn_writer(
     Ok(sender)
 }
 
-/// `count` threads taking jobs from one queue until every sender of it is gone.
-fn spawn(name: &str, store: Arc<dyn Store>, count: usize) -> Result<Sender<Job>, StoreError> {
+/// `count` readers taking jobs from one queue until every sender of it is gone.
+fn spawn_readers(store: Arc<dyn Store>, count: usize) -> Result<Sender<Job>, StoreError> {
     let (sender, jobs) = crossbeam_channel::unbounded::<Job>();
     for _ in 0..count {
         let (store, jobs) = (store.clone(), jobs.clone());
         std::thread::Builder::new()
-            .name(name.to_string())
+            .name("alknet-storage-read".to_string())
             .spawn(move || {
                 for job in jobs {
                     // A job that panics drops its reply, which its caller answers as an
@@ -131,28 +141,9 @@ fn spawn(name: &str, store: Arc<dyn Store>, count: usize) -> Result<Sender<Job>,
                     let _ = catch_unwind(AssertUnwindSafe(|| job(&*store)));
                 }
             })
-            .map_err(|err| {
-                StoreError::Database(format!("cannot start a `{name}` thread: {err}"))
-            })?;
+            .map_err(|err| StoreError::Database(format!("cannot start a storage reader: {err}")))?;
     }
     Ok(sender)
-}
-
-async fn run<T: Send + 'static>(
-    queue: &Sender<Job>,
-    work: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, CallError> {
-    let (reply, answer) = tokio::sync::oneshot::channel();
-    queue
-        .send(Box::new(move |store| {
-            // The caller may have gone; the work is done either way.
-            let _ = reply.send(work(store));
-        }))
-        .map_err(|_| stopped())?;
-    answer
-        .await
-        .map_err(|_| panicked())?
-        .map_err(crate::store_error)
 }
 
 fn stopped() -> CallError {

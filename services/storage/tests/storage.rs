@@ -551,7 +551,7 @@ const CHILD: &str = "ALKNET_STORAGE_WRITING_CHILD";
 #[test]
 fn an_acknowledged_write_survives_kill_9() {
     if let Some(file) = std::env::var_os(CHILD) {
-        return write_forever(Path::new(&file));
+        return write_nodes(Path::new(&file), 1..);
     }
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("db.sqlite3");
@@ -612,27 +612,6 @@ fn an_acknowledged_write_survives_kill_9() {
     });
 }
 
-fn write_forever(file: &Path) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let env = env_of(StorageService::file(file).unwrap());
-        let writer = as_caller(&env, &["read", "write"]);
-        writer
-            .invoke("storage", "create_graph", json!({"graph": "g"}))
-            .await;
-        for n in 1u64.. {
-            let node =
-                json!({"graph": "g", "id": format!("n{n}"), "type": "t", "attributes": {"n": n}});
-            let made = writer.invoke("storage", "create_node", node).await;
-            assert!(made.result.is_ok(), "{made:?}");
-            println!("wrote {n}");
-        }
-    });
-}
-
 /// Where the child of `another_process_writes_reach_watch` writes its nodes.
 const OTHER_WRITER: &str = "ALKNET_STORAGE_OTHER_WRITER";
 const OTHER_WRITES: u64 = 50;
@@ -640,7 +619,7 @@ const OTHER_WRITES: u64 = 50;
 #[test]
 fn another_process_writes_reach_watch() {
     if let Some(file) = std::env::var_os(OTHER_WRITER) {
-        return write_nodes(Path::new(&file), OTHER_WRITES);
+        return write_nodes(Path::new(&file), 1..=OTHER_WRITES);
     }
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("db.sqlite3");
@@ -692,7 +671,9 @@ fn another_process_writes_reach_watch() {
     });
 }
 
-fn write_nodes(file: &Path, count: u64) {
+/// Nodes `n{n}` of graph `g` (made unless it exists), one write each, printing `wrote {n}`
+/// as each is acknowledged.
+fn write_nodes(file: &Path, ns: impl Iterator<Item = u64>) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -700,11 +681,15 @@ fn write_nodes(file: &Path, count: u64) {
     runtime.block_on(async {
         let env = env_of(StorageService::file(file).unwrap());
         let writer = as_caller(&env, &["read", "write"]);
-        for n in 1..=count {
+        writer
+            .invoke("storage", "create_graph", json!({"graph": "g"}))
+            .await;
+        for n in ns {
             let node =
                 json!({"graph": "g", "id": format!("n{n}"), "type": "t", "attributes": {"n": n}});
             let made = writer.invoke("storage", "create_node", node).await;
             assert!(made.result.is_ok(), "{made:?}");
+            println!("wrote {n}");
         }
     });
 }
