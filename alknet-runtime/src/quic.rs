@@ -119,6 +119,9 @@ pub struct QuicConfig {
     pub keep_alive: Duration,
     /// How long without a packet from the peer before the connection is declared lost (600 ms).
     pub idle_timeout: Duration,
+    /// How long connecting may take (500 ms): a peer that does not complete the
+    /// handshake by then is unreachable.
+    pub handshake_timeout: Duration,
     /// How many streams (calls) a peer may have open on one connection at once (1024).
     pub max_concurrent_streams: u32,
 }
@@ -128,6 +131,7 @@ impl Default for QuicConfig {
         QuicConfig {
             keep_alive: Duration::from_millis(200),
             idle_timeout: Duration::from_millis(600),
+            handshake_timeout: Duration::from_millis(500),
             max_concurrent_streams: 1024,
         }
     }
@@ -165,6 +169,80 @@ impl Turn<'_> {
                 write.await
             }
         }
+    }
+}
+
+/// When a connection to a peer may be attempted again after attempts failed: at once
+/// after a success, then after a delay that doubles with each failure in a row, from
+/// [`Redial::FIRST_DELAY`] to [`Redial::MOST_DELAY`]. Calls made in between fail at once
+/// with the last attempt's reason, so a peer that is away costs its callers no wait (and
+/// the peer no burst of handshakes), and one that is back is reached within the longest
+/// delay.
+#[derive(Debug, Default)]
+pub(crate) struct Redial(std::sync::Mutex<Option<Failed>>);
+
+#[derive(Debug)]
+struct Failed {
+    reason: String,
+    next_attempt: tokio::time::Instant,
+    delay: Duration,
+}
+
+impl Redial {
+    /// The delay after the first failure.
+    pub(crate) const FIRST_DELAY: Duration = Duration::from_millis(100);
+    /// The longest delay between two attempts.
+    pub(crate) const MOST_DELAY: Duration = Duration::from_secs(2);
+
+    /// Whether an attempt may be made now; if not, why the last one failed.
+    pub(crate) fn ready(&self) -> Result<(), String> {
+        match &*self.lock() {
+            Some(failed) if tokio::time::Instant::now() < failed.next_attempt => {
+                let wait = failed.next_attempt - tokio::time::Instant::now();
+                Err(format!(
+                    "{} (next attempt in {} ms)",
+                    failed.reason,
+                    wait.as_millis().max(1)
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Record that an attempt succeeded: the next may be made at once.
+    pub(crate) fn succeeded(&self) {
+        *self.lock() = None;
+    }
+
+    /// Record that an attempt failed, and why: the next waits for the delay.
+    pub(crate) fn failed(&self, reason: String) {
+        let mut state = self.lock();
+        let delay = state
+            .as_ref()
+            .map_or(Self::FIRST_DELAY, |failed| failed.delay * 2)
+            .min(Self::MOST_DELAY);
+        *state = Some(Failed {
+            reason,
+            next_attempt: tokio::time::Instant::now() + delay,
+            delay,
+        });
+    }
+
+    /// Record an attempt's outcome.
+    pub(crate) fn record<T>(&self, outcome: &Result<T, CallError>) {
+        match outcome {
+            Ok(_) => self.succeeded(),
+            Err(err) => self.failed(err.message.clone()),
+        }
+    }
+
+    /// Why the last attempt failed, until one succeeds.
+    pub(crate) fn last_failure(&self) -> Option<String> {
+        self.lock().as_ref().map(|failed| failed.reason.clone())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Failed>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 

@@ -298,6 +298,12 @@ fn strings(items: &[&str]) -> Vec<String> {
 }
 
 impl ServiceSpec {
+    /// The spec of protocol `P`'s service, as its declaration gives it: what a node
+    /// mounts for `P` when the service runs elsewhere.
+    pub fn of<P: Protocol>() -> Self {
+        Self::from_declaration(P::declaration())
+    }
+
     /// The spec of a declared service, schemas included.
     pub(crate) fn from_declaration(decl: &ServiceDecl) -> Self {
         let authority = decl.authority.as_ref().map(|a| {

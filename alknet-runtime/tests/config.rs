@@ -6,7 +6,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use alknet_runtime::config::{
-    ConfigServiceImpl, ForwardingAction, ProxyHeader, Rate, RateLimits, ReloadPart, parse,
+    ConfigServiceImpl, ForwardingAction, PeerPath, Placement, ProxyHeader, Rate, RateLimits,
+    ReloadPart, parse,
 };
 use alknet_runtime::{ResourceGrant, credentials};
 
@@ -66,7 +67,7 @@ fn the_documented_example_is_valid_and_means_what_its_comments_say() {
     );
     assert_eq!(call.max_connections.map(|n| n.get()), Some(4096));
     assert_eq!(call.max_connections_per_address.map(|n| n.get()), Some(64));
-    assert_eq!(call.handshake_timeout_ms.map(|n| n.get()), Some(1000));
+    assert_eq!(call.handshake_timeout_ms.map(|n| n.get()), Some(500));
     assert_eq!(call.frame_read_timeout_ms.map(|n| n.get()), Some(10_000));
     assert_eq!(call.idle_timeout_ms.map(|n| n.get()), Some(600));
     // Every number in [call] is shown with its default, so the limits they give are the
@@ -122,6 +123,15 @@ fn the_documented_example_is_valid_and_means_what_its_comments_say() {
     assert!(dynamic.public_keys[&worker_key].cluster);
     assert_eq!(dynamic.token_keys["deploy"].identity.id, "user:deploy");
     assert_eq!(dynamic.peers[0].name, "worker-1");
+    assert_eq!(dynamic.peers[0].irpc.as_deref(), Some("127.0.0.1:4534"));
+    assert_eq!(static_config.services["storage"], Placement::Local);
+    assert_eq!(
+        static_config.services["secret"],
+        Placement::Peer {
+            peer: "worker-1".into(),
+            over: PeerPath::Irpc
+        }
+    );
 
     let policy = &dynamic.forwarding;
     let rule = policy.decide("storage/get_node", Some("user:ada")).unwrap();
@@ -246,6 +256,12 @@ fn every_invalid_file_is_refused_with_its_line_and_problem() {
         ("[http]\nmcp_allowed_host = []\n".into(), 2, "unknown field `mcp_allowed_host`"),
         ("[call]\nmax_connections = 0\n".into(), 2, "nonzero"),
         ("[call]\nmax_frame_size = 10\n".into(), 2, "unknown field `max_frame_size`"),
+        ("[services]\nsecret = \"remote\"\n".into(), 2, "`remote` is no placement"),
+        ("[services]\nsecret = 3\n".into(), 2, "`\"local\"`, `\"off\"`, or a peer"),
+        ("[services]\nsecret = { peer = \"s\", via = \"irpc\" }\n".into(), 2, "unknown field `via`"),
+        ("[services]\nsecret = { peer = \"s\", over = \"grpc\" }\n".into(), 2, "unknown variant `grpc`"),
+        ("\n[services]\nsecret = { peer = \"ghost\" }\n".into(), 3, "places `secret` on `ghost`, which is not a peer"),
+        ("[[peers]]\nname = \"s\"\naddress = \"127.0.0.1:1\"\nfingerprint = \"ed25519:{}\"\n\n[services]\nsecret = { peer = \"s\", over = \"irpc\" }\n".replace("{}", &"0".repeat(64)), 7, "has no `irpc` address"),
     ];
     for (text, line, problem) in cases {
         let err = parse(&text, "node.toml").expect_err(&text);

@@ -26,7 +26,9 @@ use alknet_auth::{AuthProtocol, AuthService};
 use alknet_config::{ConfigProtocol, ConfigService};
 use alknet_runtime::adapters::http::Readiness;
 use alknet_runtime::call::{CallConfig, CallEndpoint, Connection, PeerKey, PeerLinks, RemoteNode};
-use alknet_runtime::config::{ConfigError, ConfigServiceImpl, ConfigSource, ReloadPart};
+use alknet_runtime::config::{
+    ConfigError, ConfigServiceImpl, ConfigSource, PeerPath, Placement, ReloadPart,
+};
 use alknet_runtime::quic::NodeIdentity;
 use alknet_runtime::service_path::IrpcServing;
 use alknet_runtime::{
@@ -96,6 +98,19 @@ pub struct NodeBuilder {
     watch_interval: Duration,
     remotes: Vec<RemoteMount>,
     routes: Vec<(String, String)>,
+    /// The services `[services]` places on a peer, mounted once the node's key is known.
+    elsewhere: Vec<OnPeer>,
+    /// The services `[services]` turns off here.
+    off: Vec<String>,
+}
+
+/// A service that runs on a peer ([`Placement::Peer`]).
+struct OnPeer {
+    spec: ServiceSpec,
+    peer: String,
+    over: PeerPath,
+    /// How to reach it over irpc, when its protocol has the irpc path.
+    irpc: Option<IrpcServing>,
 }
 
 /// A node of the cluster mounted over the call protocol: reached, and its services learnt,
@@ -111,13 +126,60 @@ impl NodeBuilder {
     /// through an irpc client (`XProtocol::service(client)`). A service served in this
     /// process is also served to other nodes on the irpc listener, when the configuration
     /// gives it an address.
+    ///
+    /// Where the configuration's `[services]` places the service elsewhere, it is reached
+    /// there instead (or, `"off"`, not served); `service` is dropped.
     pub fn local(mut self, service: impl Into<LocalService>) -> Self {
         let service = service.into();
-        if let Some(serving) = service.extension::<IrpcServing>() {
-            self.irpc.push(*serving);
+        let irpc = service.extension::<IrpcServing>().copied();
+        match self.placement(&service.spec().namespace) {
+            Placement::Local => {
+                self.irpc.extend(irpc);
+                self.env = self.env.local(service);
+                self
+            }
+            placement => self.elsewhere(service.spec().clone(), irpc, placement),
         }
-        self.env = self.env.local(service);
+    }
+
+    fn placement(&self, namespace: &str) -> Placement {
+        let services = &self.config.static_config().services;
+        services.get(namespace).cloned().unwrap_or(Placement::Local)
+    }
+
+    /// Note a service that does not run here: off, or reached on a peer at `finish`.
+    fn elsewhere(
+        mut self,
+        spec: ServiceSpec,
+        irpc: Option<IrpcServing>,
+        placement: Placement,
+    ) -> Self {
+        match placement {
+            Placement::Local => unreachable!("a local service runs here"),
+            Placement::Off => self.off.push(spec.namespace),
+            Placement::Peer { peer, over } => self.elsewhere.push(OnPeer {
+                spec,
+                peer,
+                over,
+                irpc,
+            }),
+        }
         self
+    }
+
+    /// One of the node's own services: made by `open` if it runs here.
+    fn own<P: alknet_runtime::service_path::IrpcProtocol>(
+        self,
+        open: impl FnOnce() -> Result<LocalService, NodeError>,
+    ) -> Result<Self, NodeError> {
+        Ok(match self.placement(P::NAMESPACE) {
+            Placement::Local => self.local(open()?),
+            placement => self.elsewhere(
+                ServiceSpec::of::<P>(),
+                Some(IrpcServing::of::<P>()),
+                placement,
+            ),
+        })
     }
 
     /// Serve the namespace of `spec` along a dispatch path of your own.
@@ -273,30 +335,39 @@ impl NodeBuilder {
             self.env = self.env.route(&namespace, &node_name);
         }
         if self.auth {
-            self = self.local(AuthProtocol::local(AuthService::new(config.clone())));
+            let auth = AuthService::new(config.clone());
+            self = self.own::<AuthProtocol>(|| Ok(AuthProtocol::local(auth)))?;
         }
         if self.config_service {
-            self = self.local(ConfigProtocol::local(ConfigService::new(config.clone())));
+            let service = ConfigService::new(config.clone());
+            self = self.own::<ConfigProtocol>(|| Ok(ConfigProtocol::local(service)))?;
         }
         if self.secret {
-            let secret = SecretService::open(&config.static_config().secret)
-                .map_err(|err| NodeError::new(format!("the `secret` service: {err}")))?;
-            self = self.local(SecretProtocol::local(secret));
+            self = self.own::<SecretProtocol>(|| {
+                let secret = SecretService::open(&config.static_config().secret)
+                    .map_err(|err| NodeError::new(format!("the `secret` service: {err}")))?;
+                Ok(SecretProtocol::local(secret))
+            })?;
         }
         let settings = &config.static_config().storage;
         let mut commits = None;
         if self.storage {
-            let storage = StorageService::open(settings)
-                .map_err(|err| NodeError::new(format!("the `storage` service: {err}")))?;
-            if settings.identities {
-                storage.ensure_graph(IDENTITY_GRAPH).map_err(|err| {
-                    NodeError::new(format!("the `storage` graph `{IDENTITY_GRAPH}`: {err}"))
-                })?;
-            }
-            commits = Some(storage.commits());
-            self = self.local(StorageProtocol::local(storage));
+            self = self.own::<StorageProtocol>(|| {
+                let storage = StorageService::open(settings)
+                    .map_err(|err| NodeError::new(format!("the `storage` service: {err}")))?;
+                if settings.identities {
+                    storage.ensure_graph(IDENTITY_GRAPH).map_err(|err| {
+                        NodeError::new(format!("the `storage` graph `{IDENTITY_GRAPH}`: {err}"))
+                    })?;
+                }
+                commits = Some(storage.commits());
+                Ok(StorageProtocol::local(storage))
+            })?;
         }
         let peers = PeerLinks::new(identity.clone(), call_config.clone());
+        for on_peer in std::mem::take(&mut self.elsewhere) {
+            self.env = mount_on_peer(self.env, on_peer, &config, &peers, &identity)?;
+        }
         let drain = Drain::new();
         let mut env = self
             .env
@@ -307,6 +378,7 @@ impl NodeBuilder {
             env = env.admission(step);
         }
         let env = env.build()?;
+        check_placements(&config, &env, &self.off)?;
         let identities = match self.identities {
             Some(provider) => provider,
             None if settings.identities => {
@@ -372,6 +444,8 @@ impl Node {
             watch_interval: DEFAULT_WATCH_INTERVAL,
             remotes: Vec::new(),
             routes: Vec::new(),
+            elsewhere: Vec::new(),
+            off: Vec::new(),
         }
     }
 
@@ -636,6 +710,85 @@ fn outgoing_address(peer: SocketAddr) -> SocketAddr {
         (false, false) => Ipv6Addr::UNSPECIFIED.into(),
     };
     SocketAddr::new(ip, 0)
+}
+
+/// Mount a service that runs on a peer: over the call protocol, a connection made when
+/// first needed and again after a loss, to wherever the live `[[peers]]` has the peer;
+/// over irpc, the same to the peer's `irpc` address as the node started with it.
+fn mount_on_peer(
+    env: OperationEnvBuilder,
+    on_peer: OnPeer,
+    config: &ConfigServiceImpl,
+    peers: &PeerLinks,
+    identity: &NodeIdentity,
+) -> Result<OperationEnvBuilder, NodeError> {
+    let OnPeer {
+        spec,
+        peer,
+        over,
+        irpc,
+    } = on_peer;
+    let namespace = spec.namespace.clone();
+    let cannot = |why: String| {
+        NodeError::new(format!(
+            "[services] places `{namespace}` on `{peer}`, but {why}"
+        ))
+    };
+    match over {
+        PeerPath::Call => Ok(env.mount_shared(spec, peers.named(&peer, config.shared()))),
+        PeerPath::Irpc => {
+            let irpc = irpc.ok_or_else(|| {
+                cannot("its protocol has no irpc path (the runtime's `irpc` feature is off where it is declared)".to_string())
+            })?;
+            let snapshot = config.snapshot();
+            let entry = snapshot
+                .peers
+                .iter()
+                .find(|entry| entry.name == peer)
+                .ok_or_else(|| cannot("[[peers]] has no such peer".to_string()))?;
+            let address: SocketAddr = entry
+                .irpc
+                .as_deref()
+                .and_then(|address| address.parse().ok())
+                .ok_or_else(|| cannot("its [[peers]] entry has no `irpc` address".to_string()))?;
+            let settings = &config.static_config().irpc;
+            let service = irpc
+                .reach(
+                    address,
+                    &entry.fingerprint,
+                    identity,
+                    &settings.quic_config(),
+                )
+                .map_err(|err| cannot(err.message))?;
+            Ok(env.local(service))
+        }
+    }
+}
+
+/// Every namespace `[services]` names must be one the node has (here, on a peer, or off).
+fn check_placements(
+    config: &ConfigServiceImpl,
+    env: &OperationEnv,
+    off: &[String],
+) -> Result<(), NodeError> {
+    let mut known: Vec<&str> = env.services().map(|s| s.namespace.as_str()).collect();
+    known.extend(off.iter().map(String::as_str));
+    match config
+        .static_config()
+        .services
+        .keys()
+        .find(|namespace| !known.contains(&namespace.as_str()))
+    {
+        Some(unknown) => Err(NodeError::new(format!(
+            "[services] places `{unknown}`, which this node does not have; it has {}",
+            known
+                .iter()
+                .map(|namespace| format!("`{namespace}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// The node's key: from the configured file, or a fresh one each start.

@@ -13,8 +13,10 @@ use serde_json::Value;
 use super::client::Connection;
 use super::quic::{CallConfig, CallEndpoint};
 use super::remote::call_options;
-use crate::config::Peer;
-use crate::quic::{NodeIdentity, PeerKey};
+use arc_swap::ArcSwap;
+
+use crate::config::{DynamicConfig, Peer};
+use crate::quic::{NodeIdentity, PeerKey, Redial};
 use crate::{CallError, DispatchPath, OperationContext, PeerPaths, ValueStream};
 
 /// A node's call-protocol connections to the peers of its `[[peers]]`, by peer name: the
@@ -43,8 +45,8 @@ struct Link {
     peer: Peer,
     /// Held while connecting, so concurrent first calls make one connection.
     connection: tokio::sync::Mutex<Option<Connection>>,
-    /// Why the last attempt to connect failed, until one succeeds.
-    failed: Mutex<Option<String>>,
+    /// When to try again after failed attempts, and why they failed.
+    redial: Redial,
     /// Whether a readiness answer has a connection begun in the background: one at a time,
     /// however often an (unauthenticated) caller asks.
     reconnecting: AtomicBool,
@@ -106,11 +108,7 @@ impl PeerLinks {
                     None => None,
                 };
                 drop(slot);
-                let failed = link
-                    .failed
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .clone();
+                let failed = link.redial.last_failure();
                 if let Ok(runtime) = tokio::runtime::Handle::try_current()
                     && !link.reconnecting.swap(true, Ordering::AcqRel)
                 {
@@ -134,7 +132,24 @@ impl PeerPaths for PeerLinks {
     fn path(&self, peer: &Peer) -> Arc<dyn DispatchPath> {
         Arc::new(Forward {
             links: self.clone(),
-            peer: Arc::new(peer.clone()),
+            target: Target::Peer(Arc::new(peer.clone())),
+        })
+    }
+}
+
+impl PeerLinks {
+    /// The path of a service placed on the peer `name` (`[services]`): each call goes to
+    /// the entry of that name in `config`'s live `[[peers]]`, over a connection made when
+    /// first needed, made again after a loss (attempts back off while the peer is away:
+    /// its calls fail at once with `UNAVAILABLE`), and replaced when a reload moves the
+    /// peer.
+    pub fn named(&self, name: &str, config: Arc<ArcSwap<DynamicConfig>>) -> Arc<dyn DispatchPath> {
+        Arc::new(Forward {
+            links: self.clone(),
+            target: Target::Named {
+                name: name.into(),
+                config,
+            },
         })
     }
 }
@@ -150,9 +165,9 @@ impl Links {
         {
             return Ok(connection.clone());
         }
+        link.redial.ready().map_err(CallError::unavailable)?;
         let connected = self.connect(peer).await;
-        *link.failed.lock().unwrap_or_else(|p| p.into_inner()) =
-            connected.as_ref().err().map(|err| err.message.clone());
+        link.redial.record(&connected);
         *slot = connected.as_ref().ok().cloned();
         connected
     }
@@ -209,7 +224,7 @@ impl Link {
         Arc::new(Link {
             peer: peer.clone(),
             connection: tokio::sync::Mutex::new(None),
-            failed: Mutex::new(None),
+            redial: Redial::default(),
             reconnecting: AtomicBool::new(false),
         })
     }
@@ -226,12 +241,50 @@ fn bind_address(peer: SocketAddr) -> IpAddr {
     }
 }
 
-/// An outside call the forwarding policy sends to `peer`: the same operation there, with
-/// the caller in `forwarded_for` and the call's remaining deadline.
+/// A call this node makes on `target`: the same operation there, with the caller in
+/// `forwarded_for` and the call's remaining deadline.
+#[derive(Clone)]
 struct Forward {
     links: PeerLinks,
-    /// Shared with the call's future, which must own what it reads.
-    peer: Arc<Peer>,
+    target: Target,
+}
+
+/// The peer a [`Forward`] calls.
+#[derive(Clone)]
+enum Target {
+    /// As the forwarding policy found it for this call. Shared with the call's future,
+    /// which must own what it reads.
+    Peer(Arc<Peer>),
+    /// Whichever entry of the live `[[peers]]` has this name when a call is made.
+    Named {
+        name: Arc<str>,
+        config: Arc<ArcSwap<DynamicConfig>>,
+    },
+}
+
+impl Target {
+    fn peer(&self) -> Result<Arc<Peer>, CallError> {
+        match self {
+            Target::Peer(peer) => Ok(peer.clone()),
+            Target::Named { name, config } => config
+                .load()
+                .peers
+                .iter()
+                .find(|peer| *peer.name == **name)
+                .map(|peer| Arc::new(peer.clone()))
+                .ok_or_else(|| {
+                    CallError::unavailable(format!(
+                        "the peer `{name}` is not in the configuration's [[peers]]"
+                    ))
+                }),
+        }
+    }
+}
+
+impl Forward {
+    async fn connection(&self) -> Result<Connection, CallError> {
+        self.links.0.connection(&*self.target.peer()?).await
+    }
 }
 
 impl DispatchPath for Forward {
@@ -240,9 +293,9 @@ impl DispatchPath for Forward {
         ctx: OperationContext,
         input: Value,
     ) -> BoxFuture<'static, Result<Value, CallError>> {
-        let (links, peer) = (self.links.clone(), self.peer.clone());
+        let forward = self.clone();
         async move {
-            let connection = links.0.connection(&peer).await?;
+            let connection = forward.connection().await?;
             let target = ctx.operation().bindings().call_protocol;
             connection
                 .call_with(&target, input, &call_options(&ctx))
@@ -256,9 +309,9 @@ impl DispatchPath for Forward {
         ctx: OperationContext,
         input: Value,
     ) -> BoxFuture<'static, Result<ValueStream, CallError>> {
-        let (links, peer) = (self.links.clone(), self.peer.clone());
+        let forward = self.clone();
         async move {
-            let connection = links.0.connection(&peer).await?;
+            let connection = forward.connection().await?;
             let target = ctx.operation().bindings().call_protocol;
             Ok(connection
                 .subscribe_with(&target, input, &call_options(&ctx))

@@ -44,8 +44,9 @@ pub struct CallConfig {
     pub keep_alive: Duration,
     /// How long without a packet from the peer before the connection is declared lost (600 ms).
     pub idle_timeout: Duration,
-    /// How long a connection's handshake may take, either way (1 s): connecting to an
-    /// address that never answers fails with `UNAVAILABLE` after it.
+    /// How long a connection's handshake may take, either way (500 ms): connecting to an
+    /// address that never answers fails with `UNAVAILABLE` after it — so a call to a peer
+    /// that is away fails within a second.
     pub handshake_timeout: Duration,
     /// How many calls an authenticated peer may have open on one connection at once (1024).
     pub max_concurrent_calls: u32,
@@ -118,6 +119,7 @@ impl CallConfig {
         QuicConfig {
             keep_alive: self.keep_alive,
             idle_timeout: self.idle_timeout,
+            handshake_timeout: self.handshake_timeout,
             // Every connection starts unauthenticated; `serve_connection` raises it.
             max_concurrent_streams: self.unauthenticated_max_concurrent_calls,
         }
@@ -131,7 +133,7 @@ impl Default for CallConfig {
             default_timeout: Duration::from_secs(30),
             keep_alive: Duration::from_millis(200),
             idle_timeout: Duration::from_millis(600),
-            handshake_timeout: Duration::from_secs(1),
+            handshake_timeout: Duration::from_millis(500),
             max_concurrent_calls: 1024,
             unauthenticated_max_concurrent_calls: 16,
             connection_buffer: 64 << 20,

@@ -69,6 +69,10 @@ pub struct Peer {
     pub address: String,
     /// The fingerprint of its key; a connection to it must prove this key.
     pub fingerprint: String,
+    /// Where it listens for the irpc path, for the services `[services]` places on it
+    /// `over = "irpc"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub irpc: Option<String>,
 }
 
 /// A token bucket's settings: `per_second` calls on average, `burst` at once.

@@ -1,7 +1,7 @@
 //! The configuration file: TOML in, a validated [`StaticConfig`] and [`DynamicConfig`] out,
 //! or an error naming the line.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
 use std::ops::Range;
@@ -14,6 +14,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::dynamic::{ApiKeyEntry, DynamicConfig, Peer, RateLimits, TokenKey};
+use super::placement::{PeerPath, Placement};
 use super::time::unix_seconds;
 use super::{
     ConfigError, DEFAULT_DRAIN_TIME, ForwardingAction, ForwardingPolicy, ForwardingRule,
@@ -67,6 +68,8 @@ struct File {
     secret: SecretSettings,
     #[serde(default)]
     storage: StorageSettings,
+    #[serde(default)]
+    services: BTreeMap<String, Spanned<Placement>>,
     #[serde(default)]
     auth: AuthSection,
     #[serde(default)]
@@ -435,6 +438,8 @@ struct PeerFile {
     name: Name,
     address: SocketAddr,
     fingerprint: Fingerprint,
+    #[serde(default)]
+    irpc: Option<SocketAddr>,
 }
 
 #[derive(Default, Deserialize)]
@@ -754,6 +759,31 @@ impl File {
         for rule in &self.forwarding.rules {
             validate_rule(rule.get_ref(), &peer_names).map_err(|msg| (rule.span(), msg))?;
         }
+        for (namespace, placement) in &self.services {
+            let Placement::Peer { peer, over } = placement.get_ref() else {
+                continue;
+            };
+            let Some(entry) = self
+                .peers
+                .iter()
+                .find(|entry| entry.get_ref().name.0 == *peer)
+            else {
+                return Err((
+                    placement.span(),
+                    format!(
+                        "[services] places `{namespace}` on `{peer}`, which is not a peer in [[peers]]"
+                    ),
+                ));
+            };
+            if *over == PeerPath::Irpc && entry.get_ref().irpc.is_none() {
+                return Err((
+                    placement.span(),
+                    format!(
+                        "[services] reaches `{namespace}` over irpc on `{peer}`, whose [[peers]] entry has no `irpc` address"
+                    ),
+                ));
+            }
+        }
         if let Some(limits) = &self.rate_limits {
             let rates = [
                 ("per_identity", limits.get_ref().per_identity),
@@ -799,6 +829,11 @@ impl File {
             irpc: self.irpc,
             secret: self.secret,
             storage: self.storage,
+            services: self
+                .services
+                .into_iter()
+                .map(|(namespace, placement)| (namespace, placement.into_inner()))
+                .collect(),
         };
         let dynamic = DynamicConfig {
             generation: 0,
@@ -827,6 +862,7 @@ impl File {
                         name: peer.name.0,
                         address: peer.address.to_string(),
                         fingerprint: peer.fingerprint.0,
+                        irpc: peer.irpc.map(|address| address.to_string()),
                     }
                 })
                 .collect(),

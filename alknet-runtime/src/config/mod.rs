@@ -16,6 +16,7 @@
 //!
 //! `docs/configuration.md` describes every setting.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
@@ -24,6 +25,7 @@ use std::time::Duration;
 mod dynamic;
 mod file;
 mod forwarding;
+mod placement;
 mod service;
 pub(crate) mod time;
 
@@ -35,6 +37,7 @@ pub use file::{
     StorageSettings,
 };
 pub use forwarding::{ForwardingAction, ForwardingPolicy, ForwardingRule};
+pub use placement::{PeerPath, Placement};
 pub use service::{ConfigServiceImpl, ConfigSource, ConfigStatus, ReloadPart, ReloadReport};
 pub use time::parse_datetime;
 
@@ -48,7 +51,8 @@ pub const MAX_WORKER_THREADS: usize = 1024;
 pub const DEFAULT_DRAIN_TIME: Duration = Duration::from_secs(10);
 
 /// Settings read once at start: listen addresses, the node's key, the DNS zone, the HTTP
-/// adapter's, the call protocol's and the irpc listener's limits, the seed file's settings.
+/// adapter's, the call protocol's and the irpc listener's limits, the seed file's settings,
+/// where services run.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct StaticConfig {
     /// Where each transport listens.
@@ -74,6 +78,8 @@ pub struct StaticConfig {
     pub secret: SecretSettings,
     /// The `storage` service's database and limits.
     pub storage: StorageSettings,
+    /// Where services run (`[services]`), by namespace; a namespace not named runs here.
+    pub services: BTreeMap<String, Placement>,
 }
 
 /// Why a configuration was refused: where, on which line, and what is wrong.

@@ -15,7 +15,7 @@ use irpc::util::AsyncReadVarintExt;
 
 use super::{Actor, IrpcPeer, IrpcProtocol};
 use crate::quic::{NodeIdentity, QuicConfig, peer_fingerprint, server_endpoint};
-use crate::{CallError, IdentityProvider, OperationEnv, Protocol};
+use crate::{CallError, IdentityProvider, LocalService, OperationEnv, Protocol};
 
 /// The ALPN of protocol `P`'s irpc service: one per namespace, so one listener can serve
 /// several services and a connection names the one it wants.
@@ -103,7 +103,7 @@ impl IrpcListenerBuilder {
     /// Serve the service `serving` registers (see [`IrpcServing`]), which `env` must serve
     /// in-process.
     pub fn serve_registered(self, serving: &IrpcServing) -> Result<Self, CallError> {
-        (serving.0)(self)
+        (serving.serve)(self)
     }
 
     /// Set the limits.
@@ -146,12 +146,37 @@ impl IrpcListenerBuilder {
 /// assert!(echo.extension::<IrpcServing>().is_some());
 /// ```
 #[derive(Clone, Copy)]
-pub struct IrpcServing(fn(IrpcListenerBuilder) -> Result<IrpcListenerBuilder, CallError>);
+pub struct IrpcServing {
+    serve: fn(IrpcListenerBuilder) -> Result<IrpcListenerBuilder, CallError>,
+    reach: Reach,
+}
+
+type Reach = fn(SocketAddr, &str, &NodeIdentity, &QuicConfig) -> Result<LocalService, CallError>;
 
 impl IrpcServing {
     /// The registration of protocol `P`.
     pub fn of<P: IrpcProtocol>() -> Self {
-        IrpcServing(IrpcListenerBuilder::serve::<P>)
+        IrpcServing {
+            serve: IrpcListenerBuilder::serve::<P>,
+            reach: |addr, fingerprint, identity, config| {
+                let client = super::connect::<P>(addr, fingerprint, identity, config)?;
+                Ok(super::IrpcService::new::<P>(client).into())
+            },
+        }
+    }
+
+    /// The same service, reached on the irpc listener at `addr` of the node whose key is
+    /// `fingerprint`, as this node (`identity`), which that node must allow: what
+    /// [`connect`](super::connect) and `XProtocol::service` make, for a service known only
+    /// as a [`LocalService`].
+    pub fn reach(
+        &self,
+        addr: SocketAddr,
+        fingerprint: &str,
+        identity: &NodeIdentity,
+        config: &QuicConfig,
+    ) -> Result<LocalService, CallError> {
+        (self.reach)(addr, fingerprint, identity, config)
     }
 }
 

@@ -557,8 +557,10 @@ impl IrpcService {
 /// A client of protocol `P`'s actor on the node at `addr`, whose key must be
 /// `server_fingerprint`; this node presents `identity`, which the server must allow.
 ///
-/// The connection opens lazily on the first call. Mount the client with
-/// `OperationEnv::builder().local(XProtocol::service(client))`.
+/// The connection opens on the first call, and again on the next call after it is lost.
+/// While the node cannot be reached, attempts back off (100 ms, doubling to 2 s) and the
+/// calls in between fail at once with `UNAVAILABLE`, naming why the last attempt failed.
+/// Mount the client with `OperationEnv::builder().local(XProtocol::service(client))`.
 pub fn connect<P: IrpcProtocol>(
     addr: std::net::SocketAddr,
     server_fingerprint: &str,
@@ -572,12 +574,85 @@ pub fn connect<P: IrpcProtocol>(
         config,
     )?;
     let endpoint = crate::quic::client_endpoint(client, addr)?;
-    Ok(irpc::Client::noq(endpoint, addr))
+    Ok(irpc::Client::boxed(LiveConnection(Arc::new(Live {
+        endpoint,
+        addr,
+        connection: tokio::sync::Mutex::new(None),
+        redial: crate::quic::Redial::default(),
+        handshake_timeout: config.handshake_timeout,
+    }))))
 }
 
-fn unreachable<P: Protocol>(err: impl std::error::Error) -> CallError {
-    // irpc's errors say little at the top; the cause (such as the peer's reason for
-    // closing) is further down the chain.
+/// irpc's connection to another node's listener, made again after a loss, with backoff.
+#[derive(Debug, Clone)]
+struct LiveConnection(Arc<Live>);
+
+#[derive(Debug)]
+struct Live {
+    endpoint: noq::Endpoint,
+    addr: std::net::SocketAddr,
+    /// Held while connecting, so calls made meanwhile wait for that one attempt.
+    connection: tokio::sync::Mutex<Option<noq::Connection>>,
+    redial: crate::quic::Redial,
+    handshake_timeout: Duration,
+}
+
+impl irpc::rpc::RemoteConnection for LiveConnection {
+    fn clone_boxed(&self) -> Box<dyn irpc::rpc::RemoteConnection> {
+        Box::new(self.clone())
+    }
+
+    fn open_bi(
+        &self,
+    ) -> BoxFuture<'static, Result<(noq::SendStream, noq::RecvStream), irpc::RequestError>> {
+        let live = self.0.clone();
+        Box::pin(async move {
+            let mut slot = live.connection.lock().await;
+            if let Some(connection) = slot.as_ref()
+                && connection.close_reason().is_none()
+                && let Ok(pair) = connection.open_bi().await
+            {
+                return Ok(pair);
+            }
+            *slot = None;
+            live.redial
+                .ready()
+                .map_err(|reason| irpc::RequestError::from(n0_error::AnyError::from(reason)))?;
+            let connected = async {
+                let connecting = live.endpoint.connect(live.addr, "localhost")?;
+                Ok::<_, irpc::RequestError>(connecting.await?)
+            };
+            let connection = match tokio::time::timeout(live.handshake_timeout, connected).await {
+                Ok(Ok(connection)) => connection,
+                Ok(Err(err)) => {
+                    live.redial.failed(error_chain(&err));
+                    return Err(err);
+                }
+                Err(_) => {
+                    let reason = format!(
+                        "no handshake within {} ms",
+                        live.handshake_timeout.as_millis()
+                    );
+                    live.redial.failed(reason.clone());
+                    return Err(n0_error::AnyError::from(reason).into());
+                }
+            };
+            live.redial.succeeded();
+            let pair = connection.open_bi().await?;
+            *slot = Some(connection);
+            Ok(pair)
+        })
+    }
+
+    fn zero_rtt_rejected(&self) -> BoxFuture<'static, bool> {
+        // The handshake completes before any request is sent.
+        Box::pin(async { false })
+    }
+}
+
+/// `err` and its causes, one after the other: irpc's errors say little at the top; the
+/// cause (such as the peer's reason for closing) is further down the chain.
+fn error_chain(err: &dyn std::error::Error) -> String {
     let mut reason = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {
@@ -585,8 +660,13 @@ fn unreachable<P: Protocol>(err: impl std::error::Error) -> CallError {
         reason.push_str(&cause.to_string());
         source = cause.source();
     }
+    reason
+}
+
+fn unreachable<P: Protocol>(err: impl std::error::Error) -> CallError {
     CallError::unavailable(format!(
-        "the `{}` service is unreachable: {reason}",
-        P::NAMESPACE
+        "the `{}` service is unreachable: {}",
+        P::NAMESPACE,
+        error_chain(&err)
     ))
 }

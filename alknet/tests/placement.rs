@@ -1,0 +1,218 @@
+//! `[services]`: a head whose `echo` runs on a worker — the `alknet` binary in a process of
+//! its own — reached over the call protocol and over irpc. The head starts while the
+//! worker is down, the worker comes, is killed (`SIGKILL`: no goodbye on the wire) and
+//! comes back; the head is never restarted.
+
+use std::io::{BufRead, BufReader};
+use std::net::UdpSocket;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use alknet::Node;
+use alknet_example::{EchoProtocol, EchoService};
+use alknet_runtime::config::ConfigServiceImpl;
+use alknet_runtime::quic::NodeIdentity;
+use serde_json::{Value, json};
+
+/// A UDP port nothing listens on now.
+fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn write_key(path: &Path) -> String {
+    let key = NodeIdentity::generate().unwrap();
+    std::fs::write(path, key.private_key_pem()).unwrap();
+    key.fingerprint().to_string()
+}
+
+/// `alknet serve` as the worker: `echo` on the call protocol and irpc, for the head's key.
+struct Worker {
+    child: Child,
+}
+
+impl Worker {
+    fn start(dir: &Path, call: u16, irpc: u16, head: &str) -> Worker {
+        let config = dir.join("worker.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[node]\nkey = {:?}\n\n[listen]\ncall = \"127.0.0.1:{call}\"\nirpc = \"127.0.0.1:{irpc}\"\n\n\
+                 [services]\nsecret = \"off\"\nstorage = \"off\"\n\n\
+                 [[public_keys]]\nfingerprint = \"{head}\"\nidentity = \"node:head\"\ncluster = true\n",
+                dir.join("worker.key")
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_alknet"))
+            .args(["serve", "--config"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("alknet serve starts");
+        // The log is read to its end, so the worker never blocks on a full pipe.
+        let log = BufReader::new(child.stderr.take().unwrap());
+        let (ready, is_ready) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            for line in log.lines().map_while(Result::ok) {
+                if line.contains("node ready") {
+                    let _ = ready.send(Ok(()));
+                }
+                seen.push(line);
+            }
+            let _ = ready.send(Err(seen.join("\n")));
+        });
+        match is_ready.recv_timeout(Duration::from_secs(30)) {
+            Ok(Ok(())) => Worker { child },
+            Ok(Err(log)) => panic!("the worker stopped before it was ready:\n{log}"),
+            Err(_) => panic!("the worker was not ready within 30 s"),
+        }
+    }
+
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A head serving nothing of its own but `echo`, which `[services]` places on the worker.
+fn head(dir: &Path, over: &str, call: u16, irpc: u16, worker: &str) -> Node {
+    let config = format!(
+        "[node]\nkey = {:?}\n\n[[peers]]\nname = \"worker\"\naddress = \"127.0.0.1:{call}\"\nirpc = \"127.0.0.1:{irpc}\"\nfingerprint = \"{worker}\"\n\n\
+         [services]\necho = {{ peer = \"worker\", over = \"{over}\" }}\n",
+        dir.join("head.key")
+    );
+    Node::builder(ConfigServiceImpl::from_text(config, "head's").unwrap())
+        .local(EchoProtocol::local(EchoService::default()))
+        .without_secret()
+        .without_storage()
+        .build()
+        .unwrap()
+}
+
+async fn say(node: &Node, text: &str) -> (Result<Value, String>, Duration) {
+    let started = Instant::now();
+    let answer = node
+        .env()
+        .invoke("echo", "say", json!({ "text": text }))
+        .await;
+    let result = answer
+        .result
+        .map_err(|err| format!("{}: {}", err.code, err.message));
+    (result, started.elapsed())
+}
+
+/// Call until `echo/say` answers, for at most 5 s (a peer back is reached within the
+/// longest redial delay, 2 s).
+async fn say_until_answered(node: &Node, text: &str) -> Duration {
+    let started = Instant::now();
+    loop {
+        match say(node, text).await.0 {
+            Ok(output) => {
+                assert_eq!(output["text"], text);
+                return started.elapsed();
+            }
+            Err(err) if started.elapsed() < Duration::from_secs(5) => {
+                assert!(err.starts_with("UNAVAILABLE"), "{err}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(err) => panic!("the worker was not reached again within 5 s: {err}"),
+        }
+    }
+}
+
+fn assert_unavailable_at_once(
+    over: &str,
+    what: &str,
+    (result, took): (Result<Value, String>, Duration),
+) {
+    let err = result.expect_err(what);
+    assert!(err.starts_with("UNAVAILABLE"), "{over}, {what}: {err}");
+    assert!(
+        took < Duration::from_secs(1),
+        "{over}, {what}: took {took:?}: {err}"
+    );
+}
+
+async fn a_service_on_a_peer_follows_the_peer(over: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let head_key = write_key(&dir.path().join("head.key"));
+    let worker_key = write_key(&dir.path().join("worker.key"));
+    let (call, irpc) = (free_port(), free_port());
+    let head = head(dir.path(), over, call, irpc, &worker_key);
+
+    // The head lists `echo` as its own, from the declaration, with the worker down.
+    let echo = head.services().into_iter().find(|s| s.namespace == "echo");
+    assert!(echo.is_some_and(|echo| echo.operations.iter().any(|op| op.name == "say")));
+    assert_unavailable_at_once(over, "before the worker started", say(&head, "early").await);
+    // Calls while the redial waits fail at once, naming why the last attempt failed.
+    let (again, took) = say(&head, "early").await;
+    assert!(took < Duration::from_millis(100), "{over}: {took:?}");
+    assert!(again.unwrap_err().contains("next attempt in"), "{over}");
+
+    let worker = Worker::start(dir.path(), call, irpc, &head_key);
+    say_until_answered(&head, "hello").await;
+    // A call ending on the worker passes its policy as a cluster node's: the head's.
+    for n in 0..20 {
+        assert_eq!(
+            say(&head, &format!("n{n}")).await.0.unwrap()["text"],
+            format!("n{n}")
+        );
+    }
+
+    // Killed: no CONNECTION_CLOSE reaches the head; the connection's idle timeout (600 ms
+    // after the last keep-alive) ends it, and every call after that fails at once.
+    worker.kill();
+    let (result, took) = say(&head, "gone").await;
+    assert!(result.is_err(), "{over}: the killed worker answered");
+    assert!(
+        took < Duration::from_secs(1),
+        "{over}: the first call after the kill took {took:?}"
+    );
+    assert_unavailable_at_once(over, "after the kill", say(&head, "gone").await);
+
+    let _back = Worker::start(dir.path(), call, irpc, &head_key);
+    let took = say_until_answered(&head, "back").await;
+    assert!(
+        took < Duration::from_secs(3),
+        "{over}: reached again after {took:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_on_a_peer_over_the_call_protocol_follows_the_peer() {
+    a_service_on_a_peer_follows_the_peer("call").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_on_a_peer_over_irpc_follows_the_peer() {
+    a_service_on_a_peer_follows_the_peer("irpc").await;
+}
+
+#[test]
+fn a_placement_naming_a_service_the_node_lacks_is_refused_naming_what_it_has() {
+    let config = "[services]\nnotes = \"off\"\n";
+    let err = Node::builder(ConfigServiceImpl::from_text(config, "inline").unwrap())
+        .without_secret()
+        .without_storage()
+        .build()
+        .err()
+        .expect("an unknown namespace is refused");
+    assert_eq!(
+        err.to_string(),
+        "[services] places `notes`, which this node does not have; it has `auth`, `config`"
+    );
+}
