@@ -36,7 +36,9 @@ use alknet_runtime::{
     LocalService, NodePolicy, OperationEnv, OperationEnvBuilder, ServiceSpec,
 };
 use alknet_secret::{SecretProtocol, SecretService};
-use alknet_storage::{IDENTITY_GRAPH, StorageIdentityProvider, StorageProtocol, StorageService};
+use alknet_storage::{
+    DEFAULT_MAX_STALE, IDENTITY_GRAPH, StorageIdentityProvider, StorageProtocol, StorageService,
+};
 
 use crate::transports::{self, AbortOnDrop, Running};
 
@@ -382,7 +384,11 @@ impl NodeBuilder {
         let identities = match self.identities {
             Some(provider) => provider,
             None if settings.identities => {
-                let provider = StorageIdentityProvider::new(&env, IDENTITY_GRAPH, config.shared());
+                let max_stale = settings
+                    .identities_max_stale_ms
+                    .map_or(DEFAULT_MAX_STALE, |ms| Duration::from_millis(ms.get()));
+                let provider = StorageIdentityProvider::new(&env, IDENTITY_GRAPH, config.shared())
+                    .max_stale(max_stale);
                 Arc::new(match commits {
                     Some(commits) => provider.with_commits(commits),
                     None => provider,

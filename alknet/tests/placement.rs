@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use alknet::Node;
 use alknet_example::{EchoProtocol, EchoService};
+use alknet_runtime::Credential;
 use alknet_runtime::config::ConfigServiceImpl;
 use alknet_runtime::quic::NodeIdentity;
 use serde_json::{Value, json};
@@ -30,32 +31,21 @@ fn write_key(path: &Path) -> String {
     key.fingerprint().to_string()
 }
 
-/// `alknet serve` as the worker: `echo` on the call protocol and irpc, for the head's key.
-struct Worker {
+/// A node served by `alknet serve`, in a process of its own.
+struct Served {
     child: Child,
 }
 
-impl Worker {
-    fn start(dir: &Path, call: u16, irpc: u16, head: &str) -> Worker {
-        let config = dir.join("worker.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[node]\nkey = {:?}\n\n[listen]\ncall = \"127.0.0.1:{call}\"\nirpc = \"127.0.0.1:{irpc}\"\n\n\
-                 [services]\nsecret = \"off\"\nstorage = \"off\"\n\n\
-                 [[public_keys]]\nfingerprint = \"{head}\"\nidentity = \"node:head\"\ncluster = true\n",
-                dir.join("worker.key")
-            ),
-        )
-        .unwrap();
+impl Served {
+    fn start(config: &Path) -> Served {
         let mut child = Command::new(env!("CARGO_BIN_EXE_alknet"))
             .args(["serve", "--config"])
-            .arg(&config)
+            .arg(config)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .expect("alknet serve starts");
-        // The log is read to its end, so the worker never blocks on a full pipe.
+        // The log is read to its end, so the node never blocks on a full pipe.
         let log = BufReader::new(child.stderr.take().unwrap());
         let (ready, is_ready) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -69,10 +59,26 @@ impl Worker {
             let _ = ready.send(Err(seen.join("\n")));
         });
         match is_ready.recv_timeout(Duration::from_secs(30)) {
-            Ok(Ok(())) => Worker { child },
-            Ok(Err(log)) => panic!("the worker stopped before it was ready:\n{log}"),
-            Err(_) => panic!("the worker was not ready within 30 s"),
+            Ok(Ok(())) => Served { child },
+            Ok(Err(log)) => panic!("the node stopped before it was ready:\n{log}"),
+            Err(_) => panic!("the node was not ready within 30 s"),
         }
+    }
+
+    /// The worker: `echo` on the call protocol and irpc, for the head's key.
+    fn worker(dir: &Path, call: u16, irpc: u16, head: &str) -> Served {
+        let config = dir.join("worker.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[node]\nkey = {:?}\n\n[listen]\ncall = \"127.0.0.1:{call}\"\nirpc = \"127.0.0.1:{irpc}\"\n\n\
+                 [services]\nsecret = \"off\"\nstorage = \"off\"\n\n\
+                 [[public_keys]]\nfingerprint = \"{head}\"\nidentity = \"node:head\"\ncluster = true\n",
+                dir.join("worker.key")
+            ),
+        )
+        .unwrap();
+        Served::start(&config)
     }
 
     fn kill(mut self) {
@@ -81,7 +87,7 @@ impl Worker {
     }
 }
 
-impl Drop for Worker {
+impl Drop for Served {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -163,7 +169,7 @@ async fn a_service_on_a_peer_follows_the_peer(over: &str) {
     assert!(took < Duration::from_millis(100), "{over}: {took:?}");
     assert!(again.unwrap_err().contains("next attempt in"), "{over}");
 
-    let worker = Worker::start(dir.path(), call, irpc, &head_key);
+    let worker = Served::worker(dir.path(), call, irpc, &head_key);
     say_until_answered(&head, "hello").await;
     // A call ending on the worker passes its policy as a cluster node's: the head's.
     for n in 0..20 {
@@ -184,7 +190,7 @@ async fn a_service_on_a_peer_follows_the_peer(over: &str) {
     );
     assert_unavailable_at_once(over, "after the kill", say(&head, "gone").await);
 
-    let _back = Worker::start(dir.path(), call, irpc, &head_key);
+    let _back = Served::worker(dir.path(), call, irpc, &head_key);
     let took = say_until_answered(&head, "back").await;
     assert!(
         took < Duration::from_secs(3),
@@ -215,4 +221,150 @@ fn a_placement_naming_a_service_the_node_lacks_is_refused_naming_what_it_has() {
         err.to_string(),
         "[services] places `notes`, which this node does not have; it has `auth`, `config`"
     );
+}
+
+fn alknet(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_alknet"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("the alknet binary runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "alknet {args:?}: {}{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// `keys add` on the auth node's database: the key it prints.
+fn add_key(config: &str, id: &str) -> String {
+    let printed = alknet(&[
+        "keys",
+        "add",
+        "--config",
+        config,
+        "--id",
+        id,
+        "--scope",
+        "echo:admin",
+    ]);
+    let key = printed
+        .lines()
+        .map(str::trim)
+        .find(|line| line.starts_with("alk_"));
+    key.expect("keys add prints the key").to_string()
+}
+
+async fn resolve(head: &Node, key: &str) -> Result<String, String> {
+    let resolved = head.identities().resolve(Credential::ApiKey(key)).await;
+    resolved
+        .map(|identity| identity.id.clone())
+        .map_err(|err| format!("{}: {}", err.code, err.message))
+}
+
+/// `resolve` until `done` holds of the answer, for at most `within`.
+async fn resolve_until(
+    head: &Node,
+    key: &str,
+    within: Duration,
+    done: impl Fn(&Result<String, String>) -> bool,
+) -> Result<String, String> {
+    let started = Instant::now();
+    loop {
+        let answer = resolve(head, key).await;
+        if done(&answer) {
+            return answer;
+        }
+        assert!(
+            started.elapsed() < within,
+            "still {answer:?} after {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The seeds' auth node: identities in SQLite, `storage` reached by the head over irpc;
+/// the head resolves its outside callers there, follows revocations, and trusts its copy
+/// for `identities_max_stale_ms` once the auth node is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_resolves_callers_against_the_identities_kept_on_the_auth_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let head_key = write_key(&dir.path().join("head.key"));
+    let auth_key = write_key(&dir.path().join("auth.key"));
+    let irpc = free_port();
+    let auth_config = dir.path().join("auth.toml");
+    std::fs::write(
+        &auth_config,
+        format!(
+            "[node]\nkey = {:?}\n\n[listen]\nirpc = \"127.0.0.1:{irpc}\"\n\n[storage]\nfile = {:?}\nidentities = true\npoll_ms = 100\n\n[services]\nsecret = \"off\"\n",
+            dir.path().join("auth.key"),
+            dir.path().join("auth.sqlite3")
+        ),
+    )
+    .unwrap();
+    let auth = auth_config.to_str().unwrap();
+    // The head's key is an identity kept there too: a cluster node, which may read the graph.
+    alknet(&[
+        "keys",
+        "add-node",
+        "--config",
+        auth,
+        "--fingerprint",
+        &head_key,
+        "--identity",
+        "node:head",
+        "--resource",
+        "graph:read",
+        "--cluster",
+    ]);
+    let ci = add_key(auth, "ci");
+    let deploy = add_key(auth, "deploy");
+    let auth_node = Served::start(&auth_config);
+
+    let config = format!(
+        "[node]\nkey = {:?}\n\n[[peers]]\nname = \"auth\"\naddress = \"127.0.0.1:1\"\nirpc = \"127.0.0.1:{irpc}\"\nfingerprint = \"{auth_key}\"\n\n\
+         [services]\nstorage = {{ peer = \"auth\", over = \"irpc\" }}\n\n[storage]\nidentities = true\nidentities_max_stale_ms = 1500\n",
+        dir.path().join("head.key")
+    );
+    let head = Node::builder(ConfigServiceImpl::from_text(config, "head's").unwrap())
+        .local(EchoProtocol::local(EchoService::default()))
+        .without_secret()
+        .build()
+        .unwrap();
+    assert_eq!(resolve(&head, &ci).await, Ok("key:ci".to_string()));
+    assert_eq!(resolve(&head, &deploy).await, Ok("key:deploy".to_string()));
+    assert!(
+        resolve(&head, "alk_unknown")
+            .await
+            .unwrap_err()
+            .starts_with("UNAUTHENTICATED")
+    );
+
+    // Revoked on the auth node (by another process, which its poll notices): refused here.
+    alknet(&["keys", "revoke", "--config", auth, "--id", "ci"]);
+    let refused = resolve_until(&head, &ci, Duration::from_secs(5), Result::is_err).await;
+    assert!(refused.unwrap_err().starts_with("UNAUTHENTICATED"));
+
+    // The auth node is killed: its last identities are trusted for 1.5 s, then not.
+    drop(auth_node);
+    let lost = Instant::now();
+    assert_eq!(resolve(&head, &deploy).await, Ok("key:deploy".to_string()));
+    let stale = resolve_until(&head, &deploy, Duration::from_secs(5), Result::is_err).await;
+    let err = stale.unwrap_err();
+    assert!(
+        err.starts_with("UNAVAILABLE") && err.contains("1500 ms"),
+        "{err}"
+    );
+    assert!(
+        lost.elapsed() >= Duration::from_millis(1500),
+        "{:?}",
+        lost.elapsed()
+    );
+
+    // Back: resolved again, without restarting the head.
+    let _back = Served::start(&auth_config);
+    let again = resolve_until(&head, &deploy, Duration::from_secs(10), Result::is_ok).await;
+    assert_eq!(again, Ok("key:deploy".to_string()));
 }

@@ -274,6 +274,10 @@ pub struct StorageSettings {
     /// `[[token_keys]]`; `alknet keys add|list|revoke` manage them.
     #[serde(default)]
     pub identities: bool,
+    /// How long, in milliseconds, callers are still resolved against the last copy of
+    /// those identities once the `storage` service holding them cannot be reached (default
+    /// 10000); after it, `UNAVAILABLE` until it can.
+    pub identities_max_stale_ms: Option<NonZeroU64>,
 }
 
 // The irpc listener's types live in `service_path`; their settings are read here, beside

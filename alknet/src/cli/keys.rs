@@ -83,6 +83,30 @@ pub fn add(
     Ok(code)
 }
 
+/// `keys add-node`: another node's key, by fingerprint, kept as a node of the storage
+/// graph `identities` (its attributes are its `[[public_keys]]` entry but the
+/// fingerprint).
+pub fn add_node(
+    fingerprint: &str,
+    grants: Grants,
+    cluster: bool,
+    target: Target,
+    assemble: impl FnOnce(ConfigServiceImpl) -> NodeBuilder,
+) -> Result<ExitCode, String> {
+    check(&format!(
+        "[[public_keys]]\nfingerprint = {fingerprint:?}\n{}cluster = {cluster}\n",
+        grants.lines()
+    ))?;
+    let attributes = json!({
+        "identity": grants.identity,
+        "scopes": grants.scopes,
+        "resources": grants.resources,
+        "cluster": cluster,
+    });
+    let input = json!({"graph": IDENTITY_GRAPH, "id": fingerprint, "type": "public_key", "attributes": attributes});
+    in_storage("create_node", input, target, assemble)
+}
+
 /// `keys list`: the API keys of the storage graph `identities`.
 pub fn list_stored(
     target: Target,
@@ -92,7 +116,8 @@ pub fn list_stored(
     in_storage("list_nodes", input, target, assemble)
 }
 
-/// `keys revoke`: the API key `id` removed from the storage graph `identities`.
+/// `keys revoke`: the API key `id` (or node key, by fingerprint) removed from the storage
+/// graph `identities`.
 pub fn revoke(
     id: &str,
     target: Target,

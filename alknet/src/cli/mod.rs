@@ -236,14 +236,38 @@ pub enum KeysCommand {
         #[command(flatten)]
         target: Target,
     },
+    /// Let another node's key (its fingerprint, as `keys node` printed it) authenticate
+    /// to the node through its storage (`[storage] identities = true`): the node keys of
+    /// a cluster kept on its auth node. Where `keys add` does it, so does this.
+    AddNode {
+        /// The key's fingerprint, `ed25519:` and 64 hex digits.
+        #[arg(long)]
+        fingerprint: String,
+        /// The identity the key authenticates, such as `node:head`.
+        #[arg(long)]
+        identity: String,
+        /// A scope to grant (repeat for several).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// A resource grant, `type:action` (repeat for several).
+        #[arg(long = "resource")]
+        resources: Vec<String>,
+        /// A node of this cluster: its calls' `forwarded_for` and request ids are believed
+        /// (see docs/configuration.md, "Cluster nodes and outside callers").
+        #[arg(long)]
+        cluster: bool,
+        #[command(flatten)]
+        target: Target,
+    },
     /// The API keys kept in the node's storage (their hashes, never the keys).
     List {
         #[command(flatten)]
         target: Target,
     },
-    /// Remove an API key from the node's storage: refused from the next call on.
+    /// Remove an API key (or a node key) from the node's storage: refused from the next
+    /// call on.
     Revoke {
-        /// The key's name.
+        /// The key's name (a node key's: its fingerprint).
         #[arg(long)]
         id: String,
         #[command(flatten)]
@@ -387,6 +411,24 @@ impl Command {
                     resources,
                     expires,
                 },
+                target,
+                assemble,
+            ),
+            Command::Keys(KeysCommand::AddNode {
+                fingerprint,
+                identity,
+                scopes,
+                resources,
+                cluster,
+                target,
+            }) => keys::add_node(
+                &fingerprint,
+                keys::Grants {
+                    identity,
+                    scopes,
+                    resources,
+                },
+                cluster,
                 target,
                 assemble,
             ),

@@ -25,6 +25,9 @@ pub const IDENTITY_GRAPH: &str = "identities";
 const FRESHNESS_WAIT: Duration = Duration::from_secs(2);
 /// How long the provider waits before it watches again after the watch ended.
 const REWATCH_DELAY: Duration = Duration::from_secs(1);
+/// How long lookups answer from the last copy of the identities once the graph can no
+/// longer be followed, unless [`StorageIdentityProvider::max_stale`] says otherwise.
+pub const DEFAULT_MAX_STALE: Duration = Duration::from_secs(10);
 
 /// The node types of the identity graph, each with the field its node id fills and the
 /// list of [`CredentialEntries`] it goes to.
@@ -47,7 +50,10 @@ const KINDS: [(&str, &str); 3] = [
 ///
 /// The provider keeps them in memory, follows the graph's changes with `watch`, and
 /// reloads on each; a lookup that comes after a change was heard of waits for the reload,
-/// so a key deleted from the graph is refused from the next call on.
+/// so a key deleted from the graph is refused from the next call on. When the graph can
+/// no longer be followed (the storage node is away), lookups answer from the last copy
+/// for [`max_stale`](Self::max_stale) (10 s), then `UNAVAILABLE` until it can be again:
+/// a key revoked meanwhile is accepted for at most that long.
 #[derive(Clone)]
 pub struct StorageIdentityProvider {
     resolver: ConfigIdentityProvider,
@@ -57,6 +63,9 @@ pub struct StorageIdentityProvider {
     heard: watch::Sender<u64>,
     loaded: watch::Receiver<Option<u64>>,
     commits: Option<Commits>,
+    /// Since when the graph has not been followed (none while it is).
+    unfollowed: Unfollowed,
+    max_stale: Duration,
     /// What follows the graph, until [`follow`](Self::follow) or the first lookup starts
     /// it on the runtime it runs on.
     follower: Arc<Mutex<Option<Follower>>>,
@@ -67,7 +76,10 @@ struct Follower {
     loader: Loader,
     heard: watch::Sender<u64>,
     loaded: watch::Sender<Option<u64>>,
+    unfollowed: Unfollowed,
 }
+
+type Unfollowed = Arc<Mutex<Option<tokio::time::Instant>>>;
 
 /// What loads the identity graph into the resolver's snapshot.
 struct Loader {
@@ -94,16 +106,20 @@ impl StorageIdentityProvider {
         };
         let (heard, _) = watch::channel(0);
         let (loaded_tx, loaded) = watch::channel(None);
+        let unfollowed = Unfollowed::default();
         StorageIdentityProvider {
             resolver: ConfigIdentityProvider::new(loader.snapshot.clone()),
             graph: Arc::from(graph),
             heard: heard.clone(),
             loaded,
             commits: None,
+            unfollowed: unfollowed.clone(),
+            max_stale: DEFAULT_MAX_STALE,
             follower: Arc::new(Mutex::new(Some(Follower {
                 loader,
                 heard,
                 loaded: loaded_tx,
+                unfollowed,
             }))),
         }
     }
@@ -141,6 +157,14 @@ impl StorageIdentityProvider {
         self
     }
 
+    /// How long lookups go on answering from the last copy of the identities once the
+    /// graph cannot be followed (default [`DEFAULT_MAX_STALE`]): the longest a key revoked
+    /// while the storage service is unreachable is still accepted.
+    pub fn max_stale(mut self, max: Duration) -> Self {
+        self.max_stale = max;
+        self
+    }
+
     /// Wait until every change heard of is loaded.
     async fn fresh(&self) -> Result<(), CallError> {
         self.follow();
@@ -150,12 +174,25 @@ impl StorageIdentityProvider {
         let caught_up = loaded.wait_for(|loaded| {
             loaded.is_some_and(|loaded| loaded >= committed.max(*heard.borrow()))
         });
-        match tokio::time::timeout(FRESHNESS_WAIT, caught_up).await {
-            Ok(Ok(_)) => Ok(()),
-            _ => Err(CallError::unavailable(format!(
+        if tokio::time::timeout(FRESHNESS_WAIT, caught_up)
+            .await
+            .is_err()
+        {
+            return Err(CallError::unavailable(format!(
                 "the identities in storage could not be loaded within {} ms",
                 FRESHNESS_WAIT.as_millis()
-            ))),
+            )));
+        }
+        let unfollowed = *self.unfollowed.lock().unwrap_or_else(|p| p.into_inner());
+        match unfollowed {
+            Some(since) if since.elapsed() > self.max_stale => {
+                Err(CallError::unavailable(format!(
+                    "the identities in storage have not been followed for {} ms (the storage service cannot be reached), longer than the {} ms they are trusted without it",
+                    since.elapsed().as_millis(),
+                    self.max_stale.as_millis()
+                )))
+            }
+            _ => Ok(()),
         }
     }
 }
@@ -241,6 +278,7 @@ impl Follower {
             let Some(mut since) = self.load_all().await else {
                 return;
             };
+            self.set_unfollowed(None);
             let input = json!({"graph": self.loader.graph, "since": since});
             let mut changes = self.loader.env.subscribe("storage", "watch", input).await;
             while let Some(Ok(change)) = changes.next().await {
@@ -263,8 +301,13 @@ impl Follower {
             if self.loaded.is_closed() {
                 return;
             }
+            self.set_unfollowed(Some(tokio::time::Instant::now()));
             tokio::time::sleep(REWATCH_DELAY).await;
         }
+    }
+
+    fn set_unfollowed(&self, since: Option<tokio::time::Instant>) {
+        *self.unfollowed.lock().unwrap_or_else(|p| p.into_inner()) = since;
     }
 
     /// Every identity of the graph, from a head read first (so the watch after it misses

@@ -44,7 +44,7 @@ use alknet_runtime::prelude::*;
 use serde_json::{Map, Value};
 use threads::StoreThreads;
 
-pub use identities::{IDENTITY_GRAPH, StorageIdentityProvider};
+pub use identities::{DEFAULT_MAX_STALE, IDENTITY_GRAPH, StorageIdentityProvider};
 
 pub use sqlite::SqliteStore;
 pub use store::{Limits, NeighbourQuery, NodeQuery, Store, StoreError, Written, is_attribute_key};
