@@ -96,6 +96,7 @@ fn the_documented_example_is_valid_and_means_what_its_comments_say() {
     assert_eq!(static_config.drain_time, std::time::Duration::from_secs(5));
 
     assert_eq!(dynamic.token_window, Duration::from_secs(300));
+    assert_eq!(dynamic.auth_cache, Duration::from_millis(5000));
     let ci = &dynamic.api_keys[0];
     assert_eq!(ci.id, "ci");
     assert_eq!(ci.identity.id, "svc:ci");

@@ -22,18 +22,20 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use alknet_auth::{AuthProtocol, AuthService};
+use alknet_auth::{AuthProtocol, AuthService, AuthServiceIdentities};
 use alknet_config::{ConfigProtocol, ConfigService};
 use alknet_runtime::adapters::http::Readiness;
 use alknet_runtime::call::{CallConfig, CallEndpoint, Connection, PeerKey, PeerLinks, RemoteNode};
 use alknet_runtime::config::{
     ConfigError, ConfigServiceImpl, ConfigSource, PeerPath, Placement, ReloadPart,
 };
+use alknet_runtime::futures::future::BoxFuture;
 use alknet_runtime::quic::NodeIdentity;
 use alknet_runtime::service_path::IrpcServing;
 use alknet_runtime::{
-    Admission, BuildError, ConfigIdentityProvider, DispatchPath, Drain, IdentityProvider,
-    LocalService, NodePolicy, OperationEnv, OperationEnvBuilder, ServiceSpec,
+    Admission, BuildError, CallError, ConfigIdentityProvider, Credential, DispatchPath, Drain,
+    Identity, IdentityProvider, KeyHolder, LocalService, NodePolicy, OperationEnv,
+    OperationEnvBuilder, Protocol, ServiceSpec,
 };
 use alknet_secret::{SecretProtocol, SecretService};
 use alknet_storage::{
@@ -336,8 +338,14 @@ impl NodeBuilder {
         for (namespace, node_name) in std::mem::take(&mut self.routes) {
             self.env = self.env.route(&namespace, &node_name);
         }
+        let node_identities = NodeIdentities::default();
+        let auth_on_peer = match self.placement(<AuthProtocol as Protocol>::NAMESPACE) {
+            Placement::Peer { peer, .. } if self.auth => Some(peer),
+            _ => None,
+        };
         if self.auth {
-            let auth = AuthService::new(config.clone());
+            let auth =
+                AuthService::new(config.clone()).with_identities(Arc::new(node_identities.clone()));
             self = self.own::<AuthProtocol>(|| Ok(AuthProtocol::local(auth)))?;
         }
         if self.config_service {
@@ -381,9 +389,15 @@ impl NodeBuilder {
         }
         let env = env.build()?;
         check_placements(&config, &env, &self.off)?;
-        let identities = match self.identities {
-            Some(provider) => provider,
-            None if settings.identities => {
+        let identities: Arc<dyn IdentityProvider> = match (self.identities, auth_on_peer) {
+            (Some(provider), _) => provider,
+            (None, Some(peer)) if settings.identities => {
+                return Err(NodeError::new(format!(
+                    "[storage] identities resolves callers in storage, but [services] places `auth` on `{peer}`, which then resolves them: leave one out"
+                )));
+            }
+            (None, Some(_)) => Arc::new(AuthServiceIdentities::new(&env, config.shared())),
+            (None, None) if settings.identities => {
                 let max_stale = settings
                     .identities_max_stale_ms
                     .map_or(DEFAULT_MAX_STALE, |ms| Duration::from_millis(ms.get()));
@@ -394,8 +408,9 @@ impl NodeBuilder {
                     None => provider,
                 })
             }
-            None => Arc::new(ConfigIdentityProvider::new(config.shared())),
+            (None, None) => Arc::new(ConfigIdentityProvider::new(config.shared())),
         };
+        node_identities.set(identities.clone());
         Ok(Node {
             identities,
             env,
@@ -716,6 +731,40 @@ fn outgoing_address(peer: SocketAddr) -> SocketAddr {
         (false, false) => Ipv6Addr::UNSPECIFIED.into(),
     };
     SocketAddr::new(ip, 0)
+}
+
+/// The node's identity provider as its own `auth` service verifies with: the service is
+/// mounted before the provider, which may read the env, exists.
+#[derive(Clone, Default)]
+struct NodeIdentities(Arc<std::sync::OnceLock<Arc<dyn IdentityProvider>>>);
+
+impl NodeIdentities {
+    fn set(&self, identities: Arc<dyn IdentityProvider>) {
+        // Set once, when the node is assembled.
+        let _ = self.0.set(identities);
+    }
+
+    fn get(&self) -> Result<&Arc<dyn IdentityProvider>, CallError> {
+        self.0
+            .get()
+            .ok_or_else(|| CallError::unavailable("the node is still being assembled"))
+    }
+}
+
+impl IdentityProvider for NodeIdentities {
+    fn resolve<'a>(
+        &'a self,
+        credential: Credential<'a>,
+    ) -> BoxFuture<'a, Result<Arc<Identity>, CallError>> {
+        Box::pin(async move { self.get()?.resolve(credential).await })
+    }
+
+    fn resolve_key<'a>(
+        &'a self,
+        fingerprint: &'a str,
+    ) -> BoxFuture<'a, Result<KeyHolder, CallError>> {
+        Box::pin(async move { self.get()?.resolve_key(fingerprint).await })
+    }
 }
 
 /// Mount a service that runs on a peer: over the call protocol, a connection made when

@@ -285,56 +285,150 @@ async fn resolve_until(
     }
 }
 
-/// The seeds' auth node: identities in SQLite, `storage` reached by the head over irpc;
-/// the head resolves its outside callers there, follows revocations, and trusts its copy
-/// for `identities_max_stale_ms` once the auth node is gone.
+/// The seeds' auth node — identities in SQLite, served over irpc — with the head's key
+/// kept there as a cluster node's, holding `scopes`/`resources`, and two API keys.
+struct AuthNode {
+    config: std::path::PathBuf,
+    irpc: u16,
+    key: String,
+    ci: String,
+    deploy: String,
+}
+
+impl AuthNode {
+    fn prepare(dir: &Path, head_key: &str, grant: &[&str]) -> AuthNode {
+        let key = write_key(&dir.join("auth.key"));
+        let irpc = free_port();
+        let config = dir.join("auth.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[node]\nkey = {:?}\n\n[listen]\nirpc = \"127.0.0.1:{irpc}\"\n\n[storage]\nfile = {:?}\nidentities = true\npoll_ms = 100\n\n[services]\nsecret = \"off\"\n",
+                dir.join("auth.key"),
+                dir.join("auth.sqlite3")
+            ),
+        )
+        .unwrap();
+        let path = config.to_str().unwrap();
+        let mut add_node = vec![
+            "keys",
+            "add-node",
+            "--config",
+            path,
+            "--fingerprint",
+            head_key,
+            "--identity",
+            "node:head",
+            "--cluster",
+        ];
+        add_node.extend_from_slice(grant);
+        alknet(&add_node);
+        let (ci, deploy) = (add_key(path, "ci"), add_key(path, "deploy"));
+        AuthNode {
+            config,
+            irpc,
+            key,
+            ci,
+            deploy,
+        }
+    }
+
+    fn start(&self) -> Served {
+        Served::start(&self.config)
+    }
+
+    fn revoke(&self, id: &str) {
+        alknet(&[
+            "keys",
+            "revoke",
+            "--config",
+            self.config.to_str().unwrap(),
+            "--id",
+            id,
+        ]);
+    }
+
+    /// A head reaching `namespace` there over irpc, with `settings` besides.
+    fn head(&self, dir: &Path, namespace: &str, settings: &str) -> Node {
+        let config = format!(
+            "[node]\nkey = {:?}\n\n[[peers]]\nname = \"auth\"\naddress = \"127.0.0.1:1\"\nirpc = \"127.0.0.1:{}\"\nfingerprint = \"{}\"\n\n\
+             [services]\n{namespace} = {{ peer = \"auth\", over = \"irpc\" }}\n\n{settings}",
+            dir.join("head.key"),
+            self.irpc,
+            self.key
+        );
+        Node::builder(ConfigServiceImpl::from_text(config, "head's").unwrap())
+            .local(EchoProtocol::local(EchoService::default()))
+            .without_secret()
+            .build()
+            .unwrap()
+    }
+}
+
+/// The head asks the auth node's `auth` service (over irpc) about each credential and keeps
+/// each answer for `[auth] cache_ms`: a key revoked there is refused here once its answer
+/// is older than that, and, with the auth node away, nothing is resolved past it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_head_resolves_callers_against_the_identities_kept_on_the_auth_node() {
+async fn a_head_resolves_callers_through_the_auth_service_on_the_auth_node() {
     let dir = tempfile::tempdir().unwrap();
     let head_key = write_key(&dir.path().join("head.key"));
-    let auth_key = write_key(&dir.path().join("auth.key"));
-    let irpc = free_port();
-    let auth_config = dir.path().join("auth.toml");
-    std::fs::write(
-        &auth_config,
-        format!(
-            "[node]\nkey = {:?}\n\n[listen]\nirpc = \"127.0.0.1:{irpc}\"\n\n[storage]\nfile = {:?}\nidentities = true\npoll_ms = 100\n\n[services]\nsecret = \"off\"\n",
-            dir.path().join("auth.key"),
-            dir.path().join("auth.sqlite3")
-        ),
-    )
-    .unwrap();
-    let auth = auth_config.to_str().unwrap();
-    // The head's key is an identity kept there too: a cluster node, which may read the graph.
-    alknet(&[
-        "keys",
-        "add-node",
-        "--config",
-        auth,
-        "--fingerprint",
-        &head_key,
-        "--identity",
-        "node:head",
-        "--resource",
-        "graph:read",
-        "--cluster",
-    ]);
-    let ci = add_key(auth, "ci");
-    let deploy = add_key(auth, "deploy");
-    let auth_node = Served::start(&auth_config);
-
-    let config = format!(
-        "[node]\nkey = {:?}\n\n[[peers]]\nname = \"auth\"\naddress = \"127.0.0.1:1\"\nirpc = \"127.0.0.1:{irpc}\"\nfingerprint = \"{auth_key}\"\n\n\
-         [services]\nstorage = {{ peer = \"auth\", over = \"irpc\" }}\n\n[storage]\nidentities = true\nidentities_max_stale_ms = 1500\n",
-        dir.path().join("head.key")
+    let auth = AuthNode::prepare(dir.path(), &head_key, &["--scope", "auth:verify"]);
+    let auth_node = auth.start();
+    let head = auth.head(
+        dir.path(),
+        "auth",
+        "[auth]\ncache_ms = 500\n\n[storage]\nin_memory = true\n",
     );
-    let head = Node::builder(ConfigServiceImpl::from_text(config, "head's").unwrap())
-        .local(EchoProtocol::local(EchoService::default()))
-        .without_secret()
-        .build()
-        .unwrap();
-    assert_eq!(resolve(&head, &ci).await, Ok("key:ci".to_string()));
-    assert_eq!(resolve(&head, &deploy).await, Ok("key:deploy".to_string()));
+    assert_eq!(resolve(&head, &auth.ci).await, Ok("key:ci".to_string()));
+    assert_eq!(
+        resolve(&head, &auth.deploy).await,
+        Ok("key:deploy".to_string())
+    );
+    let unknown = resolve(&head, "alk_unknown").await.unwrap_err();
+    assert!(unknown.starts_with("UNAUTHENTICATED"), "{unknown}");
+
+    // Revoked on the auth node (by another process, which its poll notices): refused here
+    // once the answer kept is older than 500 ms.
+    let revoked = Instant::now();
+    auth.revoke("ci");
+    let refused = resolve_until(&head, &auth.ci, Duration::from_secs(5), Result::is_err).await;
+    assert!(refused.unwrap_err().starts_with("UNAUTHENTICATED"));
+    assert!(
+        revoked.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        revoked.elapsed()
+    );
+
+    // The auth node is killed: answers kept are used up, then the head cannot resolve.
+    drop(auth_node);
+    let gone = resolve_until(&head, &auth.deploy, Duration::from_secs(3), Result::is_err).await;
+    assert!(gone.unwrap_err().starts_with("UNAVAILABLE"));
+
+    // Back: resolved again, without restarting the head.
+    let _back = auth.start();
+    let again = resolve_until(&head, &auth.deploy, Duration::from_secs(5), Result::is_ok).await;
+    assert_eq!(again, Ok("key:deploy".to_string()));
+}
+
+/// A node may instead keep a copy of the identities with `[storage] identities` over the
+/// auth node's `storage`: it follows revocations with `watch`, and trusts its copy for
+/// `identities_max_stale_ms` once the auth node is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_resolves_callers_against_identities_in_storage_on_a_peer() {
+    let dir = tempfile::tempdir().unwrap();
+    let head_key = write_key(&dir.path().join("head.key"));
+    let auth = AuthNode::prepare(dir.path(), &head_key, &["--resource", "graph:read"]);
+    let auth_node = auth.start();
+    let head = auth.head(
+        dir.path(),
+        "storage",
+        "[storage]\nidentities = true\nidentities_max_stale_ms = 1500\n",
+    );
+    assert_eq!(resolve(&head, &auth.ci).await, Ok("key:ci".to_string()));
+    assert_eq!(
+        resolve(&head, &auth.deploy).await,
+        Ok("key:deploy".to_string())
+    );
     assert!(
         resolve(&head, "alk_unknown")
             .await
@@ -342,16 +436,18 @@ async fn a_head_resolves_callers_against_the_identities_kept_on_the_auth_node() 
             .starts_with("UNAUTHENTICATED")
     );
 
-    // Revoked on the auth node (by another process, which its poll notices): refused here.
-    alknet(&["keys", "revoke", "--config", auth, "--id", "ci"]);
-    let refused = resolve_until(&head, &ci, Duration::from_secs(5), Result::is_err).await;
+    auth.revoke("ci");
+    let refused = resolve_until(&head, &auth.ci, Duration::from_secs(5), Result::is_err).await;
     assert!(refused.unwrap_err().starts_with("UNAUTHENTICATED"));
 
     // The auth node is killed: its last identities are trusted for 1.5 s, then not.
     drop(auth_node);
     let lost = Instant::now();
-    assert_eq!(resolve(&head, &deploy).await, Ok("key:deploy".to_string()));
-    let stale = resolve_until(&head, &deploy, Duration::from_secs(5), Result::is_err).await;
+    assert_eq!(
+        resolve(&head, &auth.deploy).await,
+        Ok("key:deploy".to_string())
+    );
+    let stale = resolve_until(&head, &auth.deploy, Duration::from_secs(5), Result::is_err).await;
     let err = stale.unwrap_err();
     assert!(
         err.starts_with("UNAVAILABLE") && err.contains("1500 ms"),
@@ -363,8 +459,7 @@ async fn a_head_resolves_callers_against_the_identities_kept_on_the_auth_node() 
         lost.elapsed()
     );
 
-    // Back: resolved again, without restarting the head.
-    let _back = Served::start(&auth_config);
-    let again = resolve_until(&head, &deploy, Duration::from_secs(10), Result::is_ok).await;
+    let _back = auth.start();
+    let again = resolve_until(&head, &auth.deploy, Duration::from_secs(10), Result::is_ok).await;
     assert_eq!(again, Ok("key:deploy".to_string()));
 }

@@ -23,6 +23,9 @@ pub struct DynamicConfig {
     pub generation: u64,
     /// How far a signed token's timestamp may be from the node's clock.
     pub token_window: Duration,
+    /// How long a node whose `auth` service runs on a peer keeps each answer about a
+    /// credential it got there (`[auth] cache_ms`).
+    pub auth_cache: Duration,
     /// API keys, by their SHA-256 hashes.
     pub api_keys: Vec<ApiKeyEntry>,
     /// Public keys by fingerprint (`ed25519:<hex>`): who holds each, and whether it is a
@@ -192,7 +195,10 @@ impl DynamicConfig {
                 changed.push(name)
             }
         };
-        note(self.token_window != other.token_window, "auth");
+        note(
+            self.token_window != other.token_window || self.auth_cache != other.auth_cache,
+            "auth",
+        );
         note(self.api_keys != other.api_keys, "api_keys");
         note(self.public_keys != other.public_keys, "public_keys");
         note(self.token_keys != other.token_keys, "token_keys");

@@ -367,6 +367,16 @@ fn default_zone_text() -> String {
 struct AuthSection {
     #[serde(default = "default_window")]
     token_window_secs: WindowSecs,
+    #[serde(default = "default_auth_cache")]
+    cache_ms: u64,
+}
+
+/// How long a node keeps an answer from the `auth` service on a peer, unless `[auth]
+/// cache_ms` says.
+pub const DEFAULT_AUTH_CACHE: Duration = Duration::from_secs(5);
+
+fn default_auth_cache() -> u64 {
+    DEFAULT_AUTH_CACHE.as_millis() as u64
 }
 
 #[derive(Deserialize)]
@@ -389,6 +399,7 @@ impl Default for AuthSection {
     fn default() -> Self {
         AuthSection {
             token_window_secs: default_window(),
+            cache_ms: default_auth_cache(),
         }
     }
 }
@@ -842,6 +853,7 @@ impl File {
         let dynamic = DynamicConfig {
             generation: 0,
             token_window: Duration::from_secs(self.auth.token_window_secs.0),
+            auth_cache: Duration::from_millis(self.auth.cache_ms),
             api_keys: self
                 .api_keys
                 .into_iter()

@@ -33,8 +33,8 @@ pub use dynamic::{
     ApiKeyEntry, DynamicConfig, Peer, ProxyHeader, ProxyNetwork, Rate, RateLimits, TokenKey,
 };
 pub use file::{
-    CallSettings, CredentialEntries, HttpSettings, IrpcSettings, Listen, SecretSettings,
-    StorageSettings,
+    CallSettings, CredentialEntries, DEFAULT_AUTH_CACHE, HttpSettings, IrpcSettings, Listen,
+    SecretSettings, StorageSettings,
 };
 pub use forwarding::{ForwardingAction, ForwardingPolicy, ForwardingRule};
 pub use placement::{PeerPath, Placement};

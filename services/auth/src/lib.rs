@@ -39,7 +39,13 @@ use std::sync::Arc;
 use alknet_runtime::config::{ConfigError, ConfigServiceImpl, ReloadPart, ReloadReport};
 use alknet_runtime::credentials::key_from_hex;
 use alknet_runtime::prelude::*;
-use alknet_runtime::{ConfigIdentityProvider, Credential, key_fingerprint};
+use alknet_runtime::{
+    ConfigIdentityProvider, Credential, IdentityProvider, KeyHolder, codes, key_fingerprint,
+};
+
+mod identities;
+
+pub use identities::AuthServiceIdentities;
 
 /// The answer to a credential check.
 #[alk_type]
@@ -51,6 +57,10 @@ pub struct AuthResult {
     pub identity: Option<Identity>,
     /// Why it is not valid.
     pub reason: Option<String>,
+    /// Whether a valid key (`verify_pubkey`) is a cluster node's, whose calls may speak
+    /// for the callers it admitted; false for every other credential.
+    #[serde(default)]
+    pub cluster: bool,
 }
 
 /// The answer to `auth/check_access`.
@@ -66,7 +76,7 @@ pub struct AccessDecision {
 }
 
 /// Verifies identities and answers access questions.
-#[alk_service(namespace = "auth", version = "2.0.0")]
+#[alk_service(namespace = "auth", version = "2.1.0")]
 pub enum AuthProtocol {
     /// Resolve an Ed25519 public key to the identity configured for it. Give the raw key in
     /// hex (`public_key`) or its fingerprint (`ed25519:<hex>`). The key holder is not
@@ -123,29 +133,46 @@ pub enum AuthProtocol {
 /// The `auth` service over a node's configuration.
 pub struct AuthService {
     config: Arc<ConfigServiceImpl>,
-    provider: ConfigIdentityProvider,
+    identities: Arc<dyn IdentityProvider>,
 }
 
 impl AuthService {
     /// Verify against `config`'s live settings.
     pub fn new(config: Arc<ConfigServiceImpl>) -> Self {
-        let provider = ConfigIdentityProvider::new(config.shared());
-        AuthService { config, provider }
+        let identities = Arc::new(ConfigIdentityProvider::new(config.shared()));
+        AuthService { config, identities }
     }
 
-    fn check(&self, credential: Credential<'_>) -> AuthResult {
-        match self.provider.resolve_now(credential) {
-            Ok(identity) => AuthResult {
+    /// Verify against `identities` — the node's own, such as the identities kept in its
+    /// storage — instead of the configuration's keys.
+    pub fn with_identities(mut self, identities: Arc<dyn IdentityProvider>) -> Self {
+        self.identities = identities;
+        self
+    }
+
+    /// The answer for a resolution: a credential that proves nothing is an answer
+    /// (`valid: false`, why); not knowing (the identities cannot be read) is an error.
+    fn answer(resolved: Result<KeyHolder, CallError>) -> Result<AuthResult, CallError> {
+        match resolved {
+            Ok(holder) => Ok(AuthResult {
                 valid: true,
-                identity: Some(Identity::clone(&identity)),
+                identity: Some(Identity::clone(&holder.identity)),
                 reason: None,
-            },
-            Err(err) => AuthResult {
+                cluster: holder.cluster,
+            }),
+            Err(err) if err.code == codes::UNAUTHENTICATED => Ok(AuthResult {
                 valid: false,
                 identity: None,
                 reason: Some(err.message),
-            },
+                cluster: false,
+            }),
+            Err(err) => Err(err),
         }
+    }
+
+    async fn check(&self, credential: Credential<'_>) -> Result<AuthResult, CallError> {
+        let resolved = self.identities.resolve(credential).await;
+        Self::answer(resolved.map(KeyHolder::outside))
     }
 }
 
@@ -169,7 +196,7 @@ impl AuthHandler for AuthService {
                 ));
             }
         };
-        Ok(self.check(Credential::KeyFingerprint(&fingerprint)))
+        Self::answer(self.identities.resolve_key(&fingerprint).await)
     }
 
     async fn verify_token(
@@ -177,7 +204,7 @@ impl AuthHandler for AuthService {
         _ctx: &OperationContext,
         request: VerifyToken,
     ) -> Result<AuthResult, CallError> {
-        Ok(self.check(Credential::Token(&request.token)))
+        self.check(Credential::Token(&request.token)).await
     }
 
     async fn verify_api_key(
@@ -185,7 +212,7 @@ impl AuthHandler for AuthService {
         _ctx: &OperationContext,
         request: VerifyApiKey,
     ) -> Result<AuthResult, CallError> {
-        Ok(self.check(Credential::ApiKey(&request.key)))
+        self.check(Credential::ApiKey(&request.key)).await
     }
 
     async fn check_access(
