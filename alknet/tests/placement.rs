@@ -3,10 +3,9 @@
 //! worker is down, the worker comes, is killed (`SIGKILL`: no goodbye on the wire) and
 //! comes back; the head is never restarted.
 
-use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use alknet::Node;
@@ -14,6 +13,7 @@ use alknet_example::{EchoProtocol, EchoService};
 use alknet_runtime::Credential;
 use alknet_runtime::config::ConfigServiceImpl;
 use alknet_runtime::quic::NodeIdentity;
+use alknet_tests::served::Served;
 use serde_json::{Value, json};
 
 /// A UDP port nothing listens on now.
@@ -31,67 +31,25 @@ fn write_key(path: &Path) -> String {
     key.fingerprint().to_string()
 }
 
-/// A node served by `alknet serve`, in a process of its own.
-struct Served {
-    child: Child,
+/// `alknet serve` on `config`, in a process of its own; killed (`SIGKILL`) when dropped.
+fn serve(config: &Path) -> Served {
+    Served::run(Command::new(env!("CARGO_BIN_EXE_alknet")), config)
 }
 
-impl Served {
-    fn start(config: &Path) -> Served {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_alknet"))
-            .args(["serve", "--config"])
-            .arg(config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("alknet serve starts");
-        // The log is read to its end, so the node never blocks on a full pipe.
-        let log = BufReader::new(child.stderr.take().unwrap());
-        let (ready, is_ready) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut seen = Vec::new();
-            for line in log.lines().map_while(Result::ok) {
-                if line.contains("node ready") {
-                    let _ = ready.send(Ok(()));
-                }
-                seen.push(line);
-            }
-            let _ = ready.send(Err(seen.join("\n")));
-        });
-        match is_ready.recv_timeout(Duration::from_secs(30)) {
-            Ok(Ok(())) => Served { child },
-            Ok(Err(log)) => panic!("the node stopped before it was ready:\n{log}"),
-            Err(_) => panic!("the node was not ready within 30 s"),
-        }
-    }
-
-    /// The worker: `echo` on the call protocol and irpc, for the head's key.
-    fn worker(dir: &Path, call: u16, irpc: u16, head: &str) -> Served {
-        let config = dir.join("worker.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[node]\nkey = {:?}\n\n[listen]\ncall = \"127.0.0.1:{call}\"\nirpc = \"127.0.0.1:{irpc}\"\n\n\
-                 [services]\nsecret = \"off\"\nstorage = \"off\"\n\n\
-                 [[public_keys]]\nfingerprint = \"{head}\"\nidentity = \"node:head\"\ncluster = true\n",
-                dir.join("worker.key")
-            ),
-        )
-        .unwrap();
-        Served::start(&config)
-    }
-
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The worker: `echo` on the call protocol and irpc, for the head's key.
+fn start_worker(dir: &Path, call: u16, irpc: u16, head: &str) -> Served {
+    let config = dir.join("worker.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[node]\nkey = {:?}\n\n[listen]\ncall = \"127.0.0.1:{call}\"\nirpc = \"127.0.0.1:{irpc}\"\n\n\
+             [services]\nsecret = \"off\"\nstorage = \"off\"\n\n\
+             [[public_keys]]\nfingerprint = \"{head}\"\nidentity = \"node:head\"\ncluster = true\n",
+            dir.join("worker.key")
+        ),
+    )
+    .unwrap();
+    serve(&config)
 }
 
 /// A head serving nothing of its own but `echo`, which `[services]` places on the worker.
@@ -169,7 +127,7 @@ async fn a_service_on_a_peer_follows_the_peer(over: &str) {
     assert!(took < Duration::from_millis(100), "{over}: {took:?}");
     assert!(again.unwrap_err().contains("next attempt in"), "{over}");
 
-    let worker = Served::worker(dir.path(), call, irpc, &head_key);
+    let worker = start_worker(dir.path(), call, irpc, &head_key);
     say_until_answered(&head, "hello").await;
     // A call ending on the worker passes its policy as a cluster node's: the head's.
     for n in 0..20 {
@@ -181,7 +139,7 @@ async fn a_service_on_a_peer_follows_the_peer(over: &str) {
 
     // Killed: no CONNECTION_CLOSE reaches the head; the connection's idle timeout (600 ms
     // after the last keep-alive) ends it, and every call after that fails at once.
-    worker.kill();
+    drop(worker);
     let (result, took) = say(&head, "gone").await;
     assert!(result.is_err(), "{over}: the killed worker answered");
     assert!(
@@ -190,7 +148,7 @@ async fn a_service_on_a_peer_follows_the_peer(over: &str) {
     );
     assert_unavailable_at_once(over, "after the kill", say(&head, "gone").await);
 
-    let _back = Served::worker(dir.path(), call, irpc, &head_key);
+    let _back = start_worker(dir.path(), call, irpc, &head_key);
     let took = say_until_answered(&head, "back").await;
     assert!(
         took < Duration::from_secs(3),
@@ -334,7 +292,7 @@ impl AuthNode {
     }
 
     fn start(&self) -> Served {
-        Served::start(&self.config)
+        serve(&self.config)
     }
 
     fn revoke(&self, id: &str) {

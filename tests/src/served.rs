@@ -17,7 +17,7 @@ pub struct Served {
     listeners: HashMap<String, SocketAddr>,
     /// The configuration file it serves (rewrite it, then reload).
     pub config: PathBuf,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Served {
@@ -27,14 +27,25 @@ impl Served {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("node.toml");
         std::fs::write(&path, config).unwrap();
-        let mut child = Command::new(program)
+        let mut command = Command::new(program);
+        command.envs(envs.iter().copied());
+        let mut served = Served::run(command, &path);
+        served._dir = Some(dir);
+        served
+    }
+
+    /// Run `command` — the node binary, or a command that runs it, such as `ip netns exec
+    /// NAME alknet` — with `serve`, checking `config` every 50 ms; returns once the node
+    /// has reported its listeners.
+    pub fn run(mut command: Command, config: &Path) -> Served {
+        let program = format!("{:?}", command.get_program());
+        let mut child = command
             .args(["serve", "--watch-interval-ms", "50", "--config"])
-            .arg(&path)
-            .envs(envs.iter().copied())
+            .arg(config)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .unwrap_or_else(|err| panic!("{} starts: {err}", program.display()));
+            .unwrap_or_else(|err| panic!("{program} starts: {err}"));
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let mut fingerprint = None;
         let mut listeners = HashMap::new();
@@ -59,8 +70,8 @@ impl Served {
             child,
             fingerprint: fingerprint.expect("the node prints its key"),
             listeners,
-            config: path,
-            _dir: dir,
+            config: config.to_path_buf(),
+            _dir: None,
         }
     }
 
