@@ -421,3 +421,112 @@ async fn a_node_resolves_callers_against_identities_in_storage_on_a_peer() {
     let again = resolve_until(&head, &auth.deploy, Duration::from_secs(10), Result::is_ok).await;
     assert_eq!(again, Ok("key:deploy".to_string()));
 }
+
+/// The `[[peers]]` and `[forwarding]` of docs/configuration.md's example, as written there
+/// but for the peer's address and key.
+fn documented_forwarding(address: &str, fingerprint: &str) -> String {
+    let doc = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/configuration.md"),
+    )
+    .unwrap();
+    let start = doc
+        .find("# Another node.\n")
+        .expect("the example has a peer");
+    let end = start + doc[start..].find("# Token buckets").unwrap();
+    let example = &doc[start..end];
+    assert!(example.contains("operations = \"storage/*\""), "{example}");
+    example.replace("127.0.0.1:4533", address).replace(
+        "ed25519:8c0cc17a04942cc4f8e0fe0b302606d3108860c126428ba2ceeb5f9ed41c2b05",
+        fingerprint,
+    )
+}
+
+/// docs/configuration.md's forwarding example, run: `storage/*` goes to `worker-1`, a
+/// `guest:*` caller is refused everything, anything else is served here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documented_forwarding_example_works_as_written() {
+    use alknet_runtime::credentials::{api_key_hash, new_api_key};
+
+    let dir = tempfile::tempdir().unwrap();
+    let head_key = write_key(&dir.path().join("head.key"));
+    let worker_key = write_key(&dir.path().join("worker.key"));
+    let call = free_port();
+    let worker_config = dir.path().join("worker.toml");
+    std::fs::write(
+        &worker_config,
+        format!(
+            "[node]\nkey = {:?}\n\n[listen]\ncall = \"127.0.0.1:{call}\"\n\n[storage]\nin_memory = true\n\n[services]\nsecret = \"off\"\n\n\
+             [[public_keys]]\nfingerprint = \"{head_key}\"\nidentity = \"node:head\"\ncluster = true\nresources = [\"graph:*\"]\n",
+            dir.path().join("worker.key")
+        ),
+    )
+    .unwrap();
+    // A call forwarded over the call protocol is checked there as the head's own identity
+    // (docs/configuration.md): the head's key holds what the forwarded callers need.
+    let worker = serve(&worker_config);
+
+    let (ci, guest) = (new_api_key().unwrap(), new_api_key().unwrap());
+    let config = format!(
+        "[node]\nkey = {:?}\n\n[storage]\nin_memory = true\n\n\
+         [[api_keys]]\nid = \"ci\"\nhash = \"{}\"\nidentity = \"key:ci\"\nresources = [\"graph:*\"]\n\n\
+         [[api_keys]]\nid = \"guest\"\nhash = \"{}\"\nidentity = \"guest:visitor\"\nresources = [\"graph:*\"]\n\n{}",
+        dir.path().join("head.key"),
+        api_key_hash(&ci),
+        api_key_hash(&guest),
+        documented_forwarding(&format!("127.0.0.1:{call}"), &worker_key)
+    );
+    let head = Node::builder(ConfigServiceImpl::from_text(config, "head's").unwrap())
+        .local(EchoProtocol::local(EchoService::default()))
+        .without_secret()
+        .build()
+        .unwrap();
+    let as_caller = |key: &str| {
+        let identities = head.identities().clone();
+        let key = key.to_string();
+        let env = head.env().clone();
+        async move {
+            let identity = identities.resolve(Credential::ApiKey(&key)).await.unwrap();
+            env.with_caller(alknet_runtime::Caller::new().identity(identity))
+        }
+    };
+    let ci_env = as_caller(&ci).await;
+    let created = ci_env
+        .invoke("storage", "create_graph", json!({"graph": "orders"}))
+        .await;
+    assert!(created.is_ok(), "{:?}", created.result);
+    let got = ci_env
+        .invoke("storage", "get_graph", json!({"graph": "orders"}))
+        .await;
+    assert!(got.is_ok(), "{:?}", got.result);
+    // Served here: echo.
+    assert!(
+        ci_env
+            .invoke("echo", "say", json!({"text": "here"}))
+            .await
+            .is_ok()
+    );
+
+    // The guest is refused by the second rule, naming it.
+    let guest_env = as_caller(&guest).await;
+    let refused = guest_env.invoke("echo", "say", json!({"text": "no"})).await;
+    let err = refused.result.unwrap_err();
+    assert_eq!(err.code, "FORBIDDEN");
+    assert!(
+        err.message.contains("rule 2 of [forwarding]"),
+        "{}",
+        err.message
+    );
+
+    // The graph was made on worker-1: without it, storage calls fail, echo does not.
+    drop(worker);
+    let gone = ci_env
+        .invoke("storage", "get_graph", json!({"graph": "orders"}))
+        .await;
+    assert_eq!(gone.error_code(), Some("UNAVAILABLE"), "{:?}", gone.result);
+    assert!(
+        ci_env
+            .invoke("echo", "say", json!({"text": "still here"}))
+            .await
+            .is_ok()
+    );
+}
