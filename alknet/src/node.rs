@@ -25,7 +25,7 @@ use std::time::Duration;
 use alknet_auth::{AuthProtocol, AuthService, AuthServiceIdentities};
 use alknet_config::{ConfigProtocol, ConfigService};
 use alknet_runtime::adapters::http::Readiness;
-use alknet_runtime::call::{CallConfig, CallEndpoint, Connection, PeerKey, PeerLinks, RemoteNode};
+use alknet_runtime::call::{CallConfig, CallEndpoint, CallsBack, PeerKey, PeerLinks, RemoteNode};
 use alknet_runtime::config::{
     ConfigError, ConfigServiceImpl, ConfigSource, PeerPath, Placement, ReloadPart,
 };
@@ -42,7 +42,7 @@ use alknet_storage::{
     DEFAULT_MAX_STALE, IDENTITY_GRAPH, StorageIdentityProvider, StorageProtocol, StorageService,
 };
 
-use crate::transports::{self, AbortOnDrop, Running};
+use crate::transports::{self, Running};
 
 /// Why a node could not be assembled, started or run: one sentence naming the problem.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -206,7 +206,8 @@ impl NodeBuilder {
     /// namespace `name`: `name/echo/say` runs `/echo/say` there, as this node (the peer
     /// must know this node's key). The peer is reached, and what this node may call there
     /// learnt, by [`NodeBuilder::connect`]; the node serves the peer's calls back on the
-    /// same connection. Discovered once: connect again to see new operations.
+    /// same connection. A lost connection is made again on the next call (see
+    /// [`RemoteNode::dial`]); the operations mounted stay those learnt at the start.
     pub fn remote(mut self, name: &str, address: SocketAddr, fingerprint: &str) -> Self {
         self.remotes.push(RemoteMount {
             name: name.to_string(),
@@ -314,15 +315,12 @@ impl NodeBuilder {
                         remote.name, remote.address
                     ))
                 };
-                let connection = endpoint
-                    .connect(remote.address, PeerKey::Pinned(remote.fingerprint.clone()))
+                let key = PeerKey::Pinned(remote.fingerprint.clone());
+                let node = RemoteNode::dial(endpoint, remote.address, key)
                     .await
                     .map_err(|err| unreachable(err.message))?;
-                let node = RemoteNode::discover(connection.clone())
-                    .await
-                    .map_err(|err| unreachable(err.message))?;
-                self.env = self.env.remote(&remote.name, node);
-                connections.push((remote.name.clone(), connection));
+                self.env = self.env.remote(&remote.name, node.clone());
+                connections.push((remote.name.clone(), node));
             }
         }
         self.finish(identity, call_config, connections)
@@ -332,7 +330,7 @@ impl NodeBuilder {
         mut self,
         identity: NodeIdentity,
         call_config: CallConfig,
-        remote_connections: Vec<(String, Connection)>,
+        remote_connections: Vec<(String, RemoteNode)>,
     ) -> Result<Node, NodeError> {
         let config = self.config.clone();
         for (namespace, node_name) in std::mem::take(&mut self.routes) {
@@ -437,9 +435,9 @@ pub struct Node {
     env: OperationEnv,
     identities: Arc<dyn IdentityProvider>,
     irpc: Vec<IrpcServing>,
-    /// The connections to the remote nodes mounted, by mount name, on which their calls
-    /// back are served.
-    remote_connections: Vec<(String, Connection)>,
+    /// The remote nodes mounted, by mount name, whose calls back are served on this node's
+    /// connections to them.
+    remote_connections: Vec<(String, RemoteNode)>,
     /// The connections to `[[peers]]` that the forwarding policy uses.
     peers: PeerLinks,
     /// `[call]`, for the node's call endpoint and its connections to other nodes.
@@ -530,9 +528,9 @@ impl Node {
                 let ready = listening.iter().fold(Readiness::new(), |ready, name| {
                     ready.check(format!("listen.{name}"), true)
                 });
-                let ready = remotes.iter().fold(ready, |ready, (name, connection)| {
+                let ready = remotes.iter().fold(ready, |ready, (name, node)| {
                     let check = format!("remote.{name}");
-                    match connection.quic().close_reason() {
+                    match node.connection().quic().close_reason() {
                         None => ready.check(check, true),
                         Some(reason) => ready.check_detail(
                             check,
@@ -566,7 +564,7 @@ impl Node {
         let calls_back = self
             .remote_connections
             .iter()
-            .map(|(_, connection)| AbortOnDrop(connection.serve(server.clone())))
+            .map(|(_, node)| node.serve_back(server.clone()))
             .collect();
         Ok(Listeners {
             running,
@@ -674,7 +672,7 @@ const DEFAULT_WATCH_INTERVAL: Duration = Duration::from_secs(1);
 pub struct Listeners {
     running: Vec<Running>,
     /// The remote nodes' calls on the connections this node made to them.
-    calls_back: Vec<AbortOnDrop>,
+    calls_back: Vec<CallsBack>,
     drain: Drain,
     drain_time: Duration,
 }

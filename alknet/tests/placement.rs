@@ -530,3 +530,61 @@ async fn the_documented_forwarding_example_works_as_written() {
             .is_ok()
     );
 }
+
+/// A node mounted whole (`NodeBuilder::remote`) is dialled again after it was lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_mount_is_dialled_again_after_its_node_comes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let head_key = write_key(&dir.path().join("head.key"));
+    let worker_key = write_key(&dir.path().join("worker.key"));
+    let (call, irpc) = (free_port(), free_port());
+    let worker = start_worker(dir.path(), call, irpc, &head_key);
+    let config = format!("[node]\nkey = {:?}\n", dir.path().join("head.key"));
+    let address = format!("127.0.0.1:{call}").parse().unwrap();
+    let head = Node::builder(ConfigServiceImpl::from_text(config, "head's").unwrap())
+        .without_secret()
+        .without_storage()
+        .remote("far", address, &worker_key)
+        .connect()
+        .await
+        .unwrap();
+    let far_say = |text: &'static str| {
+        let env = head.env().clone();
+        async move {
+            let started = Instant::now();
+            let answer = env.invoke("far", "echo/say", json!({ "text": text })).await;
+            (answer, started.elapsed())
+        }
+    };
+    assert!(far_say("first").await.0.is_ok());
+
+    drop(worker);
+    let (answer, took) = far_say("gone").await;
+    assert!(
+        answer.result.is_err() && took < Duration::from_secs(1),
+        "{took:?}"
+    );
+    let (answer, took) = far_say("gone").await;
+    assert_eq!(
+        answer.error_code(),
+        Some("UNAVAILABLE"),
+        "{:?}",
+        answer.result
+    );
+    assert!(took < Duration::from_secs(1), "{took:?}");
+
+    let _back = start_worker(dir.path(), call, irpc, &head_key);
+    let started = Instant::now();
+    loop {
+        let (answer, _) = far_say("back").await;
+        if answer.is_ok() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            answer.result
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -24,7 +24,7 @@ pub use crate::quic::{NodeIdentity, PeerKey};
 pub use client::{CallOptions, Connection};
 pub use peers::{PeerLinks, PeerReadiness};
 pub use quic::{CallConfig, CallEndpoint};
-pub use remote::RemoteNode;
+pub use remote::{CallsBack, RemoteNode};
 pub use server::{CallServer, DEFAULT_UNAUTHENTICATED_MAX_FRAME_SIZE, ListedOperation};
 #[cfg(feature = "websocket")]
 pub use websocket::{WebSocketAdapter, WebSocketLimits};
