@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use alknet_runtime::call::{CallConfig, CallEndpoint, CallOptions};
 use alknet_runtime::quic::{NodeIdentity, PeerKey};
 use alknet_tests::adapters::curl;
-use alknet_tests::served::Served;
+use alknet_tests::served::{Served, output_of};
 use serde_json::Value;
 
 /// The roles, in the order their addresses are given (`.1` to `.5`), and the ports
@@ -146,20 +146,28 @@ impl Drop for Network {
 
 /// `alknet ARGS` in `dir`, as the operator on that node's files; what it printed.
 fn alknet(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_alknet"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_alknet"));
+    command
         .args(args)
         .envs(envs.iter().copied())
-        .current_dir(dir)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "alknet {args:?}: {}{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+        .current_dir(dir);
+    output_of(command)
+}
+
+/// `keys add-node` on the auth node's storage.
+fn add_node(dir: &Path, fingerprint: &str, identity: &str, grants: &[&str]) {
+    let mut args = vec![
+        "keys",
+        "add-node",
+        "--config",
+        "auth.toml",
+        "--fingerprint",
+        fingerprint,
+        "--identity",
+        identity,
+    ];
+    args.extend_from_slice(grants);
+    alknet(dir, &args, &[]);
 }
 
 /// `POST /v1/{operation}` on the head, as `key`: the status, the body as JSON, the time.
@@ -236,38 +244,13 @@ async fn the_seeds_topology_runs_as_a_network_of_namespaces() {
     // (not a cluster node's), and a caller's API key, kept in the auth node's storage.
     let path = dir.path();
     let head_key = fingerprint("head");
-    alknet(
+    add_node(
         path,
-        &[
-            "keys",
-            "add-node",
-            "--config",
-            "auth.toml",
-            "--fingerprint",
-            &head_key,
-            "--identity",
-            "node:head",
-            "--scope",
-            "auth:verify",
-            "--cluster",
-        ],
-        &[],
+        &head_key,
+        "node:head",
+        &["--scope", "auth:verify", "--cluster"],
     );
-    let worker_key = fingerprint("worker-1");
-    alknet(
-        path,
-        &[
-            "keys",
-            "add-node",
-            "--config",
-            "auth.toml",
-            "--fingerprint",
-            &worker_key,
-            "--identity",
-            "node:worker-1",
-        ],
-        &[],
-    );
+    add_node(path, &fingerprint("worker-1"), "node:worker-1", &[]);
     let added = alknet(
         path,
         &[

@@ -5,7 +5,7 @@
 
 use std::net::UdpSocket;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use alknet::Node;
@@ -13,7 +13,7 @@ use alknet_example::{EchoProtocol, EchoService};
 use alknet_runtime::Credential;
 use alknet_runtime::config::ConfigServiceImpl;
 use alknet_runtime::quic::NodeIdentity;
-use alknet_tests::served::Served;
+use alknet_tests::served::{Served, output_of};
 use serde_json::{Value, json};
 
 /// A UDP port nothing listens on now.
@@ -182,18 +182,9 @@ fn a_placement_naming_a_service_the_node_lacks_is_refused_naming_what_it_has() {
 }
 
 fn alknet(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_alknet"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("the alknet binary runs");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "alknet {args:?}: {}{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    let mut command = Command::new(env!("CARGO_BIN_EXE_alknet"));
+    command.args(args);
+    output_of(command)
 }
 
 /// `keys add` on the auth node's database: the key it prints.

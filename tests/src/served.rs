@@ -90,3 +90,19 @@ impl Drop for Served {
         self.child.wait().ok();
     }
 }
+
+/// Run `command` (a node binary's one-shot command, such as `keys add`) to its end with no
+/// input; what it printed on stdout, or a panic showing what it said, when it failed.
+pub fn output_of(mut command: Command) -> String {
+    let out = command
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|err| panic!("{:?} runs: {err}", command.get_program()));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{command:?}: {}{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
