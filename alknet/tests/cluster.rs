@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use alknet_runtime::call::{CallConfig, CallEndpoint, CallOptions};
 use alknet_runtime::quic::{NodeIdentity, PeerKey};
-use alknet_tests::adapters::curl;
+use alknet_tests::adapters::{curl, dig, mcp_session};
 use alknet_tests::served::{Served, output_of};
 use serde_json::Value;
 
@@ -107,6 +107,8 @@ impl Network {
                 text = text.replace(&format!("127.0.0.1:{port}"), &address);
             }
         }
+        // A host name alone (MCP's allowed hosts) is the node's own.
+        text = text.replace("\"127.0.0.1\"", &format!("\"{}\"", self.address(role)));
         for (name, fingerprint) in fingerprints {
             let placeholder = format!("{}_FINGERPRINT", name.to_uppercase().replace('-', "_"));
             text = text.replace(&placeholder, fingerprint);
@@ -334,6 +336,39 @@ async fn the_seeds_topology_runs_as_a_network_of_namespaces() {
     let (status, graph, _) =
         post(&head, &ci, "storage/create_graph", r#"{"graph": "orders"}"#).await;
     assert_eq!(status, "200", "{graph}");
+
+    // Every transport of the head reaches the workers: MCP (the Python SDK), DNS (dig) and
+    // the call protocol over WebSocket (`alknet call --ws`).
+    let calls = serde_json::json!([{"name": "echo.say", "arguments": {"text": "mcp"}}]);
+    let session = mcp_session(
+        &["--http", &format!("http://{head}/mcp")],
+        Some(&ci),
+        &calls,
+    )
+    .await;
+    assert_eq!(
+        session["results"][0]["structured"]["text"], "mcp",
+        "{session}"
+    );
+    // `{"text":"hi"}`, base64url.
+    let dns = dig(
+        head_node.address("dns"),
+        "eyJ0ZXh0IjoiaGkifQ.say.echo.alk.dev",
+        "TXT",
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (dns.status.as_str(), dns.json()["text"].clone()),
+        ("NOERROR", Value::from("hi"))
+    );
+    let websocket = format!("ws://{}/call", head_node.address("websocket"));
+    let said = alknet(
+        path,
+        &["call", "--ws", &websocket, "echo/say", r#"{"text": "ws"}"#],
+        &[],
+    );
+    assert!(said.contains("\"ws\""), "{said}");
 
     // The listing is the cluster's: the operations of every role.
     let (status, listing) = curl(&[&format!("http://{head}/v1/operations")]).await;
