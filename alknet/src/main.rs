@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use alknet::NodeBuilder;
 use alknet::cli::Command;
-use alknet_example::{EchoProtocol, EchoService};
+use alknet_example::{EchoProtocol, EchoService, NotaryProtocol, NotaryService};
 use clap::{Parser, Subcommand};
 
 mod quickstart;
@@ -30,9 +30,11 @@ enum BinaryCommand {
     Node(Command),
 }
 
-/// What this binary's node serves, beside the node's own `auth` and `config`.
+/// What this binary's node serves, beside the node's own `auth`, `config`, `secret` and
+/// `storage`.
 fn services(node: NodeBuilder) -> NodeBuilder {
     node.local(EchoProtocol::local(EchoService::default()))
+        .local(NotaryProtocol::local(NotaryService))
 }
 
 fn main() -> ExitCode {

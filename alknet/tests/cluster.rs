@@ -266,6 +266,8 @@ async fn the_seeds_topology_runs_as_a_network_of_namespaces() {
             "secret:use",
             "--scope",
             "echo:admin",
+            "--scope",
+            "notary:use",
             "--resource",
             "graph:*",
         ],
@@ -331,6 +333,34 @@ async fn the_seeds_topology_runs_as_a_network_of_namespaces() {
     let derive = r#"{"path": "m/44'/1234'/0'"}"#;
     let (status, derived, _) = post(&head, &ci, "secret/public_key", derive).await;
     assert_eq!(status, "200", "{derived}");
+
+    // One operation across the cluster: `notary/notarize` on the head asks the auth node
+    // who the caller is, has the secret node sign, writes to the head's storage and has
+    // worker-1 echo — each nested call as the caller.
+    let (status, note, _) = post(&head, &ci, "notary/notarize", r#"{"text": "signed"}"#).await;
+    assert_eq!(status, "200", "{note}");
+    assert_eq!(
+        (&note["signer"], &note["echoed"]),
+        (&Value::from("key:ci"), &Value::from("signed"))
+    );
+    let verify = serde_json::json!({
+        "path": alknet_example::notary::NOTARY_KEY_PATH,
+        "message": alknet_runtime::Binary(b"signed".to_vec()),
+        "signature": note["signature"],
+    });
+    let (status, verified, _) = post(&head, &ci, "secret/verify", &verify.to_string()).await;
+    assert_eq!(
+        (status.as_str(), &verified["valid"]),
+        ("200", &Value::Bool(true)),
+        "{verified}"
+    );
+    let kept = serde_json::json!({"graph": "notary", "id": note["id"]});
+    let (status, kept, _) = post(&head, &ci, "storage/get_node", &kept.to_string()).await;
+    assert_eq!(
+        (status.as_str(), &kept["attributes"]["signer"]),
+        ("200", &Value::from("key:ci")),
+        "{kept}"
+    );
 
     // Storage is the head's own.
     let (status, graph, _) =

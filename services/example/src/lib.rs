@@ -1,5 +1,5 @@
 //! `echo`: the smallest service that shows every kind of operation. The docs and the tests
-//! use it.
+//! use it. Beside it, [`notary`]: one operation that calls across a cluster.
 //!
 //! ```
 //! use alknet_example::{EchoClient, EchoProtocol, EchoService};
@@ -22,6 +22,10 @@ use std::time::Duration;
 
 use alknet_runtime::futures::{StreamExt, stream};
 use alknet_runtime::prelude::*;
+
+pub mod notary;
+
+pub use notary::{NotaryClient, NotaryProtocol, NotaryService};
 
 /// What `echo/say` answers.
 #[alk_type]
