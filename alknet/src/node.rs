@@ -108,6 +108,12 @@ pub struct NodeBuilder {
     off: Vec<String>,
 }
 
+/// Where a service that does not run here is (`[services]`).
+enum Away {
+    Off,
+    On(String, PeerPath),
+}
+
 /// A service that runs on a peer ([`Placement::Peer`]).
 struct OnPeer {
     spec: ServiceSpec,
@@ -136,32 +142,30 @@ impl NodeBuilder {
     pub fn local(mut self, service: impl Into<LocalService>) -> Self {
         let service = service.into();
         let irpc = service.extension::<IrpcServing>().copied();
-        match self.placement(&service.spec().namespace) {
-            Placement::Local => {
+        match self.away(&service.spec().namespace) {
+            None => {
                 self.irpc.extend(irpc);
                 self.env = self.env.local(service);
                 self
             }
-            placement => self.elsewhere(service.spec().clone(), irpc, placement),
+            Some(away) => self.elsewhere(service.spec().clone(), irpc, away),
         }
     }
 
-    fn placement(&self, namespace: &str) -> Placement {
-        let services = &self.config.static_config().services;
-        services.get(namespace).cloned().unwrap_or(Placement::Local)
+    /// Where `[services]` places `namespace`, when that is not here.
+    fn away(&self, namespace: &str) -> Option<Away> {
+        match self.config.static_config().services.get(namespace)? {
+            Placement::Local => None,
+            Placement::Off => Some(Away::Off),
+            Placement::Peer { peer, over } => Some(Away::On(peer.clone(), *over)),
+        }
     }
 
     /// Note a service that does not run here: off, or reached on a peer at `finish`.
-    fn elsewhere(
-        mut self,
-        spec: ServiceSpec,
-        irpc: Option<IrpcServing>,
-        placement: Placement,
-    ) -> Self {
-        match placement {
-            Placement::Local => unreachable!("a local service runs here"),
-            Placement::Off => self.off.push(spec.namespace),
-            Placement::Peer { peer, over } => self.elsewhere.push(OnPeer {
+    fn elsewhere(mut self, spec: ServiceSpec, irpc: Option<IrpcServing>, away: Away) -> Self {
+        match away {
+            Away::Off => self.off.push(spec.namespace),
+            Away::On(peer, over) => self.elsewhere.push(OnPeer {
                 spec,
                 peer,
                 over,
@@ -176,13 +180,11 @@ impl NodeBuilder {
         self,
         open: impl FnOnce() -> Result<LocalService, NodeError>,
     ) -> Result<Self, NodeError> {
-        Ok(match self.placement(P::NAMESPACE) {
-            Placement::Local => self.local(open()?),
-            placement => self.elsewhere(
-                ServiceSpec::of::<P>(),
-                Some(IrpcServing::of::<P>()),
-                placement,
-            ),
+        Ok(match self.away(P::NAMESPACE) {
+            None => self.local(open()?),
+            Some(away) => {
+                self.elsewhere(ServiceSpec::of::<P>(), Some(IrpcServing::of::<P>()), away)
+            }
         })
     }
 
@@ -337,8 +339,8 @@ impl NodeBuilder {
             self.env = self.env.route(&namespace, &node_name);
         }
         let node_identities = NodeIdentities::default();
-        let auth_on_peer = match self.placement(<AuthProtocol as Protocol>::NAMESPACE) {
-            Placement::Peer { peer, .. } if self.auth => Some(peer),
+        let auth_on_peer = match self.away(<AuthProtocol as Protocol>::NAMESPACE) {
+            Some(Away::On(peer, _)) if self.auth => Some(peer),
             _ => None,
         };
         if self.auth {
