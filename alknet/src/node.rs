@@ -16,6 +16,7 @@
 //! # }
 //! ```
 
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -33,9 +34,9 @@ use alknet_runtime::futures::future::BoxFuture;
 use alknet_runtime::quic::NodeIdentity;
 use alknet_runtime::service_path::IrpcServing;
 use alknet_runtime::{
-    Admission, BuildError, CallError, ConfigIdentityProvider, Credential, DispatchPath, Drain,
-    Identity, IdentityProvider, KeyHolder, LocalService, NodePolicy, OperationEnv,
-    OperationEnvBuilder, Protocol, ServiceSpec,
+    Admission, Admit, Admitting, BuildError, CallError, ConfigIdentityProvider, Credential,
+    DispatchPath, Drain, Identity, IdentityProvider, KeyHolder, LocalService, NodePolicy,
+    OperationEnv, OperationEnvBuilder, Protocol, ServiceSpec,
 };
 use alknet_secret::{SecretProtocol, SecretService};
 use alknet_storage::{
@@ -375,7 +376,11 @@ impl NodeBuilder {
             })?;
         }
         let peers = PeerLinks::new(identity.clone(), call_config.clone());
+        let mut placed = ForwardedOnce::default();
         for on_peer in std::mem::take(&mut self.elsewhere) {
+            placed
+                .0
+                .insert(on_peer.spec.namespace.clone(), on_peer.peer.clone());
             self.env = mount_on_peer(self.env, on_peer, &config, &peers, &identity)?;
         }
         let drain = Drain::new();
@@ -384,6 +389,9 @@ impl NodeBuilder {
             .config(config.shared())
             .drain(drain.clone())
             .admission(NodePolicy::new(config.shared()).forward_through(peers.clone()));
+        if !placed.0.is_empty() {
+            env = env.admission(placed);
+        }
         for step in self.admission {
             env = env.admission(step);
         }
@@ -731,6 +739,25 @@ fn outgoing_address(peer: SocketAddr) -> SocketAddr {
         (false, false) => Ipv6Addr::UNSPECIFIED.into(),
     };
     SocketAddr::new(ip, 0)
+}
+
+/// Refuses an outside call a cluster node forwarded here whose service this node sends on
+/// to a peer (`[services]`): a call is forwarded once, as the forwarding policy's are, so two
+/// nodes placing a service on each other cannot bounce a call between them.
+#[derive(Default)]
+struct ForwardedOnce(HashMap<String, String>);
+
+impl Admission for ForwardedOnce {
+    fn admit(&self, call: &Admitting<'_>) -> Result<Admit, CallError> {
+        let namespace = &call.operation.namespace;
+        match (call.forwarded_for, self.0.get(namespace)) {
+            (Some(_), Some(peer)) => Err(CallError::forbidden(format!(
+                "`{}` came forwarded from a cluster node, and this node sends `{namespace}` on to `{peer}` ([services]): a call is forwarded once; reach `{namespace}` where it runs",
+                call.operation.id
+            ))),
+            _ => Ok(Admit::Here),
+        }
+    }
 }
 
 /// The node's identity provider as its own `auth` service verifies with: the service is

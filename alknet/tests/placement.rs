@@ -579,3 +579,49 @@ async fn a_remote_mount_is_dialled_again_after_its_node_comes_back() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Two nodes that place `echo` on each other cannot bounce a call: the second node refuses
+/// to send on a call a cluster node forwarded to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_is_forwarded_once_between_nodes_that_place_a_service_on_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a_key, b_key) = (
+        write_key(&dir.path().join("a.key")),
+        write_key(&dir.path().join("b.key")),
+    );
+    let (a_call, b_call) = (free_port(), free_port());
+    let config = |me: &str, call: u16, other: &str, other_call: u16, other_key: &str| {
+        format!(
+            "[node]\nkey = {:?}\n\n[listen]\ncall = \"127.0.0.1:{call}\"\n\n[services]\necho = {{ peer = \"{other}\" }}\n\n\
+             [[peers]]\nname = \"{other}\"\naddress = \"127.0.0.1:{other_call}\"\nfingerprint = \"{other_key}\"\n\n\
+             [[public_keys]]\nfingerprint = \"{other_key}\"\nidentity = \"node:{other}\"\ncluster = true\n",
+            dir.path().join(format!("{me}.key"))
+        )
+    };
+    let b_config = dir.path().join("b.toml");
+    std::fs::write(&b_config, config("b", b_call, "a", a_call, &a_key)).unwrap();
+    let _b = serve(&b_config);
+    let a = Node::builder(
+        ConfigServiceImpl::from_text(config("a", a_call, "b", b_call, &b_key), "a's").unwrap(),
+    )
+    .local(EchoProtocol::local(EchoService::default()))
+    .without_secret()
+    .without_storage()
+    .build()
+    .unwrap();
+    let _a_up = a.start().await.unwrap();
+
+    let started = Instant::now();
+    let (result, _) = say(&a, "ping-pong").await;
+    let err = result.unwrap_err();
+    assert!(err.starts_with("FORBIDDEN"), "{err}");
+    assert!(
+        err.contains("sends `echo` on to `a`") && err.contains("a call is forwarded once"),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+}
