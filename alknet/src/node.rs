@@ -32,7 +32,7 @@ use alknet_runtime::config::{
 };
 use alknet_runtime::futures::future::BoxFuture;
 use alknet_runtime::quic::NodeIdentity;
-use alknet_runtime::service_path::IrpcServing;
+use alknet_runtime::service_path::{IrpcLink, IrpcServing};
 use alknet_runtime::{
     Admission, Admit, Admitting, BuildError, CallError, ConfigIdentityProvider, Credential,
     DispatchPath, Drain, Identity, IdentityProvider, KeyHolder, LocalService, NodePolicy,
@@ -113,6 +113,14 @@ pub struct NodeBuilder {
 enum Away {
     Off,
     On(String, PeerPath),
+}
+
+/// A service reached over irpc on a peer, and its link.
+#[derive(Clone)]
+struct IrpcPlacement {
+    namespace: String,
+    peer: String,
+    link: IrpcLink,
 }
 
 /// A service that runs on a peer ([`Placement::Peer`]).
@@ -377,12 +385,30 @@ impl NodeBuilder {
         }
         let peers = PeerLinks::new(identity.clone(), call_config.clone());
         let mut placed = ForwardedOnce::default();
+        let mut irpc_links = Vec::new();
         for on_peer in std::mem::take(&mut self.elsewhere) {
-            placed
-                .0
-                .insert(on_peer.spec.namespace.clone(), on_peer.peer.clone());
-            self.env = mount_on_peer(self.env, on_peer, &config, &peers, &identity)?;
+            let (namespace, peer) = (on_peer.spec.namespace.clone(), on_peer.peer.clone());
+            placed.0.insert(namespace.clone(), peer.clone());
+            let (env, link) = mount_on_peer(self.env, on_peer, &config, &peers, &identity)?;
+            self.env = env;
+            irpc_links.extend(link.map(|link| IrpcPlacement {
+                namespace,
+                peer,
+                link,
+            }));
         }
+        // Peers reached only over irpc have no call-protocol link for readiness to check.
+        let call_peers: Vec<&String> = placed
+            .0
+            .iter()
+            .filter(|(namespace, _)| !irpc_links.iter().any(|p| p.namespace == **namespace))
+            .map(|(_, peer)| peer)
+            .collect();
+        let irpc_only_peers: Vec<String> = irpc_links
+            .iter()
+            .map(|placement| placement.peer.clone())
+            .filter(|peer| !call_peers.contains(&peer))
+            .collect();
         let drain = Drain::new();
         let mut env = self
             .env
@@ -424,6 +450,8 @@ impl NodeBuilder {
             env,
             identity,
             irpc: self.irpc,
+            irpc_links,
+            irpc_only_peers,
             remote_connections,
             peers,
             call_config,
@@ -445,6 +473,10 @@ pub struct Node {
     env: OperationEnv,
     identities: Arc<dyn IdentityProvider>,
     irpc: Vec<IrpcServing>,
+    /// The services `[services]` reaches over irpc, and how each link stands.
+    irpc_links: Vec<IrpcPlacement>,
+    /// The peers only those services use: no call-protocol link to them is expected.
+    irpc_only_peers: Vec<String>,
     /// The remote nodes mounted, by mount name, whose calls back are served on this node's
     /// connections to them.
     remote_connections: Vec<(String, RemoteNode)>,
@@ -534,6 +566,7 @@ impl Node {
             let drain = self.drain.clone();
             let remotes = self.remote_connections.clone();
             let (peers, config) = (self.peers.clone(), self.config.shared());
+            let (irpc_links, irpc_only) = (self.irpc_links.clone(), self.irpc_only_peers.clone());
             let readiness = move || {
                 let ready = listening.iter().fold(Readiness::new(), |ready, name| {
                     ready.check(format!("listen.{name}"), true)
@@ -549,17 +582,43 @@ impl Node {
                         ),
                     }
                 });
-                let ready =
-                    peers
-                        .readiness(&config.load().peers)
-                        .into_iter()
-                        .fold(ready, |ready, peer| {
-                            let check = format!("peer.{}", peer.name);
-                            match peer.detail {
-                                None => ready.check(check, peer.ready),
-                                Some(detail) => ready.check_detail(check, peer.ready, detail),
-                            }
-                        });
+                let ready = irpc_links.iter().fold(ready, |ready, placed| {
+                    let check = format!("irpc.{}", placed.namespace);
+                    match placed.link.readiness() {
+                        Ok(()) => ready.check(check, true),
+                        Err(why) => ready.check_detail(
+                            check,
+                            false,
+                            format!("`{}` on peer `{}`: {why}", placed.namespace, placed.peer),
+                        ),
+                    }
+                });
+                let dynamic = config.load();
+                // A peer only irpc placements use has its own checks above; its call-protocol
+                // listener matters only if a forwarding rule sends calls there.
+                let call_peers: Vec<_> = dynamic
+                    .peers
+                    .iter()
+                    .filter(|peer| {
+                        !irpc_only.contains(&peer.name)
+                            || dynamic
+                                .forwarding
+                                .rules
+                                .iter()
+                                .any(|rule| rule.peer.as_deref() == Some(peer.name.as_str()))
+                    })
+                    .cloned()
+                    .collect();
+                let ready = peers
+                    .readiness(&call_peers)
+                    .into_iter()
+                    .fold(ready, |ready, peer| {
+                        let check = format!("peer.{}", peer.name);
+                        match peer.detail {
+                            None => ready.check(check, peer.ready),
+                            Some(detail) => ready.check_detail(check, peer.ready, detail),
+                        }
+                    });
                 match drain.is_closed() {
                     false => ready.check("calls", true),
                     true => ready.check_detail(
@@ -796,14 +855,15 @@ impl IdentityProvider for NodeIdentities {
 
 /// Mount a service that runs on a peer: over the call protocol, a connection made when
 /// first needed and again after a loss, to wherever the live `[[peers]]` has the peer;
-/// over irpc, the same to the peer's `irpc` address as the node started with it.
+/// over irpc, the same to the peer's `irpc` address as the node started with it (and how
+/// that connection stands, for readiness).
 fn mount_on_peer(
     env: OperationEnvBuilder,
     on_peer: OnPeer,
     config: &ConfigServiceImpl,
     peers: &PeerLinks,
     identity: &NodeIdentity,
-) -> Result<OperationEnvBuilder, NodeError> {
+) -> Result<(OperationEnvBuilder, Option<IrpcLink>), NodeError> {
     let OnPeer {
         spec,
         peer,
@@ -817,7 +877,10 @@ fn mount_on_peer(
         ))
     };
     match over {
-        PeerPath::Call => Ok(env.mount_shared(spec, peers.named(&peer, config.shared()))),
+        PeerPath::Call => Ok((
+            env.mount_shared(spec, peers.named(&peer, config.shared())),
+            None,
+        )),
         PeerPath::Irpc => {
             let irpc = irpc.ok_or_else(|| {
                 cannot("its protocol has no irpc path (the runtime's `irpc` feature is off where it is declared)".to_string())
@@ -834,7 +897,7 @@ fn mount_on_peer(
                 .and_then(|address| address.parse().ok())
                 .ok_or_else(|| cannot("its [[peers]] entry has no `irpc` address".to_string()))?;
             let settings = &config.static_config().irpc;
-            let service = irpc
+            let (service, link) = irpc
                 .reach(
                     address,
                     &entry.fingerprint,
@@ -842,7 +905,7 @@ fn mount_on_peer(
                     &settings.quic_config(),
                 )
                 .map_err(|err| cannot(err.message))?;
-            Ok(env.local(service))
+            Ok((env.local(service), Some(link)))
         }
     }
 }

@@ -300,6 +300,21 @@ async fn the_seeds_topology_runs_as_a_network_of_namespaces() {
     loop {
         let (status, body) = curl(&[&format!("http://{head}/readyz")]).await;
         if status == "200" {
+            // Each link by what it carries: irpc for auth and secret, the call protocol to
+            // the workers.
+            let checks: Value = serde_json::from_str(&body).unwrap();
+            let mut names: Vec<&str> = checks["checks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|check| check["name"].as_str())
+                .filter(|name| !name.starts_with("listen.") && *name != "calls")
+                .collect();
+            names.sort();
+            assert_eq!(
+                names,
+                ["irpc.auth", "irpc.secret", "peer.worker-1", "peer.worker-2"]
+            );
             break;
         }
         assert!(

@@ -13,6 +13,7 @@ use alknet_example::{EchoProtocol, EchoService};
 use alknet_runtime::Credential;
 use alknet_runtime::config::ConfigServiceImpl;
 use alknet_runtime::quic::NodeIdentity;
+use alknet_tests::adapters::curl;
 use alknet_tests::served::{Served, output_of};
 use serde_json::{Value, json};
 
@@ -357,6 +358,54 @@ async fn a_head_resolves_callers_through_the_auth_service_on_the_auth_node() {
     let _back = auth.start();
     let again = resolve_until(&head, &auth.deploy, Duration::from_secs(5), Result::is_ok).await;
     assert_eq!(again, Ok("key:deploy".to_string()));
+}
+
+/// `/readyz` of a head whose `auth` is on a peer over irpc: the irpc link is checked —
+/// not ready, naming why, while the auth node is down; ready once it is up, without a
+/// call — and the peer's call-protocol address (nothing listens there) is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_follows_an_irpc_placement_and_not_the_peers_call_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let head_key = write_key(&dir.path().join("head.key"));
+    let auth = AuthNode::prepare(dir.path(), &head_key, &["--scope", "auth:verify"]);
+    let http = free_port();
+    let head = auth.head(
+        dir.path(),
+        "auth",
+        &format!("[listen]\nhttp = \"127.0.0.1:{http}\"\n\n[storage]\nin_memory = true\n"),
+    );
+    let _listeners = head.start().await.unwrap();
+    let readyz = || async {
+        let (status, body) = curl(&[&format!("http://127.0.0.1:{http}/readyz")]).await;
+        let body: Value = serde_json::from_str(&body).unwrap();
+        let check = |name: &str| {
+            body["checks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|check| check["name"] == name)
+                .cloned()
+        };
+        assert_eq!(check("peer.auth"), None, "{body}");
+        (status, check("irpc.auth").expect("an irpc.auth check"))
+    };
+
+    let (status, check) = readyz().await;
+    assert_eq!((status.as_str(), &check["ready"]), ("503", &json!(false)));
+    let detail = check["detail"].as_str().unwrap();
+    assert!(detail.starts_with("`auth` on peer `auth`: "), "{detail}");
+
+    let _auth_node = auth.start();
+    let started = Instant::now();
+    loop {
+        let (status, check) = readyz().await;
+        if status == "200" {
+            assert_eq!(check["ready"], json!(true));
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{check}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// A node may instead keep a copy of the identities with `[storage] identities` over the

@@ -13,7 +13,7 @@ use irpc::channel::oneshot;
 use irpc::rpc::noq;
 use irpc::util::AsyncReadVarintExt;
 
-use super::{Actor, IrpcPeer, IrpcProtocol};
+use super::{Actor, IrpcLink, IrpcPeer, IrpcProtocol};
 use crate::quic::{NodeIdentity, QuicConfig, peer_fingerprint, server_endpoint};
 use crate::{CallError, IdentityProvider, LocalService, OperationEnv, Protocol};
 
@@ -151,7 +151,8 @@ pub struct IrpcServing {
     reach: Reach,
 }
 
-type Reach = fn(SocketAddr, &str, &NodeIdentity, &QuicConfig) -> Result<LocalService, CallError>;
+type Reach =
+    fn(SocketAddr, &str, &NodeIdentity, &QuicConfig) -> Result<(LocalService, IrpcLink), CallError>;
 
 impl IrpcServing {
     /// The registration of protocol `P`.
@@ -159,8 +160,9 @@ impl IrpcServing {
         IrpcServing {
             serve: IrpcListenerBuilder::serve::<P>,
             reach: |addr, fingerprint, identity, config| {
-                let client = super::connect::<P>(addr, fingerprint, identity, config)?;
-                Ok(super::IrpcService::new::<P>(client).into())
+                let (client, link) =
+                    super::connect_linked::<P>(addr, fingerprint, identity, config)?;
+                Ok((super::IrpcService::new::<P>(client).into(), link))
             },
         }
     }
@@ -168,14 +170,14 @@ impl IrpcServing {
     /// The same service, reached on the irpc listener at `addr` of the node whose key is
     /// `fingerprint`, as this node (`identity`), which that node must allow: what
     /// [`connect`](super::connect) and `XProtocol::service` make, for a service known only
-    /// as a [`LocalService`].
+    /// as a [`LocalService`]; with how its connection stands.
     pub fn reach(
         &self,
         addr: SocketAddr,
         fingerprint: &str,
         identity: &NodeIdentity,
         config: &QuicConfig,
-    ) -> Result<LocalService, CallError> {
+    ) -> Result<(LocalService, IrpcLink), CallError> {
         (self.reach)(addr, fingerprint, identity, config)
     }
 }

@@ -567,6 +567,16 @@ pub fn connect<P: IrpcProtocol>(
     identity: &crate::quic::NodeIdentity,
     config: &crate::quic::QuicConfig,
 ) -> Result<irpc::Client<P::Rpc>, CallError> {
+    Ok(connect_linked::<P>(addr, server_fingerprint, identity, config)?.0)
+}
+
+/// [`connect`], and how its connection stands ([`IrpcLink`]), for a readiness answer.
+pub fn connect_linked<P: IrpcProtocol>(
+    addr: std::net::SocketAddr,
+    server_fingerprint: &str,
+    identity: &crate::quic::NodeIdentity,
+    config: &crate::quic::QuicConfig,
+) -> Result<(irpc::Client<P::Rpc>, IrpcLink), CallError> {
     let client = crate::quic::client_config(
         identity,
         crate::quic::PeerKey::Pinned(server_fingerprint.to_string()),
@@ -574,13 +584,15 @@ pub fn connect<P: IrpcProtocol>(
         config,
     )?;
     let endpoint = crate::quic::client_endpoint(client, addr)?;
-    Ok(irpc::Client::boxed(LiveConnection(Arc::new(Live {
+    let live = Arc::new(Live {
         endpoint,
         addr,
-        connection: tokio::sync::Mutex::new(None),
+        connection: Arc::default(),
         redial: crate::quic::Redial::default(),
         handshake_timeout: config.handshake_timeout,
-    }))))
+    });
+    let client = irpc::Client::boxed(LiveConnection(live.clone()));
+    Ok((client, IrpcLink(live)))
 }
 
 /// irpc's connection to another node's listener, made again after a loss, with backoff.
@@ -592,9 +604,77 @@ struct Live {
     endpoint: noq::Endpoint,
     addr: std::net::SocketAddr,
     /// Held while connecting, so calls made meanwhile wait for that one attempt.
-    connection: tokio::sync::Mutex<Option<noq::Connection>>,
+    connection: Arc<tokio::sync::Mutex<Option<noq::Connection>>>,
     redial: crate::quic::Redial,
     handshake_timeout: Duration,
+}
+
+impl Live {
+    /// A new connection in `slot`, unless an attempt failed too recently.
+    async fn connect(
+        &self,
+        slot: &mut Option<noq::Connection>,
+    ) -> Result<noq::Connection, irpc::RequestError> {
+        *slot = None;
+        self.redial
+            .ready()
+            .map_err(|reason| irpc::RequestError::from(n0_error::AnyError::from(reason)))?;
+        let connected = async {
+            let connecting = self.endpoint.connect(self.addr, "localhost")?;
+            Ok::<_, irpc::RequestError>(connecting.await?)
+        };
+        let connection = match tokio::time::timeout(self.handshake_timeout, connected).await {
+            Ok(Ok(connection)) => connection,
+            Ok(Err(err)) => {
+                self.redial.failed(error_chain(&err));
+                return Err(err);
+            }
+            Err(_) => {
+                let reason = format!(
+                    "no handshake within {} ms",
+                    self.handshake_timeout.as_millis()
+                );
+                self.redial.failed(reason.clone());
+                return Err(n0_error::AnyError::from(reason).into());
+            }
+        };
+        self.redial.succeeded();
+        *slot = Some(connection.clone());
+        Ok(connection)
+    }
+}
+
+/// How the connection to another node's irpc listener stands, for a readiness answer: from
+/// [`connect_linked`].
+#[derive(Debug, Clone)]
+pub struct IrpcLink(Arc<Live>);
+
+impl IrpcLink {
+    /// Whether a connection is up; if not, why not — and a connection is begun in the
+    /// background (once at a time, within the redial backoff), so that a node that came
+    /// back is seen without waiting for a call.
+    pub fn readiness(&self) -> Result<(), String> {
+        let live = self.0.clone();
+        let Ok(mut slot) = live.connection.clone().try_lock_owned() else {
+            return Err("connecting".to_string());
+        };
+        let closed = match slot.as_ref().map(noq::Connection::close_reason) {
+            Some(None) => return Ok(()),
+            Some(Some(reason)) => Some(format!("the connection closed: {reason}")),
+            None => None,
+        };
+        let why = live
+            .redial
+            .last_failure()
+            .or(closed)
+            .unwrap_or_else(|| "not connected yet: connecting".to_string());
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = live.connect(&mut slot).await;
+            });
+        }
+        Err(why)
+    }
 }
 
 impl irpc::rpc::RemoteConnection for LiveConnection {
@@ -614,33 +694,8 @@ impl irpc::rpc::RemoteConnection for LiveConnection {
             {
                 return Ok(pair);
             }
-            *slot = None;
-            live.redial
-                .ready()
-                .map_err(|reason| irpc::RequestError::from(n0_error::AnyError::from(reason)))?;
-            let connected = async {
-                let connecting = live.endpoint.connect(live.addr, "localhost")?;
-                Ok::<_, irpc::RequestError>(connecting.await?)
-            };
-            let connection = match tokio::time::timeout(live.handshake_timeout, connected).await {
-                Ok(Ok(connection)) => connection,
-                Ok(Err(err)) => {
-                    live.redial.failed(error_chain(&err));
-                    return Err(err);
-                }
-                Err(_) => {
-                    let reason = format!(
-                        "no handshake within {} ms",
-                        live.handshake_timeout.as_millis()
-                    );
-                    live.redial.failed(reason.clone());
-                    return Err(n0_error::AnyError::from(reason).into());
-                }
-            };
-            live.redial.succeeded();
-            let pair = connection.open_bi().await?;
-            *slot = Some(connection);
-            Ok(pair)
+            let connection = live.connect(&mut slot).await?;
+            Ok(connection.open_bi().await?)
         })
     }
 
