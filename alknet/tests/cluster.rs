@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use alknet_runtime::call::{CallConfig, CallEndpoint, CallOptions};
 use alknet_runtime::quic::{NodeIdentity, PeerKey};
 use alknet_tests::adapters::{curl, dig, mcp_session};
+use alknet_tests::netns::Network;
 use alknet_tests::served::{Served, output_of};
 use serde_json::Value;
 
@@ -26,124 +27,37 @@ const ROLES: [(&str, &[u16]); 5] = [
 
 const PASSPHRASE: &str = "correct horse battery staple";
 
-fn ip(args: &[&str]) {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .expect("`ip` runs (iproute2)");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
+/// The hosts of [`ROLES`], on a network of their own.
+fn network() -> Network {
+    let roles: Vec<&str> = ROLES.iter().map(|(role, _)| *role).collect();
+    Network::new(&roles)
 }
 
-/// One namespace per role on a bridge of its own, deleted when dropped — a failing test
-/// included.
-struct Network {
-    tag: String,
-    subnet: String,
+/// `role`'s configuration from `examples/cluster/`, with the cluster's fingerprints and
+/// every role's addresses in `network`.
+fn configuration(network: &Network, role: &str, fingerprints: &[(&str, String)]) -> String {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/cluster");
+    let mut text = std::fs::read_to_string(example.join(format!("{role}.toml"))).unwrap();
+    for (name, ports) in ROLES {
+        for port in ports {
+            let address = format!("{}:{port}", network.address(name));
+            text = text.replace(&format!("127.0.0.1:{port}"), &address);
+        }
+    }
+    // A host name alone (MCP's allowed hosts) is the node's own.
+    text = text.replace("\"127.0.0.1\"", &format!("\"{}\"", network.address(role)));
+    for (name, fingerprint) in fingerprints {
+        let placeholder = format!("{}_FINGERPRINT", name.to_uppercase().replace('-', "_"));
+        text = text.replace(&placeholder, fingerprint);
+    }
+    text
 }
 
-impl Network {
-    fn new() -> Network {
-        let id = std::process::id() % 10_000;
-        let network = Network {
-            tag: format!("alk{id}"),
-            subnet: format!("10.77.{}", id % 250),
-        };
-        let bridge = network.bridge();
-        ip(&["link", "add", &bridge, "type", "bridge"]);
-        ip(&[
-            "addr",
-            "add",
-            &format!("{}.254/24", network.subnet),
-            "dev",
-            &bridge,
-        ]);
-        ip(&["link", "set", &bridge, "up"]);
-        for (index, (role, _)) in ROLES.iter().enumerate() {
-            let namespace = network.namespace(role);
-            let (outside, inside) = (
-                format!("{}v{index}h", network.tag),
-                format!("{}v{index}n", network.tag),
-            );
-            ip(&["netns", "add", &namespace]);
-            ip(&[
-                "link", "add", &outside, "type", "veth", "peer", "name", &inside,
-            ]);
-            ip(&["link", "set", &inside, "netns", &namespace]);
-            ip(&["link", "set", &outside, "master", &bridge, "up"]);
-            let address = format!("{}/24", network.address(role));
-            ip(&["-n", &namespace, "addr", "add", &address, "dev", &inside]);
-            ip(&["-n", &namespace, "link", "set", &inside, "up"]);
-            ip(&["-n", &namespace, "link", "set", "lo", "up"]);
-        }
-        network
-    }
-
-    fn bridge(&self) -> String {
-        format!("{}br", self.tag)
-    }
-
-    fn namespace(&self, role: &str) -> String {
-        format!("{}-{role}", self.tag)
-    }
-
-    fn address(&self, role: &str) -> String {
-        let index = ROLES.iter().position(|(name, _)| *name == role).unwrap();
-        format!("{}.{}", self.subnet, index + 1)
-    }
-
-    /// `role`'s configuration from `examples/cluster/`, with the cluster's fingerprints and
-    /// every role's addresses in this network.
-    fn configuration(&self, role: &str, fingerprints: &[(&str, String)]) -> String {
-        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/cluster");
-        let mut text = std::fs::read_to_string(example.join(format!("{role}.toml"))).unwrap();
-        for (name, ports) in ROLES {
-            for port in ports {
-                let address = format!("{}:{port}", self.address(name));
-                text = text.replace(&format!("127.0.0.1:{port}"), &address);
-            }
-        }
-        // A host name alone (MCP's allowed hosts) is the node's own.
-        text = text.replace("\"127.0.0.1\"", &format!("\"{}\"", self.address(role)));
-        for (name, fingerprint) in fingerprints {
-            let placeholder = format!("{}_FINGERPRINT", name.to_uppercase().replace('-', "_"));
-            text = text.replace(&placeholder, fingerprint);
-        }
-        text
-    }
-
-    /// `alknet serve` in `role`'s namespace, in `dir` (where the configurations name their
-    /// files).
-    fn serve(&self, role: &str, dir: &Path) -> Served {
-        let mut command = Command::new("ip");
-        command
-            .args([
-                "netns",
-                "exec",
-                &self.namespace(role),
-                env!("CARGO_BIN_EXE_alknet"),
-            ])
-            .current_dir(dir);
-        Served::run(command, &dir.join(format!("{role}.toml")))
-    }
-}
-
-impl Drop for Network {
-    fn drop(&mut self) {
-        // Deleting a namespace deletes its end of each veth, and so the other end.
-        for (role, _) in ROLES {
-            let _ = Command::new("ip")
-                .args(["netns", "del", &self.namespace(role)])
-                .output();
-        }
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.bridge()])
-            .output();
-    }
+/// `alknet serve` on `role`'s host, in `dir` (where the configurations name their files).
+fn serve(network: &Network, role: &str, dir: &Path) -> Served {
+    let mut command = network.command(role, env!("CARGO_BIN_EXE_alknet"));
+    command.current_dir(dir);
+    Served::run(command, &dir.join(format!("{role}.toml")))
 }
 
 /// `alknet ARGS` in `dir`, as the operator on that node's files; what it printed.
@@ -214,7 +128,7 @@ async fn post_until(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_seeds_topology_runs_as_a_network_of_namespaces() {
-    let network = Network::new();
+    let network = network();
     let dir = tempfile::tempdir().unwrap();
     let keys: Vec<(&str, NodeIdentity)> = ROLES
         .iter()
@@ -238,7 +152,7 @@ async fn the_seeds_topology_runs_as_a_network_of_namespaces() {
             key.private_key_pem(),
         )
         .unwrap();
-        let config = network.configuration(role, &fingerprints);
+        let config = configuration(&network, role, &fingerprints);
         std::fs::write(dir.path().join(format!("{role}.toml")), config).unwrap();
     }
 
@@ -285,13 +199,13 @@ async fn the_seeds_topology_runs_as_a_network_of_namespaces() {
         &[("ALKNET_SECRET_PASSPHRASE", PASSPHRASE)],
     );
 
-    let _auth = network.serve("auth", path);
-    let secret = network.serve("secret", path);
+    let _auth = serve(&network, "auth", path);
+    let secret = serve(&network, "secret", path);
     let _workers = [
-        network.serve("worker-1", path),
-        network.serve("worker-2", path),
+        serve(&network, "worker-1", path),
+        serve(&network, "worker-2", path),
     ];
-    let head_node = network.serve("head", path);
+    let head_node = serve(&network, "head", path);
     let head = head_node.address("http").to_string();
     assert!(head.starts_with(&network.address("head")), "{head}");
 
@@ -440,7 +354,7 @@ async fn the_seeds_topology_runs_as_a_network_of_namespaces() {
     assert!(took < Duration::from_secs(1), "took {took:?}");
     let (_, again, took) = post(&head, &ci, "secret/status", "{}").await;
     assert!(took < Duration::from_secs(1), "took {took:?}: {again}");
-    let _secret = network.serve("secret", path);
+    let _secret = serve(&network, "secret", path);
     let status = post_until(
         &head,
         &ci,
@@ -455,7 +369,7 @@ async fn the_seeds_topology_runs_as_a_network_of_namespaces() {
     // A worker's key is an outside caller's at the head: what it asserts about whom it
     // calls for is ignored, and its calls run as its own identity.
     let worker = &keys.iter().find(|(role, _)| *role == "worker-1").unwrap().1;
-    let from = format!("{}.254:0", network.subnet).parse().unwrap();
+    let from = format!("{}:0", network.outside()).parse().unwrap();
     let endpoint = CallEndpoint::bind(from, worker, CallConfig::default()).unwrap();
     let head_call = head_node.address("call");
     let connection = endpoint

@@ -1,7 +1,8 @@
-//! A call three hops deep across three nodes — `first` on A calls `second`, which A reaches
-//! on B over irpc; `second` calls `third`, which B reaches on C over the call protocol —
-//! keeps its deadline, shrinking, on every hop, and cancelling it at the top cancels
-//! every hop's handler.
+//! A call three hops deep across three nodes, each on a host of its own (a network
+//! namespace: needs root, as CI has) — `first` on A calls `second`, which A reaches on B
+//! over irpc; `second` calls `third`, which B reaches on C over the call protocol — keeps
+//! its deadline, shrinking, on every hop, and cancelling it at the top cancels every hop's
+//! handler.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use alknet::{Listeners, Node};
 use alknet_runtime::config::ConfigServiceImpl;
 use alknet_runtime::prelude::*;
 use alknet_runtime::quic::NodeIdentity;
+use alknet_tests::netns::{Host, Network};
 
 /// What one hop's handler saw: started, cancelled, and the time left when it started.
 #[derive(Default)]
@@ -96,23 +98,33 @@ fn key(dir: &Path, name: &str) -> String {
     key.fingerprint().to_string()
 }
 
-fn node(
+/// A node of `text` assembled by `assemble`, started on `host` (so its sockets are that
+/// host's), and its listeners.
+async fn node(
+    host: &Host,
     dir: &Path,
-    name: &str,
+    name: &'static str,
     text: String,
-    assemble: impl FnOnce(alknet::NodeBuilder) -> alknet::NodeBuilder,
-) -> Node {
+    assemble: impl FnOnce(alknet::NodeBuilder) -> alknet::NodeBuilder + Send + 'static,
+) -> (Node, Listeners) {
     let config = format!(
         "[node]\nkey = {:?}\n\n[storage]\nin_memory = true\n\n{text}",
         dir.join(format!("{name}.key"))
     );
-    let builder =
-        Node::builder(ConfigServiceImpl::from_text(config, name).unwrap()).without_secret();
-    assemble(builder).build().unwrap()
+    host.run(async move {
+        let builder =
+            Node::builder(ConfigServiceImpl::from_text(config, name).unwrap()).without_secret();
+        let node = assemble(builder).build().unwrap();
+        let listeners = node.start().await.unwrap();
+        (node, listeners)
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_three_hops_deep_keeps_its_deadline_and_is_cancelled_on_every_hop() {
+    let network = Network::new(&["a", "b", "c"]);
+    let hosts = ["a", "b", "c"].map(|host| network.runtime(host));
     let dir = tempfile::tempdir().unwrap();
     let (a, b, c) = (
         key(dir.path(), "a"),
@@ -126,46 +138,60 @@ async fn a_call_three_hops_deep_keeps_its_deadline_and_is_cancelled_on_every_hop
         )
     };
 
-    let c_node = node(
+    let third = seen[2].clone();
+    let (_c_node, c_up) = node(
+        &hosts[2],
         dir.path(),
         "c",
-        format!("[listen]\ncall = \"127.0.0.1:0\"\n\n{}", trusted(&b, "b")),
-        |n| n.local(ThirdProtocol::local(Third(seen[2].clone()))),
-    );
-    let c_up: Listeners = c_node.start().await.unwrap();
-    let b_node = node(
+        format!(
+            "[listen]\ncall = \"{}:0\"\n\n{}",
+            network.address("c"),
+            trusted(&b, "b")
+        ),
+        |n| n.local(ThirdProtocol::local(Third(third))),
+    )
+    .await;
+    let second = seen[1].clone();
+    let (_b_node, b_up) = node(
+        &hosts[1],
         dir.path(),
         "b",
         format!(
-            "[listen]\nirpc = \"127.0.0.1:0\"\n\n[services]\nthird = {{ peer = \"c\" }}\n\n[[peers]]\nname = \"c\"\naddress = \"{}\"\nfingerprint = \"{c}\"\n\n{}",
+            "[listen]\nirpc = \"{}:0\"\n\n[services]\nthird = {{ peer = \"c\" }}\n\n[[peers]]\nname = \"c\"\naddress = \"{}\"\nfingerprint = \"{c}\"\n\n{}",
+            network.address("b"),
             c_up.address("call").unwrap(),
             trusted(&a, "a")
         ),
         |n| {
-            n.local(SecondProtocol::local(Second(seen[1].clone())))
+            n.local(SecondProtocol::local(Second(second)))
                 .local(ThirdProtocol::local(Third(Arc::default())))
         },
-    );
-    let b_up = b_node.start().await.unwrap();
-    let a_node = node(
+    )
+    .await;
+    let first = seen[0].clone();
+    let (a_node, _a_up) = node(
+        &hosts[0],
         dir.path(),
         "a",
         format!(
-            "[services]\nsecond = {{ peer = \"b\", over = \"irpc\" }}\n\n[[peers]]\nname = \"b\"\naddress = \"127.0.0.1:1\"\nirpc = \"{}\"\nfingerprint = \"{b}\"\n",
+            "[services]\nsecond = {{ peer = \"b\", over = \"irpc\" }}\n\n[[peers]]\nname = \"b\"\naddress = \"{}:1\"\nirpc = \"{}\"\nfingerprint = \"{b}\"\n",
+            network.address("b"),
             b_up.address("irpc").unwrap()
         ),
         |n| {
-            n.local(FirstProtocol::local(First(seen[0].clone())))
+            n.local(FirstProtocol::local(First(first)))
                 .local(SecondProtocol::local(Second(Arc::default())))
         },
-    );
+    )
+    .await;
 
     // An outside call with 5 s to go, made on a task of its own so it can be cancelled.
     let env = a_node
         .env()
         .with_caller(Caller::new().timeout(Duration::from_secs(5)));
-    let call =
-        tokio::spawn(async move { env.invoke("first", "begin", serde_json::Value::Null).await });
+    let call = hosts[0]
+        .handle()
+        .spawn(async move { env.invoke("first", "begin", serde_json::Value::Null).await });
     let waited = tokio::time::timeout(Duration::from_secs(10), async {
         while seen[2].started.load(Ordering::SeqCst) == 0 {
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -198,5 +224,4 @@ async fn a_call_three_hops_deep_keeps_its_deadline_and_is_cancelled_on_every_hop
     .await;
     let cancelled = seen.each_ref().map(|s| s.cancelled.load(Ordering::SeqCst));
     assert!(cascaded.is_ok(), "cancelled per hop: {cancelled:?}");
-    drop((b_up, c_up));
 }

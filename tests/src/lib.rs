@@ -351,6 +351,7 @@ pub mod probe {
 
 pub mod adapters;
 pub mod fuzz;
+pub mod netns;
 pub mod served;
 
 /// `PROGRAM keys new --id ID ARGS..` of a node binary (`alknet`, or a user's made with
