@@ -3,56 +3,17 @@
 //!
 //! Run with `cargo bench -p alknet-runtime --bench call`; the ratios are printed at the end.
 
-use std::sync::Arc;
-
-use alknet_example::{EchoProtocol, EchoService};
-use alknet_runtime::call::{
-    CallConfig, CallEndpoint, CallServer, Connection, NodeIdentity, PeerKey,
-};
-use alknet_runtime::{Identity, OperationEnv, StaticIdentities};
+use alknet_runtime::call::Connection;
 use criterion::{Criterion, criterion_group};
 use serde_json::json;
 
 mod irpc_baseline;
+#[path = "support/nodes.rs"]
+mod nodes;
 mod support;
 
 const GROUP: &str = "call_protocol";
 const IN_FLIGHT: usize = 64;
-
-/// The baseline protocol: `echo/say` as irpc would carry it (postcard over noq).
-async fn call_protocol_connection() -> (CallEndpoint, Connection) {
-    let server_identity = NodeIdentity::generate().unwrap();
-    let client_identity = NodeIdentity::generate().unwrap();
-    let env = OperationEnv::builder()
-        .local(EchoProtocol::local(EchoService::default()))
-        .build()
-        .unwrap();
-    let identities = StaticIdentities::new()
-        .with_key(client_identity.fingerprint(), Identity::new("node:bench"));
-    let server = CallEndpoint::bind(
-        "127.0.0.1:0".parse().unwrap(),
-        &server_identity,
-        CallConfig::default(),
-    )
-    .unwrap();
-    server.serve(CallServer::new(env, Arc::new(identities)));
-    let client = CallEndpoint::bind(
-        "127.0.0.1:0".parse().unwrap(),
-        &client_identity,
-        CallConfig::default(),
-    )
-    .unwrap();
-    let connection = client
-        .connect(
-            server.local_addr(),
-            PeerKey::Pinned(server_identity.fingerprint().into()),
-        )
-        .await
-        .unwrap();
-    // The endpoints must outlive the benchmark.
-    std::mem::forget(server);
-    (client, connection)
-}
 
 fn call_protocol(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -60,7 +21,7 @@ fn call_protocol(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let (_endpoint, connection) = runtime.block_on(call_protocol_connection());
+    let (_endpoint, connection) = runtime.block_on(nodes::call_protocol_connection());
     let baseline = {
         let _entered = runtime.enter();
         irpc_baseline::over_noq(false)

@@ -4,56 +4,19 @@
 //! Run with `cargo bench -p alknet-runtime --bench service_path`; the ratios come last.
 
 use std::hint::black_box;
-use std::sync::Arc;
 
 use alknet_example::{EchoProtocol, EchoService, Say};
-use alknet_runtime::quic::{NodeIdentity, QuicConfig};
-use alknet_runtime::service_path::{IrpcListener, connect};
-use alknet_runtime::{Identity, OperationEnv, StaticIdentities};
+use alknet_runtime::OperationEnv;
 use criterion::{Criterion, criterion_group};
 
 mod irpc_baseline;
+#[path = "support/nodes.rs"]
+mod nodes;
 mod support;
 
 const IN_PROCESS: &str = "service_path_in_process";
 const QUIC: &str = "service_path_quic";
 const IN_FLIGHT: usize = 64;
-
-/// A node serving `echo` over an irpc listener, and a node that reaches it.
-fn over_quic() -> (IrpcListener, OperationEnv) {
-    let (server, client) = (
-        NodeIdentity::generate().unwrap(),
-        NodeIdentity::generate().unwrap(),
-    );
-    let serving = OperationEnv::builder()
-        .local(EchoProtocol::local(EchoService::default()))
-        .build()
-        .unwrap();
-    // A cluster node's key: the in-cluster path, whose calls run under the context they carry.
-    let peers =
-        StaticIdentities::new().with_cluster_key(client.fingerprint(), Identity::new("node:bench"));
-    let listener = IrpcListener::builder(serving, Arc::new(peers))
-        .serve::<EchoProtocol>()
-        .unwrap()
-        .bind(
-            "127.0.0.1:0".parse().unwrap(),
-            &server,
-            QuicConfig::default(),
-        )
-        .unwrap();
-    let echo = connect::<EchoProtocol>(
-        listener.local_addr(),
-        listener.fingerprint(),
-        &client,
-        &QuicConfig::default(),
-    )
-    .unwrap();
-    let env = OperationEnv::builder()
-        .local(EchoProtocol::service(echo))
-        .build()
-        .unwrap();
-    (listener, env)
-}
 
 async fn alknet_say(env: OperationEnv, text: String) {
     black_box(env.call(Say { text }).await.unwrap());
@@ -102,7 +65,7 @@ fn quic(c: &mut Criterion) {
         .unwrap();
     let (baseline, (_listener, env)) = {
         let _entered = runtime.enter();
-        (irpc_baseline::over_noq(false), over_quic())
+        (irpc_baseline::over_noq(false), nodes::over_quic())
     };
     let text = "hello, alknet".to_string();
     let mut group = c.benchmark_group(QUIC);

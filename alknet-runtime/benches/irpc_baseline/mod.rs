@@ -1,11 +1,13 @@
 //! The baseline of the irpc benchmarks: `echo/say` as a hand-written irpc protocol whose
-//! actor calls the same `EchoService::say` handler, in-process or over noq.
+//! actor calls the same `EchoService` handlers (`say`, and `ticks` for streaming), in-process
+//! or over noq.
 
 use std::sync::Arc;
 
-use alknet_example::{Echo, EchoHandler, EchoProtocol, EchoService, Say};
+use alknet_example::{Echo, EchoHandler, EchoProtocol, EchoService, Say, Tick, Ticks};
 use alknet_runtime::OperationEnv;
-use irpc::channel::oneshot;
+use alknet_runtime::futures::{FutureExt, StreamExt};
+use irpc::channel::{mpsc, oneshot};
 use irpc::rpc::RemoteService;
 use irpc::rpc_requests;
 use serde::{Deserialize, Serialize};
@@ -15,6 +17,8 @@ use serde::{Deserialize, Serialize};
 pub enum BaselineProtocol {
     #[rpc(tx = oneshot::Sender<Echo>)]
     Say(Say),
+    #[rpc(tx = mpsc::Sender<Tick>)]
+    Ticks(Ticks),
 }
 
 /// A raw irpc actor; `concurrent` runs each request on its own task, as alknet's actor
@@ -24,15 +28,36 @@ pub fn actor(concurrent: bool) -> irpc::LocalSender<BaselineProtocol> {
         .local(EchoProtocol::local(EchoService::default()))
         .build()
         .unwrap();
-    let ctx = env.context("echo", "say").unwrap();
+    let (say, ticks) = (
+        env.context("echo", "say").unwrap(),
+        env.context("echo", "ticks").unwrap(),
+    );
     let service = Arc::new(EchoService::default());
     let (tx, mut rx) = tokio::sync::mpsc::channel::<BaselineMessage>(128);
     tokio::spawn(async move {
-        while let Some(BaselineMessage::Say(message)) = rx.recv().await {
-            let (service, ctx) = (service.clone(), ctx.clone());
-            let reply = async move {
-                let echo = service.say(&ctx, message.inner).await.unwrap();
-                let _ = message.tx.send(echo).await;
+        while let Some(message) = rx.recv().await {
+            let service = service.clone();
+            let reply = match message {
+                BaselineMessage::Say(message) => {
+                    let ctx = say.clone();
+                    async move {
+                        let echo = service.say(&ctx, message.inner).await.unwrap();
+                        let _ = message.tx.send(echo).await;
+                    }
+                    .boxed()
+                }
+                BaselineMessage::Ticks(message) => {
+                    let ctx = ticks.clone();
+                    async move {
+                        let mut items = service.ticks(&ctx, message.inner).await.unwrap();
+                        while let Some(tick) = items.next().await {
+                            if message.tx.send(tick.unwrap()).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                    .boxed()
+                }
             };
             if concurrent {
                 tokio::spawn(reply);

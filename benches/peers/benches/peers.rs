@@ -1,0 +1,595 @@
+//! alknet beside the peers a user would pick instead, on the same echo and streaming
+//! services, interleaved in one criterion run: tarpc, jsonrpsee and tonic, and raw irpc as
+//! the floor of alknet's own irpc path.
+//!
+//! Run with `./scripts/bench-peers` (it installs `protoc` for tonic if missing); the ratios
+//! are printed at the end. alknet's QUIC paths run with mutual TLS; tarpc runs over TCP
+//! both without TLS and with it (`tarpc_bincode_tls_*`), so the transport's cost shows
+//! apart from alknet's; jsonrpsee and tonic run without.
+
+use std::hint::black_box;
+use std::pin::Pin;
+
+use alknet_example::{Say, Ticks};
+use alknet_runtime::OperationEnv;
+use alknet_runtime::call::{CallOptions, Connection};
+use alknet_runtime::futures::{Stream, StreamExt};
+use criterion::{Criterion, criterion_group};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+#[path = "../../../alknet-runtime/benches/irpc_baseline/mod.rs"]
+mod irpc_baseline;
+#[path = "../../../alknet-runtime/benches/support/nodes.rs"]
+mod nodes;
+#[path = "../../../alknet-runtime/benches/support/mod.rs"]
+mod support;
+
+const IN_PROCESS: &str = "peers_in_process";
+const LOOPBACK: &str = "peers_loopback";
+const STREAM: &str = "peers_stream";
+const IN_FLIGHT: usize = 64;
+/// Items in one subscription.
+const ITEMS: u32 = 10_000;
+
+/// What every peer's `say` answers: alknet's `Echo`, as each framework carries it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Reply {
+    text: String,
+    length: u64,
+}
+
+fn reply(text: String) -> Reply {
+    let length = text.len() as u64;
+    Reply { text, length }
+}
+
+mod tarpc_peer {
+    use futures::StreamExt;
+    use tarpc::server::{BaseChannel, Channel};
+    use tarpc::tokio_serde::formats::{Bincode, Json};
+
+    use super::Reply;
+
+    #[tarpc::service]
+    pub trait Echo {
+        async fn say(text: String) -> Reply;
+    }
+
+    #[derive(Clone)]
+    struct Server;
+
+    impl Echo for Server {
+        async fn say(self, _: tarpc::context::Context, text: String) -> Reply {
+            super::reply(text)
+        }
+    }
+
+    async fn serve<T>(channel: BaseChannel<EchoRequest, EchoResponse, T>)
+    where
+        T: tarpc::Transport<tarpc::Response<EchoResponse>, tarpc::ClientMessage<EchoRequest>>
+            + Send
+            + 'static,
+    {
+        channel
+            .execute(Server.serve())
+            .for_each(|answer| async move {
+                tokio::spawn(answer);
+            })
+            .await
+    }
+
+    /// Client and server in this process, over tarpc's channel transport.
+    pub fn in_process() -> EchoClient {
+        let (client, server) = tarpc::transport::channel::unbounded();
+        tokio::spawn(serve(BaseChannel::with_defaults(server)));
+        EchoClient::new(tarpc::client::Config::default(), client).spawn()
+    }
+
+    /// Over TCP on loopback, in bincode or JSON.
+    pub async fn over_tcp(json: bool) -> EchoClient {
+        macro_rules! connect {
+            ($codec:expr) => {{
+                let listener = tarpc::serde_transport::tcp::listen("127.0.0.1:0", $codec)
+                    .await
+                    .unwrap();
+                let addr = listener.local_addr();
+                tokio::spawn(listener.for_each(|transport| async move {
+                    tokio::spawn(serve(BaseChannel::with_defaults(transport.unwrap())));
+                }));
+                let transport = tarpc::serde_transport::tcp::connect(addr, $codec)
+                    .await
+                    .unwrap();
+                EchoClient::new(tarpc::client::Config::default(), transport).spawn()
+            }};
+        }
+        if json {
+            connect!(Json::default)
+        } else {
+            connect!(Bincode::default)
+        }
+    }
+
+    /// Over TCP with TLS (rustls, a self-signed certificate the client trusts), in
+    /// bincode: a transport as secure as alknet's QUIC paths.
+    pub async fn over_tls() -> EchoClient {
+        use std::sync::Arc;
+        use tokio_rustls::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+        use tokio_rustls::rustls::{self, ClientConfig, RootCertStore, ServerConfig};
+        use tokio_util::codec::LengthDelimitedCodec;
+
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let certified = rcgen::generate_simple_self_signed(["localhost".to_string()]).unwrap();
+        let certificate = certified.cert.der().clone();
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+            certified.signing_key.serialize_der(),
+        ));
+        let server = ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![certificate.clone()], key)
+            .unwrap();
+        let mut roots = RootCertStore::empty();
+        roots.add(certificate).unwrap();
+        let client = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (tcp, _) = listener.accept().await.unwrap();
+                tcp.set_nodelay(true).unwrap();
+                let tls = acceptor.accept(tcp).await.unwrap();
+                let framed = LengthDelimitedCodec::builder().new_framed(tls);
+                let transport = tarpc::serde_transport::new(framed, Bincode::default());
+                tokio::spawn(serve(BaseChannel::with_defaults(transport)));
+            }
+        });
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tcp.set_nodelay(true).unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(client))
+            .connect(name, tcp)
+            .await
+            .unwrap();
+        let framed = LengthDelimitedCodec::builder().new_framed(tls);
+        let transport = tarpc::serde_transport::new(framed, Bincode::default());
+        EchoClient::new(tarpc::client::Config::default(), transport).spawn()
+    }
+
+    pub async fn say(client: EchoClient, text: String) -> Reply {
+        client.say(tarpc::context::current(), text).await.unwrap()
+    }
+}
+
+mod jsonrpsee_peer {
+    use jsonrpsee::RpcModule;
+    use jsonrpsee::core::client::ClientT;
+    use jsonrpsee::rpc_params;
+    use jsonrpsee::server::Server;
+    use jsonrpsee::types::ErrorObjectOwned;
+    use jsonrpsee::ws_client::{WsClient, WsClientBuilder};
+
+    use super::Reply;
+
+    pub fn module() -> RpcModule<()> {
+        let mut module = RpcModule::new(());
+        module
+            .register_method("say", |params, _, _| {
+                let text: String = params.one()?;
+                Ok::<Reply, ErrorObjectOwned>(super::reply(text))
+            })
+            .unwrap();
+        module
+    }
+
+    /// A WebSocket client of a server on loopback.
+    pub async fn over_websocket() -> WsClient {
+        let server = Server::builder().build("127.0.0.1:0").await.unwrap();
+        let addr = server.local_addr().unwrap();
+        std::mem::forget(server.start(module()));
+        WsClientBuilder::default()
+            .build(format!("ws://{addr}"))
+            .await
+            .unwrap()
+    }
+
+    pub async fn say_in_process(module: &RpcModule<()>, text: String) -> Reply {
+        module.call("say", [text]).await.unwrap()
+    }
+
+    pub async fn say(client: &WsClient, text: String) -> Reply {
+        client.request("say", rpc_params![text]).await.unwrap()
+    }
+}
+
+mod tonic_peer {
+    use std::pin::Pin;
+
+    use futures::Stream;
+    use tonic::transport::Channel;
+    use tonic::{Request, Response, Status};
+
+    pub mod pb {
+        tonic::include_proto!("echo");
+    }
+
+    pub type Client = pb::echo_client::EchoClient<Channel>;
+
+    struct Server;
+
+    #[tonic::async_trait]
+    impl pb::echo_server::Echo for Server {
+        async fn say(
+            &self,
+            request: Request<pb::SayRequest>,
+        ) -> Result<Response<pb::EchoReply>, Status> {
+            let text = request.into_inner().text;
+            let length = text.len() as u64;
+            Ok(Response::new(pb::EchoReply { text, length }))
+        }
+
+        type TicksStream = Pin<Box<dyn Stream<Item = Result<pb::Tick, Status>> + Send>>;
+
+        async fn ticks(
+            &self,
+            request: Request<pb::TicksRequest>,
+        ) -> Result<Response<Self::TicksStream>, Status> {
+            let count = request.into_inner().count;
+            let ticks = futures::stream::iter((1..=count).map(|n| Ok(pb::Tick { n })));
+            Ok(Response::new(Box::pin(ticks)))
+        }
+    }
+
+    /// A client of a server on loopback (HTTP/2 over TCP).
+    pub async fn over_tcp() -> Client {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(pb::echo_server::EchoServer::new(Server))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        Client::connect(format!("http://{addr}")).await.unwrap()
+    }
+
+    pub async fn say(mut client: Client, text: String) -> pb::EchoReply {
+        let request = pb::SayRequest { text };
+        client.say(request).await.unwrap().into_inner()
+    }
+
+    /// Every item of one stream of `count`.
+    pub async fn ticks(mut client: Client, count: u32) -> u32 {
+        let mut stream = client
+            .ticks(pb::TicksRequest { count })
+            .await
+            .unwrap()
+            .into_inner();
+        let mut last = 0;
+        while let Some(tick) = stream.message().await.unwrap() {
+            last = tick.n;
+        }
+        last
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn in_process(c: &mut Criterion) {
+    let runtime = runtime();
+    let (env, irpc_actor, tarpc, jsonrpsee) = runtime.block_on(async {
+        let env = OperationEnv::builder()
+            .local(alknet_example::EchoProtocol::local(
+                alknet_example::EchoService::default(),
+            ))
+            .build()
+            .unwrap();
+        let irpc_actor = irpc::Client::from(irpc_baseline::actor(true));
+        (
+            env,
+            irpc_actor,
+            tarpc_peer::in_process(),
+            jsonrpsee_peer::module(),
+        )
+    });
+    let text = "hello, alknet".to_string();
+    let mut group = c.benchmark_group(IN_PROCESS);
+    group.bench_function("alknet_typed_call", |b| {
+        b.to_async(&runtime)
+            .iter(|| async { black_box(env.call(Say { text: text.clone() }).await.unwrap()) })
+    });
+    group.bench_function("alknet_json_invoke", |b| {
+        b.to_async(&runtime).iter(|| async {
+            let input = json!({ "text": text });
+            black_box(env.invoke("echo", "say", input).await.result.unwrap())
+        })
+    });
+    group.bench_function("irpc_local", |b| {
+        b.to_async(&runtime)
+            .iter(|| irpc_baseline::say(irpc_actor.clone(), text.clone()))
+    });
+    group.bench_function("tarpc_channel", |b| {
+        b.to_async(&runtime)
+            .iter(|| tarpc_peer::say(tarpc.clone(), text.clone()))
+    });
+    group.bench_function("jsonrpsee_in_process", |b| {
+        b.to_async(&runtime)
+            .iter(|| jsonrpsee_peer::say_in_process(&jsonrpsee, text.clone()))
+    });
+    group.finish();
+}
+
+async fn call_say(connection: Connection, text: String) {
+    let input = json!({ "text": text });
+    black_box(connection.call("/echo/say", input).await.unwrap());
+}
+
+async fn irpc_path_say(env: OperationEnv, text: String) {
+    black_box(env.call(Say { text }).await.unwrap());
+}
+
+/// `calls` of one call each, all in flight at once.
+async fn in_flight<F: Future<Output = O> + Send + 'static, O: Send + 'static>(
+    runtime: &tokio::runtime::Runtime,
+    calls: impl Fn() -> F,
+) {
+    let running: Vec<_> = (0..IN_FLIGHT).map(|_| runtime.spawn(calls())).collect();
+    for call in running {
+        call.await.unwrap();
+    }
+}
+
+fn loopback(c: &mut Criterion) {
+    let runtime = runtime();
+    let (_call_endpoint, call) = runtime.block_on(nodes::call_protocol_connection());
+    let (raw_irpc, (_listener, irpc_path)) = {
+        let _entered = runtime.enter();
+        (irpc_baseline::over_noq(true), nodes::over_quic())
+    };
+    let (tarpc_bincode, tarpc_json, tarpc_tls, jsonrpsee, tonic) = runtime.block_on(async {
+        (
+            tarpc_peer::over_tcp(false).await,
+            tarpc_peer::over_tcp(true).await,
+            tarpc_peer::over_tls().await,
+            std::sync::Arc::new(jsonrpsee_peer::over_websocket().await),
+            tonic_peer::over_tcp().await,
+        )
+    });
+    let text = "hello, alknet".to_string();
+    let mut group = c.benchmark_group(LOOPBACK);
+    group.bench_function("alknet_call_protocol_1", |b| {
+        b.to_async(&runtime)
+            .iter(|| call_say(call.clone(), text.clone()))
+    });
+    group.bench_function("alknet_irpc_path_1", |b| {
+        b.to_async(&runtime)
+            .iter(|| irpc_path_say(irpc_path.clone(), text.clone()))
+    });
+    group.bench_function("raw_irpc_1", |b| {
+        b.to_async(&runtime)
+            .iter(|| irpc_baseline::say(raw_irpc.clone(), text.clone()))
+    });
+    group.bench_function("tarpc_bincode_tcp_1", |b| {
+        b.to_async(&runtime)
+            .iter(|| tarpc_peer::say(tarpc_bincode.clone(), text.clone()))
+    });
+    group.bench_function("tarpc_bincode_tls_1", |b| {
+        b.to_async(&runtime)
+            .iter(|| tarpc_peer::say(tarpc_tls.clone(), text.clone()))
+    });
+    group.bench_function("jsonrpsee_websocket_1", |b| {
+        b.to_async(&runtime)
+            .iter(|| async { jsonrpsee_peer::say(&jsonrpsee, text.clone()).await })
+    });
+    group.bench_function("tonic_1", |b| {
+        b.to_async(&runtime)
+            .iter(|| tonic_peer::say(tonic.clone(), text.clone()))
+    });
+    group.bench_function("alknet_call_protocol_64", |b| {
+        b.to_async(&runtime)
+            .iter(|| in_flight(&runtime, || call_say(call.clone(), text.clone())))
+    });
+    group.bench_function("alknet_irpc_path_64", |b| {
+        b.to_async(&runtime)
+            .iter(|| in_flight(&runtime, || irpc_path_say(irpc_path.clone(), text.clone())))
+    });
+    group.bench_function("raw_irpc_64", |b| {
+        b.to_async(&runtime).iter(|| {
+            in_flight(&runtime, || {
+                irpc_baseline::say(raw_irpc.clone(), text.clone())
+            })
+        })
+    });
+    group.bench_function("tarpc_bincode_tcp_64", |b| {
+        b.to_async(&runtime).iter(|| {
+            in_flight(&runtime, || {
+                tarpc_peer::say(tarpc_bincode.clone(), text.clone())
+            })
+        })
+    });
+    group.bench_function("tarpc_bincode_tls_64", |b| {
+        b.to_async(&runtime).iter(|| {
+            in_flight(&runtime, || {
+                tarpc_peer::say(tarpc_tls.clone(), text.clone())
+            })
+        })
+    });
+    group.bench_function("tarpc_json_tcp_64", |b| {
+        b.to_async(&runtime).iter(|| {
+            in_flight(&runtime, || {
+                tarpc_peer::say(tarpc_json.clone(), text.clone())
+            })
+        })
+    });
+    group.bench_function("jsonrpsee_websocket_64", |b| {
+        b.to_async(&runtime).iter(|| {
+            in_flight(&runtime, || {
+                let (client, text) = (jsonrpsee.clone(), text.clone());
+                async move { jsonrpsee_peer::say(&client, text).await }
+            })
+        })
+    });
+    group.bench_function("tonic_64", |b| {
+        b.to_async(&runtime)
+            .iter(|| in_flight(&runtime, || tonic_peer::say(tonic.clone(), text.clone())))
+    });
+    group.finish();
+}
+
+/// Every item of one subscription, counted.
+async fn drain<T, E: std::fmt::Debug>(
+    mut items: Pin<Box<dyn Stream<Item = Result<T, E>> + Send>>,
+) -> u32 {
+    let mut count = 0;
+    while let Some(item) = items.next().await {
+        item.unwrap();
+        count += 1;
+    }
+    assert_eq!(count, ITEMS);
+    count
+}
+
+/// Every item of one raw irpc server stream, counted.
+async fn raw_irpc_ticks(
+    client: irpc::Client<irpc_baseline::BaselineProtocol>,
+    ticks: Ticks,
+) -> u32 {
+    let mut items = client.server_streaming(ticks, 64).await.unwrap();
+    let mut count = 0;
+    while items.recv().await.unwrap().is_some() {
+        count += 1;
+    }
+    assert_eq!(count, ITEMS);
+    count
+}
+
+fn stream(c: &mut Criterion) {
+    let runtime = runtime();
+    let (_call_endpoint, call) = runtime.block_on(nodes::call_protocol_connection());
+    let (raw_irpc, (_listener, irpc_path)) = {
+        let _entered = runtime.enter();
+        (irpc_baseline::over_noq(true), nodes::over_quic())
+    };
+    let tonic = runtime.block_on(tonic_peer::over_tcp());
+    let ticks = Ticks {
+        count: ITEMS,
+        interval_ms: 0,
+    };
+    let mut group = c.benchmark_group(STREAM);
+    group.sample_size(20);
+    group.bench_function("alknet_call_protocol_10000", |b| {
+        b.to_async(&runtime).iter(|| async {
+            let input = json!({ "count": ITEMS });
+            drain(
+                call.subscribe_with("/echo/ticks", input, &CallOptions::new())
+                    .await,
+            )
+            .await
+        })
+    });
+    group.bench_function("alknet_irpc_path_10000", |b| {
+        b.to_async(&runtime)
+            .iter(|| async { drain(irpc_path.stream(ticks.clone()).await.unwrap()).await })
+    });
+    group.bench_function("raw_irpc_10000", |b| {
+        b.to_async(&runtime)
+            .iter(|| raw_irpc_ticks(raw_irpc.clone(), ticks.clone()))
+    });
+    group.bench_function("tonic_10000", |b| {
+        b.to_async(&runtime)
+            .iter(|| tonic_peer::ticks(tonic.clone(), ITEMS))
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().output_directory(&support::output_directory());
+    targets = in_process, loopback, stream
+}
+
+fn main() {
+    benches();
+    Criterion::default().final_summary();
+    let report = |group, path, baseline, target| support::report(group, path, baseline, target);
+    // Targets from the issue: in-process against the best peer, over the network against
+    // the one a user would pick for the same shape of call.
+    report(
+        IN_PROCESS,
+        "alknet_typed_call",
+        "irpc_local",
+        Some(("<= 0.25x", 0.25)),
+    );
+    report(
+        IN_PROCESS,
+        "alknet_typed_call",
+        "jsonrpsee_in_process",
+        None,
+    );
+    report(IN_PROCESS, "alknet_typed_call", "tarpc_channel", None);
+    report(
+        IN_PROCESS,
+        "alknet_json_invoke",
+        "jsonrpsee_in_process",
+        None,
+    );
+    report(
+        LOOPBACK,
+        "alknet_call_protocol_1",
+        "jsonrpsee_websocket_1",
+        Some(("<= 1.2x", 1.2)),
+    );
+    report(
+        LOOPBACK,
+        "alknet_call_protocol_1",
+        "tarpc_bincode_tcp_1",
+        None,
+    );
+    report(LOOPBACK, "alknet_call_protocol_1", "tonic_1", None);
+    report(LOOPBACK, "alknet_irpc_path_1", "raw_irpc_1", None);
+    report(
+        LOOPBACK,
+        "alknet_call_protocol_64",
+        "tarpc_json_tcp_64",
+        Some(("<= 1.0x", 1.0)),
+    );
+    report(
+        LOOPBACK,
+        "alknet_call_protocol_64",
+        "tarpc_bincode_tcp_64",
+        None,
+    );
+    report(
+        LOOPBACK,
+        "alknet_call_protocol_64",
+        "jsonrpsee_websocket_64",
+        None,
+    );
+    report(LOOPBACK, "alknet_call_protocol_64", "tonic_64", None);
+    report(LOOPBACK, "alknet_irpc_path_64", "raw_irpc_64", None);
+    report(
+        STREAM,
+        "alknet_call_protocol_10000",
+        "tonic_10000",
+        Some(("<= 2x", 2.0)),
+    );
+    report(
+        STREAM,
+        "alknet_irpc_path_10000",
+        "raw_irpc_10000",
+        Some(("<= 1.25x", 1.25)),
+    );
+    report(STREAM, "alknet_irpc_path_10000", "tonic_10000", None);
+}

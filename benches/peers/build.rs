@@ -1,0 +1,4 @@
+fn main() {
+    tonic_prost_build::compile_protos("proto/echo.proto")
+        .expect("protoc compiles proto/echo.proto");
+}
