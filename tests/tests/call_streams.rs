@@ -235,6 +235,29 @@ async fn an_item_over_the_bound_of_echo_blobs_is_invalid_input() {
     assert!(err.message.contains("at most 4194304 bytes"), "{err}");
 }
 
+/// Items ready together share a write; an item alone is sent at once, not held until the
+/// next: the first of two ticks 1.5 s apart arrives long before the second is made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_item_alone_is_sent_as_soon_as_it_is_ready_over_quic() {
+    let tester = patient_tester();
+    let node = echo_worker(&tester, &[]);
+    let connection = tester.connect(&node).await;
+    let started = std::time::Instant::now();
+    let input = json!({"count": 2, "interval_ms": 1500});
+    let mut ticks = connection
+        .subscribe_with("/echo/ticks", input, &CallOptions::new())
+        .await;
+    let first = ticks.next().await.unwrap().unwrap();
+    let at = started.elapsed();
+    assert_eq!(first["n"], 1);
+    assert!(
+        at < Duration::from_millis(2700),
+        "the first tick came after {at:?}"
+    );
+    assert_eq!(ticks.next().await.unwrap().unwrap()["n"], 2);
+    assert!(ticks.next().await.is_none());
+}
+
 /// `echo/ticks` of 10 ticks 200 ms apart, with a 450 ms deadline: two ticks, then `TIMEOUT`.
 const SLOW_TICKS: &str = r#"{"type":"call.requested","id":"d","payload":{"operationId":"/echo/ticks","input":{"count":10,"interval_ms":200},"deadline":450}}"#;
 

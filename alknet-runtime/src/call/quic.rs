@@ -375,27 +375,53 @@ pub(crate) async fn serve_connection(connection: Connection, server: CallServer)
 
 /// The call's send side, shared by the call (which writes events) and the watch for the
 /// caller's STOP_SENDING. Both run in one task, so the lock, held for one poll at a time,
-/// is never contended.
-struct StreamSink<'a>(&'a Mutex<noq::SendStream>);
+/// is never contended. Events fed are kept in `queued` until a flush writes them at once.
+struct StreamSink<'a> {
+    send: &'a Mutex<noq::SendStream>,
+    queued: Vec<u8>,
+}
+
+/// How much a sink queues before it must be flushed: a subscription's ready items share a
+/// write up to this size.
+const QUEUED_MAX: usize = 64 * 1024;
+
+/// The room a sink starts with: most calls' one event fits.
+const FRAME_START: usize = 128;
 
 fn locked(send: &Mutex<noq::SendStream>) -> std::sync::MutexGuard<'_, noq::SendStream> {
     send.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl EventSink for StreamSink<'_> {
-    async fn send(&mut self, event: EventEnvelope) -> std::io::Result<()> {
+    async fn feed(&mut self, event: EventEnvelope) -> std::io::Result<()> {
+        event.write_frame(&mut self.queued);
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if self.queued.is_empty() {
+            return Ok(());
+        }
         // A subscription's items go out without waiting until flow control stops them: the
         // budget lets the connection's driver, which it woke, send them meanwhile.
         tokio::task::consume_budget().await;
-        let frame = event.to_frame();
         let mut written = 0;
-        while written < frame.len() {
+        while written < self.queued.len() {
             written += std::future::poll_fn(|cx| {
-                Pin::new(&mut *locked(self.0)).poll_write(cx, &frame[written..])
+                Pin::new(&mut *locked(self.send)).poll_write(cx, &self.queued[written..])
             })
             .await?;
         }
+        self.queued.clear();
+        // A large item's room is not kept for the rest of the stream.
+        if self.queued.capacity() > QUEUED_MAX {
+            self.queued = Vec::with_capacity(FRAME_START);
+        }
         Ok(())
+    }
+
+    fn wants_more(&self) -> bool {
+        self.queued.len() < QUEUED_MAX
     }
 }
 
@@ -449,7 +475,10 @@ async fn serve_stream(
     };
     let send = Mutex::new(send);
     let outcome = {
-        let mut sink = StreamSink(&send);
+        let mut sink = StreamSink {
+            send: &send,
+            queued: Vec::with_capacity(FRAME_START),
+        };
         let mut call = pin!(server.run_call(&peer, &id, request, &mut sink));
         // A call that is done at its first poll never watches the caller: no STOP_SENDING
         // registration (a lock and an allocation) for it.

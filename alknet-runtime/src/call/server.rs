@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::watch;
@@ -216,13 +216,33 @@ impl CallServer {
         let kind = env.spec(namespace, operation).map(|spec| spec.kind);
         if kind == Some(OperationKind::Subscription) {
             let mut items = env.subscribe(namespace, operation, request.input).await;
-            while let Some(item) = items.next().await {
+            let mut ready = None;
+            loop {
+                let item = match ready.take() {
+                    Some(item) => item,
+                    // Nothing more is ready: what was fed goes out before waiting, so a
+                    // lone item is never held back.
+                    None => {
+                        if sink.flush().await.is_err() {
+                            return;
+                        }
+                        items.next().await
+                    }
+                };
+                let Some(item) = item else { break };
                 let (event, last) = match item {
                     Ok(output) => (Event::Responded { output }, false),
                     Err(err) => (Event::Error(err), true),
                 };
-                if sink.send(reply(event)).await.is_err() || last {
+                if sink.feed(reply(event)).await.is_err() {
                     return;
+                }
+                if last {
+                    let _ = sink.flush().await;
+                    return;
+                }
+                if sink.wants_more() {
+                    ready = items.next().now_or_never();
                 }
             }
             let _ = sink.send(reply(Event::Completed)).await;
@@ -370,8 +390,24 @@ impl Peer {
 
 /// Where a transport sends a call's events.
 pub(crate) trait EventSink: Send {
-    /// Send one event; an error means the peer is gone.
-    fn send(&mut self, event: EventEnvelope) -> impl Future<Output = io::Result<()>> + Send;
+    /// Queue one event, or send it if this transport sends each as it comes; an error
+    /// means the peer is gone.
+    fn feed(&mut self, event: EventEnvelope) -> impl Future<Output = io::Result<()>> + Send;
+
+    /// Send what was queued.
+    fn flush(&mut self) -> impl Future<Output = io::Result<()>> + Send;
+
+    /// Whether another event may be queued before a flush: while it may, a subscription
+    /// feeds the items its stream has ready, so they go out in one write.
+    fn wants_more(&self) -> bool;
+
+    /// Send one event.
+    fn send(&mut self, event: EventEnvelope) -> impl Future<Output = io::Result<()>> + Send {
+        async move {
+            self.feed(event).await?;
+            self.flush().await
+        }
+    }
 }
 
 /// `/ns/op` → (`ns`, `op`); the operation may itself contain `/` (a mounted node's

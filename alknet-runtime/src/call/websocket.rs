@@ -489,12 +489,21 @@ impl FrameBounds {
 
 struct ChannelSink(mpsc::Sender<EventEnvelope>);
 
+/// Each event goes to the socket's writer as it comes: the channel is the queue.
 impl EventSink for ChannelSink {
-    async fn send(&mut self, event: EventEnvelope) -> std::io::Result<()> {
+    async fn feed(&mut self, event: EventEnvelope) -> std::io::Result<()> {
         self.0
             .send(event)
             .await
             .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    fn wants_more(&self) -> bool {
+        false
     }
 }
 

@@ -237,11 +237,17 @@ impl EventEnvelope {
     /// The envelope as one frame: the 4-byte big-endian length of the JSON, then the JSON.
     pub fn to_frame(&self) -> Vec<u8> {
         let mut frame = Vec::with_capacity(128);
-        frame.extend_from_slice(&[0; 4]);
-        self.write_json(&mut frame);
-        let len = (frame.len() - 4) as u32;
-        frame[..4].copy_from_slice(&len.to_be_bytes());
+        self.write_frame(&mut frame);
         frame
+    }
+
+    /// Append the envelope's frame to `out`, after what it holds.
+    pub fn write_frame(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.extend_from_slice(&[0; 4]);
+        self.write_json(out);
+        let len = (out.len() - start - 4) as u32;
+        out[start..start + 4].copy_from_slice(&len.to_be_bytes());
     }
 
     /// Parse one envelope from its JSON.
