@@ -45,9 +45,13 @@ fn reply(text: String) -> Reply {
 }
 
 mod tarpc_peer {
+    use std::sync::Arc;
+
     use futures::StreamExt;
     use tarpc::server::{BaseChannel, Channel};
     use tarpc::tokio_serde::formats::{Bincode, Json};
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio_util::codec::LengthDelimitedCodec;
 
     use super::Reply;
 
@@ -86,37 +90,59 @@ mod tarpc_peer {
         EchoClient::new(tarpc::client::Config::default(), client).spawn()
     }
 
-    /// Over TCP on loopback, in bincode or JSON.
-    pub async fn over_tcp(json: bool) -> EchoClient {
-        macro_rules! connect {
-            ($codec:expr) => {{
-                let listener = tarpc::serde_transport::tcp::listen("127.0.0.1:0", $codec)
-                    .await
-                    .unwrap();
-                let addr = listener.local_addr();
-                tokio::spawn(listener.for_each(|transport| async move {
-                    tokio::spawn(serve(BaseChannel::with_defaults(transport.unwrap())));
-                }));
-                let transport = tarpc::serde_transport::tcp::connect(addr, $codec)
-                    .await
-                    .unwrap();
-                EchoClient::new(tarpc::client::Config::default(), transport).spawn()
-            }};
-        }
+    /// Serve the connection `stream`, in bincode or JSON.
+    async fn serve_on<S>(stream: S, json: bool)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+    {
+        let framed = LengthDelimitedCodec::builder().new_framed(stream);
         if json {
-            connect!(Json::default)
+            let transport = tarpc::serde_transport::new(framed, Json::default());
+            serve(BaseChannel::with_defaults(transport)).await
         } else {
-            connect!(Bincode::default)
+            let transport = tarpc::serde_transport::new(framed, Bincode::default());
+            serve(BaseChannel::with_defaults(transport)).await
         }
+    }
+
+    /// A client on the connection `stream`, in bincode or JSON.
+    fn client_on<S>(stream: S, json: bool) -> EchoClient
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+    {
+        let framed = LengthDelimitedCodec::builder().new_framed(stream);
+        let config = tarpc::client::Config::default();
+        if json {
+            let transport = tarpc::serde_transport::new(framed, Json::default());
+            EchoClient::new(config, transport).spawn()
+        } else {
+            let transport = tarpc::serde_transport::new(framed, Bincode::default());
+            EchoClient::new(config, transport).spawn()
+        }
+    }
+
+    /// Over TCP on loopback (`TCP_NODELAY`, as a latency-minded user sets it), in bincode
+    /// or JSON.
+    pub async fn over_tcp(json: bool) -> EchoClient {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (tcp, _) = listener.accept().await.unwrap();
+                tcp.set_nodelay(true).unwrap();
+                tokio::spawn(serve_on(tcp, json));
+            }
+        });
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        tcp.set_nodelay(true).unwrap();
+        client_on(tcp, json)
     }
 
     /// Over TCP with TLS (rustls, a self-signed certificate the client trusts), in
     /// bincode: a transport as secure as alknet's QUIC paths.
     pub async fn over_tls() -> EchoClient {
-        use std::sync::Arc;
-        use tokio_rustls::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+        use tokio_rustls::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
         use tokio_rustls::rustls::{self, ClientConfig, RootCertStore, ServerConfig};
-        use tokio_util::codec::LengthDelimitedCodec;
 
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let certified = rcgen::generate_simple_self_signed(["localhost".to_string()]).unwrap();
@@ -139,28 +165,24 @@ mod tarpc_peer {
             .with_no_client_auth();
 
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
             loop {
                 let (tcp, _) = listener.accept().await.unwrap();
                 tcp.set_nodelay(true).unwrap();
                 let tls = acceptor.accept(tcp).await.unwrap();
-                let framed = LengthDelimitedCodec::builder().new_framed(tls);
-                let transport = tarpc::serde_transport::new(framed, Bincode::default());
-                tokio::spawn(serve(BaseChannel::with_defaults(transport)));
+                tokio::spawn(serve_on(tls, false));
             }
         });
-        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let tcp = TcpStream::connect(addr).await.unwrap();
         tcp.set_nodelay(true).unwrap();
-        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let name = ServerName::try_from("localhost").unwrap();
         let tls = tokio_rustls::TlsConnector::from(Arc::new(client))
             .connect(name, tcp)
             .await
             .unwrap();
-        let framed = LengthDelimitedCodec::builder().new_framed(tls);
-        let transport = tarpc::serde_transport::new(framed, Bincode::default());
-        EchoClient::new(tarpc::client::Config::default(), transport).spawn()
+        client_on(tls, false)
     }
 
     pub async fn say(client: EchoClient, text: String) -> Reply {
@@ -247,14 +269,17 @@ mod tonic_peer {
         }
     }
 
-    /// A client of a server on loopback (HTTP/2 over TCP).
+    /// A client of a server on loopback (HTTP/2 over TCP, `TCP_NODELAY` on both ends: tonic's
+    /// client sets it, its server when told).
     pub async fn over_tcp() -> Client {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(
             tonic::transport::Server::builder()
                 .add_service(pb::echo_server::EchoServer::new(Server))
-                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+                .serve_with_incoming(
+                    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+                ),
         );
         Client::connect(format!("http://{addr}")).await.unwrap()
     }
