@@ -1,6 +1,7 @@
 //! The call protocol's wire format (SPEC §7): [`EventEnvelope`]s, JSON, each framed by a
 //! 4-byte big-endian length. `docs/call-protocol.md` is the byte-level specification.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::io;
 use std::pin::Pin;
@@ -11,6 +12,7 @@ use bytes::{Buf, BytesMut};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, Sleep};
 use tokio_util::codec::{Decoder, FramedRead};
@@ -171,13 +173,15 @@ struct Output<'a> {
 #[derive(Serialize)]
 struct Empty {}
 
+/// An envelope as read, its payload left as text: read once, into the type its `type`
+/// names, rather than into a `Value` first.
 #[derive(Deserialize)]
-struct Incoming {
-    #[serde(rename = "type")]
-    kind: String,
+struct Incoming<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
     id: String,
-    #[serde(default)]
-    payload: Value,
+    #[serde(default, borrow)]
+    payload: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -255,24 +259,40 @@ impl EventEnvelope {
         let incoming: Incoming =
             serde_json::from_slice(json).map_err(|e| DecodeError::Malformed(e.to_string()))?;
         let Incoming { kind, id, payload } = incoming;
+        // An absent payload reads as `null`, which the payloads that need one refuse.
+        let payload = payload.map_or("null", RawValue::get);
         let invalid = |reason: serde_json::Error| DecodeError::InvalidPayload {
             id: id.clone(),
-            kind: kind.clone(),
-            reason: reason.to_string(),
+            kind: kind.to_string(),
+            reason: without_position(&reason),
         };
-        let event = match kind.as_str() {
-            "call.requested" => Event::Requested(serde_json::from_value(payload).map_err(invalid)?),
+        let event = match &*kind {
+            "call.requested" => Event::Requested(serde_json::from_str(payload).map_err(invalid)?),
             "call.responded" => Event::Responded {
-                output: serde_json::from_value::<OutputIn>(payload)
+                output: serde_json::from_str::<OutputIn>(payload)
                     .map_err(invalid)?
                     .output,
             },
             "call.completed" => Event::Completed,
             "call.aborted" => Event::Aborted,
-            "call.error" => Event::Error(serde_json::from_value(payload).map_err(invalid)?),
-            _ => return Err(DecodeError::UnknownType { id, kind }),
+            "call.error" => Event::Error(serde_json::from_str(payload).map_err(invalid)?),
+            _ => {
+                let kind = kind.into_owned();
+                return Err(DecodeError::UnknownType { id, kind });
+            }
         };
         Ok(EventEnvelope { id, event })
+    }
+}
+
+/// What `err` says, without where in the payload's text it happened: the payload is part
+/// of a larger event, so its own line and column would mislead.
+fn without_position(err: &serde_json::Error) -> String {
+    let text = err.to_string();
+    let position = format!(" at line {} column {}", err.line(), err.column());
+    match text.strip_suffix(&position) {
+        Some(message) => message.to_string(),
+        None => text,
     }
 }
 

@@ -313,7 +313,12 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn in_process(c: &mut Criterion) {
-    let runtime = runtime();
+    // One thread, as each framework's in-process figures are usually quoted: on a
+    // multi-thread runtime every peer's channel hop would wake another thread.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let (env, irpc_actor, tarpc, jsonrpsee) = runtime.block_on(async {
         let env = OperationEnv::builder()
             .local(alknet_example::EchoProtocol::local(
