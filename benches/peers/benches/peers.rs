@@ -139,8 +139,8 @@ mod tarpc_peer {
     }
 
     /// Over TCP with TLS (rustls, a self-signed certificate the client trusts), in
-    /// bincode: a transport as secure as alknet's QUIC paths.
-    pub async fn over_tls() -> EchoClient {
+    /// bincode or JSON: a transport as secure as alknet's QUIC paths.
+    pub async fn over_tls(json: bool) -> EchoClient {
         use tokio_rustls::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
         use tokio_rustls::rustls::{self, ClientConfig, RootCertStore, ServerConfig};
 
@@ -172,7 +172,7 @@ mod tarpc_peer {
                 let (tcp, _) = listener.accept().await.unwrap();
                 tcp.set_nodelay(true).unwrap();
                 let tls = acceptor.accept(tcp).await.unwrap();
-                tokio::spawn(serve_on(tls, false));
+                tokio::spawn(serve_on(tls, json));
             }
         });
         let tcp = TcpStream::connect(addr).await.unwrap();
@@ -182,7 +182,7 @@ mod tarpc_peer {
             .connect(name, tcp)
             .await
             .unwrap();
-        client_on(tls, false)
+        client_on(tls, json)
     }
 
     pub async fn say(client: EchoClient, text: String) -> Reply {
@@ -388,11 +388,16 @@ fn loopback(c: &mut Criterion) {
         let _entered = runtime.enter();
         (irpc_baseline::over_noq(true), nodes::over_quic())
     };
-    let (tarpc_bincode, tarpc_json, tarpc_tls, jsonrpsee, tonic) = runtime.block_on(async {
+    let (tarpc_bincode, tarpc_json, tarpc_tls, tarpc_json_tls) = runtime.block_on(async {
         (
             tarpc_peer::over_tcp(false).await,
             tarpc_peer::over_tcp(true).await,
-            tarpc_peer::over_tls().await,
+            tarpc_peer::over_tls(false).await,
+            tarpc_peer::over_tls(true).await,
+        )
+    });
+    let (jsonrpsee, tonic) = runtime.block_on(async {
+        (
             std::sync::Arc::new(jsonrpsee_peer::over_websocket().await),
             tonic_peer::over_tcp().await,
         )
@@ -460,6 +465,13 @@ fn loopback(c: &mut Criterion) {
         b.to_async(&runtime).iter(|| {
             in_flight(&runtime, || {
                 tarpc_peer::say(tarpc_json.clone(), text.clone())
+            })
+        })
+    });
+    group.bench_function("tarpc_json_tls_64", |b| {
+        b.to_async(&runtime).iter(|| {
+            in_flight(&runtime, || {
+                tarpc_peer::say(tarpc_json_tls.clone(), text.clone())
             })
         })
     });
