@@ -32,7 +32,7 @@ use alknet_runtime::config::{
 };
 use alknet_runtime::futures::future::BoxFuture;
 use alknet_runtime::quic::NodeIdentity;
-use alknet_runtime::service_path::{IrpcLink, IrpcServing};
+use alknet_runtime::service_path::{IrpcLink, IrpcServing, IrpcTarget};
 use alknet_runtime::{
     Admission, Admit, Admitting, BuildError, CallError, ConfigIdentityProvider, Credential,
     DispatchPath, Drain, Identity, IdentityProvider, KeyHolder, LocalService, NodePolicy,
@@ -855,8 +855,8 @@ impl IdentityProvider for NodeIdentities {
 
 /// Mount a service that runs on a peer: over the call protocol, a connection made when
 /// first needed and again after a loss, to wherever the live `[[peers]]` has the peer;
-/// over irpc, the same to the peer's `irpc` address as the node started with it (and how
-/// that connection stands, for readiness).
+/// over irpc, the same to wherever the live `[[peers]]` has the peer's `irpc` address and
+/// key (and how that connection stands, for readiness).
 fn mount_on_peer(
     env: OperationEnvBuilder,
     on_peer: OnPeer,
@@ -885,25 +885,27 @@ fn mount_on_peer(
             let irpc = irpc.ok_or_else(|| {
                 cannot("its protocol has no irpc path (the runtime's `irpc` feature is off where it is declared)".to_string())
             })?;
-            let snapshot = config.snapshot();
-            let entry = snapshot
-                .peers
-                .iter()
-                .find(|entry| entry.name == peer)
-                .ok_or_else(|| cannot("[[peers]] has no such peer".to_string()))?;
-            let address: SocketAddr = entry
-                .irpc
-                .as_deref()
-                .and_then(|address| address.parse().ok())
-                .ok_or_else(|| cannot("its [[peers]] entry has no `irpc` address".to_string()))?;
+            // The live `[[peers]]` entry, read again before each connection.
+            let (shared, name) = (config.shared(), peer.clone());
+            let target: IrpcTarget = Arc::new(move || {
+                let dynamic = shared.load();
+                let entry = dynamic
+                    .peers
+                    .iter()
+                    .find(|entry| entry.name == name)
+                    .ok_or_else(|| format!("[[peers]] has no peer `{name}`"))?;
+                let address = entry
+                    .irpc
+                    .as_deref()
+                    .ok_or_else(|| format!("the [[peers]] entry `{name}` has no `irpc` address"))?;
+                let addr = address.parse().map_err(|err| {
+                    format!("the `irpc` address `{address}` of the [[peers]] entry `{name}` is not an address: {err}")
+                })?;
+                Ok((addr, entry.fingerprint.clone()))
+            });
             let settings = &config.static_config().irpc;
             let (service, link) = irpc
-                .reach(
-                    address,
-                    &entry.fingerprint,
-                    identity,
-                    &settings.quic_config(),
-                )
+                .reach(target, identity, &settings.quic_config())
                 .map_err(|err| cannot(err.message))?;
             Ok((env.local(service), Some(link)))
         }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use alknet::Node;
 use alknet_example::{EchoProtocol, EchoService};
 use alknet_runtime::Credential;
-use alknet_runtime::config::ConfigServiceImpl;
+use alknet_runtime::config::{ConfigServiceImpl, ReloadPart};
 use alknet_runtime::quic::NodeIdentity;
 use alknet_tests::adapters::curl;
 use alknet_tests::served::{Served, output_of};
@@ -53,14 +53,24 @@ fn start_worker(dir: &Path, call: u16, irpc: u16, head: &str) -> Served {
     serve(&config)
 }
 
-/// A head serving nothing of its own but `echo`, which `[services]` places on the worker.
-fn head(dir: &Path, over: &str, call: u16, irpc: u16, worker: &str) -> Node {
-    let config = format!(
+/// The configuration of a head serving nothing of its own but `echo`, which `[services]`
+/// places on the worker at those ports with that key.
+fn head_config(dir: &Path, over: &str, call: u16, irpc: u16, worker: &str) -> String {
+    format!(
         "[node]\nkey = {:?}\n\n[[peers]]\nname = \"worker\"\naddress = \"127.0.0.1:{call}\"\nirpc = \"127.0.0.1:{irpc}\"\nfingerprint = \"{worker}\"\n\n\
          [services]\necho = {{ peer = \"worker\", over = \"{over}\" }}\n",
         dir.join("head.key")
-    );
-    Node::builder(ConfigServiceImpl::from_text(config, "head's").unwrap())
+    )
+}
+
+/// That head.
+fn head(dir: &Path, over: &str, call: u16, irpc: u16, worker: &str) -> Node {
+    let config = head_config(dir, over, call, irpc, worker);
+    head_over(ConfigServiceImpl::from_text(config, "head's").unwrap())
+}
+
+fn head_over(config: ConfigServiceImpl) -> Node {
+    Node::builder(config)
         .local(EchoProtocol::local(EchoService::default()))
         .without_secret()
         .without_storage()
@@ -165,6 +175,49 @@ async fn a_service_on_a_peer_over_the_call_protocol_follows_the_peer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_on_a_peer_over_irpc_follows_the_peer() {
     a_service_on_a_peer_follows_the_peer("irpc").await;
+}
+
+/// The worker moves — another process, with another key, at other ports — and the head's
+/// `[[peers]]` entry is changed and reloaded: calls reach the worker where it is now,
+/// without a restart of the head.
+async fn a_peer_that_moved_is_reached_after_a_reload(over: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let head_key = write_key(&dir.path().join("head.key"));
+    let (old, new) = (dir.path().join("old"), dir.path().join("new"));
+    std::fs::create_dir_all(&old).unwrap();
+    std::fs::create_dir_all(&new).unwrap();
+    let (old_key, new_key) = (
+        write_key(&old.join("worker.key")),
+        write_key(&new.join("worker.key")),
+    );
+    let (old_ports, new_ports) = ((free_port(), free_port()), (free_port(), free_port()));
+    let config = dir.path().join("head.toml");
+    let text = head_config(dir.path(), over, old_ports.0, old_ports.1, &old_key);
+    std::fs::write(&config, text).unwrap();
+    let head = head_over(ConfigServiceImpl::from_file(&config).unwrap());
+
+    let old_worker = start_worker(&old, old_ports.0, old_ports.1, &head_key);
+    say_until_answered(&head, "before").await;
+    let _new_worker = start_worker(&new, new_ports.0, new_ports.1, &head_key);
+    drop(old_worker);
+    let text = head_config(dir.path(), over, new_ports.0, new_ports.1, &new_key);
+    std::fs::write(&config, text).unwrap();
+    head.config().reload(ReloadPart::All).unwrap();
+    let took = say_until_answered(&head, "moved").await;
+    assert!(
+        took < Duration::from_secs(3),
+        "{over}: reached after {took:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_moved_is_reached_over_the_call_protocol_after_a_reload() {
+    a_peer_that_moved_is_reached_after_a_reload("call").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_moved_is_reached_over_irpc_after_a_reload() {
+    a_peer_that_moved_is_reached_after_a_reload("irpc").await;
 }
 
 #[test]

@@ -13,7 +13,7 @@ use irpc::channel::oneshot;
 use irpc::rpc::noq;
 use irpc::util::AsyncReadVarintExt;
 
-use super::{Actor, IrpcLink, IrpcPeer, IrpcProtocol};
+use super::{Actor, IrpcLink, IrpcPeer, IrpcProtocol, IrpcTarget};
 use crate::quic::{NodeIdentity, QuicConfig, peer_fingerprint, server_endpoint};
 use crate::{CallError, IdentityProvider, LocalService, OperationEnv, Protocol};
 
@@ -152,33 +152,32 @@ pub struct IrpcServing {
 }
 
 type Reach =
-    fn(SocketAddr, &str, &NodeIdentity, &QuicConfig) -> Result<(LocalService, IrpcLink), CallError>;
+    fn(IrpcTarget, &NodeIdentity, &QuicConfig) -> Result<(LocalService, IrpcLink), CallError>;
 
 impl IrpcServing {
     /// The registration of protocol `P`.
     pub fn of<P: IrpcProtocol>() -> Self {
         IrpcServing {
             serve: IrpcListenerBuilder::serve::<P>,
-            reach: |addr, fingerprint, identity, config| {
-                let (client, link) =
-                    super::connect_linked::<P>(addr, fingerprint, identity, config)?;
+            reach: |target, identity, config| {
+                let (client, link) = super::connect_following::<P>(target, identity, config)?;
                 Ok((super::IrpcService::new::<P>(client).into(), link))
             },
         }
     }
 
-    /// The same service, reached on the irpc listener at `addr` of the node whose key is
-    /// `fingerprint`, as this node (`identity`), which that node must allow: what
-    /// [`connect`](super::connect) and `XProtocol::service` make, for a service known only
-    /// as a [`LocalService`]; with how its connection stands.
+    /// The same service, reached on the irpc listener of the node `target` names (asked
+    /// again before each connection), as this node (`identity`), which that node must
+    /// allow: what [`connect_following`](super::connect_following) and
+    /// `XProtocol::service` make, for a service known only as a [`LocalService`]; with how
+    /// its connection stands.
     pub fn reach(
         &self,
-        addr: SocketAddr,
-        fingerprint: &str,
+        target: IrpcTarget,
         identity: &NodeIdentity,
         config: &QuicConfig,
     ) -> Result<(LocalService, IrpcLink), CallError> {
-        (self.reach)(addr, fingerprint, identity, config)
+        (self.reach)(target, identity, config)
     }
 }
 

@@ -577,19 +577,42 @@ pub fn connect_linked<P: IrpcProtocol>(
     identity: &crate::quic::NodeIdentity,
     config: &crate::quic::QuicConfig,
 ) -> Result<(irpc::Client<P::Rpc>, IrpcLink), CallError> {
+    let fingerprint = server_fingerprint.to_string();
+    let target: IrpcTarget = Arc::new(move || Ok((addr, fingerprint.clone())));
+    connect_following::<P>(target, identity, config)
+}
+
+/// Where another node's irpc listener is and the key it must prove, asked again before
+/// each connection is made: so a link follows configuration that changes while it lives.
+/// An `Err` says why there is nowhere to connect to now; calls fail with it
+/// (`UNAVAILABLE`).
+pub type IrpcTarget = Arc<dyn Fn() -> Result<(std::net::SocketAddr, String), String> + Send + Sync>;
+
+/// [`connect_linked`] to wherever `target` says when each connection is made: a node that
+/// moved, or changed its key, is reached at its new address with its new key from the next
+/// connection on. The client's socket takes the address family `target` gives now.
+pub fn connect_following<P: IrpcProtocol>(
+    target: IrpcTarget,
+    identity: &crate::quic::NodeIdentity,
+    config: &crate::quic::QuicConfig,
+) -> Result<(irpc::Client<P::Rpc>, IrpcLink), CallError> {
+    let (addr, fingerprint) = target().map_err(CallError::unavailable)?;
+    let alpn = alpn::<P>();
     let client = crate::quic::client_config(
         identity,
-        crate::quic::PeerKey::Pinned(server_fingerprint.to_string()),
-        &alpn::<P>(),
+        crate::quic::PeerKey::Pinned(fingerprint),
+        &alpn,
         config,
     )?;
     let endpoint = crate::quic::client_endpoint(client, addr)?;
     let live = Arc::new(Live {
         endpoint,
-        addr,
+        target,
+        identity: identity.clone(),
+        alpn,
+        quic: config.clone(),
         connection: Arc::default(),
         redial: crate::quic::Redial::default(),
-        handshake_timeout: config.handshake_timeout,
     });
     let client = irpc::Client::boxed(LiveConnection(live.clone()));
     Ok((client, IrpcLink(live)))
@@ -599,14 +622,23 @@ pub fn connect_linked<P: IrpcProtocol>(
 #[derive(Debug, Clone)]
 struct LiveConnection(Arc<Live>);
 
-#[derive(Debug)]
 struct Live {
     endpoint: noq::Endpoint,
-    addr: std::net::SocketAddr,
+    target: IrpcTarget,
+    identity: crate::quic::NodeIdentity,
+    alpn: Vec<u8>,
+    quic: crate::quic::QuicConfig,
     /// Held while connecting, so calls made meanwhile wait for that one attempt.
     connection: Arc<tokio::sync::Mutex<Option<noq::Connection>>>,
     redial: crate::quic::Redial,
-    handshake_timeout: Duration,
+}
+
+impl std::fmt::Debug for Live {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Live")
+            .field("target", &(self.target)())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Live {
@@ -620,20 +652,26 @@ impl Live {
             .ready()
             .map_err(|reason| irpc::RequestError::from(n0_error::AnyError::from(reason)))?;
         let connected = async {
-            let connecting = self.endpoint.connect(self.addr, "localhost")?;
+            let (addr, fingerprint) = (self.target)().map_err(n0_error::AnyError::from)?;
+            let client = crate::quic::client_config(
+                &self.identity,
+                crate::quic::PeerKey::Pinned(fingerprint),
+                &self.alpn,
+                &self.quic,
+            )
+            .map_err(|err| n0_error::AnyError::from(err.message))?;
+            let connecting = self.endpoint.connect_with(client, addr, "localhost")?;
             Ok::<_, irpc::RequestError>(connecting.await?)
         };
-        let connection = match tokio::time::timeout(self.handshake_timeout, connected).await {
+        let handshake_timeout = self.quic.handshake_timeout;
+        let connection = match tokio::time::timeout(handshake_timeout, connected).await {
             Ok(Ok(connection)) => connection,
             Ok(Err(err)) => {
                 self.redial.failed(error_chain(&err));
                 return Err(err);
             }
             Err(_) => {
-                let reason = format!(
-                    "no handshake within {} ms",
-                    self.handshake_timeout.as_millis()
-                );
+                let reason = format!("no handshake within {} ms", handshake_timeout.as_millis());
                 self.redial.failed(reason.clone());
                 return Err(n0_error::AnyError::from(reason).into());
             }
