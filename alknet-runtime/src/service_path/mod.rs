@@ -334,9 +334,15 @@ async fn send_items<T: Send + Sync + 'static>(
         }
     };
     loop {
-        let item = tokio::select! {
-            _ = tx.closed() => return,
-            item = items.next() => item,
+        // An item that is ready goes straight out; only while waiting for the next is the
+        // consumer watched (watching costs a lock of the stream per item), and a consumer
+        // that left meanwhile fails the send.
+        let item = match items.next().now_or_never() {
+            Some(item) => item,
+            None => tokio::select! {
+                _ = tx.closed() => return,
+                item = items.next() => item,
+            },
         };
         let Some(item) = item else { return };
         let last = item.is_err();
