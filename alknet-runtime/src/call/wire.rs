@@ -480,14 +480,11 @@ impl FrameCodec {
     }
 
     fn decode_frame(&mut self, buffer: &mut BytesMut) -> Result<Option<BytesMut>, FrameError> {
-        let frame_end = match buffer.get(..PREFIX) {
-            Some(prefix) => {
-                let len = u32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]);
-                if len as usize > self.max {
-                    return Err(FrameError::TooLarge { len, max: self.max });
-                }
-                PREFIX + len as usize
+        let frame_end = match frame_len(buffer) {
+            Some(len) if len as usize > self.max => {
+                return Err(FrameError::TooLarge { len, max: self.max });
             }
+            Some(len) => PREFIX + len as usize,
             None => usize::MAX,
         };
         let frame = (buffer.len() >= frame_end).then(|| {
@@ -496,8 +493,11 @@ impl FrameCodec {
             frame
         });
         // What is left is the start of the next frame, in transit: it began with the read
-        // that brought it, now.
-        if buffer.is_empty() {
+        // that brought it, now. A next frame that is already whole is not in transit (and
+        // a run of them, as a subscription's items arrive, reads no clock).
+        let next_is_whole =
+            frame_len(buffer).is_some_and(|len| buffer.len() >= PREFIX + len as usize);
+        if buffer.is_empty() || next_is_whole {
             self.in_transit_since = None;
         } else if frame.is_some() || self.in_transit_since.is_none() {
             self.in_transit_since = Some(Instant::now());
@@ -507,6 +507,14 @@ impl FrameCodec {
         }
         Ok(frame)
     }
+}
+
+/// The length of the frame `buffer` begins with, once its prefix is in.
+fn frame_len(buffer: &[u8]) -> Option<u32> {
+    let prefix = buffer.get(..PREFIX)?;
+    Some(u32::from_be_bytes([
+        prefix[0], prefix[1], prefix[2], prefix[3],
+    ]))
 }
 
 /// Reads frames from any [`AsyncRead`]: a QUIC stream, a socket, bytes in memory.
