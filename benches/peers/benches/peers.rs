@@ -44,6 +44,30 @@ fn reply(text: String) -> Reply {
     Reply { text, length }
 }
 
+/// A self-signed certificate for `localhost` that the TLS peers' clients trust.
+mod certificate {
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+    pub struct SelfSigned {
+        pub der: CertificateDer<'static>,
+        pub key: PrivateKeyDer<'static>,
+        pub pem: String,
+        pub key_pem: String,
+    }
+
+    pub fn localhost() -> SelfSigned {
+        let certified = rcgen::generate_simple_self_signed(["localhost".to_string()]).unwrap();
+        SelfSigned {
+            der: certified.cert.der().clone(),
+            key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+                certified.signing_key.serialize_der(),
+            )),
+            pem: certified.cert.pem(),
+            key_pem: certified.signing_key.serialize_pem(),
+        }
+    }
+}
+
 mod tarpc_peer {
     use std::sync::Arc;
 
@@ -141,23 +165,19 @@ mod tarpc_peer {
     /// Over TCP with TLS (rustls, a self-signed certificate the client trusts), in
     /// bincode or JSON: a transport as secure as alknet's QUIC paths.
     pub async fn over_tls(json: bool) -> EchoClient {
-        use tokio_rustls::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+        use tokio_rustls::rustls::pki_types::ServerName;
         use tokio_rustls::rustls::{self, ClientConfig, RootCertStore, ServerConfig};
 
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let certified = rcgen::generate_simple_self_signed(["localhost".to_string()]).unwrap();
-        let certificate = certified.cert.der().clone();
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
-            certified.signing_key.serialize_der(),
-        ));
+        let certificate = super::certificate::localhost();
         let server = ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .unwrap()
             .with_no_client_auth()
-            .with_single_cert(vec![certificate.clone()], key)
+            .with_single_cert(vec![certificate.der.clone()], certificate.key)
             .unwrap();
         let mut roots = RootCertStore::empty();
-        roots.add(certificate).unwrap();
+        roots.add(certificate.der).unwrap();
         let client = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .unwrap()
@@ -270,18 +290,39 @@ mod tonic_peer {
     }
 
     /// A client of a server on loopback (HTTP/2 over TCP, `TCP_NODELAY` on both ends: tonic's
-    /// client sets it, its server when told).
-    pub async fn over_tcp() -> Client {
+    /// client sets it, its server when told), with TLS (rustls) or without.
+    pub async fn over_tcp(tls: bool) -> Client {
+        use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig};
+
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let certificate = super::certificate::localhost();
+        let mut server = tonic::transport::Server::builder();
+        if tls {
+            let identity = Identity::from_pem(&certificate.pem, &certificate.key_pem);
+            server = server
+                .tls_config(ServerTlsConfig::new().identity(identity))
+                .unwrap();
+        }
         tokio::spawn(
-            tonic::transport::Server::builder()
+            server
                 .add_service(pb::echo_server::EchoServer::new(Server))
                 .serve_with_incoming(
                     tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
                 ),
         );
-        Client::connect(format!("http://{addr}")).await.unwrap()
+        let endpoint = if tls {
+            let trusted = ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(&certificate.pem))
+                .domain_name("localhost");
+            Endpoint::from_shared(format!("https://{addr}"))
+                .unwrap()
+                .tls_config(trusted)
+                .unwrap()
+        } else {
+            Endpoint::from_shared(format!("http://{addr}")).unwrap()
+        };
+        Client::new(endpoint.connect().await.unwrap())
     }
 
     pub async fn say(mut client: Client, text: String) -> pb::EchoReply {
@@ -396,10 +437,11 @@ fn loopback(c: &mut Criterion) {
             tarpc_peer::over_tls(true).await,
         )
     });
-    let (jsonrpsee, tonic) = runtime.block_on(async {
+    let (jsonrpsee, tonic, tonic_tls) = runtime.block_on(async {
         (
             std::sync::Arc::new(jsonrpsee_peer::over_websocket().await),
-            tonic_peer::over_tcp().await,
+            tonic_peer::over_tcp(false).await,
+            tonic_peer::over_tcp(true).await,
         )
     });
     let text = "hello, alknet".to_string();
@@ -431,6 +473,10 @@ fn loopback(c: &mut Criterion) {
     group.bench_function("tonic_1", |b| {
         b.to_async(&runtime)
             .iter(|| tonic_peer::say(tonic.clone(), text.clone()))
+    });
+    group.bench_function("tonic_tls_1", |b| {
+        b.to_async(&runtime)
+            .iter(|| tonic_peer::say(tonic_tls.clone(), text.clone()))
     });
     group.bench_function("alknet_call_protocol_64", |b| {
         b.to_async(&runtime)
@@ -487,6 +533,13 @@ fn loopback(c: &mut Criterion) {
         b.to_async(&runtime)
             .iter(|| in_flight(&runtime, || tonic_peer::say(tonic.clone(), text.clone())))
     });
+    group.bench_function("tonic_tls_64", |b| {
+        b.to_async(&runtime).iter(|| {
+            in_flight(&runtime, || {
+                tonic_peer::say(tonic_tls.clone(), text.clone())
+            })
+        })
+    });
     group.finish();
 }
 
@@ -524,7 +577,12 @@ fn stream(c: &mut Criterion) {
         let _entered = runtime.enter();
         (irpc_baseline::over_noq(true), nodes::over_quic())
     };
-    let tonic = runtime.block_on(tonic_peer::over_tcp());
+    let (tonic, tonic_tls) = runtime.block_on(async {
+        (
+            tonic_peer::over_tcp(false).await,
+            tonic_peer::over_tcp(true).await,
+        )
+    });
     let ticks = Ticks {
         count: ITEMS,
         interval_ms: 0,
@@ -553,6 +611,10 @@ fn stream(c: &mut Criterion) {
         b.to_async(&runtime)
             .iter(|| tonic_peer::ticks(tonic.clone(), ITEMS))
     });
+    group.bench_function("tonic_tls_10000", |b| {
+        b.to_async(&runtime)
+            .iter(|| tonic_peer::ticks(tonic_tls.clone(), ITEMS))
+    });
     group.finish();
 }
 
@@ -575,7 +637,7 @@ fn main() {
     Criterion::default().final_summary();
     // The targets, each against the peer a user would pick for the same shape of
     // call; the other lines for reference.
-    let lines: [Ratio; 19] = [
+    let lines: [Ratio; 22] = [
         (
             IN_PROCESS,
             "alknet_typed_call",
@@ -614,6 +676,7 @@ fn main() {
             None,
         ),
         (LOOPBACK, "alknet_call_protocol_1", "tonic_1", None),
+        (LOOPBACK, "alknet_call_protocol_1", "tonic_tls_1", None),
         (LOOPBACK, "alknet_irpc_path_1", "raw_irpc_1", None),
         (
             LOOPBACK,
@@ -646,6 +709,7 @@ fn main() {
             None,
         ),
         (LOOPBACK, "alknet_call_protocol_64", "tonic_64", None),
+        (LOOPBACK, "alknet_call_protocol_64", "tonic_tls_64", None),
         (LOOPBACK, "alknet_irpc_path_64", "raw_irpc_64", None),
         (
             STREAM,
@@ -658,6 +722,12 @@ fn main() {
             "alknet_irpc_path_10000",
             "raw_irpc_10000",
             Some(("<= 1.25x", 1.25)),
+        ),
+        (
+            STREAM,
+            "alknet_call_protocol_10000",
+            "tonic_tls_10000",
+            None,
         ),
         (STREAM, "alknet_irpc_path_10000", "tonic_10000", None),
     ];
