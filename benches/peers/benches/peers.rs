@@ -4,8 +4,8 @@
 //!
 //! Run with `./scripts/bench-peers` (it installs `protoc` for tonic if missing); the ratios
 //! are printed at the end. alknet's QUIC paths run with mutual TLS; tarpc runs over TCP
-//! both without TLS and with it (`tarpc_bincode_tls_*`), so the transport's cost shows
-//! apart from alknet's; jsonrpsee and tonic run without.
+//! both without TLS and with it (`*_tls_*`), as do jsonrpsee and tonic, so the
+//! transport's cost shows apart from alknet's.
 
 use std::hint::black_box;
 use std::pin::Pin;
@@ -44,7 +44,8 @@ fn reply(text: String) -> Reply {
     Reply { text, length }
 }
 
-/// A self-signed certificate for `localhost` that the TLS peers' clients trust.
+/// A self-signed certificate for `localhost` and 127.0.0.1 that the TLS peers' clients
+/// trust.
 mod certificate {
     use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
@@ -56,7 +57,8 @@ mod certificate {
     }
 
     pub fn localhost() -> SelfSigned {
-        let certified = rcgen::generate_simple_self_signed(["localhost".to_string()]).unwrap();
+        let names = ["localhost".to_string(), "127.0.0.1".to_string()];
+        let certified = rcgen::generate_simple_self_signed(names).unwrap();
         SelfSigned {
             der: certified.cert.der().clone(),
             key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
@@ -238,6 +240,51 @@ mod jsonrpsee_peer {
         std::mem::forget(server.start(module()));
         WsClientBuilder::default()
             .build(format!("ws://{addr}"))
+            .await
+            .unwrap()
+    }
+
+    /// The same over TLS (rustls, `wss://`): jsonrpsee's own service on connections this
+    /// accepts and wraps in TLS, as its docs show for servers of one's own.
+    pub async fn over_websocket_tls() -> WsClient {
+        use std::sync::Arc;
+        use tokio_rustls::rustls::{self, ClientConfig, RootCertStore, ServerConfig};
+
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let certificate = super::certificate::localhost();
+        let server = ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![certificate.der.clone()], certificate.key)
+            .unwrap();
+        let mut roots = RootCertStore::empty();
+        roots.add(certificate.der).unwrap();
+        let client = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, handle) = jsonrpsee::server::stop_channel();
+        std::mem::forget(handle);
+        let services = Server::builder().to_service_builder();
+        let methods = module();
+        tokio::spawn(async move {
+            loop {
+                let (tcp, _) = listener.accept().await.unwrap();
+                tcp.set_nodelay(true).unwrap();
+                let tls = acceptor.accept(tcp).await.unwrap();
+                let service = services.clone().build(methods.clone(), stop.clone());
+                tokio::spawn(jsonrpsee::server::serve(tls, service));
+            }
+        });
+        WsClientBuilder::default()
+            .with_custom_cert_store(client)
+            .build(format!("wss://{addr}"))
             .await
             .unwrap()
     }
@@ -437,9 +484,10 @@ fn loopback(c: &mut Criterion) {
             tarpc_peer::over_tls(true).await,
         )
     });
-    let (jsonrpsee, tonic, tonic_tls) = runtime.block_on(async {
+    let (jsonrpsee, jsonrpsee_tls, tonic, tonic_tls) = runtime.block_on(async {
         (
             std::sync::Arc::new(jsonrpsee_peer::over_websocket().await),
+            std::sync::Arc::new(jsonrpsee_peer::over_websocket_tls().await),
             tonic_peer::over_tcp(false).await,
             tonic_peer::over_tcp(true).await,
         )
@@ -469,6 +517,10 @@ fn loopback(c: &mut Criterion) {
     group.bench_function("jsonrpsee_websocket_1", |b| {
         b.to_async(&runtime)
             .iter(|| async { jsonrpsee_peer::say(&jsonrpsee, text.clone()).await })
+    });
+    group.bench_function("jsonrpsee_websocket_tls_1", |b| {
+        b.to_async(&runtime)
+            .iter(|| async { jsonrpsee_peer::say(&jsonrpsee_tls, text.clone()).await })
     });
     group.bench_function("tonic_1", |b| {
         b.to_async(&runtime)
@@ -525,6 +577,14 @@ fn loopback(c: &mut Criterion) {
         b.to_async(&runtime).iter(|| {
             in_flight(&runtime, || {
                 let (client, text) = (jsonrpsee.clone(), text.clone());
+                async move { jsonrpsee_peer::say(&client, text).await }
+            })
+        })
+    });
+    group.bench_function("jsonrpsee_websocket_tls_64", |b| {
+        b.to_async(&runtime).iter(|| {
+            in_flight(&runtime, || {
+                let (client, text) = (jsonrpsee_tls.clone(), text.clone());
                 async move { jsonrpsee_peer::say(&client, text).await }
             })
         })
@@ -637,7 +697,7 @@ fn main() {
     Criterion::default().final_summary();
     // The targets, each against the peer a user would pick for the same shape of
     // call; the other lines for reference.
-    let lines: [Ratio; 22] = [
+    let lines: [Ratio; 24] = [
         (
             IN_PROCESS,
             "alknet_typed_call",
@@ -660,8 +720,14 @@ fn main() {
         (
             LOOPBACK,
             "alknet_call_protocol_1",
-            "jsonrpsee_websocket_1",
+            "jsonrpsee_websocket_tls_1",
             Some(("<= 1.2x", 1.2)),
+        ),
+        (
+            LOOPBACK,
+            "alknet_call_protocol_1",
+            "jsonrpsee_websocket_1",
+            None,
         ),
         (
             LOOPBACK,
@@ -706,6 +772,12 @@ fn main() {
             LOOPBACK,
             "alknet_call_protocol_64",
             "jsonrpsee_websocket_64",
+            None,
+        ),
+        (
+            LOOPBACK,
+            "alknet_call_protocol_64",
+            "jsonrpsee_websocket_tls_64",
             None,
         ),
         (LOOPBACK, "alknet_call_protocol_64", "tonic_64", None),
