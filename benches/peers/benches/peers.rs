@@ -1,6 +1,7 @@
 //! alknet beside the peers a user would pick instead, on the same echo and streaming
-//! services, interleaved in one criterion run: tarpc, jsonrpsee and tonic, and raw irpc as
-//! the floor of alknet's own irpc path.
+//! services, interleaved in one criterion run: tarpc, jsonrpsee and tonic, raw irpc as the
+//! floor of alknet's own irpc path, and a bare QUIC stream per call (`raw_noq_*`) as the
+//! floor of both.
 //!
 //! Run with `./scripts/bench-peers` (it installs `protoc` for tonic if missing); the ratios
 //! are printed at the end. alknet's QUIC paths run with mutual TLS; tarpc runs over TCP
@@ -392,6 +393,47 @@ mod tonic_peer {
     }
 }
 
+/// The floor of a call over QUIC: a stream per call carrying a request's bytes there and
+/// the same bytes back, with TLS and nothing else (irpc's endpoint set-up).
+mod noq_floor {
+    use irpc::util::{make_client_endpoint, make_server_endpoint};
+
+    /// About the size of the call protocol's `call.requested` for `echo/say`.
+    pub const REQUEST: &[u8] = &[b'x'; 96];
+
+    pub async fn connection() -> noq::Connection {
+        let (server, certificate) = make_server_endpoint("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = server.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Some(incoming) = server.accept().await {
+                tokio::spawn(async move {
+                    let connection = incoming.await.unwrap();
+                    while let Ok((mut send, mut recv)) = connection.accept_bi().await {
+                        tokio::spawn(async move {
+                            let bytes = recv.read_to_end(1 << 16).await.unwrap();
+                            send.write_all(&bytes).await.unwrap();
+                            let _ = send.finish();
+                        });
+                    }
+                });
+            }
+        });
+        let client = make_client_endpoint("127.0.0.1:0".parse().unwrap(), &[&certificate]).unwrap();
+        let connection = client.connect(addr, "localhost").unwrap().await.unwrap();
+        // The endpoint must outlive the benchmark.
+        std::mem::forget(client);
+        connection
+    }
+
+    pub async fn echo(connection: noq::Connection) {
+        let (mut send, mut recv) = connection.open_bi().await.unwrap();
+        send.write_all(REQUEST).await.unwrap();
+        send.finish().unwrap();
+        let reply = recv.read_to_end(1 << 16).await.unwrap();
+        assert_eq!(reply.len(), REQUEST.len());
+    }
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -484,6 +526,7 @@ fn loopback(c: &mut Criterion) {
             tarpc_peer::over_tls(true).await,
         )
     });
+    let noq = runtime.block_on(noq_floor::connection());
     let (jsonrpsee, jsonrpsee_tls, tonic, tonic_tls) = runtime.block_on(async {
         (
             std::sync::Arc::new(jsonrpsee_peer::over_websocket().await),
@@ -505,6 +548,9 @@ fn loopback(c: &mut Criterion) {
     group.bench_function("raw_irpc_1", |b| {
         b.to_async(&runtime)
             .iter(|| irpc_baseline::say(raw_irpc.clone(), text.clone()))
+    });
+    group.bench_function("raw_noq_1", |b| {
+        b.to_async(&runtime).iter(|| noq_floor::echo(noq.clone()))
     });
     group.bench_function("tarpc_bincode_tcp_1", |b| {
         b.to_async(&runtime)
@@ -544,6 +590,10 @@ fn loopback(c: &mut Criterion) {
                 irpc_baseline::say(raw_irpc.clone(), text.clone())
             })
         })
+    });
+    group.bench_function("raw_noq_64", |b| {
+        b.to_async(&runtime)
+            .iter(|| in_flight(&runtime, || noq_floor::echo(noq.clone())))
     });
     group.bench_function("tarpc_bincode_tcp_64", |b| {
         b.to_async(&runtime).iter(|| {
@@ -697,7 +747,7 @@ fn main() {
     Criterion::default().final_summary();
     // The targets, each against the peer a user would pick for the same shape of
     // call; the other lines for reference.
-    let lines: [Ratio; 24] = [
+    let lines: [Ratio; 26] = [
         (
             IN_PROCESS,
             "alknet_typed_call",
@@ -780,6 +830,13 @@ fn main() {
             "jsonrpsee_websocket_tls_64",
             None,
         ),
+        (
+            LOOPBACK,
+            "alknet_call_protocol_64",
+            "raw_noq_64",
+            Some(("<= 2x (throughput >= 0.5x)", 2.0)),
+        ),
+        (LOOPBACK, "alknet_call_protocol_1", "raw_noq_1", None),
         (LOOPBACK, "alknet_call_protocol_64", "tonic_64", None),
         (LOOPBACK, "alknet_call_protocol_64", "tonic_tls_64", None),
         (LOOPBACK, "alknet_irpc_path_64", "raw_irpc_64", None),
