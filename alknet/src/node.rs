@@ -385,29 +385,26 @@ impl NodeBuilder {
         }
         let peers = PeerLinks::new(identity.clone(), call_config.clone());
         let mut placed = ForwardedOnce::default();
-        let mut irpc_links = Vec::new();
+        let (mut irpc_links, mut call_peers) = (Vec::new(), Vec::new());
         for on_peer in std::mem::take(&mut self.elsewhere) {
             let (namespace, peer) = (on_peer.spec.namespace.clone(), on_peer.peer.clone());
             placed.0.insert(namespace.clone(), peer.clone());
             let (env, link) = mount_on_peer(self.env, on_peer, &config, &peers, &identity)?;
             self.env = env;
-            irpc_links.extend(link.map(|link| IrpcPlacement {
-                namespace,
-                peer,
-                link,
-            }));
+            match link {
+                Some(link) => irpc_links.push(IrpcPlacement {
+                    namespace,
+                    peer,
+                    link,
+                }),
+                None => call_peers.push(peer),
+            }
         }
         // Peers reached only over irpc have no call-protocol link for readiness to check.
-        let call_peers: Vec<&String> = placed
-            .0
-            .iter()
-            .filter(|(namespace, _)| !irpc_links.iter().any(|p| p.namespace == **namespace))
-            .map(|(_, peer)| peer)
-            .collect();
         let irpc_only_peers: Vec<String> = irpc_links
             .iter()
             .map(|placement| placement.peer.clone())
-            .filter(|peer| !call_peers.contains(&peer))
+            .filter(|peer| !call_peers.contains(peer))
             .collect();
         let drain = Drain::new();
         let mut env = self

@@ -48,6 +48,7 @@ fn reply(text: String) -> Reply {
 /// A self-signed certificate for `localhost` and 127.0.0.1 that the TLS peers' clients
 /// trust.
 mod certificate {
+    use tokio_rustls::rustls;
     use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
     pub struct SelfSigned {
@@ -55,6 +56,31 @@ mod certificate {
         pub key: PrivateKeyDer<'static>,
         pub pem: String,
         pub key_pem: String,
+    }
+
+    /// A rustls server with the certificate, and a client that trusts it.
+    pub fn rustls() -> (
+        std::sync::Arc<rustls::ServerConfig>,
+        std::sync::Arc<rustls::ClientConfig>,
+    ) {
+        use std::sync::Arc;
+
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let certificate = localhost();
+        let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![certificate.der.clone()], certificate.key)
+            .unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(certificate.der).unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        (Arc::new(server), Arc::new(client))
     }
 
     pub fn localhost() -> SelfSigned {
@@ -72,8 +98,6 @@ mod certificate {
 }
 
 mod tarpc_peer {
-    use std::sync::Arc;
-
     use futures::StreamExt;
     use tarpc::server::{BaseChannel, Channel};
     use tarpc::tokio_serde::formats::{Bincode, Json};
@@ -169,25 +193,9 @@ mod tarpc_peer {
     /// bincode or JSON: a transport as secure as alknet's QUIC paths.
     pub async fn over_tls(json: bool) -> EchoClient {
         use tokio_rustls::rustls::pki_types::ServerName;
-        use tokio_rustls::rustls::{self, ClientConfig, RootCertStore, ServerConfig};
 
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let certificate = super::certificate::localhost();
-        let server = ServerConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(vec![certificate.der.clone()], certificate.key)
-            .unwrap();
-        let mut roots = RootCertStore::empty();
-        roots.add(certificate.der).unwrap();
-        let client = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+        let (server, client) = super::certificate::rustls();
+        let acceptor = tokio_rustls::TlsAcceptor::from(server);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
@@ -201,7 +209,7 @@ mod tarpc_peer {
         let tcp = TcpStream::connect(addr).await.unwrap();
         tcp.set_nodelay(true).unwrap();
         let name = ServerName::try_from("localhost").unwrap();
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(client))
+        let tls = tokio_rustls::TlsConnector::from(client)
             .connect(name, tcp)
             .await
             .unwrap();
@@ -248,26 +256,8 @@ mod jsonrpsee_peer {
     /// The same over TLS (rustls, `wss://`): jsonrpsee's own service on connections this
     /// accepts and wraps in TLS, as its docs show for servers of one's own.
     pub async fn over_websocket_tls() -> WsClient {
-        use std::sync::Arc;
-        use tokio_rustls::rustls::{self, ClientConfig, RootCertStore, ServerConfig};
-
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let certificate = super::certificate::localhost();
-        let server = ServerConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(vec![certificate.der.clone()], certificate.key)
-            .unwrap();
-        let mut roots = RootCertStore::empty();
-        roots.add(certificate.der).unwrap();
-        let client = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+        let (server, client) = super::certificate::rustls();
+        let acceptor = tokio_rustls::TlsAcceptor::from(server);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, handle) = jsonrpsee::server::stop_channel();
@@ -284,7 +274,7 @@ mod jsonrpsee_peer {
             }
         });
         WsClientBuilder::default()
-            .with_custom_cert_store(client)
+            .with_custom_cert_store(std::sync::Arc::unwrap_or_clone(client))
             .build(format!("wss://{addr}"))
             .await
             .unwrap()
