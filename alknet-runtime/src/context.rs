@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::drain::InFlight;
-use crate::env::{EnvShared, Origin};
+use crate::env::{EnvShared, Origin, Table};
 use crate::telemetry::{CallFacts, CallTelemetry};
 use crate::{Identity, OperationEnv, OperationSpec, RequestId, ServiceSpec};
 
@@ -76,6 +76,7 @@ struct ContextInner {
     identity: Option<Arc<Identity>>,
     forwarded_for: Option<Arc<str>>,
     metadata: Option<Arc<Map<String, Value>>>,
+    table: Arc<Table>,
     env: Arc<EnvShared>,
     service: usize,
     operation: usize,
@@ -106,6 +107,7 @@ pub(crate) struct ContextParts {
 impl OperationContext {
     #[inline]
     pub(crate) fn new(
+        table: Arc<Table>,
         env: Arc<EnvShared>,
         service: usize,
         operation: usize,
@@ -114,7 +116,7 @@ impl OperationContext {
         let telemetry = CallTelemetry::begin(|| CallFacts {
             request_id: parts.request_id,
             parent_request_id: parts.parent_request_id,
-            operation: &env.services[service].spec.operations[operation],
+            operation: &table.services[service].spec.operations[operation],
             identity: parts.identity.as_deref(),
             forwarded_for: parts.forwarded_for.as_deref(),
             transport: parts.transport,
@@ -130,6 +132,7 @@ impl OperationContext {
             identity: parts.identity,
             forwarded_for: parts.forwarded_for,
             metadata: parts.metadata,
+            table,
             env,
             service,
             operation,
@@ -218,7 +221,11 @@ impl OperationContext {
 
     /// The environment for nested calls made on behalf of this one.
     pub fn env(&self) -> OperationEnv {
-        OperationEnv::from_parts(self.0.env.clone(), Origin::Nested(self.clone()))
+        OperationEnv::from_parts(
+            self.0.table.clone(),
+            self.0.env.clone(),
+            Origin::Nested(self.clone()),
+        )
     }
 
     /// The spec of the operation being served.
@@ -228,7 +235,7 @@ impl OperationContext {
 
     /// The spec of the service the operation belongs to.
     pub fn service(&self) -> &ServiceSpec {
-        &self.0.env.services[self.0.service].spec
+        &self.0.table.services[self.0.service].spec
     }
 
     pub(crate) fn parent(&self) -> Option<&OperationContext> {

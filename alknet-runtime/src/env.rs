@@ -39,7 +39,9 @@ const RESERVED_NAMESPACES: [&str; 1] = ["services"];
 /// Built once per node with [`OperationEnv::builder`]; cheap to clone. Adapters call it on
 /// behalf of outside callers ([`OperationEnv::with_caller`]); handlers call it through
 /// [`OperationContext::env`] for nested calls. Which path serves a namespace is decided at
-/// assembly, never by the handlers.
+/// assembly, never by the handlers. A path may change the operations it serves later
+/// ([`Mount`]); each env value is a view of what was mounted when it was made, and
+/// [`latest`](Self::latest) gives the view of now.
 ///
 /// ```
 /// use alknet_runtime::prelude::*;
@@ -63,6 +65,9 @@ const RESERVED_NAMESPACES: [&str; 1] = ["services"];
 /// ```
 #[derive(Clone)]
 pub struct OperationEnv {
+    /// What is mounted, as it was when this env was made: a call sees one table from its
+    /// start to its end.
+    table: Arc<Table>,
     shared: Arc<EnvShared>,
     origin: Origin,
 }
@@ -185,24 +190,105 @@ impl Caller {
     }
 }
 
-pub(crate) struct EnvShared {
+/// The services an env serves, with their paths. A [`Mount`] that changes a namespace's
+/// operations swaps in a new table; calls already made keep the one they started with.
+#[derive(Clone)]
+pub(crate) struct Table {
     pub(crate) services: Vec<ServiceEntry>,
     by_namespace: FxHashMap<String, usize>,
     /// The type of each service's path, in the order of `services`: a typed call finds
     /// the namespace its protocol serves in-process by comparing type ids, not names. An
     /// env has a handful of services, so a scan costs less than hashing.
     path_types: Box<[std::any::TypeId]>,
+}
+
+/// What every view of one env shares for its whole life.
+pub(crate) struct EnvShared {
+    /// The table now: what [`OperationEnv::with_caller`] and [`OperationEnv::latest`] see.
+    table: ArcSwap<Table>,
     /// Admit outside calls, in order: forwarding policy, rate limits, the user's own.
     admission: AdmissionSteps,
     config: Option<Arc<ArcSwap<DynamicConfig>>>,
     drain: Option<Drain>,
 }
 
+#[derive(Clone)]
 pub(crate) struct ServiceEntry {
     pub(crate) spec: ServiceSpec,
     authority: Option<Arc<Identity>>,
     by_name: FxHashMap<String, usize>,
     path: Arc<dyn DispatchPath>,
+}
+
+impl ServiceEntry {
+    fn new(spec: ServiceSpec, path: Arc<dyn DispatchPath>) -> Self {
+        let by_name = spec
+            .operations
+            .iter()
+            .enumerate()
+            .map(|(index, op)| (op.name.clone(), index))
+            .collect();
+        ServiceEntry {
+            authority: spec.authority.clone().map(Arc::new),
+            spec,
+            by_name,
+            path,
+        }
+    }
+}
+
+/// A namespace as an env mounted it: what its [`DispatchPath`] is given, once the env is
+/// built, to change the operations it serves there later
+/// ([`DispatchPath::mounted`]). Holds the env weakly: a path that keeps it does not keep
+/// the env alive.
+#[derive(Clone)]
+pub struct Mount {
+    env: std::sync::Weak<EnvShared>,
+    namespace: String,
+}
+
+impl Mount {
+    /// The namespace mounted.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// Serve `spec`'s operations on this namespace from now on, along the same path: its
+    /// access control, kinds and schemas as `spec` says. Calls already made finish as they
+    /// began; outside calls and listings ([`OperationEnv::latest`]) see the new operations
+    /// at once. Fails if `spec` is for another namespace, or the env is gone.
+    pub fn replace(&self, spec: ServiceSpec) -> Result<(), BuildError> {
+        let refuse = |reason: &str| BuildError::Mount {
+            namespace: self.namespace.clone(),
+            reason: reason.to_string(),
+        };
+        if spec.namespace != self.namespace {
+            return Err(refuse(&format!(
+                "the new operations are for the namespace `{}`",
+                spec.namespace
+            )));
+        }
+        let env = self
+            .env
+            .upgrade()
+            .ok_or_else(|| refuse("the env it was mounted in is gone"))?;
+        env.table.rcu(|table| {
+            let mut table = Table::clone(table);
+            let index = table.by_namespace[&self.namespace];
+            let path = table.services[index].path.clone();
+            table.services[index] = ServiceEntry::new(spec.clone(), path);
+            table
+        });
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Mount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Mount")
+            .field("namespace", &self.namespace)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why an [`OperationEnv`] could not be built.
@@ -286,18 +372,7 @@ impl OperationEnvBuilder {
             self.errors
                 .push(BuildError::DuplicateNamespace(spec.namespace.clone()));
         }
-        let by_name = spec
-            .operations
-            .iter()
-            .enumerate()
-            .map(|(index, op)| (op.name.clone(), index))
-            .collect();
-        self.services.push(ServiceEntry {
-            authority: spec.authority.clone().map(Arc::new),
-            spec,
-            by_name,
-            path,
-        });
+        self.services.push(ServiceEntry::new(spec, path));
         self
     }
 
@@ -366,15 +441,25 @@ impl OperationEnvBuilder {
                 path.type_id()
             })
             .collect();
-        let shared = Arc::new(EnvShared {
+        let table = Arc::new(Table {
             services: self.services,
             by_namespace,
             path_types,
+        });
+        let shared = Arc::new(EnvShared {
+            table: ArcSwap::new(table.clone()),
             admission: self.admission,
             config: self.config,
             drain: self.drain,
         });
+        for entry in &table.services {
+            entry.path.mounted(Mount {
+                env: Arc::downgrade(&shared),
+                namespace: entry.spec.namespace.clone(),
+            });
+        }
         OperationEnv::from_parts(
+            table,
             shared,
             Origin::External(Arc::new(ExternalCaller {
                 identity: None,
@@ -403,15 +488,21 @@ impl OperationEnv {
         OperationEnv::builder().local(service).finish()
     }
 
-    pub(crate) fn from_parts(shared: Arc<EnvShared>, origin: Origin) -> Self {
-        OperationEnv { shared, origin }
+    pub(crate) fn from_parts(table: Arc<Table>, shared: Arc<EnvShared>, origin: Origin) -> Self {
+        OperationEnv {
+            table,
+            shared,
+            origin,
+        }
     }
 
-    /// The same environment, calling on behalf of an outside `caller`. Adapters use this
-    /// once per request, after resolving who is asking.
+    /// The same environment, calling on behalf of an outside `caller`, with what is
+    /// mounted now (see [`latest`](Self::latest)). Adapters use this once per request,
+    /// after resolving who is asking.
     pub fn with_caller(&self, caller: Caller) -> OperationEnv {
         let metadata = (!caller.metadata.is_empty()).then(|| Arc::new(caller.metadata));
         OperationEnv::from_parts(
+            self.shared.table.load_full(),
             self.shared.clone(),
             Origin::External(Arc::new(ExternalCaller {
                 identity: caller.identity,
@@ -426,9 +517,23 @@ impl OperationEnv {
         )
     }
 
+    /// The same environment and caller, with what is mounted now. An env is a view of
+    /// its services as they were when it was made — from [`build`](OperationEnvBuilder::build),
+    /// [`with_caller`](Self::with_caller), or a call's [`OperationContext::env`] — so that a
+    /// call sees one set from start to end; a [`Mount`] may change a namespace's operations
+    /// since (a remote node that serves others after a reconnect). Listings that outlive
+    /// one request read this.
+    pub fn latest(&self) -> OperationEnv {
+        OperationEnv::from_parts(
+            self.shared.table.load_full(),
+            self.shared.clone(),
+            self.origin.clone(),
+        )
+    }
+
     /// Every mounted service.
     pub fn services(&self) -> impl Iterator<Item = &ServiceSpec> {
-        self.shared.services.iter().map(|s| &s.spec)
+        self.table.services.iter().map(|s| &s.spec)
     }
 
     /// Every operation of every mounted service, internal ones included.
@@ -445,7 +550,7 @@ impl OperationEnv {
     /// The spec of `namespace/operation`, if it is mounted.
     pub fn spec(&self, namespace: &str, operation: &str) -> Option<&OperationSpec> {
         let (service, index) = self.lookup(namespace, operation)?;
-        Some(&self.shared.services[service].spec.operations[index])
+        Some(&self.table.services[service].spec.operations[index])
     }
 
     /// Call a query or mutation with JSON input.
@@ -482,7 +587,7 @@ impl OperationEnv {
         input: Value,
     ) -> Result<(EndOnDrop, BoxFuture<'static, Result<Value, CallError>>), CallError> {
         let (service, index) = self.resolve(namespace, operation)?;
-        let entry = &self.shared.services[service];
+        let entry = &self.table.services[service];
         if entry.spec.operations[index].is_subscription() {
             return Err(wrong_kind(
                 &entry.spec.operations[index],
@@ -522,7 +627,7 @@ impl OperationEnv {
         input: Value,
     ) -> Result<ValueStream, CallError> {
         let (service, index) = self.resolve(namespace, operation)?;
-        let entry = &self.shared.services[service];
+        let entry = &self.table.services[service];
         if !entry.spec.operations[index].is_subscription() {
             return Err(wrong_kind(
                 &entry.spec.operations[index],
@@ -597,13 +702,13 @@ impl OperationEnv {
     /// The namespace protocol `P` serves in-process, and its typed path, if it does.
     fn typed_service<P: Protocol>(&self) -> Option<(usize, &TypedPath<P>)> {
         let wanted = std::any::TypeId::of::<TypedPath<P>>();
-        let service = self.shared.path_types.iter().position(|&ty| ty == wanted)?;
+        let service = self.table.path_types.iter().position(|&ty| ty == wanted)?;
         Some((service, self.typed::<P>(service)?))
     }
 
     /// The typed path of namespace `service`, if protocol `P` serves it in-process.
     fn typed<P: Protocol>(&self, service: usize) -> Option<&TypedPath<P>> {
-        let path: &dyn std::any::Any = &*self.shared.services[service].path;
+        let path: &dyn std::any::Any = &*self.table.services[service].path;
         path.downcast_ref::<TypedPath<P>>()
     }
 
@@ -649,11 +754,11 @@ impl OperationEnv {
         index: usize,
         meta: CallMeta,
     ) -> Result<OperationContext, CallError> {
-        let operations = &self.shared.services[service].spec.operations;
+        let operations = &self.table.services[service].spec.operations;
         let Some(spec) = operations.get(index) else {
             return Err(CallError::not_found(format!(
                 "`{}` has no operation number {index}",
-                self.shared.services[service].spec.namespace
+                self.table.services[service].spec.namespace
             )));
         };
         spec.access.check(meta.identity.as_deref(), &spec.id)?;
@@ -674,6 +779,7 @@ impl OperationEnv {
             transport: crate::telemetry::IRPC,
         };
         Ok(OperationContext::new(
+            self.table.clone(),
             self.shared.clone(),
             service,
             index,
@@ -682,8 +788,8 @@ impl OperationEnv {
     }
 
     fn lookup(&self, namespace: &str, operation: &str) -> Option<(usize, usize)> {
-        let service = *self.shared.by_namespace.get(namespace)?;
-        let index = *self.shared.services[service].by_name.get(operation)?;
+        let service = *self.table.by_namespace.get(namespace)?;
+        let index = *self.table.services[service].by_name.get(operation)?;
         Some((service, index))
     }
 
@@ -694,7 +800,7 @@ impl OperationEnv {
     }
 
     fn resolve_namespace(&self, namespace: &str) -> Result<usize, CallError> {
-        self.shared
+        self.table
             .by_namespace
             .get(namespace)
             .copied()
@@ -744,7 +850,7 @@ impl OperationEnv {
             Origin::External(caller) => caller.transport,
             Origin::Nested(_) => crate::telemetry::NESTED,
         };
-        let spec = &self.shared.services[service].spec.operations[index];
+        let spec = &self.table.services[service].spec.operations[index];
         crate::telemetry::refused(spec, transport, &err.code);
     }
 
@@ -755,7 +861,7 @@ impl OperationEnv {
         service: usize,
         index: usize,
     ) -> Result<(OperationContext, Admit), CallError> {
-        let entry = &self.shared.services[service];
+        let entry = &self.table.services[service];
         let spec = &entry.spec.operations[index];
         let mut parts = match &self.origin {
             Origin::External(caller) => {
@@ -775,7 +881,7 @@ impl OperationEnv {
                 }
             }
             Origin::Nested(parent) => {
-                let calling = &self.shared.services[parent.service_index()];
+                let calling = &self.table.services[parent.service_index()];
                 if !calling.spec.may_call(&spec.namespace, &spec.name) {
                     return Err(CallError::not_found(format!(
                         "the service `{}` may not call `{}`: add it to `calls` in its #[alk_service]",
@@ -814,7 +920,13 @@ impl OperationEnv {
             let end = Instant::now() + timeout;
             parts.deadline = Some(parts.deadline.map_or(end, |deadline| deadline.min(end)));
         }
-        let ctx = OperationContext::new(self.shared.clone(), service, index, parts);
+        let ctx = OperationContext::new(
+            self.table.clone(),
+            self.shared.clone(),
+            service,
+            index,
+            parts,
+        );
         Ok((ctx, admitted))
     }
 }

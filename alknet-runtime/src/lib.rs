@@ -86,7 +86,8 @@ pub use config_identity::ConfigIdentityProvider;
 pub use context::{CallMeta, OperationContext};
 pub use drain::Drain;
 pub use env::{
-    BuildError, Caller, OperationEnv, OperationEnvBuilder, ServedCall, Subscription, TypedEntry,
+    BuildError, Caller, Mount, OperationEnv, OperationEnvBuilder, ServedCall, Subscription,
+    TypedEntry,
 };
 pub use envelope::{CallError, RequestId, ResponseEnvelope, codes};
 pub use identity::{

@@ -209,6 +209,15 @@ impl Redial {
         }
     }
 
+    /// How long until an attempt may be made.
+    pub(crate) fn wait(&self) -> Duration {
+        self.lock().as_ref().map_or(Duration::ZERO, |failed| {
+            failed
+                .next_attempt
+                .saturating_duration_since(tokio::time::Instant::now())
+        })
+    }
+
     /// Record that an attempt succeeded: the next may be made at once.
     pub(crate) fn succeeded(&self) {
         *self.lock() = None;

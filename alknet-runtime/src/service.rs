@@ -212,6 +212,15 @@ pub trait DispatchPath: Any + Send + Sync {
         ctx: OperationContext,
         input: Value,
     ) -> BoxFuture<'static, Result<ValueStream, CallError>>;
+
+    /// Called once the env this path serves a namespace of is built, with the handle that
+    /// lets the path change that namespace's operations later ([`Mount::replace`]): a path
+    /// whose operations are learnt from elsewhere keeps it. Most paths ignore it.
+    ///
+    /// [`Mount::replace`]: crate::Mount::replace
+    fn mounted(&self, mount: crate::Mount) {
+        let _ = mount;
+    }
 }
 
 /// The in-process path of protocol `P`: typed calls skip JSON entirely.

@@ -136,7 +136,10 @@ impl OperationSpec {
         Bindings {
             call_protocol: format!("/{}", self.id),
             http_path: format!("/v1/{}", self.id),
-            mcp_tool: (external && unary).then(|| format!("{}.{}", self.namespace, self.name)),
+            // A remote node's operation is named `echo/say`; MCP tool names keep to
+            // letters, digits, `_`, `-` and `.`.
+            mcp_tool: (external && unary)
+                .then(|| format!("{}.{}", self.namespace, self.name.replace('/', "."))),
             mcp_read_only: self.kind == OperationKind::Query,
             dns_name: (external && unary).then(|| format!("{}.{}", self.name, self.namespace)),
         }
@@ -150,7 +153,8 @@ pub struct Bindings {
     pub call_protocol: String,
     /// The HTTP adapter's `POST` path: `/v1/namespace/operation`.
     pub http_path: String,
-    /// The MCP tool name, `namespace.operation`; none for subscriptions and internal operations.
+    /// The MCP tool name, `namespace.operation` (a `/` in the operation's name as `.`); none
+    /// for subscriptions and internal operations.
     pub mcp_tool: Option<String>,
     /// Whether MCP annotates the tool as read-only (queries).
     pub mcp_read_only: bool,

@@ -217,8 +217,8 @@ impl NodeBuilder {
     /// namespace `name`: `name/echo/say` runs `/echo/say` there, as this node (the peer
     /// must know this node's key). The peer is reached, and what this node may call there
     /// learnt, by [`NodeBuilder::connect`]; the node serves the peer's calls back on the
-    /// same connection. A lost connection is made again on the next call (see
-    /// [`RemoteNode::dial`]); the operations mounted stay those learnt at the start.
+    /// same connection. A lost connection is made again, and a changed catalog mounted
+    /// in place of the old one (see [`RemoteNode::dial`]).
     pub fn remote(mut self, name: &str, address: SocketAddr, fingerprint: &str) -> Self {
         self.remotes.push(RemoteMount {
             name: name.to_string(),

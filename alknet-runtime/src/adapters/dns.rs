@@ -326,6 +326,7 @@ impl DnsAdapter {
         let (ns, op) = (ns.to_ascii_lowercase(), op.to_ascii_lowercase());
         let served = self
             .env
+            .latest()
             .spec(&ns, &op)
             .is_some_and(|spec| spec.bindings().dns_name.is_some());
         if !served {

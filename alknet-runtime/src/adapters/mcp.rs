@@ -222,7 +222,8 @@ impl McpAdapter {
         request: CallToolRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> CallToolResult {
-        let (namespace, operation) = request.name.split_once('.').unwrap_or((&request.name, ""));
+        let (namespace, operation) = operation_of(&request.name);
+        let operation = &*operation;
         let identity = Self::identity(&ctx);
         let address = peer_addr(&self.env, &ctx);
         let holder = identity.as_ref().map(|identity| identity.id.as_str());
@@ -285,6 +286,7 @@ impl ServerHandler for McpAdapter {
         let identity = Self::identity(&ctx);
         let tools = self
             .env
+            .latest()
             .operations()
             .filter(|op| op.access.check(identity.as_deref(), &op.id).is_ok())
             .filter_map(tool)
@@ -301,8 +303,20 @@ impl ServerHandler for McpAdapter {
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
-        let (namespace, operation) = name.split_once('.')?;
-        self.env.spec(namespace, operation).and_then(tool)
+        let (namespace, operation) = operation_of(name);
+        self.env.latest().spec(namespace, &operation).and_then(tool)
+    }
+}
+
+/// The namespace and operation a tool name stands for: the reverse of
+/// [`Bindings::mcp_tool`](crate::Bindings::mcp_tool).
+fn operation_of(tool: &str) -> (&str, std::borrow::Cow<'_, str>) {
+    match tool.split_once('.') {
+        Some((namespace, operation)) if operation.contains('.') => {
+            (namespace, operation.replace('.', "/").into())
+        }
+        Some((namespace, operation)) => (namespace, operation.into()),
+        None => (tool, "".into()),
     }
 }
 
@@ -379,4 +393,16 @@ fn peer_addr(env: &OperationEnv, ctx: &RequestContext<RoleServer>) -> Option<std
 fn failed(err: &CallError, request_id: RequestId) -> CallToolResult {
     let body = error_body(err, request_id).to_string();
     CallToolResult::error(vec![ContentBlock::text(body)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::operation_of;
+
+    #[test]
+    fn a_tool_name_stands_for_its_operation() {
+        assert_eq!(operation_of("echo.say"), ("echo", "say".into()));
+        assert_eq!(operation_of("far.echo.say"), ("far", "echo/say".into()));
+        assert_eq!(operation_of("echo"), ("echo", "".into()));
+    }
 }

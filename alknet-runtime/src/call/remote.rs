@@ -2,7 +2,7 @@
 //! and namespaces routed to it.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use arc_swap::ArcSwap;
 use futures::FutureExt;
@@ -14,32 +14,79 @@ use super::quic::CallEndpoint;
 use super::server::CallServer;
 use crate::quic::{PeerKey, Redial};
 use crate::{
-    BuildError, CallError, DispatchPath, OperationContext, OperationEnvBuilder, OperationSpec,
-    ServiceSpec, ValueStream, schema,
+    BuildError, CallError, DispatchPath, Mount, OperationContext, OperationEnvBuilder,
+    OperationSpec, ServiceSpec, ValueStream, schema,
 };
 
 /// A peer node and the operations it lets this node call, learnt from its
 /// `services/schema` when the node is discovered.
 ///
-/// The catalog is mounted as it was read then: mounting needs each operation's kind, access
-/// control, declared errors and schemas before any call is made (for the typed path, the
-/// `calls` rules, and access checks on this side). A node reached with
-/// [`dial`](Self::dial) is dialled again when its connection is lost — on the next call,
+/// Mounting needs each operation's kind, access control, declared errors and schemas
+/// before any call is made (for the typed path, the `calls` rules, and access checks on
+/// this side), so the catalog is read first. A node reached with [`dial`](Self::dial) is
+/// dialled again when its connection is lost — in the background, and by the next call,
 /// backing off while it is away (its calls fail at once with `UNAVAILABLE`) — and its
-/// catalog read again on each new connection: a change is logged (`WARN`), naming what a
-/// restart would mount.
+/// catalog read again on each new connection: where it changed, the namespaces mounted on
+/// it serve the new operations from then on ([`Mount::replace`]), and the change is logged.
 #[derive(Clone)]
 pub struct RemoteNode {
     link: Arc<Link>,
-    catalog: Arc<Vec<ServiceSpec>>,
 }
 
 /// The connection to a remote node, and how to make it again.
 struct Link {
     current: ArcSwap<Connection>,
+    /// What the peer lets this node call, as last read.
+    catalog: ArcSwap<Vec<ServiceSpec>>,
     dial: Option<Dial>,
     /// Serves the peer's calls back on each connection, while someone holds [`CallsBack`].
     back: Mutex<Option<Back>>,
+    /// Where envs serve the node, to follow a change of its catalog.
+    mounts: Mutex<Vec<(Mount, Serves)>>,
+}
+
+/// What a namespace mounted on a remote node serves of it.
+#[derive(Clone)]
+enum Serves {
+    /// Every operation, each under its id: `name/echo/say` is `/echo/say` there.
+    Whole,
+    /// The operations of one of its namespaces, under their own names.
+    Namespace,
+}
+
+impl Serves {
+    /// The operations of `namespace`, as this mount serves them from `catalog`; `None` if
+    /// the node serves nothing of a routed namespace.
+    fn spec(&self, namespace: &str, catalog: &[ServiceSpec], peer: &str) -> Option<ServiceSpec> {
+        match self {
+            Serves::Whole => Some(ServiceSpec {
+                namespace: namespace.to_string(),
+                version: "0.0.0".to_string(),
+                description: format!("The node `{namespace}` ({peer}), over the call protocol."),
+                authority: None,
+                calls: Vec::new(),
+                operations: catalog
+                    .iter()
+                    .flat_map(|service| &service.operations)
+                    .map(|op| OperationSpec {
+                        id: format!("{namespace}/{}", op.id),
+                        namespace: namespace.to_string(),
+                        name: op.id.clone(),
+                        ..op.clone()
+                    })
+                    .collect(),
+            }),
+            Serves::Namespace => catalog.iter().find(|s| s.namespace == namespace).cloned(),
+        }
+    }
+
+    /// The `operationId` on the node of the operation `op` of this mount.
+    fn target(&self, op: &OperationSpec) -> String {
+        match self {
+            Serves::Whole => format!("/{}", op.name),
+            Serves::Namespace => format!("/{}", op.id),
+        }
+    }
 }
 
 struct Dial {
@@ -78,10 +125,11 @@ impl RemoteNode {
         Ok(RemoteNode {
             link: Arc::new(Link {
                 current: ArcSwap::from_pointee(connection),
+                catalog: ArcSwap::from_pointee(catalog),
                 dial: None,
                 back: Mutex::new(None),
+                mounts: Mutex::new(Vec::new()),
             }),
-            catalog: Arc::new(catalog),
         })
     }
 
@@ -102,12 +150,13 @@ impl RemoteNode {
             dialing: tokio::sync::Mutex::new(()),
             redial: Redial::default(),
         });
+        tokio::spawn(keep_up(Arc::downgrade(&node.link)));
         Ok(node)
     }
 
-    /// The services the peer serves to this node.
-    pub fn services(&self) -> &[ServiceSpec] {
-        &self.catalog
+    /// The services the peer serves to this node, as last read.
+    pub fn services(&self) -> Arc<Vec<ServiceSpec>> {
+        self.link.catalog.load_full()
     }
 
     /// The connection to the peer now (closed, if it was lost and no call has needed it
@@ -148,39 +197,85 @@ impl RemoteNode {
             back.serving = connection.serve(back.server.clone());
         }
         let (node, connection_now) = (self.clone(), connection.clone());
-        tokio::spawn(async move { node.compare_catalog(&connection_now).await });
+        tokio::spawn(async move { node.follow_catalog(&connection_now).await });
         Ok(connection)
     }
 
-    /// Read the peer's catalog on a new connection, and say how it differs from the one
-    /// mounted.
-    async fn compare_catalog(&self, connection: &Connection) {
+    /// Read the peer's catalog on a new connection; where it changed, serve the new one
+    /// on every namespace mounted on the node.
+    async fn follow_catalog(&self, connection: &Connection) {
         let peer = connection.peer_fingerprint();
-        match catalog(connection).await {
-            Ok(now) if now == *self.catalog => {}
-            Ok(now) => {
-                let ids = |catalog: &[ServiceSpec]| -> Vec<String> {
-                    catalog
-                        .iter()
-                        .flat_map(|s| s.operations.iter().map(|op| op.id.clone()))
-                        .collect()
-                };
-                let (mounted, served) = (ids(&self.catalog), ids(&now));
-                let added: Vec<&String> =
-                    served.iter().filter(|id| !mounted.contains(id)).collect();
-                let gone: Vec<&String> = mounted.iter().filter(|id| !served.contains(id)).collect();
-                tracing::warn!(
+        let now = match catalog(connection).await {
+            Ok(now) => now,
+            Err(err) => {
+                return tracing::warn!(
                     peer,
-                    ?added,
-                    ?gone,
-                    "the remote node serves another catalog since it was mounted: operations gone answer NOT_FOUND there; restart this node to mount the new ones"
+                    "reading the remote node's catalog again failed: {}",
+                    err.message
                 );
             }
-            Err(err) => tracing::warn!(
-                peer,
-                "reading the remote node's catalog again failed: {}",
-                err.message
-            ),
+        };
+        let before = self.link.catalog.swap(Arc::new(now.clone()));
+        if *before == now {
+            return;
+        }
+        let ids = |catalog: &[ServiceSpec]| -> Vec<String> {
+            catalog
+                .iter()
+                .flat_map(|s| s.operations.iter().map(|op| op.id.clone()))
+                .collect()
+        };
+        let (was, is) = (ids(&before), ids(&now));
+        let added: Vec<&String> = is.iter().filter(|id| !was.contains(id)).collect();
+        let gone: Vec<&String> = was.iter().filter(|id| !is.contains(id)).collect();
+        tracing::info!(
+            peer,
+            ?added,
+            ?gone,
+            "the remote node serves another catalog: mounted it"
+        );
+        let mut mounts = self.link.mounts.lock().unwrap_or_else(|p| p.into_inner());
+        mounts.retain(|(mount, serves)| {
+            let namespace = mount.namespace();
+            let spec = serves
+                .spec(namespace, &now, peer)
+                .unwrap_or_else(|| ServiceSpec {
+                    namespace: namespace.to_string(),
+                    version: "0.0.0".to_string(),
+                    description: format!(
+                        "`{namespace}` on the node {peer}, which serves none of its operations now."
+                    ),
+                    authority: None,
+                    calls: Vec::new(),
+                    operations: Vec::new(),
+                });
+            // An env that is gone needs no more news.
+            mount.replace(spec).is_ok()
+        });
+    }
+}
+
+/// Dial `link`'s node again whenever its connection is lost, until the link is dropped: a
+/// node that comes back is reconnected (its catalog read again) without waiting for a
+/// call.
+async fn keep_up(link: Weak<Link>) {
+    loop {
+        let Some(closed) = link
+            .upgrade()
+            .map(|link| link.current.load().quic().on_closed())
+        else {
+            return;
+        };
+        closed.await;
+        loop {
+            let Some(link) = link.upgrade() else { return };
+            let node = RemoteNode { link };
+            if node.live().await.is_ok() {
+                break;
+            }
+            let wait = node.link.dial.as_ref().map(|dial| dial.redial.wait());
+            drop(node);
+            tokio::time::sleep(wait.unwrap_or(Redial::FIRST_DELAY)).await;
         }
     }
 }
@@ -200,10 +295,10 @@ async fn catalog(connection: &Connection) -> Result<Vec<ServiceSpec>, CallError>
         .map_err(|e| CallError::internal(format!("the peer's `services/schema` is unusable: {e}")))
 }
 
-/// Serves a namespace by calling a peer: operation `index` is `targets[index]` there.
+/// Serves a namespace by calling a peer.
 struct RemotePath {
     node: RemoteNode,
-    targets: Arc<[String]>,
+    serves: Serves,
 }
 
 /// The options of a call this node makes to a peer on behalf of `ctx`'s caller: the
@@ -233,12 +328,8 @@ impl DispatchPath for RemotePath {
         input: Value,
     ) -> BoxFuture<'static, Result<Value, CallError>> {
         let options = call_options(&ctx);
-        let (node, targets) = (self.node.clone(), self.targets.clone());
-        async move {
-            let target = &targets[ctx.operation_index()];
-            node.live().await?.call_with(target, input, &options).await
-        }
-        .boxed()
+        let (node, target) = (self.node.clone(), self.serves.target(ctx.operation()));
+        async move { node.live().await?.call_with(&target, input, &options).await }.boxed()
     }
 
     fn subscribe(
@@ -247,16 +338,25 @@ impl DispatchPath for RemotePath {
         input: Value,
     ) -> BoxFuture<'static, Result<ValueStream, CallError>> {
         let options = call_options(&ctx);
-        let (node, targets) = (self.node.clone(), self.targets.clone());
+        let (node, target) = (self.node.clone(), self.serves.target(ctx.operation()));
         async move {
-            let target = &targets[ctx.operation_index()];
             Ok(node
                 .live()
                 .await?
-                .subscribe_with(target, input, &options)
+                .subscribe_with(&target, input, &options)
                 .await)
         }
         .boxed()
+    }
+
+    fn mounted(&self, mount: Mount) {
+        let mut mounts = self
+            .node
+            .link
+            .mounts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        mounts.push((mount, self.serves.clone()));
     }
 }
 
@@ -265,33 +365,16 @@ impl OperationEnvBuilder {
     /// runs `/storage/get_node` on it. Its operations keep their kind, access control,
     /// declared errors and schemas; the peer checks this node's own identity again.
     pub fn remote(self, name: &str, node: RemoteNode) -> Self {
-        let operations: Vec<(OperationSpec, String)> = node
-            .catalog
-            .iter()
-            .flat_map(|service| &service.operations)
-            .map(|op| {
-                let target = op.bindings().call_protocol;
-                let spec = OperationSpec {
-                    id: format!("{name}/{}", op.id),
-                    namespace: name.to_string(),
-                    name: op.id.clone(),
-                    ..op.clone()
-                };
-                (spec, target)
-            })
-            .collect();
-        let spec = ServiceSpec {
-            namespace: name.to_string(),
-            version: "0.0.0".to_string(),
-            description: format!(
-                "The node `{name}` ({}), over the call protocol.",
-                node.connection().peer_fingerprint()
-            ),
-            authority: None,
-            calls: Vec::new(),
-            operations: Vec::new(),
-        };
-        mount_remote(self, spec, node, operations)
+        let peer = node.connection().peer_fingerprint().to_string();
+        let spec = Serves::Whole.spec(name, &node.services(), &peer);
+        let spec = spec.expect("a whole node always has a spec");
+        self.mount(
+            spec,
+            RemotePath {
+                node,
+                serves: Serves::Whole,
+            },
+        )
     }
 
     /// Serve `namespace` on the node mounted as `node_name` (with
@@ -307,43 +390,19 @@ impl OperationEnvBuilder {
                 reason: format!("no remote node is mounted as `{node_name}`; mount it with `.remote(\"{node_name}\", node)` first"),
             });
         };
-        let Some(service) = node
-            .catalog
-            .iter()
-            .find(|s| s.namespace == namespace)
-            .cloned()
-        else {
+        let peer = node.connection().peer_fingerprint().to_string();
+        let Some(spec) = Serves::Namespace.spec(namespace, &node.services(), &peer) else {
             return self.fail(BuildError::Mount {
                 namespace: namespace.to_string(),
                 reason: format!("the node `{node_name}` serves no operation of `{namespace}` that this node may call"),
             });
         };
-        let operations = service
-            .operations
-            .iter()
-            .map(|op| (op.clone(), op.bindings().call_protocol))
-            .collect();
-        let spec = ServiceSpec {
-            operations: Vec::new(),
-            ..service
-        };
-        mount_remote(self, spec, node, operations)
+        self.mount(
+            spec,
+            RemotePath {
+                node,
+                serves: Serves::Namespace,
+            },
+        )
     }
-}
-
-fn mount_remote(
-    builder: OperationEnvBuilder,
-    mut spec: ServiceSpec,
-    node: RemoteNode,
-    operations: Vec<(OperationSpec, String)>,
-) -> OperationEnvBuilder {
-    let (specs, targets): (Vec<_>, Vec<_>) = operations.into_iter().unzip();
-    spec.operations = specs;
-    builder.mount(
-        spec,
-        RemotePath {
-            node,
-            targets: targets.into(),
-        },
-    )
 }

@@ -237,7 +237,6 @@ struct Shared {
     env: OperationEnv,
     identities: Arc<dyn IdentityProvider>,
     limits: HttpLimits,
-    openapi: Bytes,
     /// One per call in progress (`POST /v1/…` and MCP's tool calls), up to the limits.
     calls: Slots,
     /// One per subscription streaming, up to the limits.
@@ -301,8 +300,6 @@ impl HttpAdapter {
     }
 
     fn router_stopping(self, stopping: CancellationToken) -> Router {
-        let openapi = serde_json::to_vec(&crate::schema::openapi(self.env.services()))
-            .expect("a JSON value always serializes");
         let limits = &self.limits;
         let calls = Slots::new(
             "concurrent calls",
@@ -342,7 +339,6 @@ impl HttpAdapter {
             env: self.env,
             identities: self.identities,
             limits: self.limits,
-            openapi: Bytes::from(openapi),
             calls,
             subscriptions,
             stopping,
@@ -350,7 +346,7 @@ impl HttpAdapter {
         let router = Router::new()
             .route("/v1/operations", get(operations))
             .route(
-                "/v1/{namespace}/{operation}",
+                "/v1/{namespace}/{*operation}",
                 post(call).get(subscribe_by_get),
             )
             .route("/openapi.json", get(openapi_document))
@@ -437,7 +433,7 @@ async fn subscribe_by_get(
     {
         return StatusCode::NO_CONTENT.into_response();
     }
-    if let Some(spec) = shared.env.spec(&namespace, &operation)
+    if let Some(spec) = shared.env.latest().spec(&namespace, &operation)
         && spec.is_external()
         && !spec.is_subscription()
     {
@@ -500,7 +496,8 @@ async fn serve_call(
         Err(err) => return refused(StatusCode::UNAUTHORIZED, err),
     };
     let address = peer_addr(&shared.env, &parts.extensions, &parts.headers);
-    let spec = shared.env.spec(namespace, operation);
+    let env = shared.env.latest();
+    let spec = env.spec(namespace, operation);
     let subscription = spec.is_some_and(|spec| spec.is_subscription() && spec.is_external());
     // Taken only now, with the request read and its caller known: a slow or anonymous
     // client cannot hold a slot it has not earned, and the slot counts against its caller.
@@ -552,6 +549,7 @@ async fn operations(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Re
     };
     let operations: Vec<Value> = shared
         .env
+        .latest()
         .operations()
         .filter(|op| op.is_external())
         .map(|op| {
@@ -572,10 +570,12 @@ async fn operations(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Re
     response::output(&json!({ "operations": operations }), echo(client_id, id))
 }
 
+/// Made per request, from what is mounted now: a remote node's operations change with it.
 async fn openapi_document(State(shared): State<Arc<Shared>>) -> Response {
+    let document = crate::schema::openapi(shared.env.latest().services());
     (
         [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
-        shared.openapi.clone(),
+        serde_json::to_vec(&document).expect("a JSON value always serializes"),
     )
         .into_response()
 }
