@@ -210,6 +210,7 @@ impl Redial {
     }
 
     /// How long until an attempt may be made.
+    #[cfg(feature = "call")]
     pub(crate) fn wait(&self) -> Duration {
         self.lock().as_ref().map_or(Duration::ZERO, |failed| {
             failed
@@ -238,6 +239,7 @@ impl Redial {
     }
 
     /// Record an attempt's outcome.
+    #[cfg(feature = "call")]
     pub(crate) fn record<T>(&self, outcome: &Result<T, CallError>) {
         match outcome {
             Ok(_) => self.succeeded(),
