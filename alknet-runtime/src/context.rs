@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::drain::InFlight;
-use crate::env::{EnvShared, Origin, Table};
+use crate::env::{Origin, Table};
 use crate::telemetry::{CallFacts, CallTelemetry};
 use crate::{Identity, OperationEnv, OperationSpec, RequestId, ServiceSpec};
 
@@ -77,7 +77,6 @@ struct ContextInner {
     forwarded_for: Option<Arc<str>>,
     metadata: Option<Arc<Map<String, Value>>>,
     table: Arc<Table>,
-    env: Arc<EnvShared>,
     service: usize,
     operation: usize,
     deadline: Option<Instant>,
@@ -108,7 +107,6 @@ impl OperationContext {
     #[inline]
     pub(crate) fn new(
         table: Arc<Table>,
-        env: Arc<EnvShared>,
         service: usize,
         operation: usize,
         parts: ContextParts,
@@ -133,7 +131,6 @@ impl OperationContext {
             forwarded_for: parts.forwarded_for,
             metadata: parts.metadata,
             table,
-            env,
             service,
             operation,
             deadline: parts.deadline,
@@ -221,11 +218,7 @@ impl OperationContext {
 
     /// The environment for nested calls made on behalf of this one.
     pub fn env(&self) -> OperationEnv {
-        OperationEnv::from_parts(
-            self.0.table.clone(),
-            self.0.env.clone(),
-            Origin::Nested(self.clone()),
-        )
+        OperationEnv::nested(self.0.table.clone(), Origin::Nested(self.clone()))
     }
 
     /// The spec of the operation being served.

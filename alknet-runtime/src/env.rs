@@ -200,6 +200,9 @@ pub(crate) struct Table {
     /// the namespace its protocol serves in-process by comparing type ids, not names. An
     /// env has a handful of services, so a scan costs less than hashing.
     path_types: Box<[std::any::TypeId]>,
+    /// The env the table belongs to, for a call's nested env; weak, as the env holds the
+    /// table. A call's context holds the table alone: one reference count per call.
+    shared: std::sync::Weak<EnvShared>,
 }
 
 /// What every view of one env shares for its whole life.
@@ -441,17 +444,18 @@ impl OperationEnvBuilder {
                 path.type_id()
             })
             .collect();
-        let table = Arc::new(Table {
-            services: self.services,
-            by_namespace,
-            path_types,
-        });
-        let shared = Arc::new(EnvShared {
-            table: ArcSwap::new(table.clone()),
+        let shared = Arc::new_cyclic(|shared| EnvShared {
+            table: ArcSwap::from_pointee(Table {
+                services: self.services,
+                by_namespace,
+                path_types,
+                shared: shared.clone(),
+            }),
             admission: self.admission,
             config: self.config,
             drain: self.drain,
         });
+        let table = shared.table.load_full();
         for entry in &table.services {
             entry.path.mounted(Mount {
                 env: Arc::downgrade(&shared),
@@ -494,6 +498,21 @@ impl OperationEnv {
             shared,
             origin,
         }
+    }
+
+    /// The env of the calls a call with `table` makes: its own env, or — if every view of
+    /// that env is gone while the call runs — one that serves `table` alone (nested calls
+    /// run no admission and count in no drain, so nothing else is missed).
+    pub(crate) fn nested(table: Arc<Table>, origin: Origin) -> Self {
+        let shared = table.shared.upgrade().unwrap_or_else(|| {
+            Arc::new(EnvShared {
+                table: ArcSwap::new(table.clone()),
+                admission: AdmissionSteps::default(),
+                config: None,
+                drain: None,
+            })
+        });
+        OperationEnv::from_parts(table, shared, origin)
     }
 
     /// The same environment, calling on behalf of an outside `caller`, with what is
@@ -780,7 +799,6 @@ impl OperationEnv {
         };
         Ok(OperationContext::new(
             self.table.clone(),
-            self.shared.clone(),
             service,
             index,
             parts,
@@ -920,13 +938,7 @@ impl OperationEnv {
             let end = Instant::now() + timeout;
             parts.deadline = Some(parts.deadline.map_or(end, |deadline| deadline.min(end)));
         }
-        let ctx = OperationContext::new(
-            self.table.clone(),
-            self.shared.clone(),
-            service,
-            index,
-            parts,
-        );
+        let ctx = OperationContext::new(self.table.clone(), service, index, parts);
         Ok((ctx, admitted))
     }
 }

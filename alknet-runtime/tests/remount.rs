@@ -257,10 +257,16 @@ impl DispatchPath for Growing {
 
     fn subscribe(
         &self,
-        _ctx: OperationContext,
+        ctx: OperationContext,
         _input: Value,
     ) -> BoxFuture<'static, Result<ValueStream, CallError>> {
-        async { Err(CallError::internal("no subscriptions")) }.boxed()
+        // One item: what a nested call answers, a while after the subscription began.
+        let item = async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            ctx.env().invoke("grow", "one", Value::Null).await.result
+        };
+        let items: ValueStream = Box::pin(futures::stream::once(item));
+        async move { Ok(items) }.boxed()
     }
 
     fn mounted(&self, mount: Mount) {
@@ -317,4 +323,22 @@ async fn a_dispatch_path_of_ones_own_changes_its_operations_through_its_mount() 
         .unwrap_err()
         .to_string();
     assert!(gone.contains("env it was mounted in is gone"), "{gone}");
+}
+
+/// A subscription that outlives every view of its env still makes nested calls.
+#[tokio::test]
+async fn a_subscription_kept_after_the_env_is_gone_still_makes_nested_calls() {
+    use futures::StreamExt;
+    let growing = Arc::new(Growing::default());
+    let mut spec = growing_spec(&["one", "later"]);
+    spec.calls = vec!["grow/*".into()];
+    spec.operations[1].kind = alknet_runtime::OperationKind::Subscription;
+    let env = OperationEnv::builder()
+        .mount_shared(spec, growing.clone())
+        .build()
+        .unwrap();
+    let mut items = env.subscribe("grow", "later", Value::Null).await;
+    drop(env);
+    *growing.mount.lock().unwrap() = None;
+    assert_eq!(items.next().await.unwrap().unwrap(), "one");
 }
