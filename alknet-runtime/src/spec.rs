@@ -141,7 +141,11 @@ impl OperationSpec {
             mcp_tool: (external && unary)
                 .then(|| format!("{}.{}", self.namespace, self.name.replace('/', "."))),
             mcp_read_only: self.kind == OperationKind::Query,
-            dns_name: (external && unary).then(|| format!("{}.{}", self.name, self.namespace)),
+            // Most specific label first, as DNS names go: `echo/say` is `say.echo`.
+            dns_name: (external && unary).then(|| {
+                let labels: Vec<&str> = self.name.rsplit('/').collect();
+                format!("{}.{}", labels.join("."), self.namespace)
+            }),
         }
     }
 }

@@ -224,8 +224,12 @@ pub async fn dig(server: SocketAddr, name: &str, record_type: &str, extra: &[&st
     let txt = text
         .lines()
         .filter(|line| !line.starts_with(';'))
-        .filter_map(|line| line.split_once("TXT\t"))
-        .map(|(_, strings)| unquote_txt(strings))
+        // dig separates the columns with tabs, or spaces after a long name.
+        .filter_map(|line| {
+            let at = line.find("TXT\t").or_else(|| line.find("TXT "))?;
+            Some(line[at + 4..].trim_start())
+        })
+        .map(unquote_txt)
         .collect();
     DigAnswer { status, flags, txt }
 }

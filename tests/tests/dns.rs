@@ -355,3 +355,66 @@ async fn udp_and_tcp_share_one_port_and_a_taken_fixed_port_fails_at_once() {
         .unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse, "{err}");
 }
+
+/// Serves the namespace `far` by calling `echo` in another env, as a remote node mounted
+/// whole does: `far/echo/say` is `echo/say` there.
+struct Whole(alknet_runtime::OperationEnv);
+
+impl alknet_runtime::DispatchPath for Whole {
+    fn invoke(
+        &self,
+        ctx: alknet_runtime::OperationContext,
+        input: serde_json::Value,
+    ) -> futures::future::BoxFuture<'static, Result<serde_json::Value, alknet_runtime::CallError>>
+    {
+        let inner = self.0.clone();
+        Box::pin(async move {
+            let (ns, op) = ctx.operation().name.split_once('/').unwrap();
+            inner.invoke(ns, op, input).await.result
+        })
+    }
+
+    fn subscribe(
+        &self,
+        _ctx: alknet_runtime::OperationContext,
+        _input: serde_json::Value,
+    ) -> futures::future::BoxFuture<
+        'static,
+        Result<alknet_runtime::ValueStream, alknet_runtime::CallError>,
+    > {
+        Box::pin(async { Err(alknet_runtime::CallError::internal("not here")) })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operation_whose_name_holds_a_slash_answers_under_one_label_per_part() {
+    use alknet_example::{EchoProtocol, EchoService};
+    let echo = EchoProtocol::local(EchoService::default());
+    let mut spec = echo.spec().clone();
+    spec.namespace = "far".into();
+    for op in &mut spec.operations {
+        op.name = format!("echo/{}", op.name);
+        op.id = format!("far/{}", op.name);
+        op.namespace = "far".into();
+    }
+    let inner = alknet_runtime::OperationEnv::builder()
+        .local(echo)
+        .build()
+        .unwrap();
+    let env = alknet_runtime::OperationEnv::builder()
+        .mount(spec, Whole(inner))
+        .build()
+        .unwrap();
+    let say = env.spec("far", "echo/say").unwrap().bindings();
+    assert_eq!(say.dns_name.as_deref(), Some("say.echo.far"));
+    let server = serve_dns(env).await;
+
+    let input = label(&json!({"text": "hi"}));
+    let answer = dig(server, &format!("{input}.say.echo.far.alk.dev"), "TXT", &[]).await;
+    assert_eq!(answer.status, "NOERROR", "{answer:?}");
+    assert_eq!(answer.json(), json!({"text": "hi", "length": 2}));
+    let answer = dig(server, "served.echo.far.alk.dev", "TXT", &[]).await;
+    assert_eq!(answer.status, "REFUSED", "{answer:?}");
+    let answer = dig(server, &format!("{input}.say.far.alk.dev"), "TXT", &[]).await;
+    assert_eq!(answer.status, "NXDOMAIN", "{answer:?}");
+}

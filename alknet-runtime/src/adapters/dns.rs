@@ -306,6 +306,29 @@ impl DnsAdapter {
         response
     }
 
+    /// The operation `labels` (below the zone, most specific first) name, and the input
+    /// label before it if there is one: `say.echo` is `echo/say`, and `aGk.say.echo` is
+    /// that with input `aGk`. Names without an input are tried first.
+    fn operation_named<'a>(
+        &self,
+        labels: &[&'a [u8]],
+    ) -> Option<(Option<&'a [u8]>, String, String)> {
+        let (ns, below) = labels.split_last()?;
+        let ns = std::str::from_utf8(ns).ok()?.to_ascii_lowercase();
+        let env = self.env.latest();
+        (0..=1).filter(|&skip| below.len() > skip).find_map(|skip| {
+            let mut parts = Vec::with_capacity(below.len() - skip);
+            for label in below[skip..].iter().rev() {
+                parts.push(std::str::from_utf8(label).ok()?.to_ascii_lowercase());
+            }
+            let op = parts.join("/");
+            let served = env
+                .spec(&ns, &op)
+                .is_some_and(|spec| spec.bindings().dns_name.is_some());
+            served.then(|| ((skip == 1).then(|| below[0]), ns.clone(), op))
+        })
+    }
+
     /// The answer to `query`, a name in the zone.
     async fn answer_in_zone(
         &self,
@@ -315,23 +338,9 @@ impl DnsAdapter {
         let name = query.name();
         let below = usize::from(name.num_labels() - self.zone.num_labels());
         let labels: Vec<&[u8]> = name.iter().take(below).collect();
-        let (input, op, ns) = match labels.as_slice() {
-            [op, ns] => (None, *op, *ns),
-            [input, op, ns] => (Some(*input), *op, *ns),
-            _ => return (ResponseCode::NXDomain, None),
-        };
-        let (Ok(ns), Ok(op)) = (std::str::from_utf8(ns), std::str::from_utf8(op)) else {
+        let Some((input, ns, op)) = self.operation_named(&labels) else {
             return (ResponseCode::NXDomain, None);
         };
-        let (ns, op) = (ns.to_ascii_lowercase(), op.to_ascii_lowercase());
-        let served = self
-            .env
-            .latest()
-            .spec(&ns, &op)
-            .is_some_and(|spec| spec.bindings().dns_name.is_some());
-        if !served {
-            return (ResponseCode::NXDomain, None);
-        }
         if query.query_type() != RecordType::TXT {
             return (ResponseCode::NoError, None);
         }
