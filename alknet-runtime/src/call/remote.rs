@@ -215,6 +215,12 @@ impl RemoteNode {
                 );
             }
         };
+        // Under the lock, and only for the connection that is current: two reconnects in a
+        // row must not leave the older catalog mounted.
+        let mut mounts = self.link.mounts.lock().unwrap_or_else(|p| p.into_inner());
+        if self.link.current.load().quic().stable_id() != connection.quic().stable_id() {
+            return;
+        }
         let before = self.link.catalog.swap(Arc::new(now.clone()));
         if *before == now {
             return;
@@ -234,7 +240,6 @@ impl RemoteNode {
             ?gone,
             "the remote node serves another catalog: mounted it"
         );
-        let mut mounts = self.link.mounts.lock().unwrap_or_else(|p| p.into_inner());
         mounts.retain(|(mount, serves)| {
             let namespace = mount.namespace();
             let spec = serves
