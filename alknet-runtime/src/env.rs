@@ -520,20 +520,16 @@ impl OperationEnv {
     /// after resolving who is asking.
     pub fn with_caller(&self, caller: Caller) -> OperationEnv {
         let metadata = (!caller.metadata.is_empty()).then(|| Arc::new(caller.metadata));
-        OperationEnv::from_parts(
-            self.shared.table.load_full(),
-            self.shared.clone(),
-            Origin::External(Arc::new(ExternalCaller {
-                identity: caller.identity,
-                peer_addr: caller.peer_addr,
-                forwarded_for: caller.forwarded_for.map(Arc::from),
-                request_id: caller.request_id,
-                parent_request_id: caller.parent_request_id,
-                metadata,
-                deadline: caller.deadline,
-                transport: caller.transport.unwrap_or(crate::telemetry::LOCAL),
-            })),
-        )
+        self.now_as(Origin::External(Arc::new(ExternalCaller {
+            identity: caller.identity,
+            peer_addr: caller.peer_addr,
+            forwarded_for: caller.forwarded_for.map(Arc::from),
+            request_id: caller.request_id,
+            parent_request_id: caller.parent_request_id,
+            metadata,
+            deadline: caller.deadline,
+            transport: caller.transport.unwrap_or(crate::telemetry::LOCAL),
+        })))
     }
 
     /// The same environment and caller, with what is mounted now. An env is a view of
@@ -543,11 +539,12 @@ impl OperationEnv {
     /// since (a remote node that serves others after a reconnect). Listings that outlive
     /// one request read this.
     pub fn latest(&self) -> OperationEnv {
-        OperationEnv::from_parts(
-            self.shared.table.load_full(),
-            self.shared.clone(),
-            self.origin.clone(),
-        )
+        self.now_as(self.origin.clone())
+    }
+
+    /// This env with what is mounted now, calling as `origin`.
+    fn now_as(&self, origin: Origin) -> OperationEnv {
+        OperationEnv::from_parts(self.shared.table.load_full(), self.shared.clone(), origin)
     }
 
     /// Every mounted service.

@@ -16,24 +16,9 @@ use alknet_runtime::prelude::*;
 use proptest::prelude::*;
 use serde_json::{Number, Value, json};
 
-/// Hands its input back, so what a caller gets is what the serving node received.
-#[alk_service(namespace = "relay", version = "1.0.0")]
-enum RelayProtocol {
-    /// Answer `value` unchanged.
-    #[alk_operation(query, output = Json)]
-    Back {
-        /// Any JSON.
-        value: Json,
-    },
-}
+mod support;
 
-struct Relay;
-
-impl RelayHandler for Relay {
-    async fn back(&self, _ctx: &OperationContext, request: Back) -> Result<Json, CallError> {
-        Ok(request.value)
-    }
-}
+use support::{Relay, RelayProtocol};
 
 /// Every finite float, drawn by its bits so every exponent is as likely as any other.
 fn finite_f64() -> impl Strategy<Value = f64> {

@@ -19,24 +19,9 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
 
-/// Hands its input back.
-#[alk_service(namespace = "relay", version = "1.0.0")]
-enum RelayProtocol {
-    /// Answer `value` unchanged.
-    #[alk_operation(query, output = Json)]
-    Back {
-        /// Any JSON.
-        value: Json,
-    },
-}
+mod support;
 
-struct Relay;
-
-impl RelayHandler for Relay {
-    async fn back(&self, _ctx: &OperationContext, request: Back) -> Result<Json, CallError> {
-        Ok(request.value)
-    }
-}
+use support::{Relay, RelayProtocol};
 
 /// A node at `address` with `key`, serving `env` to the node `front`.
 fn far_node(
@@ -61,6 +46,19 @@ fn far_node(
         StaticIdentities::new().with_key(front.fingerprint(), Identity::new("node:front"));
     endpoint.serve(CallServer::new(env, Arc::new(allowed)));
     endpoint
+}
+
+/// Stop `node` and start another in its place, with the same key, serving `env`.
+fn restart(
+    node: CallEndpoint,
+    key: &NodeIdentity,
+    front: &NodeIdentity,
+    env: OperationEnv,
+) -> CallEndpoint {
+    let address = node.local_addr();
+    node.close();
+    drop(node);
+    far_node(address, key, front, env)
 }
 
 /// Wait up to 5 s for `done`.
@@ -144,9 +142,7 @@ async fn a_remote_node_that_serves_another_catalog_after_a_reconnect_is_mounted_
     );
 
     // The node comes back serving echo beside relay: no call is needed to learn it.
-    first.close();
-    drop(first);
-    let second = far_node(address, &far_key, &front_key, far_env(true, true));
+    let second = restart(first, &far_key, &front_key, far_env(true, true));
     eventually("the new catalog is mounted", || {
         env.latest().spec("far", "echo/say").is_some()
     })
@@ -200,9 +196,7 @@ async fn a_remote_node_that_serves_another_catalog_after_a_reconnect_is_mounted_
     assert_eq!(over_http.status(), 200);
 
     // Back again without relay: the routed namespace is still mounted, with nothing in it.
-    second.close();
-    drop(second);
-    let _third = far_node(address, &far_key, &front_key, far_env(true, false));
+    let _third = restart(second, &far_key, &front_key, far_env(true, false));
     eventually("relay is gone", || {
         env.latest().spec("relay", "back").is_none()
     })

@@ -59,23 +59,7 @@ impl Serves {
     /// the node serves nothing of a routed namespace.
     fn spec(&self, namespace: &str, catalog: &[ServiceSpec], peer: &str) -> Option<ServiceSpec> {
         match self {
-            Serves::Whole => Some(ServiceSpec {
-                namespace: namespace.to_string(),
-                version: "0.0.0".to_string(),
-                description: format!("The node `{namespace}` ({peer}), over the call protocol."),
-                authority: None,
-                calls: Vec::new(),
-                operations: catalog
-                    .iter()
-                    .flat_map(|service| &service.operations)
-                    .map(|op| OperationSpec {
-                        id: format!("{namespace}/{}", op.id),
-                        namespace: namespace.to_string(),
-                        name: op.id.clone(),
-                        ..op.clone()
-                    })
-                    .collect(),
-            }),
+            Serves::Whole => Some(whole_node(namespace, catalog, peer)),
             Serves::Namespace => catalog.iter().find(|s| s.namespace == namespace).cloned(),
         }
     }
@@ -242,21 +226,46 @@ impl RemoteNode {
         );
         mounts.retain(|(mount, serves)| {
             let namespace = mount.namespace();
-            let spec = serves
-                .spec(namespace, &now, peer)
-                .unwrap_or_else(|| ServiceSpec {
-                    namespace: namespace.to_string(),
-                    version: "0.0.0".to_string(),
-                    description: format!(
-                        "`{namespace}` on the node {peer}, which serves none of its operations now."
-                    ),
-                    authority: None,
-                    calls: Vec::new(),
-                    operations: Vec::new(),
-                });
+            let spec = serves.spec(namespace, &now, peer).unwrap_or_else(|| {
+                let why = format!(
+                    "`{namespace}` on the node {peer}, which serves none of its operations now."
+                );
+                no_operations(namespace, why)
+            });
             // An env that is gone needs no more news.
             mount.replace(spec).is_ok()
         });
+    }
+}
+
+/// The node `name` mounted whole: each of `catalog`'s operations under its id.
+fn whole_node(name: &str, catalog: &[ServiceSpec], peer: &str) -> ServiceSpec {
+    let operations = catalog
+        .iter()
+        .flat_map(|service| &service.operations)
+        .map(|op| OperationSpec {
+            id: format!("{name}/{}", op.id),
+            namespace: name.to_string(),
+            name: op.id.clone(),
+            ..op.clone()
+        })
+        .collect();
+    let description = format!("The node `{name}` ({peer}), over the call protocol.");
+    ServiceSpec {
+        operations,
+        ..no_operations(name, description)
+    }
+}
+
+/// A namespace a remote node serves nothing of: mounted, with no operations.
+fn no_operations(namespace: &str, description: String) -> ServiceSpec {
+    ServiceSpec {
+        namespace: namespace.to_string(),
+        version: "0.0.0".to_string(),
+        description,
+        authority: None,
+        calls: Vec::new(),
+        operations: Vec::new(),
     }
 }
 
@@ -370,9 +379,7 @@ impl OperationEnvBuilder {
     /// runs `/storage/get_node` on it. Its operations keep their kind, access control,
     /// declared errors and schemas; the peer checks this node's own identity again.
     pub fn remote(self, name: &str, node: RemoteNode) -> Self {
-        let peer = node.connection().peer_fingerprint().to_string();
-        let spec = Serves::Whole.spec(name, &node.services(), &peer);
-        let spec = spec.expect("a whole node always has a spec");
+        let spec = whole_node(name, &node.services(), node.connection().peer_fingerprint());
         self.mount(
             spec,
             RemotePath {
@@ -395,8 +402,8 @@ impl OperationEnvBuilder {
                 reason: format!("no remote node is mounted as `{node_name}`; mount it with `.remote(\"{node_name}\", node)` first"),
             });
         };
-        let peer = node.connection().peer_fingerprint().to_string();
-        let Some(spec) = Serves::Namespace.spec(namespace, &node.services(), &peer) else {
+        let served = node.services();
+        let Some(spec) = served.iter().find(|s| s.namespace == namespace).cloned() else {
             return self.fail(BuildError::Mount {
                 namespace: namespace.to_string(),
                 reason: format!("the node `{node_name}` serves no operation of `{namespace}` that this node may call"),
