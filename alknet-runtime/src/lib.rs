@@ -147,7 +147,26 @@ pub mod __private {
         ($($item:item)*) => {};
     }
 
+    /// Keeps the items (or associated items) of the irpc path between nodes that generated
+    /// code emits, when the runtime has both `irpc` and `quic`.
+    #[cfg(all(feature = "irpc", feature = "quic"))]
+    #[macro_export]
+    #[doc(hidden)]
+    macro_rules! __irpc_remote_items {
+        ($($tokens:tt)*) => { $($tokens)* };
+    }
+
+    /// Drops the items of the irpc path between nodes: without `quic` the irpc path is
+    /// in-process alone, and a service crate builds no QUIC or TLS.
+    #[cfg(not(all(feature = "irpc", feature = "quic")))]
+    #[macro_export]
+    #[doc(hidden)]
+    macro_rules! __irpc_remote_items {
+        ($($tokens:tt)*) => {};
+    }
+
     pub use crate::__irpc_items as irpc_items;
+    pub use crate::__irpc_remote_items as irpc_remote_items;
     pub use futures::future::BoxFuture;
     pub use futures::{FutureExt, StreamExt};
     pub use serde_json::Value;
@@ -189,8 +208,9 @@ pub mod __private {
     }
 
     /// What the transports of this build need attached to a service of protocol `P`:
-    /// with the irpc path, its registration ([`IrpcServing`](crate::service_path::IrpcServing)).
-    #[cfg(feature = "irpc")]
+    /// with the irpc path over QUIC, its registration
+    /// ([`IrpcServing`](crate::service_path::IrpcServing)).
+    #[cfg(all(feature = "irpc", feature = "quic"))]
     pub fn with_transports<P: crate::service_path::IrpcProtocol>(
         service: crate::LocalService,
     ) -> crate::LocalService {
@@ -198,8 +218,8 @@ pub mod __private {
     }
 
     /// What the transports of this build need attached to a service: without the irpc
-    /// path, nothing.
-    #[cfg(not(feature = "irpc"))]
+    /// path over QUIC, nothing.
+    #[cfg(not(all(feature = "irpc", feature = "quic")))]
     pub fn with_transports<P: crate::Protocol>(
         service: crate::LocalService,
     ) -> crate::LocalService {

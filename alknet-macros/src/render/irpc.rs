@@ -1,7 +1,8 @@
 //! The irpc protocol: what `#[irpc::rpc_requests(message = XMessage)]` would
 //! write, emitted through the runtime's re-export so a crate that depends on the runtime
 //! alone can carry it. Each request travels wrapped in `Call`, with the context it runs
-//! under. The items vanish when the runtime is built without its `irpc` feature.
+//! under. The items vanish when the runtime is built without its `irpc` feature, and those
+//! of the path between nodes (QUIC) when it is built without `quic`.
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
@@ -124,14 +125,16 @@ pub fn render(service: &Service) -> TokenStream {
                 type Message = #message;
             }
 
-            impl #irpc::rpc::RemoteService for #rpc {
-                fn with_remote_channels(
-                    self,
-                    rx: #irpc::rpc::noq::RecvStream,
-                    tx: #irpc::rpc::noq::SendStream,
-                ) -> #message {
-                    match self {
-                        #(#remote_arms,)*
+            #private::irpc_remote_items! {
+                impl #irpc::rpc::RemoteService for #rpc {
+                    fn with_remote_channels(
+                        self,
+                        rx: #irpc::rpc::noq::RecvStream,
+                        tx: #irpc::rpc::noq::SendStream,
+                    ) -> #message {
+                        match self {
+                            #(#remote_arms,)*
+                        }
                     }
                 }
             }
@@ -168,14 +171,16 @@ pub fn render(service: &Service) -> TokenStream {
                     }
                 }
 
-                fn serve_remote(
-                    request: #rpc,
-                    send: #irpc::rpc::noq::SendStream,
-                    actor: &#path::Actor<Self>,
-                    peer: #path::IrpcPeer,
-                ) -> #private::BoxFuture<'static, ()> {
-                    match request {
-                        #(#serve_remote_arms,)*
+                #private::irpc_remote_items! {
+                    fn serve_remote(
+                        request: #rpc,
+                        send: #irpc::rpc::noq::SendStream,
+                        actor: &#path::Actor<Self>,
+                        peer: #path::IrpcPeer,
+                    ) -> #private::BoxFuture<'static, ()> {
+                        match request {
+                            #(#serve_remote_arms,)*
+                        }
                     }
                 }
             }

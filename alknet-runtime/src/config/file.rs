@@ -282,7 +282,7 @@ pub struct StorageSettings {
 
 // The irpc listener's types live in `service_path`; their settings are read here, beside
 // the section they come from.
-#[cfg(feature = "irpc")]
+#[cfg(all(feature = "irpc", feature = "quic"))]
 impl crate::service_path::IrpcLimits {
     /// The limits a node's `[irpc]` settings give: each setting present, the default for
     /// each one absent.
@@ -296,7 +296,7 @@ impl crate::service_path::IrpcLimits {
     }
 }
 
-#[cfg(feature = "irpc")]
+#[cfg(all(feature = "irpc", feature = "quic"))]
 impl IrpcSettings {
     /// The QUIC settings of the irpc listener's endpoint: its stream limit from
     /// `max_concurrent_streams`, the rest at their defaults.

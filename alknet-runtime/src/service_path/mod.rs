@@ -16,28 +16,29 @@
 //! ```
 
 use std::future::Future;
-use std::net::IpAddr;
-use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use irpc::channel::{mpsc, none::NoReceiver, oneshot};
-use irpc::rpc::noq;
 use irpc::{Channels, WithChannels};
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "quic")]
 mod listener;
+#[cfg(feature = "quic")]
+mod remote;
 
+#[cfg(feature = "quic")]
 pub use listener::{IrpcLimits, IrpcListener, IrpcListenerBuilder, IrpcServing, alpn};
+#[cfg(feature = "quic")]
+pub use remote::{IrpcLink, IrpcPeer, IrpcTarget, connect, connect_following, connect_linked};
 
 pub use crate::CallMeta;
 use crate::env::output;
-use crate::quic::Turns;
 use crate::{
-    CallError, Caller, Dispatch, ItemStream, KeyHolder, LocalService, Operation, OperationContext,
-    OperationEnv, Protocol, ResponseStream, StreamingOperation, TypedEntry, UnaryOperation,
+    CallError, Dispatch, ItemStream, LocalService, Operation, OperationContext, OperationEnv,
+    Protocol, ResponseStream, TypedEntry,
 };
 
 /// How many messages wait for the actor before senders wait too.
@@ -59,7 +60,7 @@ pub struct Call<R> {
 /// carries the channels.
 pub trait IrpcProtocol: Protocol {
     /// The irpc service: what goes over the wire.
-    type Rpc: irpc::Service + irpc::rpc::RemoteService;
+    type Rpc: irpc::Service;
 
     /// Send a query or mutation through `client`.
     fn send(
@@ -83,55 +84,13 @@ pub trait IrpcProtocol: Protocol {
     );
 
     /// Serve one request that `peer` sent on a QUIC stream, answering on `send`.
+    #[cfg(feature = "quic")]
     fn serve_remote(
         request: Self::Rpc,
-        send: noq::SendStream,
+        send: irpc::rpc::noq::SendStream,
         actor: &Actor<Self>,
         peer: IrpcPeer,
     ) -> BoxFuture<'static, ()>;
-}
-
-/// Who sent a request to this node's irpc listener: the key the connection proved, as the
-/// identity provider knew it when the request arrived, and the address it came from.
-/// Generated code only passes it on.
-#[derive(Debug, Clone)]
-pub struct IrpcPeer {
-    holder: KeyHolder,
-    address: IpAddr,
-}
-
-impl IrpcPeer {
-    pub(crate) fn new(holder: KeyHolder, address: IpAddr) -> Self {
-        IrpcPeer { holder, address }
-    }
-
-    /// The outside caller a request of this peer runs as, with what it asserted in `meta`
-    /// set aside; `None` for a cluster node, whose assertions stand.
-    fn outside_caller<R: Operation>(&self, meta: &CallMeta) -> Option<Caller> {
-        if self.holder.cluster {
-            return None;
-        }
-        let own = &self.holder.identity;
-        let asserted = meta.identity.as_ref().filter(|asserted| asserted != &own);
-        if asserted.is_some() || meta.forwarded_for.is_some() {
-            tracing::warn!(
-                peer = %own.id,
-                address = %self.address,
-                operation = %format_args!("{}/{}", <R::Protocol as Protocol>::NAMESPACE, R::NAME),
-                asserted_identity = asserted.map(|identity| identity.id.as_str()),
-                asserted_forwarded_for = meta.forwarded_for.as_deref(),
-                "an irpc peer that is not a cluster node asserted who its call is for; the call runs as the peer's own key and the assertion is ignored"
-            );
-        }
-        let mut caller = Caller::new()
-            .transport("irpc")
-            .identity(own.clone())
-            .peer_addr(self.address);
-        if let Some(ms) = meta.timeout_ms {
-            caller = caller.timeout(Duration::from_millis(ms));
-        }
-        Some(caller)
-    }
 }
 
 /// Serve `P`'s namespace of `env` as an irpc actor: a task that runs requests concurrently
@@ -228,37 +187,6 @@ impl<P: IrpcProtocol> Actor<P> {
         };
     }
 
-    /// Serve a query or mutation that `peer` sent on a QUIC stream; a caller that stops
-    /// the stream cancels the handler.
-    pub fn unary_remote<R>(
-        &self,
-        call: Call<R>,
-        send: noq::SendStream,
-        peer: IrpcPeer,
-    ) -> BoxFuture<'static, ()>
-    where
-        R: UnaryOperation<Protocol = P>,
-        Result<R::Output, CallError>: irpc::RpcMessage,
-    {
-        let call = serve_unary::<P, R>(self.entry.clone(), call, peer);
-        Box::pin(async move {
-            let mut call = std::pin::pin!(call);
-            // A call that is done at its first poll never watches the caller: no
-            // STOP_SENDING registration (a lock and an allocation) for it.
-            let result = match futures::poll!(call.as_mut()) {
-                Poll::Ready(result) => result,
-                Poll::Pending => tokio::select! {
-                    biased;
-                    result = call => result,
-                    _ = send.stopped() => return,
-                },
-            };
-            let _ = oneshot::Sender::<Result<R::Output, CallError>>::from(send)
-                .send(result)
-                .await;
-        })
-    }
-
     /// Serve a subscription; a consumer that goes away stops the producer.
     pub fn streaming<R>(&self, message: WithChannels<Call<R>, P::Rpc>, cx: &mut Context<'_>)
     where
@@ -268,30 +196,6 @@ impl<P: IrpcProtocol> Actor<P> {
         let mut streaming = self.stream_into(message.inner, message.tx);
         if streaming.as_mut().poll(cx).is_pending() {
             tokio::spawn(streaming);
-        }
-    }
-
-    /// Serve a subscription that `peer` sent on a QUIC stream.
-    pub fn streaming_remote<R>(
-        &self,
-        call: Call<R>,
-        send: noq::SendStream,
-        peer: IrpcPeer,
-    ) -> BoxFuture<'static, ()>
-    where
-        R: StreamingOperation<Protocol = P>,
-        Result<R::Output, CallError>: irpc::RpcMessage,
-    {
-        let tx = mpsc::Sender::from(send);
-        match peer.outside_caller::<R>(&call.meta) {
-            None => self.stream_into(call, tx),
-            Some(caller) => {
-                let env = self.entry.env().with_caller(caller);
-                Box::pin(send_items(
-                    async move { env.stream(call.request).await },
-                    tx,
-                ))
-            }
         }
     }
 
@@ -352,24 +256,6 @@ async fn send_items<T: Send + Sync + 'static>(
     }
 }
 
-/// Run a query or mutation that `peer` sent: under the context it sent if it is a cluster
-/// node, else as an outside caller of this node.
-async fn serve_unary<P, R>(
-    entry: TypedEntry<P>,
-    call: Call<R>,
-    peer: IrpcPeer,
-) -> Result<R::Output, CallError>
-where
-    P: IrpcProtocol,
-    R: UnaryOperation<Protocol = P>,
-{
-    let Call { meta, request } = call;
-    match peer.outside_caller::<R>(&meta) {
-        None => output::<R>(entry.call(meta, request.into())?.finish().await),
-        Some(caller) => entry.env().with_caller(caller).call(request).await,
-    }
-}
-
 /// Answer an in-process request on its channel `tx`.
 fn answer<T: Send + 'static>(tx: oneshot::Sender<T>, value: T) {
     match tokio::sync::oneshot::Sender::try_from(tx) {
@@ -410,8 +296,9 @@ where
                 rx.await.map_err(unreachable::<P>)?.map(wrap)
             })
         }
+        #[cfg(feature = "quic")]
         ClientPath::Remote { client, turns } => {
-            let sent = send_remote::<P>(client.clone(), turns.clone(), call.into());
+            let sent = remote::send_remote::<P>(client.clone(), turns.clone(), call.into());
             Box::pin(async move {
                 oneshot::Receiver::<Result<R::Output, CallError>>::from(sent.await?)
                     .await
@@ -446,8 +333,9 @@ where
             }
             .boxed()
         }
+        #[cfg(feature = "quic")]
         ClientPath::Remote { client, turns } => {
-            send_remote::<P>(client.clone(), turns.clone(), call.into())
+            remote::send_remote::<P>(client.clone(), turns.clone(), call.into())
                 .map(|sent| sent.map(mpsc::Receiver::from))
                 .boxed()
         }
@@ -466,30 +354,6 @@ where
     })
 }
 
-/// Open a stream to the remote actor and send `request` on it, in turn with the
-/// connection's other callers; the stream's receive side carries the answer.
-async fn send_remote<P: IrpcProtocol>(
-    client: irpc::Client<P::Rpc>,
-    turns: Arc<Turns>,
-    request: P::Rpc,
-) -> Result<noq::RecvStream, CallError> {
-    let mut turn = turns.take().await;
-    let irpc::Request::Remote(sender) = client.request().await.map_err(unreachable::<P>)? else {
-        return Err(CallError::internal(format!(
-            "the `{}` service's QUIC client turned out to be in-process",
-            P::NAMESPACE
-        )));
-    };
-    let (send, recv) = turn
-        .write(sender.write(request))
-        .await
-        .map_err(unreachable::<P>)?;
-    // Dropping the send side finishes it, still in turn.
-    drop(send);
-    drop(turn);
-    Ok(recv)
-}
-
 /// An irpc client as the service path sends through it. Generated code only passes it on.
 pub struct IrpcClient<S: irpc::Service>(ClientPath<S>);
 
@@ -498,9 +362,10 @@ enum ClientPath<S: irpc::Service> {
     Local(irpc::LocalSender<S>),
     /// A QUIC connection to another node's listener; each request takes a turn
     /// (`quic::Turns`) to open its stream and write itself in irpc's format.
+    #[cfg(feature = "quic")]
     Remote {
         client: irpc::Client<S>,
-        turns: Arc<Turns>,
+        turns: std::sync::Arc<crate::quic::Turns>,
     },
 }
 
@@ -508,10 +373,15 @@ impl<S: irpc::Service> IrpcClient<S> {
     fn new(client: irpc::Client<S>) -> Self {
         IrpcClient(match client.as_local() {
             Some(sender) => ClientPath::Local(sender),
+            #[cfg(feature = "quic")]
             None => ClientPath::Remote {
                 client,
-                turns: Arc::default(),
+                turns: Default::default(),
             },
+            // irpc builds a client of another process only with its `rpc` feature, which
+            // the runtime's `quic` turns on.
+            #[cfg(not(feature = "quic"))]
+            None => unreachable!("irpc without `rpc` makes in-process clients alone"),
         })
     }
 }
@@ -557,195 +427,6 @@ impl IrpcService {
         IrpcService(LocalService::new::<P>(IrpcDispatch::<P> {
             client: IrpcClient::new(client),
         }))
-    }
-}
-
-/// A client of protocol `P`'s actor on the node at `addr`, whose key must be
-/// `server_fingerprint`; this node presents `identity`, which the server must allow.
-///
-/// The connection opens on the first call, and again on the next call after it is lost.
-/// While the node cannot be reached, attempts back off (100 ms, doubling to 2 s) and the
-/// calls in between fail at once with `UNAVAILABLE`, naming why the last attempt failed.
-/// Mount the client with `OperationEnv::builder().local(XProtocol::service(client))`.
-pub fn connect<P: IrpcProtocol>(
-    addr: std::net::SocketAddr,
-    server_fingerprint: &str,
-    identity: &crate::quic::NodeIdentity,
-    config: &crate::quic::QuicConfig,
-) -> Result<irpc::Client<P::Rpc>, CallError> {
-    Ok(connect_linked::<P>(addr, server_fingerprint, identity, config)?.0)
-}
-
-/// [`connect`], and how its connection stands ([`IrpcLink`]), for a readiness answer.
-pub fn connect_linked<P: IrpcProtocol>(
-    addr: std::net::SocketAddr,
-    server_fingerprint: &str,
-    identity: &crate::quic::NodeIdentity,
-    config: &crate::quic::QuicConfig,
-) -> Result<(irpc::Client<P::Rpc>, IrpcLink), CallError> {
-    let fingerprint = server_fingerprint.to_string();
-    let target: IrpcTarget = Arc::new(move || Ok((addr, fingerprint.clone())));
-    connect_following::<P>(target, identity, config)
-}
-
-/// Where another node's irpc listener is and the key it must prove, asked again before
-/// each connection is made: so a link follows configuration that changes while it lives.
-/// An `Err` says why there is nowhere to connect to now; calls fail with it
-/// (`UNAVAILABLE`).
-pub type IrpcTarget = Arc<dyn Fn() -> Result<(std::net::SocketAddr, String), String> + Send + Sync>;
-
-/// [`connect_linked`] to wherever `target` says when each connection is made: a node that
-/// moved, or changed its key, is reached at its new address with its new key from the next
-/// connection on. The client's socket takes the address family `target` gives now.
-pub fn connect_following<P: IrpcProtocol>(
-    target: IrpcTarget,
-    identity: &crate::quic::NodeIdentity,
-    config: &crate::quic::QuicConfig,
-) -> Result<(irpc::Client<P::Rpc>, IrpcLink), CallError> {
-    let (addr, fingerprint) = target().map_err(CallError::unavailable)?;
-    let alpn = alpn::<P>();
-    let client = crate::quic::client_config(
-        identity,
-        crate::quic::PeerKey::Pinned(fingerprint),
-        &alpn,
-        config,
-    )?;
-    let endpoint = crate::quic::client_endpoint(client, addr)?;
-    let live = Arc::new(Live {
-        endpoint,
-        target,
-        identity: identity.clone(),
-        alpn,
-        quic: config.clone(),
-        connection: Arc::default(),
-        redial: crate::quic::Redial::default(),
-    });
-    let client = irpc::Client::boxed(LiveConnection(live.clone()));
-    Ok((client, IrpcLink(live)))
-}
-
-/// irpc's connection to another node's listener, made again after a loss, with backoff.
-#[derive(Debug, Clone)]
-struct LiveConnection(Arc<Live>);
-
-struct Live {
-    endpoint: noq::Endpoint,
-    target: IrpcTarget,
-    identity: crate::quic::NodeIdentity,
-    alpn: Vec<u8>,
-    quic: crate::quic::QuicConfig,
-    /// Held while connecting, so calls made meanwhile wait for that one attempt.
-    connection: Arc<tokio::sync::Mutex<Option<noq::Connection>>>,
-    redial: crate::quic::Redial,
-}
-
-impl std::fmt::Debug for Live {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Live")
-            .field("target", &(self.target)())
-            .finish_non_exhaustive()
-    }
-}
-
-impl Live {
-    /// A new connection in `slot`, unless an attempt failed too recently.
-    async fn connect(
-        &self,
-        slot: &mut Option<noq::Connection>,
-    ) -> Result<noq::Connection, irpc::RequestError> {
-        *slot = None;
-        self.redial
-            .ready()
-            .map_err(|reason| irpc::RequestError::from(n0_error::AnyError::from(reason)))?;
-        let connected = async {
-            let (addr, fingerprint) = (self.target)().map_err(n0_error::AnyError::from)?;
-            let client = crate::quic::client_config(
-                &self.identity,
-                crate::quic::PeerKey::Pinned(fingerprint),
-                &self.alpn,
-                &self.quic,
-            )
-            .map_err(|err| n0_error::AnyError::from(err.message))?;
-            let connecting = self.endpoint.connect_with(client, addr, "localhost")?;
-            Ok::<_, irpc::RequestError>(connecting.await?)
-        };
-        let handshake_timeout = self.quic.handshake_timeout;
-        let connection = match tokio::time::timeout(handshake_timeout, connected).await {
-            Ok(Ok(connection)) => connection,
-            Ok(Err(err)) => {
-                self.redial.failed(error_chain(&err));
-                return Err(err);
-            }
-            Err(_) => {
-                let reason = format!("no handshake within {} ms", handshake_timeout.as_millis());
-                self.redial.failed(reason.clone());
-                return Err(n0_error::AnyError::from(reason).into());
-            }
-        };
-        self.redial.succeeded();
-        *slot = Some(connection.clone());
-        Ok(connection)
-    }
-}
-
-/// How the connection to another node's irpc listener stands, for a readiness answer: from
-/// [`connect_linked`].
-#[derive(Debug, Clone)]
-pub struct IrpcLink(Arc<Live>);
-
-impl IrpcLink {
-    /// Whether a connection is up; if not, why not — and a connection is begun in the
-    /// background (once at a time, within the redial backoff), so that a node that came
-    /// back is seen without waiting for a call.
-    pub fn readiness(&self) -> Result<(), String> {
-        let live = self.0.clone();
-        let Ok(mut slot) = live.connection.clone().try_lock_owned() else {
-            return Err("connecting".to_string());
-        };
-        let closed = match slot.as_ref().map(noq::Connection::close_reason) {
-            Some(None) => return Ok(()),
-            Some(Some(reason)) => Some(format!("the connection closed: {reason}")),
-            None => None,
-        };
-        let why = live
-            .redial
-            .last_failure()
-            .or(closed)
-            .unwrap_or_else(|| "not connected yet: connecting".to_string());
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                let _ = live.connect(&mut slot).await;
-            });
-        }
-        Err(why)
-    }
-}
-
-impl irpc::rpc::RemoteConnection for LiveConnection {
-    fn clone_boxed(&self) -> Box<dyn irpc::rpc::RemoteConnection> {
-        Box::new(self.clone())
-    }
-
-    fn open_bi(
-        &self,
-    ) -> BoxFuture<'static, Result<(noq::SendStream, noq::RecvStream), irpc::RequestError>> {
-        let live = self.0.clone();
-        Box::pin(async move {
-            let mut slot = live.connection.lock().await;
-            if let Some(connection) = slot.as_ref()
-                && connection.close_reason().is_none()
-                && let Ok(pair) = connection.open_bi().await
-            {
-                return Ok(pair);
-            }
-            let connection = live.connect(&mut slot).await?;
-            Ok(connection.open_bi().await?)
-        })
-    }
-
-    fn zero_rtt_rejected(&self) -> BoxFuture<'static, bool> {
-        // The handshake completes before any request is sent.
-        Box::pin(async { false })
     }
 }
 
