@@ -12,7 +12,6 @@ use bytes::{Buf, BytesMut};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use serde_json::value::RawValue;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, Sleep};
 use tokio_util::codec::{Decoder, FramedRead};
@@ -173,15 +172,81 @@ struct Output<'a> {
 #[derive(Serialize)]
 struct Empty {}
 
-/// An envelope as read, its payload left as text: read once, into the type its `type`
-/// names, rather than into a `Value` first.
+/// An envelope as read in full, its payload as a `Value`: the reading that decides what
+/// an envelope means, and the one every error comes from.
 #[derive(Deserialize)]
-struct Incoming<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: Cow<'a, str>,
+struct Incoming {
+    #[serde(rename = "type")]
+    kind: String,
     id: String,
-    #[serde(default, borrow)]
-    payload: Option<&'a RawValue>,
+    #[serde(default)]
+    payload: Option<Value>,
+}
+
+/// An envelope read in one pass, its payload straight into the type its `type` names:
+/// for envelopes whose `type` comes before their `payload`, as every writer of this
+/// crate puts them. It gives up (`Err`) on anything else, and on anything malformed,
+/// for [`Incoming`] to read again; what it reads, it reads as `Incoming` would.
+struct InOnePass;
+
+impl<'de> serde::de::Visitor<'de> for InOnePass {
+    type Value = (String, Event);
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an envelope with its type before its payload")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        use serde::de::Error;
+        let (mut kind, mut id, mut event) = (None::<Cow<'de, str>>, None::<String>, None);
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            match &*key {
+                "type" if kind.is_none() => kind = Some(map.next_value()?),
+                "id" if id.is_none() => id = Some(map.next_value()?),
+                "payload" if event.is_none() => {
+                    let kind = kind
+                        .as_deref()
+                        .ok_or_else(|| A::Error::custom("payload first"))?;
+                    event = Some(map.next_value_seed(PayloadOf(kind))?);
+                }
+                "type" | "id" | "payload" => return Err(A::Error::custom("a duplicate field")),
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        let (Some(id), Some(event)) = (id, event) else {
+            return Err(A::Error::custom("no id or no payload"));
+        };
+        Ok((id, event))
+    }
+}
+
+/// The payload of an envelope of type `.0`, read as that type's.
+struct PayloadOf<'k>(&'k str);
+
+impl<'de> serde::de::DeserializeSeed<'de> for PayloadOf<'_> {
+    type Value = Event;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, payload: D) -> Result<Event, D::Error> {
+        use serde::de::{Error, IgnoredAny};
+        Ok(match self.0 {
+            "call.requested" => Event::Requested(CallRequested::deserialize(payload)?),
+            "call.responded" => Event::Responded {
+                output: OutputIn::deserialize(payload)?.output,
+            },
+            "call.completed" => {
+                IgnoredAny::deserialize(payload)?;
+                Event::Completed
+            }
+            "call.aborted" => {
+                IgnoredAny::deserialize(payload)?;
+                Event::Aborted
+            }
+            "call.error" => Event::Error(CallError::deserialize(payload)?),
+            _ => return Err(D::Error::custom("an unknown type")),
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -256,30 +321,38 @@ impl EventEnvelope {
 
     /// Parse one envelope from its JSON.
     pub fn decode(json: &[u8]) -> Result<Self, DecodeError> {
+        let mut one_pass = serde_json::Deserializer::from_slice(json);
+        if let Ok((id, event)) = serde::Deserializer::deserialize_map(&mut one_pass, InOnePass)
+            && one_pass.end().is_ok()
+        {
+            return Ok(EventEnvelope { id, event });
+        }
+        Self::decode_in_full(json)
+    }
+
+    /// [`decode`](Self::decode) by [`Incoming`] alone: what the one pass must agree with.
+    fn decode_in_full(json: &[u8]) -> Result<Self, DecodeError> {
         let incoming: Incoming =
             serde_json::from_slice(json).map_err(|e| DecodeError::Malformed(e.to_string()))?;
         let Incoming { kind, id, payload } = incoming;
         // An absent payload reads as `null`, which the payloads that need one refuse.
-        let payload = payload.map_or("null", RawValue::get);
+        let payload = payload.unwrap_or(Value::Null);
         let invalid = |reason: serde_json::Error| DecodeError::InvalidPayload {
             id: id.clone(),
-            kind: kind.to_string(),
+            kind: kind.clone(),
             reason: without_position(&reason),
         };
         let event = match &*kind {
-            "call.requested" => Event::Requested(serde_json::from_str(payload).map_err(invalid)?),
+            "call.requested" => Event::Requested(serde_json::from_value(payload).map_err(invalid)?),
             "call.responded" => Event::Responded {
-                output: serde_json::from_str::<OutputIn>(payload)
+                output: serde_json::from_value::<OutputIn>(payload)
                     .map_err(invalid)?
                     .output,
             },
             "call.completed" => Event::Completed,
             "call.aborted" => Event::Aborted,
-            "call.error" => Event::Error(serde_json::from_str(payload).map_err(invalid)?),
-            _ => {
-                let kind = kind.into_owned();
-                return Err(DecodeError::UnknownType { id, kind });
-            }
+            "call.error" => Event::Error(serde_json::from_value(payload).map_err(invalid)?),
+            _ => return Err(DecodeError::UnknownType { id, kind }),
         };
         Ok(EventEnvelope { id, event })
     }
@@ -683,6 +756,17 @@ mod tests {
             let len = u32::from_be_bytes(frame[..4].try_into().unwrap()) as usize;
             assert_eq!(len, frame.len() - 4);
             assert_eq!(EventEnvelope::decode(&frame[4..]).unwrap(), event);
+        }
+    }
+
+    #[test]
+    fn what_this_crate_writes_is_read_in_one_pass() {
+        for event in every_event() {
+            let json = event.to_json();
+            let mut reader = serde_json::Deserializer::from_str(&json);
+            let (id, read) = serde::Deserializer::deserialize_map(&mut reader, InOnePass)
+                .unwrap_or_else(|err| panic!("{json} is read again in full: {err}"));
+            assert_eq!(EventEnvelope { id, event: read }, event);
         }
     }
 
@@ -1108,6 +1192,59 @@ mod tests {
                 prop_assert!(frames == expected, "the frames differ");
                 prop_assert_eq!(outcome, ending);
             }
+
+            /// The one-pass reading and the full one agree on every envelope: fields in
+            /// any order, repeated, missing or of the wrong type, payloads valid or not,
+            /// unknown fields and types, and text after the object.
+            #[test]
+            fn one_pass_decodes_as_the_full_reading_does(
+                fields in prop::collection::vec(field(), 0..6),
+                trailing in prop_oneof![Just(""), Just(" "), Just("x"), Just("{}")],
+            ) {
+                let body: Vec<String> =
+                    fields.iter().map(|(key, value)| format!("{key:?}:{value}")).collect();
+                let json = format!("{{{}}}{trailing}", body.join(","));
+                prop_assert_eq!(
+                    EventEnvelope::decode(json.as_bytes()),
+                    EventEnvelope::decode_in_full(json.as_bytes()),
+                    "{}", json
+                );
+            }
+        }
+
+        /// One field of an envelope: a name and its JSON text.
+        fn field() -> impl Strategy<Value = (String, String)> {
+            let kind = prop_oneof![
+                Just(r#""call.requested""#),
+                Just(r#""call.responded""#),
+                Just(r#""call.completed""#),
+                Just(r#""call.aborted""#),
+                Just(r#""call.error""#),
+                Just(r#""call.dance""#),
+                Just("7"),
+            ];
+            let id = prop_oneof![Just(r#""1""#), Just(r#""a2""#), Just("null")];
+            let payload = prop_oneof![
+                Just(r#"{"operationId":"echo/say","input":{"text":"hi"}}"#),
+                Just(r#"{"operationId":"echo/say","request_id":"nope"}"#),
+                Just(r#"{"operationId":5}"#),
+                Just(r#"{"output":{"n":1}}"#),
+                Just(r#"{"code":"NOT_FOUND","message":"gone"}"#),
+                Just(r#"{"code":"NOT_FOUND"}"#),
+                Just("{}"),
+                Just("null"),
+                Just("[1,2]"),
+                Just(r#""text""#),
+            ];
+            prop_oneof![
+                kind.prop_map(|value| ("type".to_string(), value.to_string())),
+                id.prop_map(|value| ("id".to_string(), value.to_string())),
+                payload.prop_map(|value| ("payload".to_string(), value.to_string())),
+                Just((
+                    "extra".to_string(),
+                    r#"{"deep":[1,{"x":null}]}"#.to_string()
+                )),
+            ]
         }
     }
 }
