@@ -86,9 +86,9 @@ impl Running {
         std::fs::write(&key, identity.private_key_pem()).unwrap();
         let file = dir.path().join("node.toml");
         std::fs::write(&file, format!("[node]\nkey = {key:?}\n{sections}")).unwrap();
-        let builder = assemble(alknet::Node::builder(
-            ConfigServiceImpl::from_file(&file).unwrap(),
-        ));
+        let builder = assemble(
+            alknet::Node::builder(ConfigServiceImpl::from_file(&file).unwrap()).without_storage(),
+        );
         let node = if connect {
             builder.connect().await.unwrap()
         } else {

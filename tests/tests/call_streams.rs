@@ -93,6 +93,7 @@ async fn echo_node_here(identity: &NodeIdentity, dynamic: &str) -> (alknet::Node
     );
     let node = alknet::Node::builder(ConfigServiceImpl::from_text(text, "the test node").unwrap())
         .local(EchoProtocol::local(EchoService::default()))
+        .without_storage()
         .build()
         .unwrap();
     std::fs::remove_file(key).ok();

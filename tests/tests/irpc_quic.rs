@@ -330,6 +330,7 @@ impl TrustNode {
             .local(GateProtocol::local(Gate::default()))
             .local(VaultProtocol::local(Vault))
             .without_auth()
+            .without_storage()
             .build()
             .unwrap();
         std::fs::remove_file(key).ok();
@@ -481,6 +482,7 @@ async fn an_outside_keys_irpc_calls_pass_the_rate_limits_and_the_forwarding_poli
         .unwrap(),
     )
     .local(GateProtocol::local(Gate::default()))
+    .without_storage()
     .build()
     .unwrap();
     let b_listening = b.start().await.unwrap();

@@ -108,6 +108,7 @@ impl Node {
             .local(EchoProtocol::local(EchoService::default()))
             .local(GateProtocol::local(Gate::default()))
             .local(FrontProtocol::local(Front))
+            .without_storage()
             .build()
             .unwrap();
         std::fs::remove_file(key).ok();

@@ -99,7 +99,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let text = format!("[node]\n{node}[listen]\n{listen}[call]\n{call}{credentials}");
     let config = ConfigServiceImpl::from_text(text, "call-node flags")?;
 
-    let mut builder: NodeBuilder = Node::builder(config);
+    let mut builder: NodeBuilder = Node::builder(config).without_storage();
     for name in &serve {
         builder = match name.as_str() {
             "echo" => builder.local(EchoProtocol::local(EchoService::default())),

@@ -38,6 +38,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let node = Node::builder(ConfigServiceImpl::from_text(text, "irpc-node flags")?)
         .local(ProbeProtocol::local(Probe::default()))
         .local(EchoProtocol::local(EchoService::default()))
+        .without_storage()
         .build()?;
     let listeners = node.start().await?;
     let address = listeners.address("irpc").expect("[listen] irpc is set");
