@@ -21,6 +21,7 @@ use tracing::Instrument;
 use arc_swap::ArcSwap;
 
 use crate::admission::{Admission, AdmissionSteps, Admit, Admitting};
+#[cfg(feature = "node")]
 use crate::config::DynamicConfig;
 use crate::context::ContextParts;
 use crate::drain::{Drain, cut_off};
@@ -211,6 +212,7 @@ pub(crate) struct EnvShared {
     table: ArcSwap<Table>,
     /// Admit outside calls, in order: forwarding policy, rate limits, the user's own.
     admission: AdmissionSteps,
+    #[cfg(feature = "node")]
     config: Option<Arc<ArcSwap<DynamicConfig>>>,
     drain: Option<Drain>,
 }
@@ -342,6 +344,7 @@ pub struct OperationEnvBuilder {
     services: Vec<ServiceEntry>,
     errors: Vec<BuildError>,
     admission: AdmissionSteps,
+    #[cfg(feature = "node")]
     config: Option<Arc<ArcSwap<DynamicConfig>>>,
     drain: Option<Drain>,
 }
@@ -409,6 +412,7 @@ impl OperationEnvBuilder {
     /// [`ConfigServiceImpl::shared`](crate::config::ConfigServiceImpl::shared)), for
     /// adapters that read it per request: which proxies the HTTP adapter believes about
     /// a client's address.
+    #[cfg(feature = "node")]
     pub fn config(mut self, config: Arc<ArcSwap<DynamicConfig>>) -> Self {
         self.config = Some(config);
         self
@@ -452,6 +456,7 @@ impl OperationEnvBuilder {
                 shared: shared.clone(),
             }),
             admission: self.admission,
+            #[cfg(feature = "node")]
             config: self.config,
             drain: self.drain,
         });
@@ -508,6 +513,7 @@ impl OperationEnv {
             Arc::new(EnvShared {
                 table: ArcSwap::new(table.clone()),
                 admission: AdmissionSteps::default(),
+                #[cfg(feature = "node")]
                 config: None,
                 drain: None,
             })
@@ -559,6 +565,7 @@ impl OperationEnv {
 
     /// The live dynamic configuration the env was given
     /// ([`OperationEnvBuilder::config`]), as it is now.
+    #[cfg(feature = "node")]
     pub fn config(&self) -> Option<arc_swap::Guard<Arc<DynamicConfig>>> {
         self.shared.config.as_ref().map(|config| config.load())
     }

@@ -51,9 +51,12 @@ mod binary;
 pub mod call;
 #[cfg(feature = "http")]
 mod client_addr;
+#[cfg(feature = "node")]
 pub mod config;
+#[cfg(feature = "node")]
 mod config_identity;
 mod context;
+#[cfg(feature = "node")]
 pub mod credentials;
 mod drain;
 mod encoding;
@@ -63,9 +66,11 @@ mod identity;
 mod json;
 #[cfg(any(feature = "http", feature = "websocket"))]
 pub mod listener;
+#[cfg(feature = "node")]
 mod policy;
 #[cfg(feature = "quic")]
 pub mod quic;
+#[cfg(feature = "node")]
 mod rate_limit;
 mod service;
 #[cfg(feature = "irpc")]
@@ -82,6 +87,7 @@ pub mod schema;
 pub use access::{AccessControl, ResourceRule};
 pub use admission::{Admission, Admit, Admitting};
 pub use binary::Binary;
+#[cfg(feature = "node")]
 pub use config_identity::ConfigIdentityProvider;
 pub use context::{CallMeta, OperationContext};
 pub use drain::Drain;
@@ -95,7 +101,9 @@ pub use identity::{
     key_fingerprint,
 };
 pub use json::Json;
+#[cfg(feature = "node")]
 pub use policy::{NodePolicy, PeerPaths};
+#[cfg(feature = "node")]
 pub use rate_limit::RateLimiter;
 pub use service::{
     Dispatch, DispatchPath, ItemStream, LocalService, Operation, Protocol, ResponseStream,
@@ -108,6 +116,7 @@ pub use tokio_util::sync::CancellationToken;
 pub use alknet_macros::{alk_service, alk_type};
 
 pub use arc_swap;
+#[cfg(feature = "node")]
 pub use ed25519_dalek;
 pub use futures;
 #[cfg(feature = "irpc")]

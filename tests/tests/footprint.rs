@@ -1,6 +1,7 @@
-//! A service crate builds no transport: with the runtime's default features, what it
-//! depends on names no QUIC, TLS, HTTP or DNS crate (`docs/benchmarks.md`, "Build cost
-//! and footprint"; the node turns them on).
+//! A service crate builds no transport and none of the node's own parts: with the
+//! runtime's default features, what it depends on names no QUIC, TLS, HTTP or DNS crate,
+//! nor the configuration file's, the credentials' or the rate limits' (`docs/benchmarks.md`,
+//! "Build cost and footprint"; the node turns them on).
 
 use std::process::Command;
 
@@ -49,7 +50,7 @@ fn a_service_crate_builds_no_transport() {
         .collect();
     assert!(
         built.is_empty(),
-        "a service crate builds {built:?}, which only a node that serves it needs"
+        "a service crate builds {built:?}, which only the node that serves it needs"
     );
 }
 

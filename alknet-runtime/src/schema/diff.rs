@@ -11,7 +11,8 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
-use super::{document, pointer_segment};
+use super::document;
+use super::files::pointer_segment;
 
 /// Whether a change keeps old clients working.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use super::{DIALECT, pointer_segment, service_file};
+use super::DIALECT;
+use super::files::{pointer_segment, service_file};
 use crate::{AccessControl, ErrorDef, OperationKind, OperationSpec, ServiceSpec, Visibility};
 
 const DEFS_PREFIX: &str = "#/$defs/";

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value, json};
 
 use super::document::{SCHEMA_KEY, error_part, part_name, part_names};
-use super::{DIALECT, pointer_segment, service_document};
+use super::files::pointer_segment;
+use super::{DIALECT, service_document};
 use crate::{OperationSpec, ServiceSpec, codes};
 
 const SCHEMAS: &str = "#/components/schemas/";
