@@ -767,6 +767,14 @@ impl StorageService {
         self.threads.read(work).await
     }
 
+    /// [`read`](Self::read) of one row by its key ([`StoreThreads::read_point`]).
+    async fn read_point<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, CallError> {
+        self.threads.read_point(work).await
+    }
+
     async fn write(&self, writes: Vec<Write>) -> Result<Vec<Applied>, CallError> {
         for (index, write) in writes.iter().enumerate() {
             self.check_write(write)
@@ -889,7 +897,8 @@ impl StorageHandler for StorageService {
         request: GetGraph,
     ) -> Result<Graph, CallError> {
         check_id("graph", &request.graph)?;
-        self.read(move |store| store.graph(&request.graph)).await
+        self.read_point(move |store| store.graph(&request.graph))
+            .await
     }
 
     async fn list_graphs(
@@ -929,7 +938,7 @@ impl StorageHandler for StorageService {
     async fn get_node(&self, _ctx: &OperationContext, request: GetNode) -> Result<Node, CallError> {
         check_id("graph", &request.graph)?;
         check_id("node id", &request.id)?;
-        self.read(move |store| store.node(&request.graph, &request.id))
+        self.read_point(move |store| store.node(&request.graph, &request.id))
             .await
     }
 
@@ -996,7 +1005,7 @@ impl StorageHandler for StorageService {
     async fn get_edge(&self, _ctx: &OperationContext, request: GetEdge) -> Result<Edge, CallError> {
         check_id("graph", &request.graph)?;
         check_id("edge id", &request.id)?;
-        self.read(move |store| store.edge(&request.graph, &request.id))
+        self.read_point(move |store| store.edge(&request.graph, &request.id))
             .await
     }
 

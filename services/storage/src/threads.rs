@@ -2,6 +2,7 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use alknet_runtime::CallError;
@@ -30,10 +31,34 @@ const MAX_COMMIT_BATCHES: usize = 256;
 /// ([`Store::write_each`]): under load, a commit serves many calls. (Tokio's blocking pool
 /// would start a thread for every call in flight, each then waiting for one of a few
 /// connections, and commit each call alone.)
+///
+/// A point read (one row by its key) made while no other read runs is the exception: it
+/// runs on the caller's thread. It takes a few microseconds; the hop to a reader thread
+/// and back takes tens. Once reads overlap, every read takes the hop again, so at most one
+/// runtime thread is ever in the store, and a busy store reads on its own threads.
 #[derive(Clone)]
 pub(crate) struct StoreThreads {
     reads: Sender<Job>,
     writes: Sender<WriteJob>,
+    store: Arc<dyn Store>,
+    reading: Arc<AtomicUsize>,
+}
+
+/// One read counted in [`StoreThreads`]' `reading` until it is dropped.
+struct Reading(Arc<AtomicUsize>);
+
+impl Reading {
+    /// Count a read; whether it is the only one.
+    fn begin(reading: &Arc<AtomicUsize>) -> (Reading, bool) {
+        let alone = reading.fetch_add(1, Ordering::AcqRel) == 0;
+        (Reading(reading.clone()), alone)
+    }
+}
+
+impl Drop for Reading {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl StoreThreads {
@@ -48,11 +73,37 @@ impl StoreThreads {
     ) -> Result<Self, StoreError> {
         Ok(StoreThreads {
             reads: spawn_readers(store.clone(), readers.max(1))?,
-            writes: spawn_writer(store, poll, on_head)?,
+            writes: spawn_writer(store.clone(), poll, on_head)?,
+            store,
+            reading: Arc::default(),
         })
     }
 
+    /// A read on a reader thread.
     pub(crate) async fn read<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, CallError> {
+        let (_reading, _) = Reading::begin(&self.reading);
+        self.hop(work).await
+    }
+
+    /// A read of one row by its key: on this thread if no other read runs, else as
+    /// [`read`](Self::read).
+    pub(crate) async fn read_point<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, CallError> {
+        let (_reading, alone) = Reading::begin(&self.reading);
+        if !alone {
+            return self.hop(work).await;
+        }
+        catch_unwind(AssertUnwindSafe(|| work(&*self.store)))
+            .map_err(|_| panicked())?
+            .map_err(crate::store_error)
+    }
+
+    async fn hop<T: Send + 'static>(
         &self,
         work: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, CallError> {
@@ -151,5 +202,70 @@ fn stopped() -> CallError {
 }
 
 fn panicked() -> CallError {
-    CallError::internal("the storage call failed: its thread panicked")
+    CallError::internal("the storage call failed: it panicked")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::thread::ThreadId;
+
+    use super::*;
+    use crate::sqlite::SqliteStore;
+    use crate::store::Limits;
+
+    fn threads() -> StoreThreads {
+        let store = SqliteStore::in_memory(Limits::default()).unwrap();
+        StoreThreads::start(Arc::new(store), 2, Duration::from_secs(60), |_| {}).unwrap()
+    }
+
+    fn here() -> ThreadId {
+        std::thread::current().id()
+    }
+
+    #[tokio::test]
+    async fn a_point_read_alone_runs_on_the_callers_thread() {
+        let threads = threads();
+        let ran_on = threads.read_point(|_| Ok(here())).await.unwrap();
+        assert_eq!(ran_on, here());
+        let ran_on = threads.read(|_| Ok(here())).await.unwrap();
+        assert_ne!(ran_on, here(), "a read that is not a point read hops");
+    }
+
+    // The slow read runs on a worker while this thread waits for it to start.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_point_read_beside_another_read_hops_to_a_reader_thread() {
+        let threads = threads();
+        let (started, running) = std::sync::mpsc::channel();
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let slow = tokio::spawn({
+            let threads = threads.clone();
+            async move {
+                threads
+                    .read(move |_| {
+                        started.send(()).unwrap();
+                        wait.recv().unwrap();
+                        Ok(())
+                    })
+                    .await
+            }
+        });
+        running.recv().unwrap();
+        let ran_on = threads.read_point(|_| Ok(here())).await.unwrap();
+        assert_ne!(ran_on, here());
+        release.send(()).unwrap();
+        slow.await.unwrap().unwrap();
+        // With the other read done, the next point read is alone again.
+        assert_eq!(threads.read_point(|_| Ok(here())).await.unwrap(), here());
+    }
+
+    #[tokio::test]
+    async fn a_point_read_that_panics_is_an_internal_error_and_frees_its_count() {
+        let threads = threads();
+        let err = threads
+            .read_point(|_| -> Result<(), StoreError> { panic!("a bug") })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, alknet_runtime::codes::INTERNAL, "{err}");
+        assert_eq!(threads.read_point(|_| Ok(here())).await.unwrap(), here());
+    }
 }
