@@ -1,6 +1,6 @@
 //! [`Admission`]: the steps an [`OperationEnv`](crate::OperationEnv) runs for every outside
 //! call before it is served — the node's forwarding policy and rate limits
-//! ([`NodePolicy`](crate::NodePolicy)), an API-gateway check, an audit log.
+//! (`NodePolicy`, feature `node`), an API-gateway check, an audit log.
 
 use std::net::IpAddr;
 use std::sync::Arc;

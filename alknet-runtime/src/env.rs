@@ -401,8 +401,8 @@ impl OperationEnvBuilder {
 
     /// Run `step` for every outside call, after its identity and access are checked and
     /// after the steps added before it. Nested calls are not subject to it. See
-    /// [`Admission`]; [`NodePolicy`](crate::NodePolicy) is the node's forwarding policy and
-    /// rate limits.
+    /// [`Admission`]; `NodePolicy` (feature `node`) is the node's forwarding policy and rate
+    /// limits.
     pub fn admission(mut self, step: impl Admission) -> Self {
         self.admission.push(Arc::new(step));
         self

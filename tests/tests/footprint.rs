@@ -43,6 +43,10 @@ fn a_service_crate_builds_no_transport() {
         "rmcp",
         "hickory-server",
         "tungstenite",
+        "toml",
+        "ed25519-dalek",
+        "governor",
+        "ipnet",
     ];
     let built: Vec<&String> = crates
         .iter()
@@ -64,6 +68,8 @@ fn the_node_builds_every_transport() {
         "rmcp",
         "hickory-server",
         "tungstenite",
+        "toml",
+        "governor",
     ] {
         assert!(
             crates.iter().any(|name| name == transport),

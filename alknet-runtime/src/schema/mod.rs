@@ -5,7 +5,7 @@
 //! [`integer_bounds`], through the schemas its operations generate.
 //!
 //! The `alknet schema` commands write and check these files; the HTTP adapter serves the
-//! same [`openapi`] document at `/openapi.json`.
+//! same `openapi` document at `/openapi.json`.
 
 #[cfg(feature = "node")]
 mod diff;

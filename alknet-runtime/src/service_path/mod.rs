@@ -1,5 +1,6 @@
 //! The irpc service path (SPEC §8): a service as an irpc actor, reached through tokio
-//! channels in-process or postcard over QUIC, mounted in an [`OperationEnv`] like any other.
+//! channels in-process or, with the `quic` feature, postcard over QUIC, mounted in an
+//! [`OperationEnv`] like any other.
 //!
 //! ```
 //! use alknet_example::{EchoClient, EchoProtocol, EchoService};
@@ -296,6 +297,8 @@ where
                 rx.await.map_err(unreachable::<P>)?.map(wrap)
             })
         }
+        #[cfg(not(feature = "quic"))]
+        ClientPath::Elsewhere => Box::pin(std::future::ready(Err(no_quic::<P>()))),
         #[cfg(feature = "quic")]
         ClientPath::Remote { client, turns } => {
             let sent = remote::send_remote::<P>(client.clone(), turns.clone(), call.into());
@@ -333,6 +336,10 @@ where
             }
             .boxed()
         }
+        #[cfg(not(feature = "quic"))]
+        ClientPath::Elsewhere => {
+            std::future::ready(Err::<mpsc::Receiver<_>, _>(no_quic::<P>())).boxed()
+        }
         #[cfg(feature = "quic")]
         ClientPath::Remote { client, turns } => {
             remote::send_remote::<P>(client.clone(), turns.clone(), call.into())
@@ -367,6 +374,10 @@ enum ClientPath<S: irpc::Service> {
         client: irpc::Client<S>,
         turns: std::sync::Arc<crate::quic::Turns>,
     },
+    /// A client of another process in a build without `quic` (irpc's `rpc` feature turned
+    /// on by another crate): every call fails.
+    #[cfg(not(feature = "quic"))]
+    Elsewhere,
 }
 
 impl<S: irpc::Service> IrpcClient<S> {
@@ -378,10 +389,8 @@ impl<S: irpc::Service> IrpcClient<S> {
                 client,
                 turns: Default::default(),
             },
-            // irpc builds a client of another process only with its `rpc` feature, which
-            // the runtime's `quic` turns on.
             #[cfg(not(feature = "quic"))]
-            None => unreachable!("irpc without `rpc` makes in-process clients alone"),
+            None => ClientPath::Elsewhere,
         })
     }
 }
@@ -422,7 +431,8 @@ impl From<IrpcService> for LocalService {
 }
 
 impl IrpcService {
-    /// Reach protocol `P` through `client`: in-process channels or a QUIC connection.
+    /// Reach protocol `P` through `client`: in-process channels or (feature `quic`) a QUIC
+    /// connection.
     pub fn new<P: IrpcProtocol>(client: irpc::Client<P::Rpc>) -> Self {
         IrpcService(LocalService::new::<P>(IrpcDispatch::<P> {
             client: IrpcClient::new(client),
@@ -441,6 +451,15 @@ fn error_chain(err: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     reason
+}
+
+/// Why a client of another process cannot be used in this build.
+#[cfg(not(feature = "quic"))]
+fn no_quic<P: Protocol>() -> CallError {
+    CallError::unavailable(format!(
+        "the `{}` service's irpc client is of another process, and this build of alknet-runtime has no `quic` feature to reach it",
+        P::NAMESPACE
+    ))
 }
 
 fn unreachable<P: Protocol>(err: impl std::error::Error) -> CallError {

@@ -306,6 +306,10 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 }
 
 impl Store for SqliteStore {
+    fn has_readers(&self) -> bool {
+        !self.readers.is_empty()
+    }
+
     fn graph(&self, id: &str) -> Result<Graph, StoreError> {
         graph(&self.reader(), id)?.ok_or_else(|| StoreError::GraphNotFound {
             graph: id.to_string(),

@@ -12,6 +12,9 @@ use crate::{Applied, Change, Edge, Graph, LogPosition, Neighbour, Node, Write};
 /// appends one change per graph, node or edge it touches to the log, with sequence numbers
 /// that grow in the order writes commit.
 pub trait Store: Send + Sync + 'static {
+    /// Whether reads have connections of their own, apart from the writer's: a read then
+    /// never waits for a write.
+    fn has_readers(&self) -> bool;
     /// One graph.
     fn graph(&self, id: &str) -> Result<Graph, StoreError>;
     /// Graphs by id, after `after`.

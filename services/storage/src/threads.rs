@@ -35,12 +35,16 @@ const MAX_COMMIT_BATCHES: usize = 256;
 /// A point read (one row by its key) made while no other read runs is the exception: it
 /// runs on the caller's thread. It takes a few microseconds; the hop to a reader thread
 /// and back takes tens. Once reads overlap, every read takes the hop again, so at most one
-/// runtime thread is ever in the store, and a busy store reads on its own threads.
+/// runtime thread is ever in the store, and a busy store reads on its own threads. (A
+/// store whose reads share the writer's connection always hops: a read there may wait out
+/// a commit.)
 #[derive(Clone)]
 pub(crate) struct StoreThreads {
     reads: Sender<Job>,
     writes: Sender<WriteJob>,
     store: Arc<dyn Store>,
+    /// Reads running or queued, each counted until its work is done (not until its caller
+    /// stops waiting).
     reading: Arc<AtomicUsize>,
 }
 
@@ -84,8 +88,8 @@ impl StoreThreads {
         &self,
         work: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, CallError> {
-        let (_reading, _) = Reading::begin(&self.reading);
-        self.hop(work).await
+        let (reading, _) = Reading::begin(&self.reading);
+        self.hop(work, reading).await
     }
 
     /// A read of one row by its key: on this thread if no other read runs, else as
@@ -94,24 +98,28 @@ impl StoreThreads {
         &self,
         work: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, CallError> {
-        let (_reading, alone) = Reading::begin(&self.reading);
-        if !alone {
-            return self.hop(work).await;
+        let (reading, alone) = Reading::begin(&self.reading);
+        if !alone || !self.store.has_readers() {
+            return self.hop(work, reading).await;
         }
-        catch_unwind(AssertUnwindSafe(|| work(&*self.store)))
-            .map_err(|_| panicked())?
-            .map_err(crate::store_error)
+        let read = catch_unwind(AssertUnwindSafe(|| work(&*self.store)));
+        drop(reading);
+        read.map_err(|_| panicked())?.map_err(crate::store_error)
     }
 
+    /// `work` on a reader thread, counted as `reading` until it is done there.
     async fn hop<T: Send + 'static>(
         &self,
         work: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+        reading: Reading,
     ) -> Result<T, CallError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.reads
             .send(Box::new(move |store| {
+                let read = work(store);
+                drop(reading);
                 // The caller may have gone; the work is done either way.
-                let _ = reply.send(work(store));
+                let _ = reply.send(read);
             }))
             .map_err(|_| stopped())?;
         answer
@@ -213,9 +221,16 @@ mod tests {
     use crate::sqlite::SqliteStore;
     use crate::store::Limits;
 
-    fn threads() -> StoreThreads {
-        let store = SqliteStore::in_memory(Limits::default()).unwrap();
+    fn start(store: SqliteStore) -> StoreThreads {
         StoreThreads::start(Arc::new(store), 2, Duration::from_secs(60), |_| {}).unwrap()
+    }
+
+    /// Threads over a store in a file, with reader connections of its own, and the
+    /// directory that holds it.
+    fn threads() -> (StoreThreads, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("store.sqlite3"), Limits::default());
+        (start(store.unwrap()), dir)
     }
 
     fn here() -> ThreadId {
@@ -224,7 +239,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_point_read_alone_runs_on_the_callers_thread() {
-        let threads = threads();
+        let (threads, _dir) = threads();
         let ran_on = threads.read_point(|_| Ok(here())).await.unwrap();
         assert_eq!(ran_on, here());
         let ran_on = threads.read(|_| Ok(here())).await.unwrap();
@@ -234,7 +249,7 @@ mod tests {
     // The slow read runs on a worker while this thread waits for it to start.
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
     async fn a_point_read_beside_another_read_hops_to_a_reader_thread() {
-        let threads = threads();
+        let (threads, _dir) = threads();
         let (started, running) = std::sync::mpsc::channel();
         let (release, wait) = std::sync::mpsc::channel::<()>();
         let slow = tokio::spawn({
@@ -259,8 +274,14 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_store_whose_reads_share_the_writers_connection_always_hops() {
+        let threads = start(SqliteStore::in_memory(Limits::default()).unwrap());
+        assert_ne!(threads.read_point(|_| Ok(here())).await.unwrap(), here());
+    }
+
+    #[tokio::test]
     async fn a_point_read_that_panics_is_an_internal_error_and_frees_its_count() {
-        let threads = threads();
+        let (threads, _dir) = threads();
         let err = threads
             .read_point(|_| -> Result<(), StoreError> { panic!("a bug") })
             .await
