@@ -142,13 +142,14 @@ mod sent_ids {
 impl Event {
     /// The event's `type` on the wire.
     pub fn type_name(&self) -> &'static str {
-        match self {
-            Event::Requested(_) => "call.requested",
-            Event::Responded { .. } => "call.responded",
-            Event::Completed => "call.completed",
-            Event::Aborted => "call.aborted",
-            Event::Error(_) => "call.error",
-        }
+        let kind = match self {
+            Event::Requested(_) => Kind::Requested,
+            Event::Responded { .. } => Kind::Responded,
+            Event::Completed => Kind::Completed,
+            Event::Aborted => Kind::Aborted,
+            Event::Error(_) => Kind::Error,
+        };
+        kind.name()
     }
 }
 
@@ -214,15 +215,27 @@ enum Kind {
 }
 
 impl Kind {
+    const ALL: [Kind; 5] = [
+        Kind::Requested,
+        Kind::Responded,
+        Kind::Completed,
+        Kind::Aborted,
+        Kind::Error,
+    ];
+
+    /// Its `type` on the wire.
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Requested => "call.requested",
+            Kind::Responded => "call.responded",
+            Kind::Completed => "call.completed",
+            Kind::Aborted => "call.aborted",
+            Kind::Error => "call.error",
+        }
+    }
+
     fn named(name: &str) -> Option<Kind> {
-        Some(match name {
-            "call.requested" => Kind::Requested,
-            "call.responded" => Kind::Responded,
-            "call.completed" => Kind::Completed,
-            "call.aborted" => Kind::Aborted,
-            "call.error" => Kind::Error,
-            _ => return None,
-        })
+        Kind::ALL.into_iter().find(|kind| kind.name() == name)
     }
 }
 
